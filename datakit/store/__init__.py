@@ -1,0 +1,45 @@
+"""The versioned store: a git repository (in memory or on disk) holding
+DataKit's branches, commits and trees. Synchronous; knows nothing of 9p."""
+
+from ._errors import (
+    AlreadyExists,
+    FetchError,
+    InvalidBranchName,
+    InvalidHash,
+    InvalidOffset,
+    IsADirectory,
+    MergeConflict,
+    NotADirectory,
+    NotFastForward,
+    NotFound,
+    StoreError,
+)
+from ._objects import AUTHOR, EMPTY_TREE, CommitInfo, Entry, Kind, Path
+from ._refs import is_valid_branch_name
+from ._store import Store
+from ._tree import EditableTree, TreeView, conflict_bytes
+
+__all__ = [
+    "AUTHOR",
+    "EMPTY_TREE",
+    "AlreadyExists",
+    "CommitInfo",
+    "EditableTree",
+    "Entry",
+    "FetchError",
+    "InvalidBranchName",
+    "InvalidHash",
+    "InvalidOffset",
+    "IsADirectory",
+    "Kind",
+    "MergeConflict",
+    "NotADirectory",
+    "NotFastForward",
+    "NotFound",
+    "Path",
+    "Store",
+    "StoreError",
+    "TreeView",
+    "conflict_bytes",
+    "is_valid_branch_name",
+]

@@ -1,0 +1,170 @@
+"""The `datakit` command: `datakit serve` and `datakit mount`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+from datakit import __version__
+
+log = logging.getLogger("datakit")
+
+LEVELS = {
+    "quiet": logging.CRITICAL + 10,
+    "error": logging.ERROR,
+    "warning": logging.WARNING,
+    "info": logging.INFO,
+    "debug": logging.DEBUG,
+}
+
+
+class UsageError(Exception):
+    """A bad option value found after parsing: one line on stderr, exit status 2."""
+
+
+def _msize(text: str) -> int:
+    try:
+        value = int(text[:-1]) * 1024 if text.lower().endswith("k") else int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r}") from None
+    if not 4096 <= value <= 16 * 1024 * 1024:
+        raise argparse.ArgumentTypeError("must be between 4096 and 16777216 bytes")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="datakit",
+        description="A Git-like versioned tree database served as a 9p filesystem.",
+    )
+    parser.add_argument("--version", action="version", version=f"datakit {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    serve = sub.add_parser(
+        "serve",
+        help="run the 9p server",
+        description="Serve a DataKit database over 9p (9P2000, 9P2000.u, 9P2000.L).",
+    )
+    store = serve.add_argument_group("store")
+    store.add_argument(
+        "--git",
+        metavar="PATH",
+        help="serve the Git repository at PATH (bare, with a work tree, or created bare "
+        "if missing); without it the store is in memory and lost on exit",
+    )
+    store.add_argument(
+        "--auto-push",
+        metavar="URL",
+        help="push every branch update to this Git remote (needs --git)",
+    )
+    listen = serve.add_argument_group("listening")
+    listen.add_argument(
+        "--listen-9p",
+        "--url",
+        dest="listen_9p",
+        metavar="URLS",
+        default="tcp://127.0.0.1:5640",
+        help="comma-separated endpoints: tcp://HOST[:PORT] (default port 5640), "
+        "unix:///PATH (also file:///PATH), fd://N  (default: %(default)s)",
+    )
+    listen.add_argument(
+        "--listen-prometheus",
+        metavar="[HOST:]PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics (HOST defaults to 0.0.0.0)",
+    )
+    listen.add_argument(
+        "--max-msize",
+        type=_msize,
+        default=1024 * 1024,
+        metavar="BYTES",
+        help="largest 9p message size offered to clients (default: %(default)s)",
+    )
+    listen.add_argument(
+        "--read-only",
+        action="store_true",
+        help="refuse every change (writes, creates, removes, renames)",
+    )
+    listen.add_argument(
+        "--example-tree",
+        action="store_true",
+        help="serve a scratch writable in-memory tree instead of the database (for testing 9p clients)",
+    )
+    logs = serve.add_argument_group("logging")
+    logs.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more logging (-v info, -vv debug)"
+    )
+    logs.add_argument("-q", "--quiet", action="store_true", help="no logging")
+    logs.add_argument(
+        "--verbosity",
+        choices=list(LEVELS),
+        help="log level; overrides -v (default: $DATAKIT_VERBOSE or warning)",
+    )
+
+    mount = sub.add_parser(
+        "mount",
+        help="mount a DataKit server with the Linux 9p client",
+        description="Run `mount -t 9p` with the options DataKit needs.",
+    )
+    mount.add_argument("host", nargs="?", default="127.0.0.1", help="server address (default 127.0.0.1)")
+    mount.add_argument("mountpoint", nargs="?", default="/db", help="where to mount (default /db)")
+    mount.add_argument("-p", "--port", type=int, default=5640, help="server port (default 5640)")
+    mount.add_argument(
+        "--version-9p",
+        dest="protocol",
+        default="9p2000.L",
+        choices=["9p2000.L", "9p2000.u", "9p2000"],
+        help="protocol dialect (default 9p2000.L; 9p2000 has no symlinks)",
+    )
+    mount.add_argument("--msize", type=_msize, default=1024 * 1024, help="message size to ask for")
+    mount.add_argument("-o", "--options", default="", help="extra mount options, comma-separated")
+    mount.add_argument(
+        "-n", "--dry-run", action="store_true", help="print the mount command without running it"
+    )
+    return parser
+
+
+def _log_level(args: argparse.Namespace) -> int:
+    if args.quiet:
+        return LEVELS["quiet"]
+    if args.verbosity:
+        return LEVELS[args.verbosity]
+    if args.verbose:
+        return logging.INFO if args.verbose == 1 else logging.DEBUG
+    env = os.environ.get("DATAKIT_VERBOSE", "").strip().lower()
+    if env:
+        if env not in LEVELS:
+            raise UsageError(f"DATAKIT_VERBOSE={env!r}: use one of {', '.join(LEVELS)}")
+        return LEVELS[env]
+    return logging.WARNING
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "serve":
+            from datakit.serve import ServeConfig, run
+
+            logging.basicConfig(
+                level=_log_level(args), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+            )
+            config = ServeConfig.from_args(args)
+            signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+            return run(config)
+        if args.command == "mount":
+            from datakit.mount import mount
+
+            return mount(args)
+    except UsageError as exc:
+        print(f"datakit: {exc}", file=sys.stderr)
+        return 2
+    parser.print_help()
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

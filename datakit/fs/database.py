@@ -1,0 +1,35 @@
+"""State shared by every connection: the store and one live cell per branch head."""
+
+from __future__ import annotations
+
+from datakit import store as st
+from datakit.fs.root import Root
+from datakit.vfs import Cell
+
+
+class Database:
+    """Builds each connection's tree (`connect`) over one shared store.
+
+    Transactions, remotes and `mkdir`-ed branches are per connection (spec 1.4),
+    but branch heads are global: one cell per branch, updated by the store's
+    change listener, feeds every `head.live`, `reflog`, `tree.live` and `ro/`.
+    """
+
+    def __init__(self, store: st.Store) -> None:
+        self.store = store
+        self._cells: dict[str, Cell[str | None]] = {}
+        store.add_listener(self._on_branch_change)
+
+    def head_cell(self, branch: str) -> Cell[str | None]:
+        cell = self._cells.get(branch)
+        if cell is None:
+            cell = self._cells[branch] = Cell(self.store.head(branch))
+        return cell
+
+    def _on_branch_change(self, branch: str, head: str | None) -> None:
+        cell = self._cells.get(branch)
+        if cell is not None and cell.value != head:
+            cell.set(head)
+
+    def connect(self) -> Root:
+        return Root(self)

@@ -1,0 +1,150 @@
+"""The editable `rw/` tree of a transaction, over the store's EditableTree.
+
+Nodes hold a path and re-resolve it against the transaction's tree on every
+operation (the tree changes under them), and are cached per (path, is-dir) so
+a path keeps its qid while it exists.
+"""
+
+from __future__ import annotations
+
+import errno as E
+
+from datakit import store as st
+from datakit.fs.errors import store_errors
+from datakit.fs.treeview import KINDS
+from datakit.vfs import Attr, Directory, File, FsError, Handle, Kind, Node
+from datakit.vfs import errors as fserr
+
+STORE_KINDS = {Kind.FILE: st.Kind.FILE, Kind.EXEC: st.Kind.EXEC, Kind.SYMLINK: st.Kind.LINK}
+Path = tuple[str, ...]
+
+
+class RwTree:
+    """The per-transaction node cache around one EditableTree."""
+
+    def __init__(self, tree: st.EditableTree) -> None:
+        self.tree = tree
+        self.nodes: dict[tuple[Path, bool], Node] = {}
+
+    def node(self, path: Path, is_dir: bool) -> Node:
+        key = (path, is_dir)
+        node = self.nodes.get(key)
+        if node is None:
+            name = path[-1] if path else "rw"
+            node = self.nodes[key] = RwDir(name, self, path) if is_dir else RwFile(name, self, path)
+        return node
+
+    def moved(self, node: RwDir | RwFile, new_path: Path) -> None:
+        self.nodes.pop((node.path, node.is_dir), None)
+        node.path = new_path
+        node.name = new_path[-1]
+        self.nodes[(new_path, node.is_dir)] = node
+
+
+class RwDir(Directory):
+    def __init__(self, name: str, rw: RwTree, path: Path) -> None:
+        super().__init__(name)
+        self.rw = rw
+        self.path = path
+
+    def attr(self) -> Attr:
+        kind = self.rw.tree.kind(self.path)
+        if kind is None:
+            raise fserr.not_found()
+        if kind is not st.Kind.DIR:
+            raise fserr.not_a_directory()
+        return Attr(Kind.DIR)
+
+    async def lookup(self, name: str) -> Node:
+        path = (*self.path, name)
+        with store_errors():
+            kind = self.rw.tree.kind(path)
+        if kind is None:
+            raise fserr.not_found()
+        return self.rw.node(path, kind is st.Kind.DIR)
+
+    async def entries(self) -> list[Node]:
+        with store_errors():
+            listing = self.rw.tree.listdir(self.path)
+        return [self.rw.node((*self.path, name), kind is st.Kind.DIR) for name, kind in listing]
+
+    async def create(self, name: str, kind: Kind, target: str | None) -> Node:
+        path = (*self.path, name)
+        if kind is Kind.SYMLINK and target is None:
+            raise FsError("Missing target for symlink!", E.EINVAL)
+        with store_errors():
+            self.rw.tree.create_file(
+                path, STORE_KINDS[kind], target.encode() if target is not None else None
+            )
+        return self.rw.node(path, False)
+
+    async def mkdir(self, name: str) -> Node:
+        path = (*self.path, name)
+        with store_errors():
+            self.rw.tree.mkdir(path)
+        return self.rw.node(path, True)
+
+    async def remove(self, child: Node) -> None:
+        assert isinstance(child, RwDir | RwFile)
+        with store_errors():
+            self.rw.tree.remove(child.path)
+
+    async def rename(self, child: Node, new_dir: Directory, new_name: str) -> None:
+        assert isinstance(child, RwDir | RwFile)
+        if new_dir is not self:
+            # 9p renames are within one directory; Linux falls back to copy on EXDEV.
+            raise FsError("Invalid cross-device link", E.EXDEV)
+        with store_errors():
+            self.rw.tree.rename(self.path, child.path[-1], new_name)
+        self.rw.moved(child, (*self.path, new_name))
+
+
+class RwFile(File):
+    def __init__(self, name: str, rw: RwTree, path: Path) -> None:
+        super().__init__(name)
+        self.rw = rw
+        self.path = path
+
+    def attr(self) -> Attr:
+        with store_errors():
+            found = self.rw.tree.stat(self.path)
+        if found is None:
+            raise fserr.not_found()
+        kind, size = found
+        if kind is st.Kind.DIR:
+            raise fserr.is_a_directory()
+        target = ""
+        if kind is st.Kind.LINK:
+            with store_errors():
+                target = self.rw.tree.read_all(self.path).decode("utf-8", "surrogateescape")
+        return Attr(KINDS[kind], size, target)
+
+    async def open(self) -> Handle:
+        self.attr()  # the path must exist (and not be a directory) at open
+        return _RwHandle(self)
+
+    async def truncate(self, length: int) -> None:
+        with store_errors():
+            self.rw.tree.truncate(self.path, length)
+
+    async def chmod(self, kind: Kind, target: str | None) -> None:
+        with store_errors():
+            if self.rw.tree.kind(self.path) is None:
+                raise fserr.not_found()
+            self.rw.tree.set_kind(
+                self.path, STORE_KINDS[kind], target.encode() if target is not None else None
+            )
+
+
+class _RwHandle(Handle):
+    def __init__(self, file: RwFile) -> None:
+        self._file = file
+
+    async def read(self, offset: int, count: int) -> bytes:
+        with store_errors():
+            return self._file.rw.tree.read(self._file.path, offset, count)
+
+    async def write(self, offset: int, data: bytes) -> int:
+        with store_errors():
+            self._file.rw.tree.write(self._file.path, offset, data)
+        return len(data)

@@ -1,0 +1,159 @@
+"""Prometheus metrics of the server, and a small trio HTTP endpoint for them.
+
+Metric objects live in one registry that the server, the filesystem and the
+store-facing code update directly; `serve_metrics` exposes it with h11 so no
+second web framework (or thread) is needed.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import h11
+import trio
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Summary,
+    generate_latest,
+)
+from prometheus_client import (
+    GCCollector,
+    PlatformCollector,
+    ProcessCollector,
+)
+
+log = logging.getLogger("datakit.metrics")
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+ProcessCollector(registry=REGISTRY)
+PlatformCollector(registry=REGISTRY)
+GCCollector(registry=REGISTRY)
+
+REQUESTS = Counter(
+    "datakit_9p_requests_total",
+    "9p requests handled, by message type and outcome (ok, error, flushed).",
+    ["type", "outcome"],
+    registry=REGISTRY,
+)
+REQUEST_SECONDS = Histogram(
+    "datakit_9p_request_duration_seconds",
+    "Time from receiving a 9p request to sending its reply.",
+    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5, 2.5, 10.0),
+    registry=REGISTRY,
+)
+BYTES_READ = Counter(
+    "datakit_9p_read_bytes_total", "Payload bytes returned by Tread.", registry=REGISTRY
+)
+BYTES_WRITTEN = Counter(
+    "datakit_9p_written_bytes_total", "Payload bytes accepted by Twrite.", registry=REGISTRY
+)
+CONNECTIONS = Gauge("datakit_9p_open_connections", "Open 9p connections.", registry=REGISTRY)
+CONNECTIONS_TOTAL = Counter(
+    "datakit_9p_accepted_connections_total", "9p connections accepted.", registry=REGISTRY
+)
+FIDS = Gauge("datakit_9p_open_fids", "Fids in use over all connections.", registry=REGISTRY)
+PROTOCOL_ERRORS = Counter(
+    "datakit_9p_protocol_errors_total",
+    "Malformed frames received (the connection is answered with an error).",
+    registry=REGISTRY,
+)
+TRANSACTIONS = Gauge(
+    "datakit_transactions_open", "Transactions open over all connections.", registry=REGISTRY
+)
+COMMITS = Counter("datakit_commits_total", "Transactions committed.", registry=REGISTRY)
+MERGES = Counter(
+    "datakit_merges_total",
+    "Merges performed (merge files and automatic merges at commit).",
+    registry=REGISTRY,
+)
+CONFLICTS = Counter(
+    "datakit_merge_conflicts_total",
+    "Merges that ended in conflicts.",
+    registry=REGISTRY,
+)
+LIVE_READERS = Gauge(
+    "datakit_live_readers", "Reads blocked on a live stream file.", registry=REGISTRY
+)
+FETCHES = Counter(
+    "datakit_fetches_total", "Fetches from remotes, by outcome.", ["outcome"], registry=REGISTRY
+)
+# Same name and type as upstream's summary so existing dashboards keep working.
+PUSH_SECONDS = Summary(
+    "DataKit_git_push_duration_seconds",
+    "Time spent in each auto-push run.",
+    registry=REGISTRY,
+)
+PUSHES = Counter(
+    "datakit_pushes_total", "Auto-push runs, by outcome.", ["outcome"], registry=REGISTRY
+)
+LOG_MESSAGES = Counter(
+    "ocaml_logs_messages_total",
+    "Log messages, by level and source (name kept from upstream).",
+    ["level", "src"],
+    registry=REGISTRY,
+)
+
+
+class LogCounter(logging.Handler):
+    """Counts every log record, whatever the destination (upstream only did so for one)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        LOG_MESSAGES.labels(record.levelname.lower(), record.name).inc()
+
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def _response(status: int, body: bytes, content_type: str) -> tuple[h11.Response, bytes]:
+    headers = [
+        ("content-type", content_type),
+        ("content-length", str(len(body))),
+        ("connection", "close"),
+    ]
+    return h11.Response(status_code=status, headers=headers), body
+
+
+async def _handle_http(stream: trio.SocketStream) -> None:
+    conn = h11.Connection(h11.SERVER)
+    try:
+        with trio.move_on_after(10):
+            while True:
+                event = conn.next_event()
+                if event is h11.NEED_DATA:
+                    data = await stream.receive_some(65536)
+                    conn.receive_data(data)
+                    if not data:
+                        return
+                    continue
+                break
+            if isinstance(event, h11.Request):
+                target = event.target.split(b"?", 1)[0]
+                if event.method in (b"GET", b"HEAD") and target == b"/metrics":
+                    response, body = _response(200, generate_latest(REGISTRY), CONTENT_TYPE)
+                else:
+                    response, body = _response(404, b"Not found\n", "text/plain")
+                if event.method == b"HEAD":
+                    body = b""
+            else:
+                response, body = _response(400, b"Bad request\n", "text/plain")
+            await stream.send_all(conn.send(response) or b"")
+            await stream.send_all(conn.send(h11.Data(data=body)) or b"")
+            await stream.send_all(conn.send(h11.EndOfMessage()) or b"")
+    except (h11.RemoteProtocolError, h11.LocalProtocolError):
+        with trio.move_on_after(1):
+            await stream.send_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 12\r\n\r\nBad request\n")
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        pass
+    finally:
+        await stream.aclose()
+
+
+async def serve_metrics(
+    listeners: list[trio.SocketListener],
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    await trio.serve_listeners(_handle_http, listeners, task_status=task_status)

@@ -1,0 +1,52 @@
+"""Accept 9p connections on every endpoint and run one session per connection."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Callable
+
+import trio
+
+from datakit.server.endpoints import Endpoint, open_listeners
+from datakit.server.session import Limits, Session
+from datakit.vfs import Directory
+
+log = logging.getLogger("datakit.server")
+
+
+async def serve_9p(
+    listeners: list[trio.SocketListener],
+    make_root: Callable[[], Directory],
+    *,
+    limits: Limits | None = None,
+    read_only: bool = False,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve until cancelled; `make_root` builds each connection's filesystem."""
+
+    async def handle(stream: trio.SocketStream) -> None:
+        try:
+            if stream.socket.family in (socket.AF_INET, socket.AF_INET6):
+                # Replies are whole messages written at once: Nagle only adds latency.
+                stream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+        await Session(stream, make_root, limits, read_only=read_only).run()
+
+    await trio.serve_listeners(handle, listeners, task_status=task_status)
+
+
+async def bind_all(endpoints: list[Endpoint]) -> list[trio.SocketListener]:
+    """Bind every endpoint, or raise OSError naming the one that failed."""
+    listeners: list[trio.SocketListener] = []
+    for endpoint in endpoints:
+        try:
+            listeners.extend(await open_listeners(endpoint))
+        except OSError as exc:
+            for listener in listeners:
+                await listener.aclose()
+            raise OSError(
+                exc.errno, f"Failed to set up server socket listening on {endpoint}: {exc.strerror or exc}"
+            ) from exc
+    return listeners

@@ -1,0 +1,235 @@
+"""One 9p connection: handshake, concurrent requests, flush, and the fid table.
+
+Every request after attach runs in its own task so that a read blocked on a
+live stream never delays other requests multiplexed on the same connection
+(the Linux client sends every process's I/O over one connection).  Replies
+are written whole, one at a time.  `Tflush` cancels the flushed task's
+cancel scope, so a blocked read really stops, and its reply is never sent.
+"""
+
+from __future__ import annotations
+
+import errno as E
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import trio
+
+from datakit import metrics, ninep
+from datakit.server import ops
+from datakit.server.fids import FidTable
+from datakit.vfs import Directory, FsError
+
+log = logging.getLogger("datakit.server")
+
+MAX_MSIZE = 1024 * 1024
+MIN_MSIZE = 256
+
+
+@dataclass
+class Limits:
+    max_msize: int = MAX_MSIZE
+    max_fids: int = 65536
+    max_pending: int = 1024
+
+
+@dataclass
+class _Request:
+    tag: int
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    flushed: bool = False
+
+
+class Session:
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        make_root: Callable[[], Directory],
+        limits: Limits | None = None,
+        *,
+        read_only: bool = False,
+    ) -> None:
+        self.stream = stream
+        self.make_root = make_root
+        self.limits = limits or Limits()
+        self.read_only = read_only
+        self.dialect = ninep.Dialect.V2000
+        self.msize = 8192
+        self.decoder = ninep.Decoder(dialect=self.dialect, max_size=self.limits.max_msize)
+        self.fids = FidTable(self.limits.max_fids)
+        self.root: Directory | None = None
+        self._send_lock = trio.Lock()
+        self._pending: dict[int, _Request] = {}
+        self._slots = trio.Semaphore(self.limits.max_pending)
+        self._closed = False
+
+    # -- replies -----------------------------------------------------------
+
+    def error_reply(self, tag: int, err: FsError) -> object:
+        if self.dialect is ninep.Dialect.L:
+            return ninep.Rlerror(tag=tag, ecode=err.errno)
+        return ninep.Rerror(tag=tag, ename=err.message, errno=err.errno)
+
+    async def send(self, msg: object) -> None:
+        data = ninep.encode(msg, self.dialect)
+        async with self._send_lock:
+            await self.stream.send_all(data)
+
+    # -- main loop -----------------------------------------------------------
+
+    async def run(self) -> None:
+        metrics.CONNECTIONS.inc()
+        metrics.CONNECTIONS_TOTAL.inc()
+        try:
+            async with trio.open_nursery() as nursery:
+                try:
+                    await self._read_loop(nursery)
+                finally:
+                    nursery.cancel_scope.cancel()
+        except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError):
+            pass
+        finally:
+            metrics.CONNECTIONS.dec()
+            self._closed = True
+            metrics.FIDS.dec(self.fids.clear())
+            detach = getattr(self.root, "detach", None)
+            if detach is not None:
+                detach()
+            with trio.CancelScope(shield=True):
+                await self.stream.aclose()
+
+    async def _read_loop(self, nursery: trio.Nursery) -> None:
+        handshake = 0  # 0: expect Tversion, 1: expect Tattach, 2: running
+        while True:
+            try:
+                msg = self.decoder.next_message()
+            except ninep.MessageTooLarge as exc:
+                metrics.PROTOCOL_ERRORS.inc()
+                await self._fatal(ninep.NOTAG if exc.tag is None else exc.tag, str(exc))
+                return
+            except ninep.ProtocolError as exc:
+                metrics.PROTOCOL_ERRORS.inc()
+                if exc.tag is None or handshake < 2:
+                    await self._fatal(ninep.NOTAG if exc.tag is None else exc.tag, str(exc))
+                    return
+                # The frame was consumed whole; answer it and keep the session.
+                await self.send(self.error_reply(exc.tag, FsError(str(exc), E.EPROTO)))
+                continue
+            if msg is None:
+                data = await self.stream.receive_some(max(65536, self.msize + 4096))
+                if not data:
+                    return
+                self.decoder.feed(data)
+                continue
+            if handshake == 0:
+                if not isinstance(msg, ninep.Tversion):
+                    await self._fatal(msg.tag, "Expected Version message")  # type: ignore[attr-defined]
+                    return
+                if not await self._version(msg):
+                    return
+                handshake = 1
+            elif handshake == 1:
+                if isinstance(msg, ninep.Tversion):
+                    if not await self._version(msg):
+                        return
+                    continue
+                if not isinstance(msg, ninep.Tattach):
+                    await self._fatal(msg.tag, "Expected Attach message")  # type: ignore[attr-defined]
+                    return
+                await self._dispatch(msg)
+                if self.fids.count:
+                    handshake = 2
+            elif isinstance(msg, ninep.Tflush):
+                self._flush(msg.oldtag)
+                await self.send(ninep.Rflush(tag=msg.tag))
+            else:
+                await self._slots.acquire()
+                tag = msg.tag  # type: ignore[attr-defined]
+                if tag in self._pending:
+                    self._slots.release()
+                    await self.send(self.error_reply(tag, FsError("Tag in use", E.EINVAL)))
+                    continue
+                req = _Request(tag)
+                self._pending[tag] = req
+                nursery.start_soon(self._run_request, msg, req)
+
+    async def _fatal(self, tag: int, message: str) -> None:
+        log.info("closing 9p connection: %s", message)
+        with trio.move_on_after(1):
+            await self.send(self.error_reply(tag, FsError(message, E.EPROTO)))
+
+    async def _version(self, msg: ninep.Tversion) -> bool:
+        version = msg.version
+        if version == "9P2000.u":
+            dialect = ninep.Dialect.U
+        elif version == "9P2000.L":
+            dialect = ninep.Dialect.L
+        elif version.startswith("9P"):
+            dialect = ninep.Dialect.V2000
+        else:
+            await self.send(ninep.Rversion(tag=msg.tag, msize=msg.msize, version="unknown"))
+            return False
+        self.msize = max(MIN_MSIZE, min(msg.msize, self.limits.max_msize))
+        # A new version aborts everything of the previous session (9P semantics).
+        metrics.FIDS.dec(self.fids.clear())
+        self.dialect = dialect
+        self.decoder.dialect = dialect
+        self.decoder.max_size = self.msize
+        await self.send(ninep.Rversion(tag=msg.tag, msize=self.msize, version=dialect.value))
+        return True
+
+    def _flush(self, oldtag: int) -> None:
+        req = self._pending.get(oldtag)
+        if req is not None:
+            req.flushed = True
+            req.scope.cancel()
+
+    async def _run_request(self, msg: object, req: _Request) -> None:
+        start = time.perf_counter()
+        outcome = "ok"
+        try:
+            with req.scope:
+                reply = await self._dispatch_reply(msg)
+                if isinstance(reply, ninep.Rerror | ninep.Rlerror):
+                    outcome = "error"
+            if req.flushed:
+                outcome = "flushed"
+                return
+            async with self._send_lock:
+                if req.flushed:  # flushed while waiting for the lock
+                    outcome = "flushed"
+                    return
+                # Drop the tag before the reply leaves: the client may reuse it at once.
+                self._pending.pop(req.tag, None)
+                data = ninep.encode(reply, self.dialect)
+                await self.stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        finally:
+            self._pending.pop(req.tag, None)
+            self._slots.release()
+            metrics.REQUESTS.labels(type(msg).__name__, outcome).inc()
+            metrics.REQUEST_SECONDS.observe(time.perf_counter() - start)
+
+    async def _dispatch(self, msg: object) -> None:
+        await self.send(await self._dispatch_reply(msg))
+
+    async def _dispatch_reply(self, msg: object) -> object:
+        handler = ops.HANDLERS.get(type(msg))
+        tag: int = msg.tag  # type: ignore[attr-defined]
+        if handler is None:
+            return self.error_reply(tag, FsError("Function not implemented", E.ENOSYS))
+        try:
+            return await handler(self, msg)
+        except FsError as err:
+            return self.error_reply(tag, err)
+        except Exception as exc:  # a bug must cost one request, never the session
+            log.exception("internal error handling %s", type(msg).__name__)
+            return self.error_reply(tag, FsError(f"Internal error: {exc!r}", E.EIO))
+
+    def get_root(self) -> Directory:
+        if self.root is None:
+            self.root = self.make_root()
+        return self.root

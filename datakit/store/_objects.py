@@ -1,0 +1,373 @@
+"""Git objects: the value types, git-exact serialisation, and the object
+database (an overlay of freshly written objects over a dulwich object store,
+plus caches so repeated lookups never re-read or re-inflate an object).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import hashlib
+import os
+import zlib
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from ._errors import NotFound
+
+AUTHOR = b"datakit <datakit@mobyproject.org>"
+EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+
+Path = tuple[str, ...]
+
+# Git numeric object types (as in pack files and dulwich's get_raw).
+COMMIT, TREE, BLOB, TAG = 1, 2, 3, 4
+TYPE_NAMES = {COMMIT: "commit", TREE: "tree", BLOB: "blob", TAG: "tag"}
+_TYPE_HEADERS = {COMMIT: b"commit", TREE: b"tree", BLOB: b"blob", TAG: b"tag"}
+
+
+class Kind(enum.Enum):
+    FILE = 0o100644
+    EXEC = 0o100755
+    LINK = 0o120000
+    DIR = 0o040000
+
+    @property
+    def is_dir(self) -> bool:
+        return self is Kind.DIR
+
+
+_MODE_BYTES = {
+    Kind.FILE: b"100644",
+    Kind.EXEC: b"100755",
+    Kind.LINK: b"120000",
+    Kind.DIR: b"40000",
+}
+
+
+def _kind_of_mode(mode: int) -> Kind | None:
+    if mode == 0o040000:
+        return Kind.DIR
+    if mode == 0o120000:
+        return Kind.LINK
+    if mode & 0o170000 == 0o100000:
+        return Kind.EXEC if mode & 0o111 else Kind.FILE
+    return None  # gitlinks (submodules) and garbage are not part of the data model
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    kind: Kind
+    sha: str
+
+
+@dataclass(frozen=True, slots=True)
+class CommitInfo:
+    id: str
+    tree: str
+    parents: tuple[str, ...]
+    message: bytes
+    author: bytes
+    committer: bytes
+    time: int
+
+
+def encode_name(name: str) -> bytes:
+    return name.encode("utf-8", "surrogateescape")
+
+
+def decode_name(name: bytes) -> str:
+    return name.decode("utf-8", "surrogateescape")
+
+
+def hash_object(type_num: int, raw: bytes) -> str:
+    h = hashlib.sha1(_TYPE_HEADERS[type_num])
+    h.update(b" %d\0" % len(raw))
+    h.update(raw)
+    return h.hexdigest()
+
+
+def _tree_sort_key(item: tuple[bytes, Kind, str]) -> bytes:
+    name, kind, _ = item
+    return name + b"/" if kind is Kind.DIR else name
+
+
+def serialize_tree(entries: Iterable[tuple[bytes, Kind, str]]) -> bytes:
+    """Git tree body; directories sort as if their name ended with ``/``."""
+    return b"".join(
+        _MODE_BYTES[kind] + b" " + name + b"\0" + bytes.fromhex(sha)
+        for name, kind, sha in sorted(entries, key=_tree_sort_key)
+    )
+
+
+def serialize_commit(
+    tree: str, parents: Iterable[str], message: bytes, author: bytes, when: int
+) -> bytes:
+    lines = [b"tree " + tree.encode()]
+    lines.extend(b"parent " + p.encode() for p in parents)
+    ident = author + b" %d +0000" % when
+    lines.append(b"author " + ident)
+    lines.append(b"committer " + ident)
+    return b"\n".join(lines) + b"\n\n" + message
+
+
+def parse_tree_body(raw: bytes) -> dict[str, Entry]:
+    out: dict[str, Entry] = {}
+    pos, n = 0, len(raw)
+    while pos < n:
+        sp = raw.index(b" ", pos)
+        nul = raw.index(b"\0", sp)
+        kind = _kind_of_mode(int(raw[pos:sp], 8))
+        sha = raw[nul + 1 : nul + 21].hex()
+        if kind is not None:
+            out[decode_name(raw[sp + 1 : nul])] = Entry(kind, sha)
+        pos = nul + 21
+    return out
+
+
+def _parse_ident_time(value: bytes) -> int:
+    # "<name> <<email>> <time> <tz>"
+    try:
+        return int(value.rsplit(b" ", 2)[1])
+    except (IndexError, ValueError):
+        return 0
+
+
+def parse_commit_body(sha: str, raw: bytes) -> CommitInfo:
+    header, _, message = raw.partition(b"\n\n")
+    tree = ""
+    parents: list[str] = []
+    author = committer = b""
+    for line in header.split(b"\n"):
+        if line.startswith(b" "):
+            continue  # continuation of a multi-line header (gpgsig, mergetag)
+        key, _, value = line.partition(b" ")
+        if key == b"tree":
+            tree = value.decode()
+        elif key == b"parent":
+            parents.append(value.decode())
+        elif key == b"author":
+            author = value
+        elif key == b"committer":
+            committer = value
+    ident_end = author.rfind(b">")
+    author_ident = author[: ident_end + 1] if ident_end >= 0 else author
+    c_end = committer.rfind(b">")
+    committer_ident = committer[: c_end + 1] if c_end >= 0 else committer
+    return CommitInfo(
+        id=sha,
+        tree=tree,
+        parents=tuple(parents),
+        message=message,
+        author=author_ident,
+        committer=committer_ident,
+        time=_parse_ident_time(committer or author),
+    )
+
+
+class _LRU:
+    """A dict bounded by a total weight (bytes for blobs, 1 per entry otherwise)."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.weight = 0
+        self.data: OrderedDict[str, tuple[Any, int]] = OrderedDict()
+
+    def get(self, key: str) -> Any:
+        item = self.data.get(key)
+        if item is None:
+            return None
+        self.data.move_to_end(key)
+        return item[0]
+
+    def put(self, key: str, value: Any, weight: int = 1) -> None:
+        if weight > self.budget // 4:
+            return
+        old = self.data.pop(key, None)
+        if old is not None:
+            self.weight -= old[1]
+        self.data[key] = (value, weight)
+        self.weight += weight
+        while self.weight > self.budget:
+            _, (_, w) = self.data.popitem(last=False)
+            self.weight -= w
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+_datasync = getattr(os, "fdatasync", os.fsync)
+
+
+class ObjectDB:
+    """Objects of one repository.
+
+    New objects first go to an in-memory overlay. For an on-disk repository
+    :meth:`flush` writes the overlay objects reachable from given roots as
+    fsynced loose objects just before a ref starts pointing at them; transient
+    objects (merge bases, snapshots nobody references) never touch the disk.
+    For an in-memory repository the overlay simply is the storage.
+    """
+
+    OVERLAY_LIMIT = 256 << 20  # bytes kept unflushed before spilling to disk
+
+    def __init__(self, backend: Any, objects_dir: str | None) -> None:
+        self.backend = backend  # a dulwich object store
+        self.objects_dir = objects_dir
+        self.overlay: dict[str, tuple[int, bytes]] = {}
+        self.overlay_bytes = 0
+        self.trees = _LRU(200_000)
+        self.blobs = _LRU(64 << 20)
+        self.commits = _LRU(100_000)
+        self.types = _LRU(200_000)
+
+    # -- reading ---------------------------------------------------------
+    def get_raw(self, sha: str) -> tuple[int, bytes] | None:
+        item = self.overlay.get(sha)
+        if item is not None:
+            return item
+        try:
+            return self.backend.get_raw(sha.encode("ascii"))
+        except (KeyError, ValueError, AssertionError):
+            return None
+
+    def object_type(self, sha: str) -> int | None:
+        if sha in self.overlay:
+            return self.overlay[sha][0]
+        t = self.types.get(sha)
+        if t is not None:
+            return t
+        if self.trees.get(sha) is not None:
+            return TREE
+        if self.commits.get(sha) is not None:
+            return COMMIT
+        raw = self.get_raw(sha)
+        if raw is None:
+            return None
+        self.types.put(sha, raw[0])
+        self._cache_parsed(sha, raw[0], raw[1])
+        return raw[0]
+
+    def _cache_parsed(self, sha: str, type_num: int, raw: bytes) -> None:
+        if type_num == BLOB:
+            self.blobs.put(sha, raw, len(raw) + 64)
+        elif type_num == TREE:
+            self.trees.put(sha, parse_tree_body(raw))
+        elif type_num == COMMIT:
+            self.commits.put(sha, parse_commit_body(sha, raw))
+
+    def tree_entries(self, sha: str) -> dict[str, Entry]:
+        entries = self.trees.get(sha)
+        if entries is not None:
+            return entries
+        raw = self.get_raw(sha)
+        if raw is None or raw[0] != TREE:
+            if sha == EMPTY_TREE:
+                return {}
+            raise NotFound()
+        entries = parse_tree_body(raw[1])
+        self.trees.put(sha, entries)
+        return entries
+
+    def blob(self, sha: str) -> bytes:
+        data = self.blobs.get(sha)
+        if data is not None:
+            return data
+        raw = self.get_raw(sha)
+        if raw is None or raw[0] != BLOB:
+            raise NotFound()
+        self.blobs.put(sha, raw[1], len(raw[1]) + 64)
+        return raw[1]
+
+    def commit(self, sha: str) -> CommitInfo:
+        info = self.commits.get(sha)
+        if info is not None:
+            return info
+        raw = self.get_raw(sha)
+        if raw is None or raw[0] != COMMIT:
+            raise NotFound()
+        info = parse_commit_body(sha, raw[1])
+        self.commits.put(sha, info)
+        return info
+
+    # -- writing ---------------------------------------------------------
+    def put(self, type_num: int, raw: bytes) -> str:
+        sha = hash_object(type_num, raw)
+        if sha not in self.overlay:
+            self.overlay[sha] = (type_num, raw)
+            self.overlay_bytes += len(raw)
+            if self.objects_dir is not None and self.overlay_bytes > self.OVERLAY_LIMIT:
+                self.flush(list(self.overlay))
+        return sha
+
+    def put_tree(self, entries: dict[str, Entry]) -> str:
+        raw = serialize_tree((encode_name(n), e.kind, e.sha) for n, e in entries.items())
+        sha = self.put(TREE, raw)
+        self.trees.put(sha, dict(entries))
+        return sha
+
+    def put_blob(self, data: bytes) -> str:
+        sha = self.put(BLOB, data)
+        self.blobs.put(sha, data, len(data) + 64)
+        return sha
+
+    def flush(self, roots: Iterable[str]) -> None:
+        """Make the overlay objects reachable from ``roots`` durable on disk."""
+        if self.objects_dir is None or not self.overlay:
+            return
+        todo = [r for r in roots if r in self.overlay]
+        if not todo:
+            return
+        dirs: set[str] = set()
+        seen: set[str] = set()
+        while todo:
+            sha = todo.pop()
+            if sha in seen:
+                continue
+            seen.add(sha)
+            item = self.overlay.get(sha)
+            if item is None:
+                continue
+            type_num, raw = item
+            if type_num == COMMIT:
+                info = self.commit(sha)
+                todo.append(info.tree)
+                todo.extend(info.parents)
+            elif type_num == TREE:
+                todo.extend(e.sha for e in self.tree_entries(sha).values())
+            self._write_loose(sha, type_num, raw, dirs)
+            del self.overlay[sha]
+            self.overlay_bytes -= len(raw)
+            self.types.put(sha, type_num)
+        for d in sorted(dirs, key=len, reverse=True):
+            _fsync_dir(d)
+
+    def _write_loose(self, sha: str, type_num: int, raw: bytes, dirs: set[str]) -> None:
+        assert self.objects_dir is not None
+        subdir = os.path.join(self.objects_dir, sha[:2])
+        path = os.path.join(subdir, sha[2:])
+        if os.path.exists(path):
+            return
+        if not os.path.isdir(subdir):
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(subdir)
+            dirs.add(self.objects_dir)
+        data = zlib.compress(_TYPE_HEADERS[type_num] + b" %d\0" % len(raw) + raw, 1)
+        tmp = os.path.join(subdir, f"tmp_obj_{os.getpid()}_{os.urandom(6).hex()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            _datasync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+        dirs.add(subdir)

@@ -1,0 +1,277 @@
+"""Branch refs with compare-and-swap, in memory or in a git directory.
+
+The on-disk protocol is git's: ``refs/heads/<b>.lock`` is created with
+O_EXCL, the current value is checked under the lock, the new value is written
+to the lock file, fsynced and renamed over the ref, and the directory is
+fsynced. Lock files left behind by a crashed process are removed once they
+are older than ``STALE_LOCK_SECONDS``; a live competitor is waited for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import time
+
+from ._errors import StoreError
+
+_NAME_CHARS = re.compile(r"[A-Za-z0-9/_.\-]+\Z")
+_HEX40 = re.compile(r"[0-9a-f]{40}\Z")
+
+STALE_LOCK_SECONDS = 5.0
+LOCK_WAIT_SECONDS = 2 * STALE_LOCK_SECONDS
+
+
+def is_valid_branch_name(name: str) -> bool:
+    """DataKit's character set, intersected with what ``git check-ref-format
+    --branch`` accepts."""
+    if not name or not _NAME_CHARS.match(name):
+        return False
+    if name.startswith("-") or name == "HEAD":
+        return False
+    if ".." in name or name.endswith(".") or name.endswith("/") or name.startswith("/"):
+        return False
+    for part in name.split("/"):
+        if not part or part.startswith(".") or part.endswith(".lock"):
+            return False
+    return True
+
+
+class MemoryRefs:
+    def __init__(self) -> None:
+        self.heads: dict[str, str] = {}
+
+    def read_all(self) -> dict[str, str]:
+        return dict(self.heads)
+
+    def read(self, name: str) -> str | None:
+        return self.heads.get(name)
+
+    def cas(self, name: str, expected: str | None, new: str | None) -> bool:
+        if self.heads.get(name) != expected:
+            return False
+        if new is None:
+            self.heads.pop(name, None)
+        else:
+            self.heads[name] = new
+        return True
+
+    def changed_since_last_check(self) -> bool:
+        return False
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class _Lock:
+    """A git-style ``<path>.lock`` file held open for writing."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.lock_path = path + ".lock"
+        self.fd = -1
+
+    def acquire(self) -> None:
+        deadline = time.monotonic() + LOCK_WAIT_SECONDS
+        delay = 0.0005
+        while True:
+            try:
+                self.fd = os.open(self.lock_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                return
+            except FileExistsError:
+                pass
+            except FileNotFoundError:
+                os.makedirs(os.path.dirname(self.lock_path), exist_ok=True)
+                continue
+            try:
+                age = time.time() - os.stat(self.lock_path).st_mtime
+            except FileNotFoundError:
+                continue
+            if age > STALE_LOCK_SECONDS:
+                # Left by a crashed writer: git would block forever, we don't.
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.lock_path)
+                continue
+            if time.monotonic() > deadline:
+                raise StoreError(f"cannot lock ref {self.path}")
+            time.sleep(delay)
+            delay = min(delay * 2, 0.02)
+
+    def commit(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.fd, view) :]
+        os.fsync(self.fd)
+        os.close(self.fd)
+        self.fd = -1
+        os.replace(self.lock_path, self.path)
+        _fsync_dir(os.path.dirname(self.path))
+
+    def release(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.lock_path)
+
+
+class DiskRefs:
+    """``refs/heads/*`` of a git directory (loose refs and ``packed-refs``)."""
+
+    def __init__(self, gitdir: str) -> None:
+        self.gitdir = gitdir
+        self.heads_dir = os.path.join(gitdir, "refs", "heads")
+        self.packed_path = os.path.join(gitdir, "packed-refs")
+        self._packed_key: tuple[int, int, int] | None = None
+        self._packed: dict[str, str] = {}
+        self._stamps: dict[str, tuple[int, int]] | None = None
+
+    # -- reading -----------------------------------------------------------
+    def _packed_refs(self) -> dict[str, str]:
+        try:
+            st = os.stat(self.packed_path)
+        except FileNotFoundError:
+            self._packed_key = None
+            self._packed = {}
+            return self._packed
+        key = (st.st_ino, st.st_size, st.st_mtime_ns)
+        if key == self._packed_key and time.time() - st.st_mtime > 2:
+            return self._packed
+        packed: dict[str, str] = {}
+        with open(self.packed_path, "rb") as f:
+            for line in f:
+                if line.startswith((b"#", b"^")):
+                    continue
+                sha, _, ref = line.rstrip(b"\n").partition(b" ")
+                if ref.startswith(b"refs/heads/"):
+                    packed[ref[11:].decode("utf-8", "surrogateescape")] = sha.decode()
+        self._packed_key = key
+        self._packed = packed
+        return packed
+
+    def _read_loose(self, name: str) -> str | bool | None:
+        """The loose ref value; ``False`` if there is no loose ref."""
+        try:
+            with open(os.path.join(self.heads_dir, name), "rb") as f:
+                data = f.read().strip()
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            return False
+        text = data.decode("ascii", "replace")
+        return text if _HEX40.match(text) else None
+
+    def read(self, name: str) -> str | None:
+        loose = self._read_loose(name)
+        if loose is not False:
+            return loose  # type: ignore[return-value]
+        return self._packed_refs().get(name)
+
+    def read_all(self) -> dict[str, str]:
+        heads = dict(self._packed_refs())
+        for dirpath, _dirnames, filenames in os.walk(self.heads_dir):
+            rel = os.path.relpath(dirpath, self.heads_dir)
+            for fn in filenames:
+                if fn.endswith(".lock"):
+                    continue
+                name = fn if rel == "." else f"{rel}/{fn}".replace(os.sep, "/")
+                value = self._read_loose(name)
+                if isinstance(value, str):
+                    heads[name] = value
+        return heads
+
+    def changed_since_last_check(self) -> bool:
+        """Cheap test (a few stats) of whether any branch may have changed."""
+        stamps: dict[str, tuple[int, int]] = {}
+        now = time.time()
+        recent = False
+        try:
+            st = os.stat(self.packed_path)
+            stamps[self.packed_path] = (st.st_ino, st.st_mtime_ns)
+            recent |= now - st.st_mtime < 2
+        except FileNotFoundError:
+            pass
+        if self._stamps is None:
+            todo = [self.heads_dir]
+        else:
+            todo = [p for p in self._stamps if p != self.packed_path]
+        seen: set[str] = set()
+        while todo:
+            d = todo.pop()
+            if d in seen:
+                continue
+            seen.add(d)
+            try:
+                st = os.stat(d)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            stamp = (st.st_ino, st.st_mtime_ns)
+            stamps[d] = stamp
+            recent |= now - st.st_mtime < 2
+            if self._stamps is None or self._stamps.get(d) != stamp:
+                # New or changed directory: rescan for subdirectories.
+                with contextlib.suppress(OSError), os.scandir(d) as it:
+                    todo.extend(e.path for e in it if e.is_dir(follow_symlinks=False))
+        changed = stamps != self._stamps or recent
+        # A timestamp within the last 2 s may hide a second change in the same
+        # clock tick: keep rescanning until it is old enough to trust.
+        self._stamps = stamps
+        return changed
+
+    # -- writing -----------------------------------------------------------
+    def cas(self, name: str, expected: str | None, new: str | None) -> bool:
+        path = os.path.join(self.heads_dir, name)
+        lock = _Lock(path)
+        try:
+            lock.acquire()
+        except NotADirectoryError as e:  # a prefix of the name is a branch
+            raise StoreError(f"cannot lock ref {name}: a parent ref exists") from e
+        try:
+            if self.read(name) != expected:
+                return False
+            if new is not None:
+                if os.path.isdir(path):
+                    raise StoreError(f"cannot create ref {name}: a ref exists below it")
+                lock.commit(new.encode("ascii") + b"\n")
+                return True
+            if name in self._packed_refs():
+                self._remove_packed(name)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            _fsync_dir(os.path.dirname(path))
+            self._prune_dirs(os.path.dirname(path))
+            return True
+        finally:
+            lock.release()
+
+    def _remove_packed(self, name: str) -> None:
+        lock = _Lock(self.packed_path)
+        lock.acquire()
+        try:
+            with open(self.packed_path, "rb") as f:
+                lines = f.readlines()
+            target = b" refs/heads/" + name.encode("utf-8", "surrogateescape") + b"\n"
+            out: list[bytes] = []
+            skip_peeled = False
+            for line in lines:
+                if skip_peeled and line.startswith(b"^"):
+                    continue
+                skip_peeled = line.endswith(target) and not line.startswith(b"#")
+                if not skip_peeled:
+                    out.append(line)
+            lock.commit(b"".join(out))
+            self._packed_key = None
+        finally:
+            lock.release()
+
+    def _prune_dirs(self, d: str) -> None:
+        while os.path.normpath(d) != os.path.normpath(self.heads_dir):
+            try:
+                os.rmdir(d)
+            except OSError:
+                return
+            d = os.path.dirname(d)

@@ -1,0 +1,486 @@
+"""The versioned store: objects, branches with compare-and-swap, commit
+integration (fast-forward or merge), change notification and remotes.
+
+Synchronous and single-threaded: callers serialise access (the server runs
+it in one worker thread).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import logging
+import os
+import re
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from ._errors import (
+    FetchError,
+    InvalidBranchName,
+    InvalidHash,
+    IsADirectory,
+    MergeConflict,
+    NotFastForward,
+    NotFound,
+    StoreError,
+)
+from ._objects import (
+    AUTHOR,
+    COMMIT,
+    EMPTY_TREE,
+    TREE,
+    TYPE_NAMES,
+    CommitInfo,
+    ObjectDB,
+    parse_commit_body,
+    serialize_commit,
+)
+from ._refs import DiskRefs, MemoryRefs, is_valid_branch_name
+from ._tree import EditableTree, TreeView, diff_trees
+
+log = logging.getLogger("datakit.store")
+
+_HEX = re.compile(r"[0-9a-fA-F]*\Z")
+
+Listener = Callable[[str, "str | None"], None]
+
+
+def _is_sha(text: str) -> bool:
+    return len(text) == 40 and _HEX.match(text) is not None
+
+
+class Store:
+    """A git repository (in memory or on disk) seen as a DataKit store."""
+
+    def __init__(self, repo: Any, refs: MemoryRefs | DiskRefs, objects_dir: str | None) -> None:
+        self._repo = repo
+        self._db = ObjectDB(repo.object_store, objects_dir)
+        self._refs = refs
+        self._listeners: list[Listener] = []
+        self._known: dict[str, str] | None = None
+        self.path: str | None = getattr(refs, "gitdir", None)
+
+    # -- opening -------------------------------------------------------------
+    @classmethod
+    def memory(cls) -> Store:
+        from dulwich.repo import MemoryRepo
+
+        return cls(MemoryRepo(), MemoryRefs(), None)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], *, create: bool = True) -> Store:
+        """Open a bare repository, a repository with a work tree (only its git
+        directory is used) or, if ``create``, make a bare one where nothing is.
+        Nothing is scanned, so this is O(1) in the repository size."""
+        from dulwich.errors import NotGitRepository
+        from dulwich.repo import Repo
+
+        path = os.fspath(path)
+        try:
+            repo = Repo(path)
+        except NotGitRepository:
+            if not create:
+                raise NotFound() from None
+            if os.path.exists(path) and (not os.path.isdir(path) or os.listdir(path)):
+                raise StoreError(f"{path} exists and is not a git repository") from None
+            os.makedirs(path, exist_ok=True)
+            repo = Repo.init_bare(path)
+        except FileNotFoundError:
+            if not create:
+                raise NotFound() from None
+            os.makedirs(path, exist_ok=True)
+            repo = Repo.init_bare(path)
+        gitdir = repo.controldir()
+        objects_dir = os.path.join(gitdir, "objects")
+        return cls(repo, DiskRefs(gitdir), objects_dir)
+
+    def close(self) -> None:
+        self._repo.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def on_disk(self) -> bool:
+        return isinstance(self._refs, DiskRefs)
+
+    # -- objects -------------------------------------------------------------
+    def read_blob(self, sha: str) -> bytes:
+        return self._db.blob(sha)
+
+    def tree(self, sha: str) -> TreeView:
+        self._db.tree_entries(sha)  # NotFound unless it is a tree
+        return TreeView(self._db, sha)
+
+    def empty_tree(self) -> TreeView:
+        return TreeView(self._db, EMPTY_TREE)
+
+    def commit_info(self, sha: str) -> CommitInfo:
+        if not _is_sha(sha):
+            raise NotFound()
+        return self._db.commit(sha.lower())
+
+    def has_commit(self, sha: str) -> bool:
+        return _is_sha(sha) and self._db.object_type(sha.lower()) == COMMIT
+
+    def object_type(self, sha: str) -> str | None:
+        if not _is_sha(sha):
+            return None
+        t = self._db.object_type(sha.lower())
+        if t is None and sha == EMPTY_TREE:
+            return "tree"
+        return TYPE_NAMES.get(t) if t is not None else None
+
+    def parse_commit_id(self, text: str) -> str:
+        """Validate user input naming a commit (spec: invalid-hash / ENOENT)."""
+        if len(text) != 40:
+            raise InvalidHash(text, f"expected 40 hex digits, got {len(text)} characters")
+        if not _HEX.match(text):
+            raise InvalidHash(text, "not a hexadecimal string")
+        sha = text.lower()
+        if self._db.object_type(sha) != COMMIT:
+            raise NotFound()
+        return sha
+
+    def make_commit(
+        self,
+        tree_sha: str,
+        parents: Iterable[str],
+        message: bytes,
+        author: bytes = AUTHOR,
+        *,
+        when: int | None = None,
+    ) -> str:
+        parents = tuple(parents)
+        if tree_sha == EMPTY_TREE:
+            self._db.put_tree({})
+        elif self._db.object_type(tree_sha) != TREE:
+            raise NotFound()
+        for p in parents:
+            if self._db.object_type(p) != COMMIT:
+                raise NotFound()
+        if not message:
+            message = b"(no commit message)"
+        when = int(time.time()) if when is None else when
+        raw = serialize_commit(tree_sha, parents, message, author, when)
+        sha = self._db.put(COMMIT, raw)
+        self._db.commits.put(sha, parse_commit_body(sha, raw))
+        return sha
+
+    def edit(self, base_tree_sha: str | None) -> EditableTree:
+        if base_tree_sha is not None and base_tree_sha != EMPTY_TREE:
+            self._db.tree_entries(base_tree_sha)
+        return EditableTree(self._db, base_tree_sha)
+
+    def diff(
+        self, old_tree_sha: str | None, new_tree_sha: str | None
+    ) -> list[tuple[str, tuple[str, ...]]]:
+        return diff_trees(self._db, old_tree_sha or EMPTY_TREE, new_tree_sha or EMPTY_TREE)
+
+    # -- history -------------------------------------------------------------
+    def _parents(self, sha: str) -> tuple[str, ...]:
+        return self._db.commit(sha).parents
+
+    def lcas(self, a: str, b: str) -> list[str]:
+        """Lowest common ancestors (git's paint-down-to-common)."""
+        if a == b:
+            return [a]
+        p1, p2, stale = 1, 2, 4
+        flags: dict[str, int] = {a: p1, b: p2}
+        seq = 0
+        heap: list[tuple[int, int, str]] = []
+        for c in (a, b):
+            heapq.heappush(heap, (-self._db.commit(c).time, seq, c))
+            seq += 1
+        found: list[str] = []
+        while heap and any(not flags[c] & stale for _, _, c in heap):
+            _, _, c = heapq.heappop(heap)
+            f = flags[c]
+            if f == p1 | p2:
+                if c not in found:
+                    found.append(c)
+                f |= stale
+            for p in self._parents(c):
+                pf = flags.get(p, 0)
+                if pf & f == f:
+                    continue
+                flags[p] = pf | f
+                heapq.heappush(heap, (-self._db.commit(p).time, seq, p))
+                seq += 1
+        result = [c for c in found if not flags[c] & stale]
+        if len(result) > 1:
+            result = [c for c in result if not any(o != c and self._reaches(o, c) for o in result)]
+        return sorted(result)
+
+    def _reaches(self, start: str, target: str) -> bool:
+        seen = {start}
+        todo = [start]
+        while todo:
+            c = todo.pop()
+            if c == target:
+                return True
+            for p in self._parents(c):
+                if p not in seen:
+                    seen.add(p)
+                    todo.append(p)
+        return False
+
+    def is_ancestor(self, a: str, b: str) -> bool:
+        """Whether ``a`` is ``b`` or one of its ancestors."""
+        return a == b or self.lcas(a, b) == [a]
+
+    # -- branches ------------------------------------------------------------
+    is_valid_branch_name = staticmethod(is_valid_branch_name)
+
+    def _check_name(self, name: str) -> None:
+        if not is_valid_branch_name(name):
+            raise InvalidBranchName(name)
+
+    def branches(self) -> list[str]:
+        return sorted(self._refs.read_all())
+
+    def head(self, name: str) -> str | None:
+        if not is_valid_branch_name(name):
+            return None
+        return self._refs.read(name)
+
+    def set_head(self, name: str, new: str | None, *, expected: str | None) -> bool:
+        """Compare-and-swap a branch; False if it was not ``expected``."""
+        self._check_name(name)
+        if new is not None:
+            if not self.has_commit(new):
+                raise NotFound()
+            self._db.flush([new])
+        if not self._refs.cas(name, expected, new):
+            return False
+        self._changed(name, new)
+        return True
+
+    def delete_branch(self, name: str) -> None:
+        if not is_valid_branch_name(name):
+            return
+        while True:
+            h = self.head(name)
+            if h is None or self.set_head(name, None, expected=h):
+                return
+
+    def rename_branch(self, old: str, new: str) -> None:
+        self._check_name(new)
+        if old == new:
+            return
+        if self.head(new) is not None:
+            raise IsADirectory()
+        while True:
+            h = self.head(old)
+            if h is None:
+                return
+            if not self.set_head(new, h, expected=None):
+                raise IsADirectory()
+            if self.set_head(old, None, expected=h):
+                return
+            # old moved meanwhile: undo and retry with its new head
+            self.set_head(new, None, expected=h)
+
+    def fast_forward(self, name: str, commit: str) -> None:
+        self._check_name(name)
+        if not self.has_commit(commit):
+            raise NotFound()
+        commit = commit.lower()
+        h = self.head(name)
+        if h == commit:
+            return
+        if h is not None and not self.is_ancestor(h, commit):
+            raise NotFastForward()
+        if not self.set_head(name, commit, expected=h):
+            raise NotFastForward()
+
+    def integrate(self, branch: str, commit: str, merge_message: bytes = b"Merge") -> str:
+        """Spec 3.5 step 4: move ``branch`` to include ``commit``, merging if
+        the histories diverged; retried until the compare-and-swap wins."""
+        self._check_name(branch)
+        info = self.commit_info(commit)
+        while True:
+            h = self.head(branch)
+            if h is None:
+                new = commit
+            elif h == commit or h in info.parents:
+                if h == commit:
+                    return h
+                new = commit
+            elif commit in self._parents(h):
+                return h
+            else:
+                bases = self.lcas(commit, h)
+                if h in bases:
+                    new = commit
+                elif commit in bases:
+                    return h
+                else:
+                    new = self._merge_commit(info, h, bases, merge_message)
+            if self.set_head(branch, new, expected=h):
+                return new
+
+    def _merge_commit(self, ours: CommitInfo, h: str, bases: list[str], message: bytes) -> str:
+        theirs = self._db.commit(h)
+        base = self._merge_base_tree(bases)
+        tree = EditableTree(self._db, ours.tree)
+        conflicts = tree.merge(
+            TreeView(self._db, ours.tree),
+            TreeView(self._db, theirs.tree),
+            TreeView(self._db, base) if base is not None else None,
+        )
+        if conflicts:
+            raise MergeConflict(", ".join("/".join(p) for p in sorted(conflicts)))
+        return self.make_commit(tree.write_tree(), (h, ours.id), message)
+
+    def _merge_base_tree(self, bases: list[str], depth: int = 0) -> str | None:
+        """Tree of the merge base; several bases are merged together first."""
+        if not bases:
+            return None
+        bases = sorted(bases)
+        acc = self._db.commit(bases[0]).tree
+        for other in bases[1:]:
+            sub = None
+            if depth < 8:
+                sub = self._merge_base_tree(self.lcas(bases[0], other), depth + 1)
+            tree = EditableTree(self._db, acc)
+            tree.merge(
+                TreeView(self._db, acc),
+                TreeView(self._db, self._db.commit(other).tree),
+                TreeView(self._db, sub) if sub is not None else None,
+            )
+            acc = tree.write_tree()  # conflicts stay as conflict files
+        return acc
+
+    # -- change notification -------------------------------------------------
+    def add_listener(self, fn: Listener) -> None:
+        if self._known is None:
+            self._known = self._refs.read_all()
+            self._refs.changed_since_last_check()
+        self._listeners.append(fn)
+
+    def remove_listener(self, fn: Listener) -> None:
+        with contextlib.suppress(ValueError):
+            self._listeners.remove(fn)
+
+    def _changed(self, name: str, new: str | None) -> None:
+        if self._known is not None:
+            if new is None:
+                self._known.pop(name, None)
+            else:
+                self._known[name] = new
+        for fn in list(self._listeners):
+            try:
+                fn(name, new)
+            except Exception:
+                log.exception("branch listener failed")
+
+    def poll(self) -> None:
+        """Notice branch changes made by other processes (cheap when none)."""
+        if self._known is None:
+            self._known = self._refs.read_all()
+            self._refs.changed_since_last_check()
+            return
+        if not self._refs.changed_since_last_check():
+            return
+        current = self._refs.read_all()
+        old = self._known
+        self._known = dict(current)
+        for name in sorted(old.keys() | current.keys()):
+            if old.get(name) != current.get(name):
+                for fn in list(self._listeners):
+                    try:
+                        fn(name, current.get(name))
+                    except Exception:
+                        log.exception("branch listener failed")
+
+    # -- remotes -------------------------------------------------------------
+    def fetch(self, url: str, branch: str) -> str:
+        """Fetch ``refs/heads/<branch>`` of ``url`` into the object store."""
+        url = url.strip()
+        if not url:
+            raise FetchError("error: remote url is not defined")
+        from dulwich.client import get_transport_and_path
+
+        want = b"refs/heads/" + branch.encode("utf-8", "surrogateescape")
+        found: list[str] = []
+
+        def determine_wants(refs: Any, depth: Any = None, **kwargs: Any) -> list[Any]:
+            sha = refs.get(want)
+            if sha is None:
+                return []
+            text = sha.decode("ascii") if isinstance(sha, bytes) else str(sha)
+            found.append(text)
+            if self._db.object_type(text) == COMMIT:
+                return []
+            return [sha]
+
+        pack_dir = os.path.join(self._db.objects_dir, "pack") if self._db.objects_dir else None
+        before = set(os.listdir(pack_dir)) if pack_dir and os.path.isdir(pack_dir) else set()
+        try:
+            client, path = get_transport_and_path(url)
+            client.fetch(path, self._repo, determine_wants=determine_wants)
+        except Exception as e:
+            log.info("fetch %s failed: %r", url, e)
+            raise FetchError(f"error: cannot fetch {url}") from e
+        if not found:
+            raise FetchError("error: no head to fetch")
+        if pack_dir and os.path.isdir(pack_dir):
+            new = set(os.listdir(pack_dir)) - before
+            for fn in new:
+                with contextlib.suppress(OSError):
+                    fd = os.open(os.path.join(pack_dir, fn), os.O_RDONLY)
+                    try:
+                        os.fsync(fd)
+                    finally:
+                        os.close(fd)
+            if new:
+                fd = os.open(pack_dir, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+        sha = found[0]
+        if self._db.object_type(sha) != COMMIT:
+            raise FetchError(f"error: cannot fetch {url}")
+        return sha
+
+    def _materialize(self) -> None:
+        """Move every overlay object into the dulwich store (for push)."""
+        db = self._db
+        if db.objects_dir is not None:
+            db.flush(list(db.overlay))
+            return
+        from dulwich.objects import ShaFile
+
+        for sha, (type_num, raw) in list(db.overlay.items()):
+            obj = ShaFile.from_raw_string(type_num, raw, sha.encode("ascii"))
+            self._repo.object_store.add_object(obj)
+
+    def push(self, url: str, branches: Iterable[str]) -> None:
+        """Push local branches to ``url`` (best effort, no force)."""
+        from dulwich.client import get_transport_and_path
+
+        url = url.strip()
+        if not url:
+            raise FetchError("error: remote url is not defined")
+        heads = {b: self.head(b) for b in branches}
+        self._materialize()
+
+        def update_refs(refs: Any) -> Any:
+            new = dict(refs)
+            for b, h in heads.items():
+                if h is not None:
+                    new[b"refs/heads/" + b.encode()] = h.encode("ascii")
+            return new
+
+        try:
+            client, path = get_transport_and_path(url, operation="push")
+            client.send_pack(path, update_refs, generate_pack_data=self._repo.generate_pack_data)
+        except Exception as e:
+            raise FetchError(f"error: cannot push to {url}") from e

@@ -1,0 +1,508 @@
+"""Tree views (immutable), the editable tree of a transaction, the
+file-level three-way merge (spec section 4.2) and tree diffs (section 3.6).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from ._errors import (
+    AlreadyExists,
+    InvalidOffset,
+    IsADirectory,
+    NotADirectory,
+    NotFound,
+    StoreError,
+)
+from ._objects import EMPTY_TREE, Entry, Kind, ObjectDB, Path, encode_name
+
+CONFLICT_FILE_VS_DIR = b"File vs dir"
+CONFLICT_BOTH_CHANGED = b"Changed on both branches"
+CONFLICT_ADD_ADD = b"default: add/add and no common ancestor"
+CONFLICT_ADD_DEL = b"option: add/del"
+
+
+def conflict_bytes(reason: bytes) -> bytes:
+    return b"** Conflict **\n" + reason + b"\n"
+
+
+def _name_key(item: tuple[str, object]) -> bytes:
+    return encode_name(item[0])
+
+
+class TreeView:
+    """An immutable git tree; every lookup is served from the object cache."""
+
+    __slots__ = ("_db", "sha")
+
+    def __init__(self, db: ObjectDB, sha: str) -> None:
+        self._db = db
+        self.sha = sha
+
+    def __repr__(self) -> str:
+        return f"TreeView({self.sha})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, TreeView) and other.sha == self.sha
+
+    def __hash__(self) -> int:
+        return hash(self.sha)
+
+    def lookup(self, path: Path) -> Entry | None:
+        entry = Entry(Kind.DIR, self.sha)
+        for name in path:
+            if entry.kind is not Kind.DIR:
+                return None
+            found = self._db.tree_entries(entry.sha).get(name)
+            if found is None:
+                return None
+            entry = found
+        return entry
+
+    stat = lookup
+
+    def listdir(self, path: Path = ()) -> list[tuple[str, Entry]]:
+        entry = self.lookup(path)
+        if entry is None:
+            raise NotFound()
+        if entry.kind is not Kind.DIR:
+            raise NotADirectory()
+        return sorted(self._db.tree_entries(entry.sha).items(), key=_name_key)
+
+    def read(self, path: Path) -> bytes:
+        entry = self.lookup(path)
+        if entry is None:
+            raise NotFound()
+        if entry.kind is Kind.DIR:
+            raise IsADirectory()
+        return self._db.blob(entry.sha)
+
+    def walk_files(self, path: Path = ()) -> Iterator[tuple[Path, Entry]]:
+        entry = self.lookup(path)
+        if entry is not None:
+            yield from _walk_files(self._db, path, entry)
+
+
+def _walk_files(db: ObjectDB, path: Path, entry: Entry) -> Iterator[tuple[Path, Entry]]:
+    if entry.kind is not Kind.DIR:
+        yield path, entry
+        return
+    for name, child in db.tree_entries(entry.sha).items():
+        yield from _walk_files(db, (*path, name), child)
+
+
+def diff_trees(db: ObjectDB, old: str, new: str) -> list[tuple[str, Path]]:
+    """Changed files between two trees: ``+`` only in new, ``-`` only in old,
+    ``*`` in both with different content or kind."""
+    out: list[tuple[str, Path]] = []
+
+    def files(path: Path, entry: Entry, op: str) -> None:
+        out.extend((op, p) for p, _ in _walk_files(db, path, entry))
+
+    def walk(path: Path, old_sha: str, new_sha: str) -> None:
+        o = db.tree_entries(old_sha)
+        n = db.tree_entries(new_sha)
+        for name in sorted(o.keys() | n.keys(), key=encode_name):
+            oe, ne = o.get(name), n.get(name)
+            if oe == ne:
+                continue
+            p = (*path, name)
+            o_dir = oe is not None and oe.kind is Kind.DIR
+            n_dir = ne is not None and ne.kind is Kind.DIR
+            if o_dir and n_dir:
+                assert oe is not None and ne is not None
+                walk(p, oe.sha, ne.sha)
+            elif oe is not None and ne is not None and not o_dir and not n_dir:
+                out.append(("*", p))
+            else:
+                if oe is not None:
+                    files(p, oe, "-")
+                if ne is not None:
+                    files(p, ne, "+")
+
+    if old != new:
+        walk((), old, new)
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Editable tree
+
+
+class _File:
+    __slots__ = ("data", "kind", "sha")
+
+    def __init__(self, kind: Kind, sha: str | None, data: bytearray | None) -> None:
+        self.kind = kind
+        self.sha = sha  # blob id when known to match the content
+        self.data = data  # private mutable copy once edited (or created)
+
+
+class _Dir:
+    __slots__ = ("children", "dirty", "sha")
+
+    def __init__(self, sha: str | None, children: dict[str, _File | _Dir] | None) -> None:
+        self.sha = sha  # tree id of the content when not dirty (None: empty)
+        self.children = children  # None until loaded from ``sha``
+        self.dirty = children is not None and sha is None
+
+
+_Node = _File | _Dir
+
+
+def _node_of(entry: Entry) -> _Node:
+    if entry.kind is Kind.DIR:
+        return _Dir(entry.sha, None)
+    return _File(entry.kind, entry.sha, None)
+
+
+class EditableTree:
+    """The mutable tree of a transaction (spec section 2.8).
+
+    All operations take paths, so callers never hold nodes. Unchanged
+    subtrees are loaded lazily and keep their tree id, so :meth:`write_tree`
+    re-hashes only what was edited.
+    """
+
+    def __init__(self, db: ObjectDB, base_tree: str | None = None) -> None:
+        self._db = db
+        if base_tree is None or base_tree == EMPTY_TREE:
+            self._root = _Dir(None, {})
+        else:
+            self._root = _Dir(base_tree, None)
+        self.conflicts: set[Path] = set()
+
+    # -- internals -----------------------------------------------------------
+    def _children(self, d: _Dir) -> dict[str, _Node]:
+        if d.children is None:
+            d.children = {n: _node_of(e) for n, e in self._db.tree_entries(d.sha).items()}  # type: ignore[arg-type]
+        return d.children
+
+    def _find(self, path: Path) -> _Node | None:
+        """The node at ``path``; None if missing, NotADirectory if a proper
+        prefix of the path is a file."""
+        node: _Node = self._root
+        for name in path:
+            if not isinstance(node, _Dir):
+                raise NotADirectory()
+            child = self._children(node).get(name)
+            if child is None:
+                return None
+            node = child
+        return node
+
+    def _find_quiet(self, path: Path) -> _Node | None:
+        try:
+            return self._find(path)
+        except NotADirectory:
+            return None
+
+    def _dir_for_edit(self, path: Path, *, create: bool, force: bool = False) -> _Dir:
+        """The directory at ``path``, marking it and its ancestors dirty.
+
+        create: make missing directories; force: also replace files in the way.
+        """
+        node = self._root
+        node.dirty = True
+        for name in path:
+            children = self._children(node)
+            child = children.get(name)
+            if child is None:
+                if not create:
+                    raise NotFound()
+                child = children[name] = _Dir(None, {})
+            elif isinstance(child, _File):
+                if not force:
+                    raise NotADirectory()
+                child = children[name] = _Dir(None, {})
+            child.dirty = True
+            node = child
+        return node
+
+    def _clear_conflict(self, path: Path) -> None:
+        self.conflicts.discard(path)
+
+    def _clear_conflicts_below(self, path: Path) -> None:
+        n = len(path)
+        self.conflicts = {c for c in self.conflicts if c[:n] != path}
+
+    def _content(self, f: _File) -> bytes | bytearray:
+        if f.data is not None:
+            return f.data
+        assert f.sha is not None
+        return self._db.blob(f.sha)
+
+    def _mutable(self, f: _File) -> bytearray:
+        if f.data is None:
+            assert f.sha is not None
+            f.data = bytearray(self._db.blob(f.sha))
+        f.sha = None
+        return f.data
+
+    def _existing_file(self, path: Path) -> _File:
+        node = self._find(path)
+        if node is None:
+            raise NotFound()
+        if isinstance(node, _Dir):
+            raise IsADirectory()
+        return node
+
+    # -- queries -------------------------------------------------------------
+    def kind(self, path: Path) -> Kind | None:
+        node = self._find_quiet(path)
+        if node is None:
+            return None
+        return Kind.DIR if isinstance(node, _Dir) else node.kind
+
+    def stat(self, path: Path) -> tuple[Kind, int] | None:
+        node = self._find_quiet(path)
+        if node is None:
+            return None
+        if isinstance(node, _Dir):
+            return (Kind.DIR, 0)
+        return (node.kind, len(self._content(node)))
+
+    def entry(self, path: Path) -> Entry | None:
+        """The committed-form entry at ``path`` (writes pending blobs/trees)."""
+        node = self._find_quiet(path)
+        if node is None:
+            return None
+        if isinstance(node, _Dir):
+            return Entry(Kind.DIR, self._write(node) or EMPTY_TREE)
+        return Entry(node.kind, self._write_file(node))
+
+    def listdir(self, path: Path = ()) -> list[tuple[str, Kind]]:
+        node = self._find(path)
+        if node is None:
+            raise NotFound()
+        if not isinstance(node, _Dir):
+            raise NotADirectory()
+        items = [
+            (name, Kind.DIR if isinstance(c, _Dir) else c.kind)
+            for name, c in self._children(node).items()
+        ]
+        items.sort(key=_name_key)
+        return items
+
+    def read(self, path: Path, offset: int, count: int) -> bytes:
+        content = self._content(self._existing_file(path))
+        if offset < 0:
+            raise InvalidOffset(f"Negative offset {offset}")
+        if offset > len(content):
+            raise InvalidOffset(f"Offset {offset} beyond end-of-file (len = {len(content)})")
+        if count <= 0:
+            return b""
+        return bytes(content[offset : offset + count])
+
+    def read_all(self, path: Path) -> bytes:
+        return bytes(self._content(self._existing_file(path)))
+
+    # -- edits ---------------------------------------------------------------
+    def write(self, path: Path, offset: int, data: bytes) -> None:
+        if offset < 0:
+            raise InvalidOffset(f"Negative offset {offset}")
+        if not path:
+            raise IsADirectory()
+        parent = self._dir_for_edit(path[:-1], create=False)
+        children = self._children(parent)
+        node = children.get(path[-1])
+        if node is None:
+            node = children[path[-1]] = _File(Kind.FILE, None, bytearray())
+        elif isinstance(node, _Dir):
+            raise IsADirectory()
+        buf = self._mutable(node)
+        end = len(buf)
+        if offset == end:
+            buf += data
+        elif offset > end:
+            buf += bytes(offset - end)
+            buf += data
+        else:
+            buf[offset : offset + len(data)] = data
+        self._clear_conflict(path)
+
+    def truncate(self, path: Path, length: int) -> None:
+        if length < 0:
+            raise InvalidOffset(f"Negative offset {length}")
+        node = self._find(path)
+        if node is None:
+            raise NotFound()
+        if isinstance(node, _Dir):
+            if length == 0:
+                return
+            raise IsADirectory()
+        parent = self._dir_for_edit(path[:-1], create=False)
+        f = self._children(parent)[path[-1]]
+        assert isinstance(f, _File)
+        buf = self._mutable(f)
+        if length <= len(buf):
+            del buf[length:]
+        else:
+            buf += bytes(length - len(buf))
+        self._clear_conflict(path)
+
+    def create_file(self, path: Path, kind: Kind = Kind.FILE, target: bytes | None = None) -> None:
+        if kind is Kind.DIR:
+            raise StoreError("create_file cannot create a directory")
+        if not path:
+            raise IsADirectory()
+        parent = self._dir_for_edit(path[:-1], create=True)
+        children = self._children(parent)
+        if isinstance(children.get(path[-1]), _Dir):
+            raise IsADirectory()
+        children[path[-1]] = _File(kind, None, bytearray(target or b""))
+        self._clear_conflict(path)
+
+    def put(self, path: Path, data: bytes, kind: Kind = Kind.FILE) -> None:
+        """Create or replace a file with the given content."""
+        self.create_file(path, kind, data)
+
+    def mkdir(self, path: Path) -> None:
+        if not path or self._find(path) is not None:
+            raise AlreadyExists()
+        parent = self._dir_for_edit(path[:-1], create=True)
+        self._children(parent)[path[-1]] = _Dir(None, {})
+        self._clear_conflict(path)
+
+    def remove(self, path: Path) -> None:
+        """Remove a file or a whole subtree; a missing path is fine."""
+        if not path:
+            self._root = _Dir(None, {})
+            self.conflicts.clear()
+            return
+        if self._find(path) is not None:
+            parent = self._dir_for_edit(path[:-1], create=False)
+            del self._children(parent)[path[-1]]
+        self._clear_conflicts_below(path)
+
+    def rename(self, dir_path: Path, old: str, new: str) -> None:
+        node = self._find(dir_path)
+        if node is None:
+            raise NotFound()
+        if not isinstance(node, _Dir):
+            raise NotADirectory()
+        children = self._children(node)
+        src = children.get(old)
+        if src is None:
+            raise NotFound()
+        if old == new:
+            return
+        dst = children.get(new)
+        if isinstance(dst, _Dir) and self._children(dst):
+            raise IsADirectory()
+        parent = self._dir_for_edit(dir_path, create=False)
+        children = self._children(parent)
+        children[new] = children.pop(old)
+
+    def set_kind(self, path: Path, kind: Kind, target: bytes | None = None) -> None:
+        """chmod: change a file's kind (a symlink ``target`` replaces the content)."""
+        node = self._find(path)
+        if node is None:
+            raise NotFound()
+        if isinstance(node, _Dir) or kind is Kind.DIR:
+            raise IsADirectory()
+        self._dir_for_edit(path[:-1], create=False)
+        node.kind = kind
+        if target is not None:
+            node.data = bytearray(target)
+            node.sha = None
+
+    def force_put(self, path: Path, kind: Kind, data: bytes) -> None:
+        """Put a file, destroying whatever is in the way (merge-internal)."""
+        if not path:
+            raise IsADirectory()
+        parent = self._dir_for_edit(path[:-1], create=True, force=True)
+        self._children(parent)[path[-1]] = _File(kind, None, bytearray(data))
+
+    def _force_entry(self, path: Path, entry: Entry | None) -> None:
+        if entry is None:
+            if self._find_quiet(path) is not None:
+                parent = self._dir_for_edit(path[:-1], create=False)
+                del self._children(parent)[path[-1]]
+            return
+        if not path:
+            self._root = _Dir(entry.sha, None)
+            return
+        parent = self._dir_for_edit(path[:-1], create=True, force=True)
+        self._children(parent)[path[-1]] = _node_of(entry)
+
+    # -- committing ----------------------------------------------------------
+    def _write_file(self, f: _File) -> str:
+        if f.sha is None:
+            assert f.data is not None
+            f.sha = self._db.put_blob(bytes(f.data))
+        return f.sha
+
+    def _write(self, d: _Dir) -> str | None:
+        if not d.dirty:
+            return d.sha
+        entries: dict[str, Entry] = {}
+        for name, child in self._children(d).items():
+            if isinstance(child, _Dir):
+                sha = self._write(child)
+                if sha is not None:
+                    entries[name] = Entry(Kind.DIR, sha)
+            else:
+                entries[name] = Entry(child.kind, self._write_file(child))
+        d.sha = self._db.put_tree(entries) if entries else None
+        d.dirty = False
+        return d.sha
+
+    def write_tree(self) -> str:
+        """Store the content (empty directories dropped); return the tree id."""
+        sha = self._write(self._root)
+        if sha is None:
+            return self._db.put_tree({})
+        return sha
+
+    # -- merging -------------------------------------------------------------
+    def merge(self, ours: TreeView, theirs: TreeView, base: TreeView | None) -> list[Path]:
+        """Three-way merge of ``theirs`` into this tree (which holds ``ours``).
+
+        Returns the paths that conflicted; they are also added to
+        :attr:`conflicts` and hold a conflict file.
+        """
+        db = self._db
+        new_conflicts: list[Path] = []
+
+        def conflict(path: Path, reason: bytes) -> None:
+            self.force_put(path, Kind.FILE, conflict_bytes(reason))
+            self.conflicts.add(path)
+            new_conflicts.append(path)
+
+        def walk(path: Path, o_sha: str | None, t_sha: str | None, b_sha: str | None) -> None:
+            o = db.tree_entries(o_sha) if o_sha else {}
+            t = db.tree_entries(t_sha) if t_sha else {}
+            b = db.tree_entries(b_sha) if b_sha else {}
+            for name in sorted(o.keys() | t.keys(), key=encode_name):
+                oe, te, be = o.get(name), t.get(name), b.get(name)
+                p = (*path, name)
+                o_dir = oe is not None and oe.kind is Kind.DIR
+                t_dir = te is not None and te.kind is Kind.DIR
+                if oe is not None and te is not None and o_dir != t_dir:
+                    conflict(p, CONFLICT_FILE_VS_DIR)
+                    continue
+                if o_dir or t_dir:
+                    b_sub = be.sha if be is not None and be.kind is Kind.DIR else None
+                    o_sub = oe.sha if oe is not None else None
+                    t_sub = te.sha if te is not None else None
+                    if o_sub == t_sub or t_sub == b_sub:
+                        continue  # identical, or theirs unchanged: keep ours
+                    if o_sub == b_sub:
+                        self._force_entry(p, te)  # ours unchanged: take theirs
+                        continue
+                    walk(p, o_sub, t_sub, b_sub)
+                    continue
+                bf = be if be is not None and be.kind is not Kind.DIR else None
+                if oe == bf:
+                    if te != bf:
+                        self._force_entry(p, te)
+                elif te == bf or oe == te:
+                    pass
+                elif oe is not None and te is not None:
+                    conflict(p, CONFLICT_ADD_ADD if bf is None else CONFLICT_BOTH_CHANGED)
+                else:
+                    conflict(p, CONFLICT_ADD_DEL)
+
+        walk((), ours.sha, theirs.sha, base.sha if base is not None else None)
+        return new_conflicts

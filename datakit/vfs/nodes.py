@@ -1,0 +1,354 @@
+"""Protocol-neutral virtual files.
+
+The server translates 9p requests into calls on these nodes; the DataKit tree
+(`datakit.fs`) and the example tmpfs are built from them.  Every node gets a
+unique qid path from a global counter when it is created, so a tree that keeps
+its node objects (rather than rebuilding them on each lookup) gives stable
+qids, which `cp` and the Linux dentry cache need.
+
+Operations that may wait (live streams, commits that touch the disk) are
+coroutines; attribute reads are plain methods because they must be cheap.
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from datakit.vfs import errors
+from datakit.vfs.errors import FsError
+
+_qid_paths = itertools.count(1)
+
+
+class Kind(enum.Enum):
+    DIR = "dir"
+    FILE = "file"
+    EXEC = "exec"
+    SYMLINK = "symlink"
+
+
+@dataclass(frozen=True, slots=True)
+class Attr:
+    kind: Kind
+    length: int = 0
+    target: str = ""  # symlink target, empty otherwise
+
+
+class Node:
+    """Base of every file and directory."""
+
+    is_dir = False
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.qid_path = next(_qid_paths)
+
+    def attr(self) -> Attr:
+        raise NotImplementedError
+
+    async def truncate(self, length: int) -> None:
+        raise errors.read_only_file()
+
+    async def chmod(self, kind: Kind, target: str | None) -> None:
+        """Change the kind of a file (executable bit, or turn into a symlink)."""
+        raise errors.read_only_file()
+
+    def remove_error(self) -> FsError:
+        """What removing this node from a fixed directory reports."""
+        return errors.read_only_file()
+
+
+class Handle:
+    """An open file: one per open fid."""
+
+    async def read(self, offset: int, count: int) -> bytes:
+        raise errors.not_permitted()
+
+    async def write(self, offset: int, data: bytes) -> int:
+        raise errors.read_only_file()
+
+    def close(self) -> None:
+        """Called when the fid is clunked; must not block."""
+
+
+class File(Node):
+    async def open(self) -> Handle:
+        raise NotImplementedError
+
+
+class Directory(Node):
+    """A directory; by default fixed: nothing created, removed or renamed."""
+
+    is_dir = True
+
+    def attr(self) -> Attr:
+        return Attr(Kind.DIR)
+
+    async def lookup(self, name: str) -> Node:
+        raise errors.not_found()
+
+    async def entries(self) -> list[Node]:
+        """The listing a fresh open sees (captured at open time by the server)."""
+        return []
+
+    async def create(self, name: str, kind: Kind, target: str | None) -> Node:
+        raise errors.read_only_dir()
+
+    async def mkdir(self, name: str) -> Node:
+        raise errors.read_only_dir()
+
+    async def remove(self, child: Node) -> None:
+        raise child.remove_error()
+
+    async def rename(self, child: Node, new_dir: Directory, new_name: str) -> None:
+        raise errors.read_only_dir()
+
+    async def truncate(self, length: int) -> None:
+        # Linux truncates with O_TRUNC before writes; on a directory only 0 is harmless.
+        if length != 0:
+            raise errors.invalid("Can't set length of a directory")
+
+    async def chmod(self, kind: Kind, target: str | None) -> None:
+        raise errors.not_permitted()
+
+    def remove_error(self) -> FsError:
+        return errors.read_only_dir()
+
+
+class StaticDirectory(Directory):
+    """A fixed set of children, listed in insertion order."""
+
+    def __init__(self, name: str, children: list[Node] | None = None) -> None:
+        super().__init__(name)
+        self.children: dict[str, Node] = {}
+        for child in children or []:
+            self.children[child.name] = child
+
+    def add(self, child: Node) -> Node:
+        self.children[child.name] = child
+        return child
+
+    async def lookup(self, name: str) -> Node:
+        try:
+            return self.children[name]
+        except KeyError:
+            raise errors.not_found() from None
+
+    async def entries(self) -> list[Node]:
+        return list(self.children.values())
+
+
+def read_slice(data: bytes | bytearray, offset: int, count: int) -> bytes:
+    """Read of a byte string with the spec's offset rules (A6)."""
+    if offset < 0:
+        raise errors.negative_offset(offset)
+    if offset > len(data):
+        raise errors.beyond_eof(offset, len(data))
+    if count <= 0:
+        return b""
+    return bytes(data[offset : offset + count])
+
+
+def write_into(buf: bytearray, offset: int, data: bytes) -> None:
+    """Overwrite at offset, zero-filling any gap (spec 2.3)."""
+    end = offset + len(data)
+    if offset > len(buf):
+        buf.extend(bytes(offset - len(buf)))
+    if offset == len(buf):
+        buf.extend(data)
+    else:
+        buf[offset:end] = data
+
+
+def truncate_buffer(buf: bytearray, length: int) -> None:
+    if length < 0:
+        raise errors.negative_offset(length)
+    if length < len(buf):
+        del buf[length:]
+    else:
+        buf.extend(bytes(length - len(buf)))
+
+
+class _BytesHandle(Handle):
+    def __init__(self, get: Callable[[], bytes | bytearray]) -> None:
+        self._get = get
+
+    async def read(self, offset: int, count: int) -> bytes:
+        return read_slice(self._get(), offset, count)
+
+
+class StaticFile(File):
+    """Read-only file whose content is fixed, or computed when read."""
+
+    def __init__(
+        self, name: str, content: bytes | Callable[[], bytes], kind: Kind = Kind.FILE
+    ) -> None:
+        super().__init__(name)
+        self._content = content
+        self.kind = kind
+
+    def content(self) -> bytes:
+        c = self._content
+        return c if isinstance(c, bytes) else c()
+
+    def attr(self) -> Attr:
+        data = self.content()
+        if self.kind is Kind.SYMLINK:
+            return Attr(Kind.SYMLINK, len(data), data.decode("utf-8", "surrogateescape"))
+        return Attr(self.kind, len(data))
+
+    async def open(self) -> Handle:
+        data = self.content()
+        return _BytesHandle(lambda: data)
+
+    async def truncate(self, length: int) -> None:
+        raise errors.read_only_file()
+
+
+class BufferFile(File):
+    """An in-memory read-write byte string (transaction `msg`, remote `url`)."""
+
+    def __init__(self, name: str, initial: bytes = b"") -> None:
+        super().__init__(name)
+        self.data = bytearray(initial)
+
+    def attr(self) -> Attr:
+        return Attr(Kind.FILE, len(self.data))
+
+    async def open(self) -> Handle:
+        return _BufferHandle(self)
+
+    async def truncate(self, length: int) -> None:
+        truncate_buffer(self.data, length)
+
+    async def chmod(self, kind: Kind, target: str | None) -> None:
+        if kind is not Kind.FILE:
+            raise errors.chmod_special()
+
+
+class _BufferHandle(Handle):
+    def __init__(self, file: BufferFile) -> None:
+        self._file = file
+
+    async def read(self, offset: int, count: int) -> bytes:
+        return read_slice(self._file.data, offset, count)
+
+    async def write(self, offset: int, data: bytes) -> int:
+        if offset < 0:
+            raise errors.invalid(f"Bad write offset {offset}")
+        write_into(self._file.data, offset, data)
+        return len(data)
+
+
+class StreamCursor:
+    """Sequential reads with the Linux flush rule (spec 2.6).
+
+    Offsets must follow on from what was already returned, and after a read
+    that returned data the next read returns nothing: within one read(2) the
+    Linux client keeps asking until a reply is empty, so without that empty
+    reply a live stream would never hand its data to the application.
+    """
+
+    def __init__(self) -> None:
+        self.offset = 0
+        self._flush_pending = False
+
+    def check(self, offset: int) -> bool:
+        """Validate the offset; True if this read must be the empty flush reply."""
+        if offset != self.offset:
+            raise errors.seek_in_stream()
+        if self._flush_pending:
+            self._flush_pending = False
+            return True
+        return False
+
+    def advance(self, data: bytes) -> bytes:
+        if data:
+            self.offset += len(data)
+            self._flush_pending = True
+        return data
+
+
+class CommandFile(File):
+    """A file that runs a command on each write and keeps its output to read."""
+
+    def __init__(
+        self,
+        name: str,
+        run: Callable[[bytes], Awaitable[bytes]],
+        initial: bytes = b"",
+    ) -> None:
+        super().__init__(name)
+        self._run = run
+        self.pending = bytearray(initial)
+
+    def attr(self) -> Attr:
+        return Attr(Kind.FILE, len(self.pending))
+
+    async def open(self) -> Handle:
+        return _CommandHandle(self)
+
+    async def truncate(self, length: int) -> None:
+        if length != 0:
+            raise errors.invalid("Can't extend command file")
+
+    async def chmod(self, kind: Kind, target: str | None) -> None:
+        if kind is not Kind.FILE:
+            raise errors.chmod_special()
+
+    def remove_error(self) -> FsError:
+        return errors.not_permitted()
+
+    async def execute(self, data: bytes) -> None:
+        result = await self._run(data.strip())
+        self.pending = bytearray(result)
+
+
+class _CommandHandle(Handle):
+    def __init__(self, file: CommandFile) -> None:
+        self._file = file
+        self._cursor = StreamCursor()
+
+    async def read(self, offset: int, count: int) -> bytes:
+        if self._cursor.check(offset) or count <= 0:
+            return b""
+        pending = self._file.pending
+        chunk = bytes(pending[:count])
+        del pending[:count]
+        return self._cursor.advance(chunk)
+
+    async def write(self, offset: int, data: bytes) -> int:
+        if offset != self._cursor.offset:
+            raise errors.seek_in_stream()
+        await self._file.execute(data)
+        self._cursor.offset += len(data)
+        return len(data)
+
+
+class StatusFile(File):
+    """Read-only value computed at open time, read like a stream (`head`)."""
+
+    def __init__(self, name: str, compute: Callable[[], bytes]) -> None:
+        super().__init__(name)
+        self._compute = compute
+
+    def attr(self) -> Attr:
+        return Attr(Kind.FILE, len(self._compute()))
+
+    async def open(self) -> Handle:
+        return _StatusHandle(self._compute())
+
+
+class _StatusHandle(Handle):
+    def __init__(self, value: bytes) -> None:
+        self._buf = value
+        self._cursor = StreamCursor()
+
+    async def read(self, offset: int, count: int) -> bytes:
+        if self._cursor.check(offset) or count <= 0:
+            return b""
+        chunk, self._buf = self._buf[:count], self._buf[count:]
+        return self._cursor.advance(chunk)

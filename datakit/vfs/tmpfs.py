@@ -1,0 +1,119 @@
+"""A small writable in-memory filesystem built from vfs nodes.
+
+It exercises every server path that the DataKit tree does not (arbitrary
+create/write/rename/remove), and `datakit serve --example-tree` serves it so
+kernel-client tests can check plain POSIX behaviour.
+"""
+
+from __future__ import annotations
+
+from datakit.vfs import errors
+from datakit.vfs.nodes import (
+    Attr,
+    Directory,
+    File,
+    Handle,
+    Kind,
+    Node,
+    read_slice,
+    truncate_buffer,
+    write_into,
+)
+
+
+class TmpFile(File):
+    def __init__(self, name: str, kind: Kind = Kind.FILE, target: str = "") -> None:
+        super().__init__(name)
+        self.kind = kind
+        self.data = bytearray(target.encode() if kind is Kind.SYMLINK else b"")
+
+    def attr(self) -> Attr:
+        target = self.data.decode("utf-8", "surrogateescape") if self.kind is Kind.SYMLINK else ""
+        return Attr(self.kind, len(self.data), target)
+
+    async def open(self) -> Handle:
+        return _TmpHandle(self)
+
+    async def truncate(self, length: int) -> None:
+        truncate_buffer(self.data, length)
+
+    async def chmod(self, kind: Kind, target: str | None) -> None:
+        if kind is Kind.SYMLINK:
+            if target is None:
+                raise errors.invalid("Missing target for symlink!")
+            self.data = bytearray(target.encode())
+        self.kind = kind
+
+
+class _TmpHandle(Handle):
+    def __init__(self, file: TmpFile) -> None:
+        self._file = file
+
+    async def read(self, offset: int, count: int) -> bytes:
+        return read_slice(self._file.data, offset, count)
+
+    async def write(self, offset: int, data: bytes) -> int:
+        if offset < 0:
+            raise errors.negative_offset(offset)
+        write_into(self._file.data, offset, data)
+        return len(data)
+
+
+class TmpDir(Directory):
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.children: dict[str, Node] = {}
+
+    async def lookup(self, name: str) -> Node:
+        try:
+            return self.children[name]
+        except KeyError:
+            raise errors.not_found() from None
+
+    async def entries(self) -> list[Node]:
+        return [self.children[k] for k in sorted(self.children)]
+
+    async def create(self, name: str, kind: Kind, target: str | None) -> Node:
+        existing = self.children.get(name)
+        if isinstance(existing, Directory):
+            raise errors.is_a_directory()
+        if kind is Kind.SYMLINK and target is None:
+            raise errors.invalid("Missing target for symlink!")
+        node = TmpFile(name, kind, target or "")
+        self.children[name] = node
+        return node
+
+    async def mkdir(self, name: str) -> Node:
+        if name in self.children:
+            raise errors.already_exists()
+        node = TmpDir(name)
+        self.children[name] = node
+        return node
+
+    async def remove(self, child: Node) -> None:
+        if self.children.get(child.name) is not child:
+            raise errors.not_found()
+        if isinstance(child, TmpDir) and child.children:
+            raise errors.FsError("Directory not empty", 39)
+        del self.children[child.name]
+
+    async def rename(self, child: Node, new_dir: Directory, new_name: str) -> None:
+        if not isinstance(new_dir, TmpDir):
+            raise errors.FsError("Invalid cross-device link", 18)
+        if self.children.get(child.name) is not child:
+            raise errors.not_found()
+        target = new_dir.children.get(new_name)
+        if target is child:
+            return
+        if isinstance(target, TmpDir) and (target.children or not child.is_dir):
+            raise errors.is_a_directory()
+        if target is not None and not target.is_dir and child.is_dir:
+            raise errors.not_a_directory()
+        del self.children[child.name]
+        child.name = new_name
+        new_dir.children[new_name] = child
+
+
+def example_tree() -> TmpDir:
+    """A fresh, empty writable tree (one per connection or shared, as the caller likes)."""
+    return TmpDir("/")

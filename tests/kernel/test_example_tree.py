@@ -1,0 +1,29 @@
+"""Issue 2: the Linux kernel 9p client on `datakit serve --example-tree`.
+
+For each protocol version (and a mount with no version= option at all, the
+kernel default 9P2000.L) boot a VM, mount the server and run
+scripts/posix_basics.sh (create/write/append/truncate/rename/rm/mkdir/rmdir/
+stat/nested dirs/a file larger than msize) in the mount root.
+"""
+
+import pytest
+from kernelsupport import ALL_VERSIONS, assert_guest_ok, version_id
+
+pytestmark = pytest.mark.kernel
+
+
+@pytest.mark.parametrize("version", ALL_VERSIONS, ids=version_id)
+def test_posix_basics_example_tree(vm, datakit_server, version):
+    srv = datakit_server("--example-tree")
+    res = vm.run_file("posix_basics.sh", port=srv.port, version=version, timeout=180)
+    assert_guest_ok(res, srv)
+    assert "posix_basics: OK" in res.stdout
+
+
+@pytest.mark.parametrize("version", ALL_VERSIONS, ids=version_id)
+def test_posix_basics_large_msize(vm, datakit_server, version):
+    """Same script with msize=1 MiB requested (the kernel may negotiate down)."""
+    srv = datakit_server("--example-tree")
+    res = vm.run_file("posix_basics.sh", port=srv.port, version=version,
+                      opts="msize=1048576", timeout=180)
+    assert_guest_ok(res, srv)

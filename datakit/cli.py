@@ -91,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     listen.add_argument(
         "--example-tree",
         action="store_true",
-        help="serve a scratch writable in-memory tree instead of the database (for testing 9p clients)",
+        help="serve a scratch writable in-memory tree instead of the database "
+        "(for testing 9p clients)",
     )
     logs = serve.add_argument_group("logging")
     logs.add_argument(
@@ -109,7 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="mount a DataKit server with the Linux 9p client",
         description="Run `mount -t 9p` with the options DataKit needs.",
     )
-    mount.add_argument("host", nargs="?", default="127.0.0.1", help="server address (default 127.0.0.1)")
+    mount.add_argument(
+        "host", nargs="?", default="127.0.0.1", help="server address (default 127.0.0.1)"
+    )
     mount.add_argument("mountpoint", nargs="?", default="/db", help="where to mount (default /db)")
     mount.add_argument("-p", "--port", type=int, default=5640, help="server port (default 5640)")
     mount.add_argument(

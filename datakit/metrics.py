@@ -15,14 +15,12 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
-    Histogram,
-    Summary,
-    generate_latest,
-)
-from prometheus_client import (
     GCCollector,
+    Histogram,
     PlatformCollector,
     ProcessCollector,
+    Summary,
+    generate_latest,
 )
 
 log = logging.getLogger("datakit.metrics")
@@ -144,7 +142,9 @@ async def _handle_http(stream: trio.SocketStream) -> None:
             await stream.send_all(conn.send(h11.EndOfMessage()) or b"")
     except (h11.RemoteProtocolError, h11.LocalProtocolError):
         with trio.move_on_after(1):
-            await stream.send_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 12\r\n\r\nBad request\n")
+            await stream.send_all(
+                b"HTTP/1.1 400 Bad Request\r\ncontent-length: 12\r\n\r\nBad request\n"
+            )
     except (trio.BrokenResourceError, trio.ClosedResourceError):
         pass
     finally:

@@ -120,7 +120,10 @@ async def serve(
     async with trio.open_nursery() as nursery:
         await nursery.start(
             lambda task_status: serve_9p(
-                listeners, make_root, limits=limits, read_only=config.read_only,
+                listeners,
+                make_root,
+                limits=limits,
+                read_only=config.read_only,
                 task_status=task_status,
             )
         )

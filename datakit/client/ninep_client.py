@@ -8,6 +8,7 @@ to pipeline requests or flush a blocked read).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import socket
 import threading
@@ -94,7 +95,12 @@ class Client:
 
     @classmethod
     def connect(
-        cls, address: str, *, msize: int = 65536, version: str = "9P2000.u", timeout: float | None = None
+        cls,
+        address: str,
+        *,
+        msize: int = 65536,
+        version: str = "9P2000.u",
+        timeout: float | None = None,
     ) -> Client:
         addr = parse_address(address)
         sock = socket.socket(addr.family, socket.SOCK_STREAM)
@@ -109,10 +115,8 @@ class Client:
         return cls(sock, msize=msize, version=version)
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
         self.sock.close()
 
     def __enter__(self) -> Client:
@@ -255,8 +259,19 @@ class Client:
 
     def _truncate_fid(self, fid: int, length: int) -> None:
         if self.dialect is ninep.Dialect.L:
-            self.rpc(ninep.Tsetattr, fid=fid, valid=0x8, mode=0, uid=0, gid=0, size=length,
-                     atime_sec=0, atime_nsec=0, mtime_sec=0, mtime_nsec=0)
+            self.rpc(
+                ninep.Tsetattr,
+                fid=fid,
+                valid=0x8,
+                mode=0,
+                uid=0,
+                gid=0,
+                size=length,
+                atime_sec=0,
+                atime_nsec=0,
+                mtime_sec=0,
+                mtime_nsec=0,
+            )
         else:
             self.rpc(ninep.Twstat, fid=fid, stat=blank_stat(length=length))
 
@@ -268,7 +283,11 @@ class Client:
             self.clunk(fid)
 
     def create(
-        self, path: str | tuple[str, ...], data: bytes = b"", *, perm: int = 0o644,
+        self,
+        path: str | tuple[str, ...],
+        data: bytes = b"",
+        *,
+        perm: int = 0o644,
         extension: str = "",
     ) -> None:
         """Create (or replace) a file, or with DMDIR in perm a directory, and write data."""
@@ -284,8 +303,14 @@ class Client:
                     return
                 self.rpc(ninep.Tlcreate, fid=fid, name=names[-1], flags=1, mode=perm & 0o777, gid=0)
             else:
-                self.rpc(ninep.Tcreate, fid=fid, name=names[-1], perm=perm, mode=ninep.OWRITE,
-                         extension=extension)
+                self.rpc(
+                    ninep.Tcreate,
+                    fid=fid,
+                    name=names[-1],
+                    perm=perm,
+                    mode=ninep.OWRITE,
+                    extension=extension,
+                )
             if data:
                 self.write_fid(fid, data)
         finally:

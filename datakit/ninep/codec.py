@@ -109,7 +109,7 @@ LAYOUTS: dict[type[Message], str] = {
     m.Treadlink: "i",
     m.Rreadlink: "s",
     m.Tgetattr: "iq",
-    m.Rgetattr: "qQiiqqqqq" + "qqqqqqqq" + "qq",
+    m.Rgetattr: "qQiii" + "qqqqq" + "qqqqqqqq" + "qq",
     m.Tsetattr: "iiiiiqqqqq",
     m.Rsetattr: "",
     m.Txattrwalk: "iis",
@@ -501,7 +501,7 @@ def _decode_frame(buf: Buffer, start: int, end: int, dialect: Dialect) -> Messag
 
 
 def _as_buffer(data: Buffer) -> Buffer:
-    if isinstance(data, bytes | bytearray):
+    if type(data) is bytes or isinstance(data, (bytes, bytearray)):
         return data
     return memoryview(data).cast("B")
 

@@ -1,6 +1,12 @@
 """The trio 9p server: listeners, sessions, fids, and the mapping onto vfs nodes."""
 
-from datakit.server.endpoints import DEFAULT_PORT, Endpoint, EndpointError, parse_endpoint, parse_endpoints
+from datakit.server.endpoints import (
+    DEFAULT_PORT,
+    Endpoint,
+    EndpointError,
+    parse_endpoint,
+    parse_endpoints,
+)
 from datakit.server.serve import bind_all, serve_9p
 from datakit.server.session import Limits, Session
 

@@ -142,9 +142,7 @@ async def _open(s: Session, entry: Fid) -> None:
         if s.dialect is ninep.Dialect.L:
             entry.dir_nodes = nodes
         else:
-            entry.dir_records = [
-                ninep.encode_stat(stat_of(n, n.attr()), s.dialect) for n in nodes
-            ]
+            entry.dir_records = [ninep.encode_stat(stat_of(n, n.attr()), s.dialect) for n in nodes]
         entry.dir_index = entry.dir_offset = 0
         entry.opened_dir = True
     else:
@@ -283,7 +281,9 @@ async def readdir(s: Session, m: ninep.Treaddir) -> object:
     while 0 <= i < len(nodes):
         node = nodes[i]
         kind = Kind.DIR if node.is_dir else node.attr().kind
-        record = ninep.encode_dirent(ninep.Dirent(qid_of(node), i + 1, DIRENT_TYPE[kind], node.name))
+        record = ninep.encode_dirent(
+            ninep.Dirent(qid_of(node), i + 1, DIRENT_TYPE[kind], node.name)
+        )
         if used + len(record) > count:
             break
         parts.append(record)

@@ -47,6 +47,7 @@ async def bind_all(endpoints: list[Endpoint]) -> list[trio.SocketListener]:
             for listener in listeners:
                 await listener.aclose()
             raise OSError(
-                exc.errno, f"Failed to set up server socket listening on {endpoint}: {exc.strerror or exc}"
+                exc.errno,
+                f"Failed to set up server socket listening on {endpoint}: {exc.strerror or exc}",
             ) from exc
     return listeners

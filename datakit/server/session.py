@@ -106,8 +106,9 @@ class Session:
             try:
                 msg = self.decoder.next_message()
             except ninep.MessageTooLarge as exc:
+                # The size field is nonsense, so whatever follows it is no tag.
                 metrics.PROTOCOL_ERRORS.inc()
-                await self._fatal(ninep.NOTAG if exc.tag is None else exc.tag, str(exc))
+                await self._fatal(ninep.NOTAG, str(exc))
                 return
             except ninep.ProtocolError as exc:
                 metrics.PROTOCOL_ERRORS.inc()
@@ -134,6 +135,13 @@ class Session:
                 if isinstance(msg, ninep.Tversion):
                     if not await self._version(msg):
                         return
+                    continue
+                if isinstance(msg, ninep.Tauth) and self.dialect is ninep.Dialect.L:
+                    # No authentication: say so and let the client attach (diod's
+                    # clients always try Tauth first). Upstream closed here.
+                    await self.send(
+                        self.error_reply(msg.tag, FsError("Authentication not required", E.ENOENT))
+                    )
                     continue
                 if not isinstance(msg, ninep.Tattach):
                     await self._fatal(msg.tag, "Expected Attach message")  # type: ignore[attr-defined]

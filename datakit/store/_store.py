@@ -172,6 +172,11 @@ class Store:
         self._db.commits.put(sha, parse_commit_body(sha, raw))
         return sha
 
+    def persist(self, *shas: str) -> None:
+        """Make objects (and all they reference) durable in the repository so
+        other processes can use them; set_head does this implicitly."""
+        self._db.flush(shas)
+
     def edit(self, base_tree_sha: str | None) -> EditableTree:
         if base_tree_sha is not None and base_tree_sha != EMPTY_TREE:
             self._db.tree_entries(base_tree_sha)

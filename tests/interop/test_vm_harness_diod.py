@@ -5,6 +5,10 @@ scripts that the DataKit kernel tests run.
 diod needs no auth (-n) and the export path as aname: opts=f"aname={export}".
 """
 
+import shutil
+import tempfile
+from pathlib import Path
+
 import pytest
 from kernelsupport import SCRIPTS, assert_guest_ok, diod_argv
 
@@ -12,12 +16,17 @@ pytestmark = pytest.mark.kernel
 
 
 @pytest.fixture
-def diod(ninep_server, tmp_path):
-    export = tmp_path / "export"
-    export.mkdir()
+def diod(ninep_server):
+    # The kernel's first Tattach has uname "nobody" (no uname= option), and
+    # diod checks the export as that user: it must be reachable by "nobody",
+    # so no pytest tmp_path (under a 0700 /tmp/pytest-of-root).
+    export = Path(tempfile.mkdtemp(prefix="diod-export-"))
+    export.chmod(0o755)
     srv = ninep_server(diod_argv(export))
     srv.export = export
-    return srv
+    yield srv
+    srv.stop()
+    shutil.rmtree(export, ignore_errors=True)
 
 
 @pytest.mark.parametrize("version", ["9p2000.L", None], ids=["9p2000.L", "no-version"])

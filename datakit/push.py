@@ -1,0 +1,88 @@
+"""`--auto-push URL`: replicate every branch update to a Git remote.
+
+Updates are coalesced: a burst of commits becomes one `git push` of every
+branch that changed.  Pushing runs in a child process so it never blocks
+commits; a failed push is retried with exponential backoff, and the branches
+it carried stay queued (upstream dropped them).
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import time
+
+import trio
+
+from datakit import metrics
+from datakit.store import Store
+
+log = logging.getLogger("datakit.push")
+
+COALESCE_SECONDS = 0.5
+MAX_BACKOFF_SECONDS = 60.0
+
+
+class AutoPusher:
+    def __init__(
+        self, store: Store, git_dir: str, url: str, *, coalesce: float = COALESCE_SECONDS
+    ) -> None:
+        self.store = store
+        self.git_dir = git_dir
+        self.url = url
+        self.coalesce = coalesce
+        self.dirty: dict[str, str | None] = {}
+        self._wake = trio.Event()
+        store.add_listener(self._on_change)
+        log.info("Auto-push to %s enabled", url)
+
+    def _on_change(self, branch: str, head: str | None) -> None:
+        log.debug("Marking %s/%s as dirty", self.git_dir, branch)
+        self.dirty[branch] = head
+        self._wake.set()
+
+    async def run(self) -> None:
+        backoff = 1.0
+        while True:
+            if not self.dirty:
+                await self._wake.wait()
+                self._wake = trio.Event()
+            await trio.sleep(self.coalesce)  # let a burst of commits pile up
+            batch, self.dirty = self.dirty, {}
+            if await self.push(batch):
+                backoff = 1.0
+                continue
+            # Keep what failed unless a newer update for the branch already arrived.
+            for branch, head in batch.items():
+                self.dirty.setdefault(branch, head)
+            log.warning("auto-push to %s failed; retrying in %.0f s", self.url, backoff)
+            await trio.sleep(backoff)
+            backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+
+    async def push(self, batch: dict[str, str | None]) -> bool:
+        refspecs = [
+            f"+refs/heads/{b}:refs/heads/{b}" if head else f":refs/heads/{b}"
+            for b, head in sorted(batch.items())
+        ]
+        cmd = ["git", "-C", self.git_dir, "push", "--quiet", "--", self.url, *refspecs]
+        start = time.perf_counter()
+        try:
+            result = await trio.run_process(
+                cmd, capture_stdout=True, capture_stderr=True, check=False
+            )
+        except OSError as exc:
+            log.error("git push failed: %s", exc)
+            metrics.PUSHES.labels("error").inc()
+            return False
+        finally:
+            metrics.PUSH_SECONDS.observe(time.perf_counter() - start)
+        if result.returncode != 0:
+            err = result.stderr.decode("utf-8", "replace").strip()
+            log.error(
+                "%s exited with code %d: %s", subprocess.list2cmdline(cmd), result.returncode, err
+            )
+            metrics.PUSHES.labels("error").inc()
+            return False
+        metrics.PUSHES.labels("ok").inc()
+        log.info("pushed %s to %s", ", ".join(sorted(batch)), self.url)
+        return True

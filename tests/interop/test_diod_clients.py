@@ -31,7 +31,15 @@ def _free_port() -> int:
 def tcp_server() -> Iterator[str]:
     port = _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "datakit", "serve", "--example-tree", "--listen-9p", f"tcp://127.0.0.1:{port}"]
+        [
+            sys.executable,
+            "-m",
+            "datakit",
+            "serve",
+            "--example-tree",
+            "--listen-9p",
+            f"tcp://127.0.0.1:{port}",
+        ]
     )
     deadline = time.monotonic() + 20
     while True:
@@ -51,7 +59,9 @@ def tcp_server() -> Iterator[str]:
 
 
 def _diod(tool: str, server: str, *args: str) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run([tool, "-s", server, "-a", "/", *args], capture_output=True, timeout=60, check=False)
+    return subprocess.run(
+        [tool, "-s", server, "-a", "/", *args], capture_output=True, timeout=60, check=False
+    )
 
 
 def test_diodcat_reads_byte_exact(tcp_server: str) -> None:

@@ -80,7 +80,9 @@ def blank_stat(**changes: object) -> ninep.Stat:
 class Client:
     """A 9p session: `Client.connect("unix:///tmp/dk.sock")`."""
 
-    def __init__(self, sock: socket.socket, *, msize: int, version: str) -> None:
+    def __init__(
+        self, sock: socket.socket, *, msize: int, version: str, aname: str = ""
+    ) -> None:
         self.sock = sock
         self._decoder = ninep.Decoder(dialect=ninep.Dialect.V2000, max_size=msize)
         self.dialect = ninep.Dialect.V2000
@@ -91,7 +93,9 @@ class Client:
         self._lock = threading.Lock()
         self._negotiate(msize, version)
         self.root = self.new_fid()
-        self.rpc(ninep.Tattach, fid=self.root, afid=ninep.NOFID, uname="datakit", aname="")
+        self.rpc(
+            ninep.Tattach, fid=self.root, afid=ninep.NOFID, uname="root", aname=aname, n_uname=0
+        )
 
     @classmethod
     def connect(
@@ -101,6 +105,7 @@ class Client:
         msize: int = 65536,
         version: str = "9P2000.u",
         timeout: float | None = None,
+        aname: str = "",
     ) -> Client:
         addr = parse_address(address)
         sock = socket.socket(addr.family, socket.SOCK_STREAM)
@@ -112,7 +117,7 @@ class Client:
         except OSError:
             sock.close()
             raise
-        return cls(sock, msize=msize, version=version)
+        return cls(sock, msize=msize, version=version, aname=aname)
 
     def close(self) -> None:
         with contextlib.suppress(OSError):

@@ -26,6 +26,7 @@ log = logging.getLogger("datakit.server")
 
 MAX_MSIZE = 1024 * 1024
 MIN_MSIZE = 256
+MAX_QUEUED_BYTES = 8 * 1024 * 1024
 
 
 @dataclass
@@ -60,7 +61,14 @@ class Session:
         self.decoder = ninep.Decoder(dialect=self.dialect, max_size=self.limits.max_msize)
         self.fids = FidTable(self.limits.max_fids)
         self.root: Directory | None = None
-        self._send_lock = trio.Lock()
+        # Replies are queued whole and written by one writer task, which sends
+        # everything queued in a single syscall: with pipelined requests that
+        # turns thousands of small writes into a few large ones.
+        self._out: list[bytes] = []
+        self._out_bytes = 0
+        self._out_ready = trio.Event()
+        self._out_drained = trio.Event()
+        self._writer_error: BaseException | None = None
         self._pending: dict[int, _Request] = {}
         self._slots = trio.Semaphore(self.limits.max_pending)
         self._closed = False
@@ -73,9 +81,38 @@ class Session:
         return ninep.Rerror(tag=tag, ename=err.message, errno=err.errno)
 
     async def send(self, msg: object) -> None:
-        data = ninep.encode(msg, self.dialect)
-        async with self._send_lock:
-            await self.stream.send_all(data)
+        await self._queue(ninep.encode(msg, self.dialect))
+
+    async def _queue(self, data: bytes) -> None:
+        # Bound what a client that does not read can make us hold.
+        while self._out_bytes > MAX_QUEUED_BYTES:
+            if self._writer_error is not None:
+                raise trio.BrokenResourceError from self._writer_error
+            await self._out_drained.wait()
+        self._out.append(data)
+        self._out_bytes += len(data)
+        self._out_ready.set()
+
+    async def _writer(self) -> None:
+        try:
+            while True:
+                await self._out_ready.wait()
+                self._out_ready = trio.Event()
+                while self._out:
+                    out, self._out = self._out, []
+                    self._out_bytes = 0
+                    await self.stream.send_all(out[0] if len(out) == 1 else b"".join(out))
+                    drained, self._out_drained = self._out_drained, trio.Event()
+                    drained.set()
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            self._writer_error = exc
+            self._out_drained.set()
+            raise
+
+    async def _flush_output(self) -> None:
+        """Wait until everything queued has been written (before closing)."""
+        while self._out and self._writer_error is None:
+            await self._out_drained.wait()
 
     # -- main loop -----------------------------------------------------------
 
@@ -84,8 +121,11 @@ class Session:
         metrics.CONNECTIONS_TOTAL.inc()
         try:
             async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._writer)
                 try:
                     await self._read_loop(nursery)
+                    with trio.move_on_after(5):
+                        await self._flush_output()
                 finally:
                     nursery.cancel_scope.cancel()
         except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError):
@@ -205,14 +245,11 @@ class Session:
             if req.flushed:
                 outcome = "flushed"
                 return
-            async with self._send_lock:
-                if req.flushed:  # flushed while waiting for the lock
-                    outcome = "flushed"
-                    return
-                # Drop the tag before the reply leaves: the client may reuse it at once.
-                self._pending.pop(req.tag, None)
-                data = ninep.encode(reply, self.dialect)
-                await self.stream.send_all(data)
+            data = ninep.encode(reply, self.dialect)
+            # Drop the tag before the reply leaves: the client may reuse it at once.
+            # Queueing is synchronous unless the output is over its bound.
+            self._pending.pop(req.tag, None)
+            await self._queue(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
         finally:

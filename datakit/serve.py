@@ -72,9 +72,9 @@ def run(config: ServeConfig) -> int:
     logging.getLogger().addHandler(metrics.LogCounter())
     try:
         trio.run(serve, config)
-    except OSError as exc:
+    except OSError as exc:  # an address we cannot listen on: a usage problem
         print(f"datakit: {exc.strerror or exc}", file=sys.stderr)
-        return 1
+        return 2
     except KeyboardInterrupt:
         return 1
     return 0

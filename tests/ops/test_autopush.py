@@ -1,0 +1,112 @@
+"""--auto-push replicates branch updates to a bare repository and to `git daemon`."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from datakit.client.ninep_client import Client
+from tests.ops.procs import datakit_process, free_port, wait_for_port
+from tests.ops.test_metrics import commit_file, scrape, value
+
+
+def git(*args: str, cwd: Path | None = None) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def remote_heads(bare: Path) -> dict[str, str]:
+    out = git(
+        "--git-dir",
+        str(bare),
+        "for-each-ref",
+        "--format=%(refname:short) %(objectname)",
+        "refs/heads",
+    )
+    return dict(line.split() for line in out.splitlines())
+
+
+def wait_until(predicate, timeout: float = 20) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for the push")
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def git_daemon(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    base = tmp_path / "served"
+    base.mkdir()
+    bare = base / "mirror.git"
+    git("init", "--bare", "-q", str(bare))
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            "git",
+            "daemon",
+            "--reuseaddr",
+            "--export-all",
+            "--enable=receive-pack",
+            f"--base-path={base}",
+            "--listen=127.0.0.1",
+            f"--port={port}",
+            str(base),
+        ],
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port, proc)
+        yield f"git://127.0.0.1:{port}/mirror.git", bare
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_updates_are_pushed_to_a_bare_repository(tmp_path: Path) -> None:
+    bare = tmp_path / "mirror.git"
+    git("init", "--bare", "-q", str(bare))
+    repo = tmp_path / "db"
+    with datakit_process("--git", str(repo), "--auto-push", str(bare)) as (port, mport, _):
+        before = scrape(mport)
+        with Client.connect(f"tcp://127.0.0.1:{port}", timeout=30) as c:
+            commit_file(c, "master", "a", b"1")
+            commit_file(c, "dev", "b", b"2")
+            master = c.read("branch/master/head").strip().decode()
+            dev = c.read("branch/dev/head").strip().decode()
+            wait_until(lambda: remote_heads(bare) == {"master": master, "dev": dev})
+            after = scrape(mport)
+            pushes = value(after, "DataKit_git_push_duration_seconds_count") - value(
+                before, "DataKit_git_push_duration_seconds_count"
+            )
+            assert 1 <= pushes <= 2  # two quick commits are coalesced into one or two pushes
+            c.remove("branch/dev")
+            wait_until(lambda: remote_heads(bare) == {"master": master})
+    git("--git-dir", str(bare), "fsck", "--strict")
+
+
+def test_updates_are_pushed_to_git_daemon(tmp_path: Path, git_daemon: tuple[str, Path]) -> None:
+    url, bare = git_daemon
+    with datakit_process("--git", str(tmp_path / "db"), "--auto-push", url) as (port, _, _):
+        with Client.connect(f"tcp://127.0.0.1:{port}", timeout=30) as c:
+            for i in range(3):
+                commit_file(c, "master", f"f{i}", b"data")
+            head = c.read("branch/master/head").strip().decode()
+        wait_until(lambda: remote_heads(bare).get("master") == head)
+    assert git("--git-dir", str(bare), "rev-list", "--count", "master") == "3"
+
+
+def test_unreachable_remote_does_not_block_commits(tmp_path: Path) -> None:
+    url = f"git://127.0.0.1:{free_port()}/nothing.git"
+    with datakit_process("--git", str(tmp_path / "db"), "--auto-push", url) as (port, mport, _):
+        with Client.connect(f"tcp://127.0.0.1:{port}", timeout=30) as c:
+            start = time.monotonic()
+            for i in range(5):
+                commit_file(c, "master", f"f{i}", b"data")
+            assert time.monotonic() - start < 10
+        wait_until(lambda: value(scrape(mport), "datakit_pushes_total", outcome="error") >= 1)

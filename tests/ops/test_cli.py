@@ -1,0 +1,99 @@
+"""The `datakit` command line: help, bad options, unusable addresses."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+
+from tests.ops.procs import free_port
+
+
+def run(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "datakit", *args], capture_output=True, text=True, timeout=timeout
+    )
+
+
+def test_help_lists_every_option() -> None:
+    top = run("--help")
+    assert top.returncode == 0 and "serve" in top.stdout and "mount" in top.stdout
+    serve = run("serve", "--help")
+    assert serve.returncode == 0
+    for option in (
+        "--git",
+        "--auto-push",
+        "--listen-9p",
+        "--url",
+        "--listen-prometheus",
+        "--max-msize",
+        "--read-only",
+        "-v",
+        "-q",
+        "--verbosity",
+        "DATAKIT_VERBOSE",
+    ):
+        assert option in serve.stdout, option
+
+
+def test_version() -> None:
+    result = run("--version")
+    assert result.returncode == 0 and result.stdout.startswith("datakit ")
+
+
+def test_bad_option_is_one_line_and_status_2() -> None:
+    result = run("serve", "--no-such-option")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "unrecognized arguments: --no-such-option" in result.stderr
+
+
+def test_bad_endpoint_is_one_line_and_status_2() -> None:
+    result = run("serve", "--listen-9p", "tcp://localhost:notaport")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "datakit: tcp://localhost:notaport: use tcp://host:port"
+    ]
+
+
+def test_auto_push_needs_git() -> None:
+    result = run("serve", "--auto-push", "/tmp/x.git")
+    assert result.returncode == 2
+    assert "--auto-push needs --git" in result.stderr
+
+
+def test_address_in_use_is_one_line_and_status_2() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        result = run("serve", "--listen-9p", f"tcp://127.0.0.1:{port}")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr
+    assert f"Failed to set up server socket listening on tcp://127.0.0.1:{port}" in lines[0]
+
+
+def test_bad_verbosity_env_is_rejected() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "datakit", "serve", "--listen-9p", f"tcp://127.0.0.1:{free_port()}"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={"DATAKIT_VERBOSE": "loud", "PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode == 2 and "DATAKIT_VERBOSE" in result.stderr
+
+
+def test_mount_dry_run_prints_the_mount_command() -> None:
+    result = run("mount", "--dry-run", "10.1.2.3", "/mnt/db", "-p", "5641")
+    assert result.returncode == 0
+    assert result.stdout.split() == [
+        "mount",
+        "-t",
+        "9p",
+        "-o",
+        "trans=tcp,port=5641,version=9p2000.L,msize=1048576,cache=none",
+        "10.1.2.3",
+        "/mnt/db",
+    ]

@@ -1,0 +1,109 @@
+"""Scrape /metrics during real 9p traffic and check the counters moved by the right amounts."""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from datakit.client.ninep_client import Client
+from tests.ops.procs import datakit_process
+
+
+def scrape(mport: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics", timeout=10) as resp:
+        assert resp.status == 200
+        assert resp.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        text = resp.read().decode()
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return samples
+
+
+def value(samples: dict, name: str, **labels: str) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def commit_file(c: Client, branch: str, name: str, data: bytes) -> None:
+    t = f"branch/{branch}/transactions/t"
+    c.mkdir(f"branch/{branch}")
+    c.mkdir(t)
+    c.create(f"{t}/rw/{name}", data)
+    c.write(f"{t}/ctl", b"commit")
+
+
+def test_metrics_follow_traffic(tmp_path: Path) -> None:
+    with datakit_process("--git", str(tmp_path / "repo")) as (port, mport, _):
+        before = scrape(mport)
+        with Client.connect(f"tcp://127.0.0.1:{port}", timeout=30) as c:
+            during = scrape(mport)
+            assert (
+                value(during, "datakit_9p_open_connections")
+                == value(before, "datakit_9p_open_connections") + 1
+            )
+            for i in range(5):
+                commit_file(c, "master", f"f{i}", b"x" * 1000)
+            c.mkdir("branch/master/transactions/open")
+            mid = scrape(mport)
+            assert value(mid, "datakit_transactions_open") == 1
+            assert c.read("branch/master/ro/f3") == b"x" * 1000
+        after = scrape(mport)
+
+    assert value(after, "datakit_commits_total") - value(before, "datakit_commits_total") == 5
+    # Each commit: mkdir branch, mkdir transaction, create file, commit => 3 Tcreate each.
+    created = value(after, "datakit_9p_requests_total", type="Tcreate", outcome="ok") - value(
+        before, "datakit_9p_requests_total", type="Tcreate", outcome="ok"
+    )
+    assert created == 5 * 3 + 1
+    written = value(after, "datakit_9p_written_bytes_total") - value(
+        before, "datakit_9p_written_bytes_total"
+    )
+    assert written == 5 * (1000 + len(b"commit"))
+    read = value(after, "datakit_9p_read_bytes_total") - value(
+        before, "datakit_9p_read_bytes_total"
+    )
+    assert read == 1000
+    assert value(after, "datakit_9p_open_connections") == value(
+        before, "datakit_9p_open_connections"
+    )
+    assert value(after, "datakit_transactions_open") == 0  # discarded at disconnect
+    assert value(after, "datakit_9p_request_duration_seconds_count") > value(
+        before, "datakit_9p_request_duration_seconds_count"
+    )
+    # Upstream's metric keeps its name and type, present even without --auto-push.
+    assert ("DataKit_git_push_duration_seconds_count", ()) in after
+    assert value(after, "process_cpu_seconds_total") > 0
+    assert any(name.startswith("python_gc_") for name, _ in after)
+
+
+def test_merge_and_conflict_counters(tmp_path: Path) -> None:
+    with datakit_process() as (port, mport, _):
+        with Client.connect(f"tcp://127.0.0.1:{port}", timeout=30) as c:
+            commit_file(c, "master", "f", b"base")
+            c.mkdir("branch/master/transactions/a")
+            c.mkdir("branch/master/transactions/b")
+            c.create("branch/master/transactions/a/rw/f", b"from a")
+            c.create("branch/master/transactions/b/rw/f", b"from b")
+            before = scrape(mport)
+            c.write("branch/master/transactions/a/ctl", b"commit")
+            with pytest.raises(Exception, match="Merge conflict"):
+                c.write("branch/master/transactions/b/ctl", b"commit")
+            after = scrape(mport)
+    assert (
+        value(after, "datakit_merge_conflicts_total")
+        - value(before, "datakit_merge_conflicts_total")
+        == 1
+    )
+    assert value(after, "datakit_commits_total") - value(before, "datakit_commits_total") == 1
+
+
+def test_other_paths_are_404(tmp_path: Path) -> None:
+    with datakit_process() as (_, mport, _):
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(f"http://127.0.0.1:{mport}/", timeout=10)
+        assert err.value.code == 404

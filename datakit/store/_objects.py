@@ -319,13 +319,18 @@ class ObjectDB:
         return sha
 
     def flush(self, roots: Iterable[str]) -> None:
-        """Make the overlay objects reachable from ``roots`` durable on disk."""
+        """Make the overlay objects reachable from ``roots`` durable on disk.
+
+        Each object is written to a temporary file, all of them are fsynced
+        concurrently (the filesystem journals them in one group commit), then
+        renamed into place, and the touched directories are fsynced.
+        """
         if self.objects_dir is None or not self.overlay:
             return
         todo = [r for r in roots if r in self.overlay]
         if not todo:
             return
-        dirs: set[str] = set()
+        batch: list[tuple[str, int, bytes]] = []
         seen: set[str] = set()
         while todo:
             sha = todo.pop()
@@ -342,32 +347,58 @@ class ObjectDB:
                 todo.extend(info.parents)
             elif type_num == TREE:
                 todo.extend(e.sha for e in self.tree_entries(sha).values())
-            self._write_loose(sha, type_num, raw, dirs)
+            batch.append((sha, type_num, raw))
+        self._write_loose_batch(batch)
+        for sha, type_num, raw in batch:
             del self.overlay[sha]
             self.overlay_bytes -= len(raw)
             self.types.put(sha, type_num)
-        for d in sorted(dirs, key=len, reverse=True):
-            _fsync_dir(d)
 
-    def _write_loose(self, sha: str, type_num: int, raw: bytes, dirs: set[str]) -> None:
+    def _write_loose_batch(self, batch: list[tuple[str, int, bytes]]) -> None:
         assert self.objects_dir is not None
-        subdir = os.path.join(self.objects_dir, sha[:2])
-        path = os.path.join(subdir, sha[2:])
-        if os.path.exists(path):
-            return
-        if not os.path.isdir(subdir):
-            with contextlib.suppress(FileExistsError):
-                os.mkdir(subdir)
-            dirs.add(self.objects_dir)
-        data = zlib.compress(_TYPE_HEADERS[type_num] + b" %d\0" % len(raw) + raw, 1)
-        tmp = os.path.join(subdir, f"tmp_obj_{os.getpid()}_{os.urandom(6).hex()}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+        dirs: set[str] = set()
+        pending: list[tuple[int, str, str]] = []  # fd, tmp path, final path
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            _datasync(fd)
+            for sha, type_num, raw in batch:
+                subdir = os.path.join(self.objects_dir, sha[:2])
+                path = os.path.join(subdir, sha[2:])
+                if os.path.exists(path):
+                    continue
+                if not os.path.isdir(subdir):
+                    with contextlib.suppress(FileExistsError):
+                        os.mkdir(subdir)
+                    dirs.add(self.objects_dir)
+                header = _TYPE_HEADERS[type_num] + b" %d\0" % len(raw)
+                data = zlib.compress(header + raw, 1)
+                tmp = os.path.join(subdir, f"tmp_obj_{os.getpid()}_{os.urandom(6).hex()}")
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+                pending.append((fd, tmp, path))
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                dirs.add(subdir)
+            _parallel(_datasync, [fd for fd, _, _ in pending])
         finally:
-            os.close(fd)
-        os.replace(tmp, path)
-        dirs.add(subdir)
+            for fd, _, _ in pending:
+                os.close(fd)
+        for _, tmp, path in pending:
+            os.replace(tmp, path)
+        _parallel(_fsync_dir, sorted(dirs))
+
+
+_executor: Any = None
+
+
+def _parallel(fn: Any, items: list[Any]) -> None:
+    """Run blocking syscalls (fsync) concurrently so they share journal commits."""
+    global _executor
+    if len(items) <= 1:
+        for item in items:
+            fn(item)
+        return
+    if _executor is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="datakit-fsync")
+    for _ in _executor.map(fn, items):
+        pass

@@ -1,0 +1,168 @@
+"""Fetching from remotes (spec 3.10) and diffs (3.6)."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from datakit.store import FetchError, Kind, Store
+
+
+@pytest.fixture
+def upstream(tmp_path: Path, git) -> tuple[Path, str]:  # type: ignore[no-untyped-def]
+    work = tmp_path / "upstream"
+    work.mkdir()
+    git("init", "-q", "-b", "master", cwd=work)
+    (work / "README").write_text("Instructions")
+    git("add", "README", cwd=work)
+    git("commit", "-q", "-m", "first", cwd=work)
+    (work / "src").mkdir()
+    (work / "src" / "Makefile").write_text("all: build")
+    git("add", "src", cwd=work)
+    git("commit", "-q", "-m", "second", cwd=work)
+    return work, git("rev-parse", "HEAD", cwd=work).strip()
+
+
+def check_fetched(store: Store, head: str) -> None:
+    assert store.branches() == []  # fetch never changes local branches
+    info = store.commit_info(head)
+    assert info.message == b"second\n"
+    assert store.tree(info.tree).read(("src", "Makefile")) == b"all: build"
+    assert store.commit_info(info.parents[0]).message == b"first\n"
+    store.fast_forward("master", head)
+    assert store.head("master") == head
+
+
+def test_fetch_file_url(store: Store, upstream: tuple[Path, str]) -> None:
+    work, head = upstream
+    assert store.fetch(f"file://{work}", "master") == head
+    check_fetched(store, head)
+    assert store.fetch(f"  {work}\n", "master") == head  # plain path, trimmed, again
+
+
+def test_fetch_errors(store: Store, upstream: tuple[Path, str], tmp_path: Path) -> None:
+    work, _ = upstream
+    with pytest.raises(FetchError) as e:
+        store.fetch("", "master")
+    assert str(e.value) == "error: remote url is not defined"
+    with pytest.raises(FetchError) as e:
+        store.fetch(str(work), "nope")
+    assert str(e.value) == "error: no head to fetch"
+    bad = f"file://{tmp_path}/missing"
+    with pytest.raises(FetchError) as e:
+        store.fetch(bad, "master")
+    assert str(e.value) == f"error: cannot fetch {bad}"
+
+
+def test_fetch_into_disk_then_fsck(disk_store: Store, upstream, git) -> None:  # type: ignore[no-untyped-def]
+    work, head = upstream
+    assert disk_store.fetch(str(work), "master") == head
+    check_fetched(disk_store, head)
+    git("fsck", "--strict", cwd=disk_store.path)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def git_daemon(upstream: tuple[Path, str]) -> Iterator[str]:
+    work, _ = upstream
+    port = _free_port()
+    proc = subprocess.Popen(
+        [
+            "git",
+            "daemon",
+            "--export-all",
+            f"--base-path={work.parent}",
+            f"--port={port}",
+            "--listen=127.0.0.1",
+            "--reuseaddr",
+            str(work.parent),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port)):
+                break
+            if time.monotonic() > deadline:
+                pytest.skip("git daemon did not start")
+            time.sleep(0.05)
+        yield f"git://127.0.0.1:{port}/{work.name}"
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+def test_fetch_git_daemon(store: Store, upstream: tuple[Path, str], git_daemon: str) -> None:
+    _, head = upstream
+    assert store.fetch(git_daemon, "master") == head
+    check_fetched(store, head)
+    with pytest.raises(FetchError) as e:
+        store.fetch(git_daemon, "nope")
+    assert str(e.value) == "error: no head to fetch"
+
+
+def test_push_to_bare_repo(store: Store, tmp_path: Path, git) -> None:  # type: ignore[no-untyped-def]
+    target = tmp_path / "target.git"
+    git("init", "-q", "--bare", str(target))
+    t = store.edit(None)
+    t.put(("a",), b"A")
+    c = store.make_commit(t.write_tree(), [], b"pushed")
+    store.integrate("master", c)
+    store.push(str(target), ["master"])
+    assert git("rev-parse", "master", cwd=target).strip() == c
+    git("fsck", "--strict", cwd=target)
+
+
+def test_diff_e32(store: Store) -> None:
+    t = store.edit(None)
+    t.put(("a",), b"a")
+    t.put(("b",), b"b")
+    t.put(("same", "x"), b"x")
+    old = t.write_tree()
+    t.write(("a",), 1, b"!")
+    t.remove(("b",))
+    t.put(("c",), b"c")
+    assert sorted(store.diff(old, t.write_tree())) == [("*", ("a",)), ("+", ("c",)), ("-", ("b",))]
+    assert store.diff(old, old) == []
+
+
+def test_diff_kinds_and_dirs(store: Store) -> None:
+    t = store.edit(None)
+    t.put(("f",), b"x")
+    t.put(("d", "1"), b"1")
+    t.put(("d", "e", "2"), b"2")
+    old = t.write_tree()
+    t.set_kind(("f",), Kind.EXEC)
+    t.remove(("d",))
+    t.put(("d",), b"now a file")
+    new = t.write_tree()
+    assert sorted(store.diff(old, new)) == [
+        ("*", ("f",)),
+        ("+", ("d",)),
+        ("-", ("d", "1")),
+        ("-", ("d", "e", "2")),
+    ]
+    assert sorted(store.diff(new, old)) == [
+        ("*", ("f",)),
+        ("+", ("d", "1")),
+        ("+", ("d", "e", "2")),
+        ("-", ("d",)),
+    ]
+    assert sorted(store.diff(None, old)) == [
+        ("+", ("d", "1")),
+        ("+", ("d", "e", "2")),
+        ("+", ("f",)),
+    ]

@@ -7,7 +7,7 @@ import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
-from datakit.ninep import NONUNAME, Dialect, Message, Qid, Stat
+from datakit.ninep import Dialect, Message, Qid, Stat
 from datakit.ninep.codec import LAYOUTS
 
 U8, U16, U32, U64 = 0xFF, 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFFFFFFFFFF

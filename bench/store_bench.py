@@ -1,0 +1,225 @@
+"""Database benchmarks: commits through 9p against git, big transactions, start-up, latency, memory.
+
+Run: python bench/store_bench.py [--commits 300] [--big-files 10000] [--pack-gib 1.0]
+
+Every row that has a reference (git) measures both in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from datakit.client.ninep_client import Client
+
+
+def wait_for(address: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> float:
+    """Seconds until the server answers a 9p attach."""
+    start = time.perf_counter()
+    while time.perf_counter() - start < timeout:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            with Client.connect(address, timeout=5) as c:
+                c.ls()
+            return time.perf_counter() - start
+        except OSError:
+            time.sleep(0.005)
+    raise TimeoutError(address)
+
+
+@contextmanager
+def server(tmp: Path, *args: str) -> Iterator[tuple[str, subprocess.Popen[bytes], float]]:
+    sock = tmp / f"dk-{time.monotonic_ns()}.sock"
+    address = f"unix://{sock}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "datakit", "serve", "-q", "--listen-9p", address, *args]
+    )
+    try:
+        started = wait_for(address, proc)
+        yield address, proc, started
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def one_file_commits(address: str, n: int) -> float:
+    """1-file transactions per second, like `echo x > rw/f; echo commit > ctl`."""
+    with Client.connect(address, timeout=60) as c:
+        c.mkdir("branch/master")
+        start = time.perf_counter()
+        for i in range(n):
+            t = f"branch/master/transactions/t{i}"
+            c.mkdir(t)
+            c.create(f"{t}/rw/file{i % 50}", f"content {i}\n".encode())
+            c.write(f"{t}/ctl", b"commit")
+        return n / (time.perf_counter() - start)
+
+
+def git_commits(repo: Path, n: int) -> float:
+    """git doing the same: write one file and commit it, in a loop."""
+    env = {**os.environ, "GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@x", "GIT_COMMITTER_NAME": "b",
+           "GIT_COMMITTER_EMAIL": "b@x"}
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    start = time.perf_counter()
+    for i in range(n):
+        (repo / f"file{i % 50}").write_text(f"content {i}\n")
+        subprocess.run(["git", "-C", str(repo), "add", f"file{i % 50}"], check=True, env=env)
+        subprocess.run(["git", "-C", str(repo), "commit", "-q", "-m", "x"], check=True, env=env)
+    return n / (time.perf_counter() - start)
+
+
+def big_transaction(address: str, files: int) -> float:
+    with Client.connect(address, timeout=600) as c:
+        c.mkdir("branch/big")
+        t = "branch/big/transactions/t"
+        c.mkdir(t)
+        start = time.perf_counter()
+        for d in range(files // 100):
+            c.mkdir(f"{t}/rw/d{d}")
+            for i in range(100):
+                c.create(f"{t}/rw/d{d}/f{i}", f"{d}/{i}\n".encode())
+        c.write(f"{t}/ctl", b"commit")
+        return time.perf_counter() - start
+
+
+def live_latency(address: str, rounds: int) -> float:
+    """Median seconds from `echo commit > ctl` returning to a head.live reader seeing the head."""
+    samples: list[float] = []
+    with Client.connect(address, timeout=60) as writer, Client.connect(address, timeout=60) as reader:
+        writer.mkdir("branch/live")
+        fid = reader.open("branch/live/head.live")
+        offset = len(reader.read_fid(fid, 0, 4096))
+        reader.read_fid(fid, offset, 4096)  # the empty reply after data
+        for i in range(rounds):
+            seen: list[float] = []
+
+            def wait(off: int = offset) -> None:
+                reader.read_fid(fid, off, 4096)
+                seen.append(time.perf_counter())
+
+            waiter = threading.Thread(target=wait)
+            waiter.start()
+            time.sleep(0.02)  # let the read block first
+            t = f"branch/live/transactions/t{i}"
+            writer.mkdir(t)
+            writer.create(f"{t}/rw/f", str(i).encode())
+            committed = time.perf_counter()
+            writer.write(f"{t}/ctl", b"commit")
+            waiter.join(10)
+            samples.append(seen[0] - committed)
+            offset += 41
+            reader.read_fid(fid, offset, 4096)  # flush rule: empty reply
+        samples.sort()
+        return samples[len(samples) // 2]
+
+
+def make_big_pack(repo: Path, gib: float) -> int:
+    """A repository whose pack is about `gib` GiB of incompressible blobs."""
+    subprocess.run(["git", "init", "-q", "--bare", str(repo)], check=True)
+    chunk = 64 << 20
+    n = max(1, int(gib * (1 << 30) / chunk))
+    work = repo.parent / "work"
+    subprocess.run(["git", "init", "-q", str(work)], check=True)
+    for i in range(n):
+        with open(work / f"blob{i}", "wb") as f:
+            f.write(os.urandom(chunk))
+    env = {**os.environ, "GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@x", "GIT_COMMITTER_NAME": "b",
+           "GIT_COMMITTER_EMAIL": "b@x"}
+    subprocess.run(["git", "-C", str(work), "add", "."], check=True, env=env)
+    subprocess.run(["git", "-C", str(work), "commit", "-q", "-m", "big"], check=True, env=env)
+    subprocess.run(["git", "-C", str(work), "push", "-q", str(repo), "HEAD:refs/heads/master"], check=True)
+    shutil.rmtree(work)
+    return sum(p.stat().st_size for p in (repo / "objects" / "pack").glob("*.pack"))
+
+
+def rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def memory_100k(tmp: Path, files: int) -> tuple[float, float]:
+    """RSS after committing and then listing/reading a tree of `files` files."""
+    repo = tmp / "wide.git"
+    with server(tmp, "--git", str(repo)) as (address, proc, _):
+        with Client.connect(address, timeout=600) as c:
+            c.mkdir("branch/wide")
+            t = "branch/wide/transactions/t"
+            c.mkdir(t)
+            for d in range(files // 1000):
+                c.mkdir(f"{t}/rw/d{d}")
+                for i in range(1000):
+                    c.create(f"{t}/rw/d{d}/f{i}", b"x")
+            c.write(f"{t}/ctl", b"commit")
+        with server(tmp, "--git", str(repo)) as (address2, proc2, _):
+            with Client.connect(address2, timeout=600) as c:
+                names = 0
+                for d in range(files // 1000):
+                    names += len(c.ls(f"branch/wide/ro/d{d}"))
+                assert names == files
+                c.read("branch/wide/ro/d0/f0")
+            return rss_mib(proc.pid), rss_mib(proc2.pid)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--commits", type=int, default=300)
+    parser.add_argument("--big-files", type=int, default=10000)
+    parser.add_argument("--pack-gib", type=float, default=1.0)
+    parser.add_argument("--wide-files", type=int, default=100000)
+    parser.add_argument("--latency-rounds", type=int, default=30)
+    args = parser.parse_args()
+    rows: list[tuple[str, str, str, str]] = []
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        git_rate = git_commits(tmp / "gitloop", args.commits)
+        with server(tmp) as (address, _, _):
+            mem_rate = one_file_commits(address, args.commits)
+        with server(tmp, "--git", str(tmp / "disk.git")) as (address, _, _):
+            disk_rate = one_file_commits(address, args.commits)
+        rows.append(("1-file commits/s, 9p unix socket, memory store", f"{mem_rate:,.0f}",
+                     f"git {git_rate:,.0f}", f"{mem_rate / git_rate:.1f}x"))
+        rows.append(("1-file commits/s, 9p unix socket, --git (fsynced)", f"{disk_rate:,.0f}",
+                     f"git {git_rate:,.0f}", f"{disk_rate / git_rate:.1f}x"))
+        with server(tmp, "--git", str(tmp / "big.git")) as (address, _, _):
+            secs = big_transaction(address, args.big_files)
+        rows.append((f"one transaction of {args.big_files:,} files, --git", f"{secs:.1f} s",
+                     f"{args.big_files / secs:,.0f} files/s", ""))
+        with server(tmp) as (address, _, _):
+            lat = live_latency(address, args.latency_rounds)
+        rows.append(("head.live latency, commit to reader (median)", f"{lat * 1000:.1f} ms", "", ""))
+        if args.pack_gib > 0:
+            pack = make_big_pack(tmp / "huge.git", args.pack_gib)
+            with server(tmp, "--git", str(tmp / "huge.git")) as (_, _, started):
+                pass
+            with server(tmp, "--git", str(tmp / "empty.git")) as (_, _, started_empty):
+                pass
+            rows.append((f"start to first reply, {pack / (1 << 30):.2f} GiB pack", f"{started:.2f} s",
+                         f"empty repo {started_empty:.2f} s", ""))
+            shutil.rmtree(tmp / "huge.git")
+        if args.wide_files > 0:
+            building, serving = memory_100k(tmp, args.wide_files)
+            rows.append((f"server RSS serving a {args.wide_files:,}-file tree", f"{serving:.0f} MiB",
+                         f"after committing it: {building:.0f} MiB", ""))
+    print(f"{'benchmark':<52} {'datakit':>12} {'reference':>24} {'ratio':>7}")
+    for name, ours, ref, ratio in rows:
+        print(f"{name:<52} {ours:>12} {ref:>24} {ratio:>7}")
+    del resource
+
+
+if __name__ == "__main__":
+    main()

@@ -5,7 +5,17 @@ from __future__ import annotations
 import errno as E
 import logging
 
-from datakit.vfs import Attr, Directory, File, FsError, Handle, Kind, Node, StaticDirectory, StaticFile
+from datakit.vfs import (
+    Attr,
+    Directory,
+    File,
+    FsError,
+    Handle,
+    Kind,
+    Node,
+    StaticDirectory,
+    StaticFile,
+)
 from datakit.vfs import errors as fserr
 from datakit.vfs.nodes import read_slice
 
@@ -86,7 +96,8 @@ class DebugDir(StaticDirectory):
     def __init__(self) -> None:
         src = StaticDirectory("src")
         for source, doc in SOURCES.items():
-            src.add(StaticDirectory(source, [StaticFile("doc", f"{doc}\n".encode()), LevelFile(source)]))
+            files = [StaticFile("doc", f"{doc}\n".encode()), LevelFile(source)]
+            src.add(StaticDirectory(source, files))
         super().__init__("debug", [src])
 
     async def create(self, name: str, kind: Kind, target: str | None) -> Node:

@@ -1,4 +1,4 @@
-"""`branch/<b>/transactions/<t>/`: rw, msg, parents, ctl, merge, diff, conflicts, ours/theirs/base."""
+"""`branch/<b>/transactions/<t>/`: rw, msg, parents, ctl, merge, diff and the merge views."""
 
 from __future__ import annotations
 

@@ -61,12 +61,12 @@ class Session:
         self.decoder = ninep.Decoder(dialect=self.dialect, max_size=self.limits.max_msize)
         self.fids = FidTable(self.limits.max_fids)
         self.root: Directory | None = None
-        # Replies are queued whole and written by one writer task, which sends
-        # everything queued in a single syscall: with pipelined requests that
-        # turns thousands of small writes into a few large ones.
+        # Replies are queued whole; whichever task finds nobody writing sends
+        # everything queued in one syscall, so pipelined requests turn into a
+        # few large writes rather than thousands of small ones.
         self._out: list[bytes] = []
         self._out_bytes = 0
-        self._out_ready = trio.Event()
+        self._writing = False
         self._out_drained = trio.Event()
         self._writer_error: BaseException | None = None
         self._pending: dict[int, _Request] = {}
@@ -91,27 +91,28 @@ class Session:
             await self._out_drained.wait()
         self._out.append(data)
         self._out_bytes += len(data)
-        self._out_ready.set()
-
-    async def _writer(self) -> None:
+        if self._writing:
+            return  # the task already writing will send this too
+        # Become the writer: no hop through a writer task for the common case of
+        # one reply at a time, and everything queued meanwhile goes out in one send.
+        self._writing = True
         try:
-            while True:
-                await self._out_ready.wait()
-                self._out_ready = trio.Event()
-                while self._out:
-                    out, self._out = self._out, []
-                    self._out_bytes = 0
-                    await self.stream.send_all(out[0] if len(out) == 1 else b"".join(out))
-                    drained, self._out_drained = self._out_drained, trio.Event()
-                    drained.set()
+            while self._out:
+                out, self._out = self._out, []
+                self._out_bytes = 0
+                await self.stream.send_all(out[0] if len(out) == 1 else b"".join(out))
+                drained, self._out_drained = self._out_drained, trio.Event()
+                drained.set()
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             self._writer_error = exc
             self._out_drained.set()
             raise
+        finally:
+            self._writing = False
 
     async def _flush_output(self) -> None:
         """Wait until everything queued has been written (before closing)."""
-        while self._out and self._writer_error is None:
+        while (self._out or self._writing) and self._writer_error is None:
             await self._out_drained.wait()
 
     # -- main loop -----------------------------------------------------------
@@ -121,7 +122,6 @@ class Session:
         metrics.CONNECTIONS_TOTAL.inc()
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._writer)
                 try:
                     await self._read_loop(nursery)
                     with trio.move_on_after(5):

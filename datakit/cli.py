@@ -122,7 +122,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["9p2000.L", "9p2000.u", "9p2000"],
         help="protocol dialect (default 9p2000.L; 9p2000 has no symlinks)",
     )
-    mount.add_argument("--msize", type=_msize, default=1024 * 1024, help="message size to ask for")
+    mount.add_argument(
+        "--msize",
+        type=_msize,
+        default=256 * 1024,
+        help="message size to ask for (default %(default)s: kernels before 6.2 allocate a "
+        "whole msize buffer for every request, so bigger is slower for small files)",
+    )
     mount.add_argument("-o", "--options", default="", help="extra mount options, comma-separated")
     mount.add_argument(
         "-n", "--dry-run", action="store_true", help="print the mount command without running it"

@@ -56,8 +56,7 @@ echo "guest: OK"
 
 
 def test_exit_status_and_stderr_propagate(vm, diod):
-    res = vm.run("echo out; echo err >&2; exit 42", port=diod.port,
-                 opts=f"aname={diod.export}")
+    res = vm.run("echo out; echo err >&2; exit 42", port=diod.port, opts=f"aname={diod.export}")
     assert res.returncode == 42, res.describe()
     assert res.status["result"] == "ok"
     assert res.stdout == "out\n"
@@ -66,8 +65,9 @@ def test_exit_status_and_stderr_propagate(vm, diod):
 
 def test_mount_failure_is_123(vm, diod):
     # diod speaks only 9P2000.L: a 9p2000.u mount fails ("Bad address")
-    res = vm.run("echo should-not-run", port=diod.port, version="9p2000.u",
-                 opts=f"aname={diod.export}")
+    res = vm.run(
+        "echo should-not-run", port=diod.port, version="9p2000.u", opts=f"aname={diod.export}"
+    )
     assert res.returncode == 123, res.describe()
     assert res.status["result"] == "mount-failed"
     assert "should-not-run" not in res.stdout
@@ -97,8 +97,9 @@ def test_timeout_is_124(vm, diod):
 def test_posix_basics_script_on_diod(vm, diod, version):
     """The issue-2 guest script itself is correct (on a server known to work)."""
     (diod.export / "preexisting").write_text("keep me\n")
-    res = vm.run_file("posix_basics.sh", port=diod.port, version=version,
-                      opts=f"aname={diod.export}", timeout=180)
+    res = vm.run_file(
+        "posix_basics.sh", port=diod.port, version=version, opts=f"aname={diod.export}", timeout=270
+    )
     assert_guest_ok(res, diod)
     assert "posix_basics: OK" in res.stdout
     assert sorted(p.name for p in diod.export.iterdir()) == ["preexisting"]

@@ -5,4 +5,4 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from kernelsupport import datakit_server, ninep_server, vm  # noqa: E402,F401
+from kernelsupport import datakit_server, ninep_server, vm  # noqa: F401

@@ -16,6 +16,7 @@ Fixtures:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -51,12 +52,21 @@ class VM:
     def __init__(self, info: dict):
         self.info = info
 
-    def run(self, script: str | bytes, *, port: int, version: str | None = "9p2000.L",
-            opts: str = "", timeout: float = 120, no_mount: bool = False,
-            **kw) -> GuestResult:
+    def run(
+        self,
+        script: str | bytes,
+        *,
+        port: int,
+        version: str | None = "9p2000.L",
+        opts: str = "",
+        timeout: float = 240,  # under pytest's 300 s; TCG on a loaded host is slow
+        no_mount: bool = False,
+        **kw,
+    ) -> GuestResult:
         """See vm9p.run_guest_script.  version=None: no version= option."""
-        return vm9p.run_guest_script(script, port=port, version=version, opts=opts,
-                                     timeout=timeout, no_mount=no_mount, **kw)
+        return vm9p.run_guest_script(
+            script, port=port, version=version, opts=opts, timeout=timeout, no_mount=no_mount, **kw
+        )
 
     __call__ = run
 
@@ -76,10 +86,10 @@ def vm() -> VM:
             "(downloaded with apt-get into $VM9P_CACHE or ~/.cache/vm9p); preparing them "
             f"failed: {e}\nRun .ci/run as root on Debian 12, or: apt-get install "
             "qemu-system-x86 busybox-static && python tests/kernel/vm9p.py --prepare",
-            pytrace=False)
-    except Exception as e:  # noqa: BLE001 - any failure here must fail, not skip
-        pytest.fail(f"preparing the vm9p cache failed: {type(e).__name__}: {e}",
-                    pytrace=False)
+            pytrace=False,
+        )
+    except Exception as e:  # any failure here must fail, not skip
+        pytest.fail(f"preparing the vm9p cache failed: {type(e).__name__}: {e}", pytrace=False)
     info["prepare_s"] = round(time.monotonic() - t0, 2)
     return VM(info)
 
@@ -107,18 +117,18 @@ class ServerProcess:
     def describe(self) -> str:
         tail = self.output()[-4000:]
         st = "running" if self.alive() else f"exited with {self.proc.returncode}"
-        return (f"server `{' '.join(self.argv)}` ({st}) on 127.0.0.1:{self.port}\n"
-                f"--- server output (tail) ---\n{tail}")
+        return (
+            f"server `{' '.join(self.argv)}` ({st}) on 127.0.0.1:{self.port}\n"
+            f"--- server output (tail) ---\n{tail}"
+        )
 
     def stop(self, timeout: float = 5) -> int | None:
         if self.stopped:
             return self.proc.returncode
         self.stopped = True
         if self.proc.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -140,9 +150,14 @@ def _wait_accepting(srv: ServerProcess, timeout: float) -> bool:
     return False
 
 
-def start_server(argv: Sequence[str] | Callable[[int], Sequence[str]], log: Path, *,
-                 ready_timeout: float = 30, env: dict | None = None,
-                 cwd: str | os.PathLike | None = None) -> ServerProcess:
+def start_server(
+    argv: Sequence[str] | Callable[[int], Sequence[str]],
+    log: Path,
+    *,
+    ready_timeout: float = 30,
+    env: dict | None = None,
+    cwd: str | os.PathLike | None = None,
+) -> ServerProcess:
     """Start a 9p server on a free 127.0.0.1 port.  argv: a list whose items may
     contain "{port}", or a function port -> argv.  Returns once the port accepts
     TCP connections (a connect + close is used as the probe).  Raises
@@ -150,22 +165,31 @@ def start_server(argv: Sequence[str] | Callable[[int], Sequence[str]], log: Path
     last = None
     for _attempt in range(3):
         port = free_port()
-        cmd = [str(a) for a in argv(port)] if callable(argv) else \
-            [str(a).replace("{port}", str(port)) for a in argv]
-        logf = open(log, "wb")
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logf,
-                                stderr=subprocess.STDOUT, env=env, cwd=cwd,
-                                start_new_session=True)
-        logf.close()
+        cmd = (
+            [str(a) for a in argv(port)]
+            if callable(argv)
+            else [str(a).replace("{port}", str(port)) for a in argv]
+        )
+        with open(log, "wb") as logf:
+            proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=logf,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=cwd,
+                start_new_session=True,
+            )
         srv = ServerProcess(cmd, port, proc, log)
         if _wait_accepting(srv, ready_timeout):
             return srv
         last = srv.describe()
         srv.stop()
-        if "in use" not in srv.output():       # only a port race is retried
+        if "in use" not in srv.output():  # only a port race is retried
             break
-    pytest.fail(f"9p server did not start listening within {ready_timeout}s:\n{last}",
-                pytrace=False)
+    pytest.fail(
+        f"9p server did not start listening within {ready_timeout}s:\n{last}", pytrace=False
+    )
 
 
 @pytest.fixture
@@ -178,8 +202,7 @@ def ninep_server(tmp_path_factory):
 
     def start(argv, *, ready_timeout: float = 30, env=None, cwd=None, check_alive=True):
         d = tmp_path_factory.mktemp("ninep-server")
-        srv = start_server(argv, d / "server.log", ready_timeout=ready_timeout,
-                           env=env, cwd=cwd)
+        srv = start_server(argv, d / "server.log", ready_timeout=ready_timeout, env=env, cwd=cwd)
         started.append((srv, check_alive))
         return srv
 
@@ -194,8 +217,15 @@ def ninep_server(tmp_path_factory):
 
 
 def datakit_argv(*extra_args: str) -> list[str]:
-    return [sys.executable, "-m", "datakit", "serve", "--listen-9p",
-            "tcp://127.0.0.1:{port}", *extra_args]
+    return [
+        sys.executable,
+        "-m",
+        "datakit",
+        "serve",
+        "--listen-9p",
+        "tcp://127.0.0.1:{port}",
+        *extra_args,
+    ]
 
 
 @pytest.fixture
@@ -212,8 +242,19 @@ def datakit_server(ninep_server):
 def diod_argv(export: str | os.PathLike) -> list[str]:
     """diod (reference C server, 9P2000.L only) exporting `export`, no auth.
     Mount it with opts=f"aname={export}".  -c /dev/null ignores /etc/diod.conf."""
-    return ["diod", "-f", "-n", "-c", "/dev/null", "-L", "stderr",
-            "-l", "127.0.0.1:{port}", "-e", str(export)]
+    return [
+        "diod",
+        "-f",
+        "-n",
+        "-c",
+        "/dev/null",
+        "-L",
+        "stderr",
+        "-l",
+        "127.0.0.1:{port}",
+        "-e",
+        str(export),
+    ]
 
 
 def assert_guest_ok(res: GuestResult, server: ServerProcess | None = None) -> None:

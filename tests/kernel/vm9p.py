@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# ruff: noqa  (vendored harness, kept close to /work/shared/tools/vm9p)
 """vm9p - run a shell script inside a throw-away Linux VM against a 9p mount.
 
 DataKit's copy of the vm9p harness (originally /work/shared/tools/vm9p).
@@ -38,25 +39,37 @@ from dataclasses import dataclass, field
 VERSION = "1.0-datakit"
 
 # Exit codes used by the harness itself (anything else is the guest script's).
-EXIT_MOUNT_FAILED = 123   # the 9p mount in the guest failed
-EXIT_TIMEOUT = 124        # --timeout reached (like timeout(1))
-EXIT_HARNESS = 125        # VM did not boot / guest setup failed / host error
+EXIT_MOUNT_FAILED = 123  # the 9p mount in the guest failed
+EXIT_TIMEOUT = 124  # --timeout reached (like timeout(1))
+EXIT_HARNESS = 125  # VM did not boot / guest setup failed / host error
 
 MARK = "@@VM9P@@"
 CACHE_FORMAT = 3
 
 # Modules we need (plus their dependencies).  Optional ones may not exist
 # in older kernels (trans_fd lived inside 9pnet before 5.17-ish).
-ROOT_MODULES = [("virtio_pci", True), ("virtio_net", True),
-                ("virtio_console", False),
-                ("9pnet", True), ("9pnet_fd", False), ("9p", True)]
+ROOT_MODULES = [
+    ("virtio_pci", True),
+    ("virtio_net", True),
+    ("virtio_console", False),
+    ("9pnet", True),
+    ("9pnet_fd", False),
+    ("9p", True),
+]
 # directories searched in the first pass over the kernel package
-MODULE_DIRS = ("kernel/fs/9p/", "kernel/net/9p/", "kernel/fs/netfs/",
-               "kernel/fs/fscache/", "kernel/drivers/net/virtio_net",
-               "kernel/drivers/net/net_failover", "kernel/net/core/failover",
-               "kernel/drivers/virtio/", "kernel/drivers/char/virtio_console")
+MODULE_DIRS = (
+    "kernel/fs/9p/",
+    "kernel/net/9p/",
+    "kernel/fs/netfs/",
+    "kernel/fs/fscache/",
+    "kernel/drivers/net/virtio_net",
+    "kernel/drivers/net/net_failover",
+    "kernel/net/core/failover",
+    "kernel/drivers/virtio/",
+    "kernel/drivers/char/virtio_console",
+)
 
-GUEST_INIT = r'''#!/bin/sh
+GUEST_INIT = r"""#!/bin/sh
 # vm9p guest /init (busybox sh, PID 1)
 export PATH=/bin HOME=/root TERM=dumb
 /bin/busybox --install -s /bin
@@ -126,7 +139,7 @@ if [ "$VM9P_DO_MOUNT" = 1 ]; then
 fi
 mark POWEROFF
 halt_now
-'''
+"""
 
 
 def log(msg):
@@ -150,8 +163,21 @@ class Cpio:
     def _entry(self, name, mode, data=b""):
         name = name.lstrip("/").encode()
         self.ino += 1
-        fields = [self.ino, mode, 0, 0, 2 if mode & 0o040000 else 1, 0,
-                  len(data), 0, 0, 0, 0, len(name) + 1, 0]
+        fields = [
+            self.ino,
+            mode,
+            0,
+            0,
+            2 if mode & 0o040000 else 1,
+            0,
+            len(data),
+            0,
+            0,
+            0,
+            0,
+            len(name) + 1,
+            0,
+        ]
         hdr = b"070701" + b"".join(b"%08X" % f for f in fields)
         self.buf.write(hdr + name + b"\0")
         self.buf.write(b"\0" * ((-self.buf.tell()) % 4))
@@ -190,8 +216,7 @@ def cache_root(args):
         return os.path.abspath(args.cache_dir)
     if os.environ.get("VM9P_CACHE"):
         return os.path.abspath(os.environ["VM9P_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(
-        os.path.expanduser("~"), ".cache")
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return os.path.join(base, "vm9p")
 
 
@@ -207,8 +232,7 @@ def apt_update_once(state):
     if state.get("updated") or not is_root():
         return False
     log("running apt-get update")
-    subprocess.run(["apt-get", "update"], stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL)
+    subprocess.run(["apt-get", "update"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     state["updated"] = True
     return True
 
@@ -220,60 +244,73 @@ def ensure_qemu(args):
     if shutil.which("qemu-system-x86_64"):
         return shutil.which("qemu-system-x86_64")
     if not is_root():
-        raise HarnessError("qemu-system-x86_64 not found; install it with: "
-                           "apt-get install --no-install-recommends qemu-system-x86")
+        raise HarnessError(
+            "qemu-system-x86_64 not found; install it with: "
+            "apt-get install --no-install-recommends qemu-system-x86"
+        )
     st = {}
     for attempt in range(2):
         log("installing qemu-system-x86 with apt-get")
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-        r = subprocess.run(["apt-get", "install", "-y", "--no-install-recommends",
-                            "qemu-system-x86"], env=env,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        r = subprocess.run(
+            ["apt-get", "install", "-y", "--no-install-recommends", "qemu-system-x86"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         if r.returncode == 0 and shutil.which("qemu-system-x86_64"):
             return shutil.which("qemu-system-x86_64")
         if not apt_update_once(st):
             break
-    raise HarnessError("could not install qemu-system-x86: %s" %
-                       r.stderr.decode(errors="replace")[-500:])
+    raise HarnessError(
+        "could not install qemu-system-x86: %s" % r.stderr.decode(errors="replace")[-500:]
+    )
 
 
 def resolve_kernel_pkg(state):
     """linux-image-amd64 (a meta package) -> linux-image-X.Y.Z-N-amd64."""
     pkg = os.environ.get("VM9P_KERNEL_PKG", "linux-image-amd64")
     for attempt in range(2):
-        r = subprocess.run(["apt-cache", "depends", "--important", pkg],
-                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                           text=True)
+        r = subprocess.run(
+            ["apt-cache", "depends", "--important", pkg],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
         if r.returncode == 0:
             for line in r.stdout.splitlines():
                 m = re.match(r"\s*Depends:\s*(linux-image-[^\s<>]+)", line)
                 if m:
                     return m.group(1)
-            return pkg          # already a real image package
-        if not apt_update_once(state):   # e.g. no apt lists yet
+            return pkg  # already a real image package
+        if not apt_update_once(state):  # e.g. no apt lists yet
             break
     raise HarnessError("apt-cache does not know %s (run apt-get update?)" % pkg)
 
 
 def apt_download(pkgs, dest, st):
     for attempt in range(2):
-        r = subprocess.run(["apt-get", "download"] + pkgs, cwd=dest,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        debs = [os.path.join(dest, f) for f in os.listdir(dest)
-                if f.endswith(".deb")]
+        r = subprocess.run(
+            ["apt-get", "download"] + pkgs,
+            cwd=dest,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        debs = [os.path.join(dest, f) for f in os.listdir(dest) if f.endswith(".deb")]
         if r.returncode == 0 and len(debs) >= len(pkgs):
             return debs
         if not apt_update_once(st):
             break
-    raise HarnessError("apt-get download %s failed: %s" % (
-        " ".join(pkgs), r.stderr.decode(errors="replace")[-800:]))
+    raise HarnessError(
+        "apt-get download %s failed: %s"
+        % (" ".join(pkgs), r.stderr.decode(errors="replace")[-800:])
+    )
 
 
 def deb_members(deb, want):
     """Stream the data tarball of a .deb; call want(name) -> bool and
     yield (name, bytes) for wanted regular files."""
-    p = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", deb],
-                         stdout=subprocess.PIPE)
+    p = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", deb], stdout=subprocess.PIPE)
     try:
         with tarfile.open(fileobj=p.stdout, mode="r|") as tf:
             for ti in tf:
@@ -290,13 +327,13 @@ def ko_decompress(name, data):
         return lzma.decompress(data)
     if name.endswith(".gz"):
         import gzip
+
         return gzip.decompress(data)
     if name.endswith(".zst"):
         z = shutil.which("zstd")
         if not z:
             raise HarnessError("module %s is zstd-compressed; install zstd" % name)
-        return subprocess.run([z, "-dc"], input=data, stdout=subprocess.PIPE,
-                              check=True).stdout
+        return subprocess.run([z, "-dc"], input=data, stdout=subprocess.PIPE, check=True).stdout
     return data
 
 
@@ -317,35 +354,39 @@ def extract_vmlinux(bz):
     try:
         if bz[0x202:0x206] != b"HdrS":
             return None
-        setup_sects = bz[0x1f1] or 4
-        off = (setup_sects + 1) * 512 + int.from_bytes(bz[0x248:0x24c], "little")
-        ln = int.from_bytes(bz[0x24c:0x250], "little")
-        payload = bz[off:off + ln]
+        setup_sects = bz[0x1F1] or 4
+        off = (setup_sects + 1) * 512 + int.from_bytes(bz[0x248:0x24C], "little")
+        ln = int.from_bytes(bz[0x24C:0x250], "little")
+        payload = bz[off : off + ln]
         if payload.startswith(b"\xfd7zXZ\x00"):
             out = lzma.LZMADecompressor(format=lzma.FORMAT_XZ).decompress(payload)
         elif payload.startswith(b"\x1f\x8b"):
             import zlib
+
             out = zlib.decompressobj(31).decompress(payload)
         elif payload.startswith(b"\x28\xb5\x2f\xfd") and shutil.which("zstd"):
-            out = subprocess.run(["zstd", "-dc"], input=payload, stdout=subprocess.PIPE,
-                                 stderr=subprocess.DEVNULL).stdout
+            out = subprocess.run(
+                ["zstd", "-dc"], input=payload, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+            ).stdout
         else:
             return None
         if out[:4] != b"\x7fELF" or out[4] != 2:
             return None
         # look for the Xen PHYS32_ENTRY (type 18) ELF note in PT_NOTE segments
         import struct
-        phoff, = struct.unpack_from("<Q", out, 0x20)
+
+        (phoff,) = struct.unpack_from("<Q", out, 0x20)
         phentsize, phnum = struct.unpack_from("<HH", out, 0x36)
         for i in range(phnum):
             p_type, _, p_offset, _, _, p_filesz = struct.unpack_from(
-                "<IIQQQQ", out, phoff + i * phentsize)
+                "<IIQQQQ", out, phoff + i * phentsize
+            )
             if p_type != 4:
                 continue
             pos, end = p_offset, p_offset + p_filesz
             while pos + 12 <= end:
                 namesz, descsz, ntype = struct.unpack_from("<III", out, pos)
-                name = out[pos + 12:pos + 12 + namesz].rstrip(b"\0")
+                name = out[pos + 12 : pos + 12 + namesz].rstrip(b"\0")
                 if name == b"Xen" and ntype == 18:
                     return out
                 pos += 12 + ((namesz + 3) & ~3) + ((descsz + 3) & ~3)
@@ -374,7 +415,7 @@ def build_cache(cdir, force=False):
     os.makedirs(cdir, exist_ok=True)
     dl = tempfile.mkdtemp(prefix="dl-", dir=cdir)
     try:
-        os.chmod(dl, 0o777)   # lets apt's _apt user write there (else a warning)
+        os.chmod(dl, 0o777)  # lets apt's _apt user write there (else a warning)
         st = {}
         kpkg = resolve_kernel_pkg(st)
         log("downloading %s and busybox-static" % kpkg)
@@ -400,7 +441,7 @@ def build_cache(cdir, force=False):
             f.write(bb)
 
         # kernel: vmlinuz, config, modules.builtin, candidate modules
-        mods = {}        # modname -> (bytes, depends list)
+        mods = {}  # modname -> (bytes, depends list)
         allko = set()
         builtin = set()
         kver = None
@@ -411,10 +452,14 @@ def build_cache(cdir, force=False):
             m = KO_RE.match(n)
             if m:
                 allko.add(modname(m.group(3)))
-                return any((m.group(2) + m.group(3)).startswith(d) or
-                           m.group(2).startswith(d) for d in MODULE_DIRS)
-            return (re.match(r"^boot/(vmlinuz|config)-", n) is not None or
-                    re.match(r"^(usr/)?lib/modules/[^/]+/modules\.builtin$", n) is not None)
+                return any(
+                    (m.group(2) + m.group(3)).startswith(d) or m.group(2).startswith(d)
+                    for d in MODULE_DIRS
+                )
+            return (
+                re.match(r"^boot/(vmlinuz|config)-", n) is not None
+                or re.match(r"^(usr/)?lib/modules/[^/]+/modules\.builtin$", n) is not None
+            )
 
         def take(name, data):
             nonlocal kver, vmlinuz, config
@@ -422,10 +467,12 @@ def build_cache(cdir, force=False):
             if m:
                 kver = m.group(1)
                 raw = ko_decompress(name, data)
-                mods[modname(m.group(3))] = (raw, [d for d in modinfo(raw).get(
-                    "depends", "").split(",") if d])
+                mods[modname(m.group(3))] = (
+                    raw,
+                    [d for d in modinfo(raw).get("depends", "").split(",") if d],
+                )
             elif name.startswith("boot/vmlinuz-"):
-                vmlinuz = (name[len("boot/vmlinuz-"):], data)
+                vmlinuz = (name[len("boot/vmlinuz-") :], data)
             elif name.startswith("boot/config-"):
                 config = data
             elif name.endswith("modules.builtin"):
@@ -460,13 +507,15 @@ def build_cache(cdir, force=False):
                 seen.add(n)
                 for d in mods[n][1]:
                     visit(d)
+
             for n in need:
                 visit(n)
             if not missing:
                 break
             log("second pass over the kernel package for %s" % ",".join(sorted(missing)))
-            for name, data in deb_members(kdeb, lambda n: KO_RE.match(n) and
-                                          modname(KO_RE.match(n).group(3)) in missing):
+            for name, data in deb_members(
+                kdeb, lambda n: KO_RE.match(n) and modname(KO_RE.match(n).group(3)) in missing
+            ):
                 take(name, data)
             if not (missing & set(mods)):
                 raise HarnessError("modules not found: %s" % ",".join(sorted(missing)))
@@ -480,6 +529,7 @@ def build_cache(cdir, force=False):
             for d in mods[n][1]:
                 topo(d)
             order.append(n)
+
         for n in need:
             topo(n)
         for n in order:
@@ -493,11 +543,17 @@ def build_cache(cdir, force=False):
                 f.write(vml)
         with open(os.path.join(tmp, "config"), "wb") as f:
             f.write(config)
-        info = {"cache_format": CACHE_FORMAT, "kernel_version": vmlinuz[0], "module_dir_version": kver,
-                "kernel_package": os.path.basename(kdeb),
-                "busybox_package": os.path.basename(bbdeb),
-                "modules": order, "pvh_vmlinux": bool(vml), "built": time.strftime("%Y-%m-%d %H:%M:%S"),
-                "build_seconds": round(time.time() - t0, 1)}
+        info = {
+            "cache_format": CACHE_FORMAT,
+            "kernel_version": vmlinuz[0],
+            "module_dir_version": kver,
+            "kernel_package": os.path.basename(kdeb),
+            "busybox_package": os.path.basename(bbdeb),
+            "modules": order,
+            "pvh_vmlinux": bool(vml),
+            "built": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "build_seconds": round(time.time() - t0, 1),
+        }
         with open(os.path.join(tmp, "info.json"), "w") as f:
             json.dump(info, f, indent=1)
         for n in ("busybox", "vmlinuz", "vmlinux", "config", "modules", "info.json"):
@@ -509,8 +565,10 @@ def build_cache(cdir, force=False):
             if os.path.exists(os.path.join(tmp, n)):
                 os.rename(os.path.join(tmp, n), dst)
         shutil.rmtree(tmp, ignore_errors=True)
-        log("cache ready: kernel %s, modules %s (%.1fs)" % (
-            info["kernel_version"], " ".join(order), time.time() - t0))
+        log(
+            "cache ready: kernel %s, modules %s (%.1fs)"
+            % (info["kernel_version"], " ".join(order), time.time() - t0)
+        )
         return info
     finally:
         shutil.rmtree(dl, ignore_errors=True)
@@ -569,11 +627,15 @@ def build_initrd(cdir, info, args, script_bytes, path):
     c.file("init", GUEST_INIT.encode(), 0o755)
     opts = mount_opts(args)
     env = {
-        "VM9P_HOST": args.host, "VM9P_PORT": str(args.port),
-        "VM9P_VERSION": args.version or "", "VM9P_OPTS": args.opts or "",
-        "VM9P_MOUNT_OPTS": opts, "VM9P_MNT": args.mnt,
+        "VM9P_HOST": args.host,
+        "VM9P_PORT": str(args.port),
+        "VM9P_VERSION": args.version or "",
+        "VM9P_OPTS": args.opts or "",
+        "VM9P_MOUNT_OPTS": opts,
+        "VM9P_MNT": args.mnt,
         "VM9P_DO_MOUNT": "0" if args.no_mount else "1",
-        "VM9P_GUEST_IP": "10.0.2.15", "VM9P_GW": "10.0.2.2",
+        "VM9P_GUEST_IP": "10.0.2.15",
+        "VM9P_GW": "10.0.2.2",
         "VM9P_SPLIT_STDERR": "1" if args.split_stderr else "0",
         "VM9P_CHAN": channel_mode(info, args),
         "VM9P_ARGS": " ".join(shlex.quote(a) for a in args.script_args),
@@ -614,33 +676,55 @@ def channel_mode(info, args):
 
 
 def qemu_cmd(qemu, cdir, info, initrd, sockdir, args, accel):
-    cmd = [qemu, "-nodefaults", "-no-user-config", "-display", "none",
-           "-monitor", "none", "-no-reboot", "-M", args.machine,
-           "-m", str(args.mem), "-smp", str(args.smp)]
+    cmd = [
+        qemu,
+        "-nodefaults",
+        "-no-user-config",
+        "-display",
+        "none",
+        "-monitor",
+        "none",
+        "-no-reboot",
+        "-M",
+        args.machine,
+        "-m",
+        str(args.mem),
+        "-smp",
+        str(args.smp),
+    ]
     if accel == "kvm":
         cmd += ["-accel", "kvm", "-cpu", "host"]
     else:
-        cmd += ["-accel", "tcg" + (",thread=multi" if args.smp > 1 else ""),
-                "-cpu", args.tcg_cpu]
+        cmd += ["-accel", "tcg" + (",thread=multi" if args.smp > 1 else ""), "-cpu", args.tcg_cpu]
     kernel = os.path.join(cdir, "vmlinuz")
     if os.path.exists(os.path.join(cdir, "vmlinux")) and not args.bzimage:
-        kernel = os.path.join(cdir, "vmlinux")      # PVH direct boot
-    cmd += ["-kernel", kernel, "-initrd", initrd,
-            "-append", "console=ttyS0 quiet loglevel=3 panic=-1 "
-            "mitigations=off oops=panic 8250.nr_uarts=3 cryptomgr.notests "
-            "tsc=reliable no_timer_check " + args.append]
+        kernel = os.path.join(cdir, "vmlinux")  # PVH direct boot
+    cmd += [
+        "-kernel",
+        kernel,
+        "-initrd",
+        initrd,
+        "-append",
+        "console=ttyS0 quiet loglevel=3 panic=-1 "
+        "mitigations=off oops=panic 8250.nr_uarts=3 cryptomgr.notests "
+        "tsc=reliable no_timer_check " + args.append,
+    ]
     for n in ("con", "out", "err"):
         cmd += ["-chardev", "socket,id=%s,path=%s" % (n, os.path.join(sockdir, n))]
     cmd += ["-serial", "chardev:con"]
     if channel_mode(info, args) == "virtio":
         # script stdout/stderr on virtio-serial ports: ~100x faster than a UART
-        cmd += ["-device", "virtio-serial-pci,max_ports=4",
-                "-device", "virtserialport,chardev=out,name=out",
-                "-device", "virtserialport,chardev=err,name=err"]
+        cmd += [
+            "-device",
+            "virtio-serial-pci,max_ports=4",
+            "-device",
+            "virtserialport,chardev=out,name=out",
+            "-device",
+            "virtserialport,chardev=err,name=err",
+        ]
     else:
         cmd += ["-serial", "chardev:out", "-serial", "chardev:err"]
-    cmd += ["-netdev", "user,id=n0", "-device",
-            "virtio-net-pci,netdev=n0,romfile="]
+    cmd += ["-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0,romfile="]
     cmd += args.qemu_arg
     return cmd
 
@@ -665,8 +749,13 @@ def boot(cdir, info, args, script_bytes, accel, status):
             log("qemu: " + " ".join(shlex.quote(c) for c in cmd))
         qlog = open(os.path.join(work, "qemu.log"), "wb")
         t0 = time.time()
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=qlog,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=qlog,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         fds = {}
         for n, s in listeners.items():
             s.settimeout(0.2)
@@ -677,9 +766,11 @@ def boot(cdir, info, args, script_bytes, accel, status):
                 except socket.timeout:
                     if proc.poll() is not None or time.time() - t0 > 30:
                         if accel == "kvm" and args.accel == "auto":
-                            return None     # KVM unusable: caller retries with TCG
-                        raise HarnessError("qemu failed to start:\n" + open(
-                            os.path.join(work, "qemu.log"), errors="replace").read()[-2000:])
+                            return None  # KVM unusable: caller retries with TCG
+                        raise HarnessError(
+                            "qemu failed to start:\n"
+                            + open(os.path.join(work, "qemu.log"), errors="replace").read()[-2000:]
+                        )
             s.close()
             c.setblocking(False)
             fds[n] = c
@@ -703,7 +794,8 @@ def boot(cdir, info, args, script_bytes, accel, status):
                 f.write(data)
                 f.flush()
             except (BrokenPipeError, ValueError, OSError):
-                sinks[name] = None      # reader went away: keep running, drop output
+                sinks[name] = None  # reader went away: keep running, drop output
+
         timed_out = False
         kvm_deadline = t0 + args.kvm_probe if (accel == "kvm" and args.accel == "auto") else None
         while sel.get_map():
@@ -715,9 +807,9 @@ def boot(cdir, info, args, script_bytes, accel, status):
                 limit = min(limit, kvm_deadline)
             if now >= limit:
                 if kvm_deadline and "INIT" not in events and now >= kvm_deadline:
-                    return None     # KVM hangs: caller retries with TCG
+                    return None  # KVM hangs: caller retries with TCG
                 if poweroff_deadline and now >= poweroff_deadline:
-                    break     # got the exit status; guest just won't power off
+                    break  # got the exit status; guest just won't power off
                 timed_out = True
                 break
             for key, _ in sel.select(timeout=min(0.5, max(0.01, limit - now))):
@@ -746,16 +838,18 @@ def boot(cdir, info, args, script_bytes, accel, status):
                         i = line.find(MARK)
                         if i < 0:
                             continue
-                        parts = line[i + len(MARK):].strip()
+                        parts = line[i + len(MARK) :].strip()
                         m = re.match(r"(\S+)\s*(.*?)\s*t=([\d.]+)$", parts)
                         if not m:
                             continue
                         ev, arg, gt = m.group(1), m.group(2), float(m.group(3))
-                        events[ev] = {"host_s": round(time.time() - t0, 3),
-                                      "guest_uptime_s": gt, "arg": arg}
+                        events[ev] = {
+                            "host_s": round(time.time() - t0, 3),
+                            "guest_uptime_s": gt,
+                            "arg": arg,
+                        }
                         if args.verbose:
-                            log("%-9s host %.2fs guest %.2fs %s" % (
-                                ev, time.time() - t0, gt, arg))
+                            log("%-9s host %.2fs guest %.2fs %s" % (ev, time.time() - t0, gt, arg))
                         if ev == "EXIT":
                             exit_rc = int(arg)
                             poweroff_deadline = time.time() + 15
@@ -775,15 +869,18 @@ def boot(cdir, info, args, script_bytes, accel, status):
         conlog.close()
         status["qemu_rc"] = proc.returncode
         if kvm_deadline and "INIT" not in events and not timed_out:
-            return None             # KVM failed early (e.g. -cpu host): retry with TCG
-        contail = open(args.log or os.path.join(work, "console.log"),
-                       errors="replace").read()[-3000:]
+            return None  # KVM failed early (e.g. -cpu host): retry with TCG
+        contail = open(args.log or os.path.join(work, "console.log"), errors="replace").read()[
+            -3000:
+        ]
 
         def diag(msg):
             log(msg)
             if not args.console:
-                sys.stderr.write("---- guest console (tail) ----\n%s\n"
-                                 "------------------------------\n" % contail)
+                sys.stderr.write(
+                    "---- guest console (tail) ----\n%s\n------------------------------\n" % contail
+                )
+
         if exit_rc is not None:
             if "UMOUNT" in events and events["UMOUNT"]["arg"] != "0":
                 log("warning: umount in guest failed (rc %s)" % events["UMOUNT"]["arg"])
@@ -792,15 +889,18 @@ def boot(cdir, info, args, script_bytes, accel, status):
             return exit_rc
         if timed_out:
             status["result"] = "timeout"
-            diag("timeout after %ss (last guest event: %s)" % (
-                args.timeout, list(events)[-1] if events else "none"))
+            diag(
+                "timeout after %ss (last guest event: %s)"
+                % (args.timeout, list(events)[-1] if events else "none")
+            )
             return EXIT_TIMEOUT
         if "MOUNTFAIL" in events:
             status["result"] = "mount-failed"
             status["mount_error"] = events["MOUNTFAIL"]["arg"]
-            log("9p mount failed: mount -t 9p -o %s %s %s: %s" % (
-                mount_opts(args),
-                args.host, args.mnt, events["MOUNTFAIL"]["arg"]))
+            log(
+                "9p mount failed: mount -t 9p -o %s %s %s: %s"
+                % (mount_opts(args), args.host, args.mnt, events["MOUNTFAIL"]["arg"])
+            )
             return EXIT_MOUNT_FAILED
         if "FAIL" in events:
             status["result"] = "guest-setup-failed"
@@ -808,8 +908,10 @@ def boot(cdir, info, args, script_bytes, accel, status):
             return EXIT_HARNESS
         status["result"] = "vm-failed"
         qtail = open(os.path.join(work, "qemu.log"), errors="replace").read()[-1500:]
-        diag("VM ended without reporting an exit status (qemu rc %s)%s" % (
-            proc.returncode, ("\nqemu: " + qtail) if qtail.strip() else ""))
+        diag(
+            "VM ended without reporting an exit status (qemu rc %s)%s"
+            % (proc.returncode, ("\nqemu: " + qtail) if qtail.strip() else "")
+        )
         return EXIT_HARNESS
     finally:
         if proc and proc.poll() is None:
@@ -830,45 +932,131 @@ def main(argv=None):
     ap = argparse.ArgumentParser(
         prog="vm9p",
         description="Run SCRIPT (busybox sh) in a qemu VM whose Linux v9fs client "
-                    "mounts the 9p server listening on this host's loopback. "
-                    "Exit status = the script's; %d = mount failed, %d = timeout, "
-                    "%d = VM/harness failure." % (EXIT_MOUNT_FAILED, EXIT_TIMEOUT, EXIT_HARNESS))
+        "mounts the 9p server listening on this host's loopback. "
+        "Exit status = the script's; %d = mount failed, %d = timeout, "
+        "%d = VM/harness failure." % (EXIT_MOUNT_FAILED, EXIT_TIMEOUT, EXIT_HARNESS),
+    )
     ap.add_argument("script", nargs="?", help="shell script to run in the guest ('-' = stdin)")
     ap.add_argument("script_args", nargs=argparse.REMAINDER, help="arguments for the script")
-    ap.add_argument("--port", type=int, default=564, help="9p server TCP port on host loopback (default 564)")
-    ap.add_argument("--version", default="9p2000.L", dest="version",
-                    help="9p protocol: 9p2000.L, 9p2000.u or 9p2000 (default 9p2000.L); "
-                         "'none' or '' = pass no version= option (kernel default)")
-    ap.add_argument("--no-version", action="store_const", const="", dest="version",
-                    help="same as --version none")
-    ap.add_argument("--opts", default="", help="extra mount options, e.g. 'msize=524288,cache=none,aname=/x'")
-    ap.add_argument("--mnt", default="/db", help="mount point in the guest (default /db; script runs with it as cwd)")
-    ap.add_argument("--host", default="10.0.2.2", help="server address as seen by the guest (default 10.0.2.2 = host loopback)")
-    ap.add_argument("--no-mount", action="store_true", help="load modules + network but do not mount; the script mounts itself")
-    ap.add_argument("--timeout", type=float, default=120, help="overall wall-clock limit in seconds (default 120)")
-    ap.add_argument("--accel", choices=("auto", "kvm", "tcg"), default=os.environ.get("VM9P_ACCEL", "auto"),
-                    help="auto (default; env VM9P_ACCEL): KVM if it looks real and boots, else TCG")
+    ap.add_argument(
+        "--port", type=int, default=564, help="9p server TCP port on host loopback (default 564)"
+    )
+    ap.add_argument(
+        "--version",
+        default="9p2000.L",
+        dest="version",
+        help="9p protocol: 9p2000.L, 9p2000.u or 9p2000 (default 9p2000.L); "
+        "'none' or '' = pass no version= option (kernel default)",
+    )
+    ap.add_argument(
+        "--no-version",
+        action="store_const",
+        const="",
+        dest="version",
+        help="same as --version none",
+    )
+    ap.add_argument(
+        "--opts", default="", help="extra mount options, e.g. 'msize=524288,cache=none,aname=/x'"
+    )
+    ap.add_argument(
+        "--mnt",
+        default="/db",
+        help="mount point in the guest (default /db; script runs with it as cwd)",
+    )
+    ap.add_argument(
+        "--host",
+        default="10.0.2.2",
+        help="server address as seen by the guest (default 10.0.2.2 = host loopback)",
+    )
+    ap.add_argument(
+        "--no-mount",
+        action="store_true",
+        help="load modules + network but do not mount; the script mounts itself",
+    )
+    ap.add_argument(
+        "--timeout",
+        type=float,
+        default=120,
+        help="overall wall-clock limit in seconds (default 120)",
+    )
+    ap.add_argument(
+        "--accel",
+        choices=("auto", "kvm", "tcg"),
+        default=os.environ.get("VM9P_ACCEL", "auto"),
+        help="auto (default; env VM9P_ACCEL): KVM if it looks real and boots, else TCG",
+    )
     ap.add_argument("--kvm-probe", type=float, default=20, help=argparse.SUPPRESS)
     ap.add_argument("--mem", type=int, default=512, help="guest RAM in MiB (default 512)")
-    ap.add_argument("--smp", type=int, default=min(2, os.cpu_count() or 1), help="guest CPUs (default min(2, host cpus))")
+    ap.add_argument(
+        "--smp",
+        type=int,
+        default=min(2, os.cpu_count() or 1),
+        help="guest CPUs (default min(2, host cpus))",
+    )
     ap.add_argument("--machine", default="pc", help="qemu machine type (default pc)")
-    ap.add_argument("--tcg-cpu", default="qemu64", help="qemu -cpu model under TCG (default qemu64; \"max\" makes guest memcpy ~5x slower under TCG)")
-    ap.add_argument("--bzimage", action="store_true", help="boot the compressed vmlinuz instead of the PVH vmlinux")
+    ap.add_argument(
+        "--tcg-cpu",
+        default="qemu64",
+        help='qemu -cpu model under TCG (default qemu64; "max" makes guest memcpy ~5x slower under TCG)',
+    )
+    ap.add_argument(
+        "--bzimage",
+        action="store_true",
+        help="boot the compressed vmlinuz instead of the PVH vmlinux",
+    )
     ap.add_argument("--append", default="", help="extra kernel command line")
     ap.add_argument("--qemu", default="", help="qemu binary (default qemu-system-x86_64)")
-    ap.add_argument("--qemu-arg", action="append", default=[], help="extra qemu argument, repeatable; write --qemu-arg=-foo for dashed values")
-    ap.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="export into the script's environment (repeatable)")
-    ap.add_argument("--include", action="append", default=[], metavar="SRC[:DEST]",
-                    help="copy a host file into the guest (default DEST /vm9p/files/NAME; repeatable)")
-    ap.add_argument("--split-stderr", action="store_true", help="guest stderr -> host stderr (default: merged into stdout)")
-    ap.add_argument("--serial-out", action="store_true", help="carry script output over emulated UARTs instead of virtio-serial (slow; debugging)")
-    ap.add_argument("--console", action="store_true", help="stream the guest console (kernel log, harness events) to stderr")
+    ap.add_argument(
+        "--qemu-arg",
+        action="append",
+        default=[],
+        help="extra qemu argument, repeatable; write --qemu-arg=-foo for dashed values",
+    )
+    ap.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="export into the script's environment (repeatable)",
+    )
+    ap.add_argument(
+        "--include",
+        action="append",
+        default=[],
+        metavar="SRC[:DEST]",
+        help="copy a host file into the guest (default DEST /vm9p/files/NAME; repeatable)",
+    )
+    ap.add_argument(
+        "--split-stderr",
+        action="store_true",
+        help="guest stderr -> host stderr (default: merged into stdout)",
+    )
+    ap.add_argument(
+        "--serial-out",
+        action="store_true",
+        help="carry script output over emulated UARTs instead of virtio-serial (slow; debugging)",
+    )
+    ap.add_argument(
+        "--console",
+        action="store_true",
+        help="stream the guest console (kernel log, harness events) to stderr",
+    )
     ap.add_argument("--log", default="", help="write the guest console log to this file")
-    ap.add_argument("--status-file", default="", help="write a JSON summary (result, exit code, timings) here")
-    ap.add_argument("-v", "--verbose", action="store_true", help="print harness events and timings to stderr")
+    ap.add_argument(
+        "--status-file", default="", help="write a JSON summary (result, exit code, timings) here"
+    )
+    ap.add_argument(
+        "-v", "--verbose", action="store_true", help="print harness events and timings to stderr"
+    )
     ap.add_argument("--keep", action="store_true", help="keep the per-run work dir")
-    ap.add_argument("--cache-dir", default="", help="cache dir (default $VM9P_CACHE or $XDG_CACHE_HOME/vm9p or ~/.cache/vm9p)")
-    ap.add_argument("--prepare", action="store_true", help="only install qemu / build the cache, then exit")
+    ap.add_argument(
+        "--cache-dir",
+        default="",
+        help="cache dir (default $VM9P_CACHE or $XDG_CACHE_HOME/vm9p or ~/.cache/vm9p)",
+    )
+    ap.add_argument(
+        "--prepare", action="store_true", help="only install qemu / build the cache, then exit"
+    )
     ap.add_argument("--rebuild", action="store_true", help="re-download and rebuild the cache")
     args = ap.parse_args(argv)
     if args.version is None or args.version.lower() in ("", "none", "default"):
@@ -895,7 +1083,7 @@ def main(argv=None):
         accel = args.accel
         if accel == "auto":
             ok, why = kvm_plausible()
-            if os.environ.get("VM9P_ASSUME_KVM_OK") == "1":   # testing knob
+            if os.environ.get("VM9P_ASSUME_KVM_OK") == "1":  # testing knob
                 ok, why = True, ""
             if ok and os.path.exists(kvm_marker(cdir)):
                 ok, why = False, "KVM failed to boot the guest earlier (since host boot)"
@@ -905,20 +1093,28 @@ def main(argv=None):
         t0 = time.time()
         rc = boot(cdir, info, args, script_bytes, accel, status)
         if rc is None:
-            log("KVM did not work (guest never reached init); falling back to TCG "
-                "(remembered until the host reboots; VM9P_ACCEL=kvm to force)")
+            log(
+                "KVM did not work (guest never reached init); falling back to TCG "
+                "(remembered until the host reboots; VM9P_ACCEL=kvm to force)"
+            )
             open(kvm_marker(cdir), "w").close()
             rc = boot(cdir, info, args, script_bytes, "tcg", status)
         status["total_s"] = round(time.time() - t0, 3)
         if args.verbose:
             ev = status.get("events", {})
-            log("accel=%s boot(host->init)=%ss mounted=%ss script=%ss total=%ss exit=%s" % (
-                status.get("accel"),
-                ev.get("INIT", {}).get("host_s", "?"),
-                ev.get("MOUNTED", {}).get("host_s", "?"),
-                round(ev["EXIT"]["host_s"] - ev["START"]["host_s"], 3)
-                if "EXIT" in ev and "START" in ev else "?",
-                status["total_s"], rc))
+            log(
+                "accel=%s boot(host->init)=%ss mounted=%ss script=%ss total=%ss exit=%s"
+                % (
+                    status.get("accel"),
+                    ev.get("INIT", {}).get("host_s", "?"),
+                    ev.get("MOUNTED", {}).get("host_s", "?"),
+                    round(ev["EXIT"]["host_s"] - ev["START"]["host_s"], 3)
+                    if "EXIT" in ev and "START" in ev
+                    else "?",
+                    status["total_s"],
+                    rc,
+                )
+            )
     except HarnessError as e:
         log(str(e))
         status["result"] = "harness-error"
@@ -948,6 +1144,7 @@ class GuestResult:
     123 (mount failed), 124 (timeout), 125 (VM/harness failure); status: the
     JSON status file (status["result"] == "ok" means returncode came from the
     script)."""
+
     returncode: int
     stdout: str
     stderr: str
@@ -959,10 +1156,17 @@ class GuestResult:
         return self.returncode == 0 and self.status.get("result") == "ok"
 
     def describe(self):
-        return ("vm9p exit %s (result %s, mount %s)\n--- guest stdout ---\n%s"
-                "\n--- stderr ---\n%s" % (
-                    self.returncode, self.status.get("result"),
-                    self.status.get("mount_opts"), self.stdout, self.stderr))
+        return (
+            "vm9p exit %s (result %s, mount %s)\n--- guest stdout ---\n%s"
+            "\n--- stderr ---\n%s"
+            % (
+                self.returncode,
+                self.status.get("result"),
+                self.status.get("mount_opts"),
+                self.stdout,
+                self.stderr,
+            )
+        )
 
 
 def prepare_environment(cache_dir=None, rebuild=False):
@@ -975,9 +1179,22 @@ def prepare_environment(cache_dir=None, rebuild=False):
     return dict(info, cache_dir=cdir, qemu=qemu)
 
 
-def run_guest_script(script, *, port, version="9p2000.L", opts="", timeout=120.0,
-                     no_mount=False, env=None, include=(), mnt="/db",
-                     split_stderr=True, cache_dir=None, extra_args=(), log=None):
+def run_guest_script(
+    script,
+    *,
+    port,
+    version="9p2000.L",
+    opts="",
+    timeout=120.0,
+    no_mount=False,
+    env=None,
+    include=(),
+    mnt="/db",
+    split_stderr=True,
+    cache_dir=None,
+    extra_args=(),
+    log=None,
+):
     """Boot the VM, mount 127.0.0.1:port (guest 10.0.2.2) with the kernel 9p
     client and run `script` (busybox sh text) with the mount as cwd.
 
@@ -991,9 +1208,18 @@ def run_guest_script(script, *, port, version="9p2000.L", opts="", timeout=120.0
         with open(spath, "wb") as f:
             f.write(script.encode() if isinstance(script, str) else script)
         status_path = os.path.join(work, "status.json")
-        argv = [sys.executable, os.path.abspath(__file__),
-                "--port", str(port), "--timeout", str(timeout),
-                "--status-file", status_path, "--mnt", mnt]
+        argv = [
+            sys.executable,
+            os.path.abspath(__file__),
+            "--port",
+            str(port),
+            "--timeout",
+            str(timeout),
+            "--status-file",
+            status_path,
+            "--mnt",
+            mnt,
+        ]
         argv += ["--version", version if version else "none"]
         if opts:
             argv += ["--opts", opts]
@@ -1012,20 +1238,29 @@ def run_guest_script(script, *, port, version="9p2000.L", opts="", timeout=120.0
         argv += list(extra_args)
         argv.append(spath)
         try:
-            p = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, timeout=timeout + 120)
+            p = subprocess.run(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                timeout=timeout + 120,
+            )
             rc, out, err = p.returncode, p.stdout, p.stderr
         except subprocess.TimeoutExpired as e:
-            rc, out, err = EXIT_TIMEOUT, e.stdout or b"", (e.stderr or b"") + \
-                b"\nvm9p: harness subprocess did not finish"
+            rc, out, err = (
+                EXIT_TIMEOUT,
+                e.stdout or b"",
+                (e.stderr or b"") + b"\nvm9p: harness subprocess did not finish",
+            )
         status = {}
         try:
             with open(status_path) as f:
                 status = json.load(f)
         except (OSError, ValueError):
             pass
-        return GuestResult(rc, out.decode(errors="replace"), err.decode(errors="replace"),
-                           status, argv)
+        return GuestResult(
+            rc, out.decode(errors="replace"), err.decode(errors="replace"), status, argv
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

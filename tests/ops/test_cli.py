@@ -93,7 +93,7 @@ def test_mount_dry_run_prints_the_mount_command() -> None:
         "-t",
         "9p",
         "-o",
-        "trans=tcp,port=5641,version=9p2000.L,msize=1048576,cache=none",
+        "trans=tcp,port=5641,version=9p2000.L,msize=262144,cache=none",
         "10.1.2.3",
         "/mnt/db",
     ]

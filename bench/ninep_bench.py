@@ -47,8 +47,18 @@ def wait_port(port: int, proc: subprocess.Popen[bytes]) -> None:
 def datakit_server(max_msize: int) -> Iterator[int]:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "datakit", "serve", "--example-tree", "-q",
-         "--max-msize", str(max_msize), "--listen-9p", f"tcp://127.0.0.1:{port}"]
+        [
+            sys.executable,
+            "-m",
+            "datakit",
+            "serve",
+            "--example-tree",
+            "-q",
+            "--max-msize",
+            str(max_msize),
+            "--listen-9p",
+            f"tcp://127.0.0.1:{port}",
+        ]
     )
     try:
         wait_port(port, proc)
@@ -96,7 +106,8 @@ def diodcat_mib_s(port: int, aname: str, path: str, msize: int, size: int) -> tu
     start = time.perf_counter()
     proc = subprocess.run(
         ["diodcat", "-s", f"127.0.0.1:{port}", "-a", aname, "-m", str(msize), path],
-        stdout=subprocess.PIPE, check=True,
+        stdout=subprocess.PIPE,
+        check=True,
     )
     elapsed = time.perf_counter() - start
     assert len(proc.stdout) == size, (len(proc.stdout), size)
@@ -124,17 +135,21 @@ def main() -> None:
                 c.create("big", payload)
                 c.create("small", b"x" * 64)
             best = lambda f: max(f() for _ in range(args.runs))  # noqa: E731
-            rows.append((
-                f"pipelined round trips/s ({args.requests} Tread)",
-                best(lambda: pipelined_round_trips(ours, "", args.requests)),
-                best(lambda: pipelined_round_trips(theirs, export, args.requests)),
-            ))
+            rows.append(
+                (
+                    f"pipelined round trips/s ({args.requests} Tread)",
+                    best(lambda: pipelined_round_trips(ours, "", args.requests)),
+                    best(lambda: pipelined_round_trips(theirs, export, args.requests)),
+                )
+            )
             for msize in (64 * 1024, 1024 * 1024):
-                rows.append((
-                    f"diodcat {args.size_mib} MiB, msize {msize // 1024} KiB (MiB/s)",
-                    best(lambda m=msize: diodcat_mib_s(ours, "/", "big", m, size)[0]),
-                    best(lambda m=msize: diodcat_mib_s(theirs, export, "big", m, size)[0]),
-                ))
+                rows.append(
+                    (
+                        f"diodcat {args.size_mib} MiB, msize {msize // 1024} KiB (MiB/s)",
+                        best(lambda m=msize: diodcat_mib_s(ours, "/", "big", m, size)[0]),
+                        best(lambda m=msize: diodcat_mib_s(theirs, export, "big", m, size)[0]),
+                    )
+                )
     print(f"{'benchmark':<52} {'datakit':>12} {'diod':>12} {'ratio':>7}")
     for name, ours_v, diod_v in rows:
         print(f"{name:<52} {ours_v:>12,.1f} {diod_v:>12,.1f} {ours_v / diod_v:>7.2f}")

@@ -9,9 +9,12 @@ to pipeline requests or flush a blocked read).
 from __future__ import annotations
 
 import contextlib
+import errno as _errno
 import itertools
+import select
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -132,7 +135,7 @@ class Client:
 
     # -- wire ---------------------------------------------------------------
 
-    def send(self, msg: object) -> None:
+    def send(self, msg: ninep.Message) -> None:
         self.sock.sendall(ninep.encode(msg, self.dialect))
 
     def receive(self) -> object:
@@ -140,6 +143,26 @@ class Client:
             msg = self._decoder.next_message()
             if msg is not None:
                 return msg
+            data = self.sock.recv(max(65536, self.msize))
+            if not data:
+                raise ConnectionClosed("server closed the connection")
+            self._decoder.feed(data)
+
+    def receive_within(self, timeout: float) -> object | None:
+        """The next message, or None if none is complete within `timeout`
+        seconds (a partial frame stays buffered). Lets a caller wait on a
+        blocked read while still noticing cancellation."""
+        deadline = time.monotonic() + timeout
+        while True:
+            msg = self._decoder.next_message()
+            if msg is not None:
+                return msg
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            ready, _, _ = select.select([self.sock], [], [], remaining)
+            if not ready:
+                return None
             data = self.sock.recv(max(65536, self.msize))
             if not data:
                 raise ConnectionClosed("server closed the connection")
@@ -184,14 +207,30 @@ class Client:
     def walk(self, path: str | tuple[str, ...] | list[str], fid: int | None = None) -> int:
         names = split(path)
         newfid = self.new_fid()
+        start = self.root if fid is None else fid
+        # Twalk carries at most 16 names: walk long paths in steps.
+        first = names[:16]
         try:
-            # Twalk carries at most 16 names: walk long paths in steps.
-            start = self.root if fid is None else fid
-            self.rpc(ninep.Twalk, fid=start, newfid=newfid, wnames=tuple(names[:16]))
-            for i in range(16, len(names), 16):
-                self.rpc(ninep.Twalk, fid=newfid, newfid=newfid, wnames=tuple(names[i : i + 16]))
+            reply = self.rpc(ninep.Twalk, fid=start, newfid=newfid, wnames=tuple(first))
         except BaseException:
             self._free_fids.append(newfid)
+            raise
+        if len(reply.qids) < len(first):  # type: ignore[attr-defined]
+            # A partial walk leaves newfid unassigned (9p spec): report the
+            # missing step instead of handing out a dead fid.
+            self._free_fids.append(newfid)
+            raise RemoteError("No such file or directory", _errno.ENOENT)
+        try:
+            for i in range(16, len(names), 16):
+                step = names[i : i + 16]
+                reply = self.rpc(ninep.Twalk, fid=newfid, newfid=newfid, wnames=tuple(step))
+                if len(reply.qids) < len(step):  # type: ignore[attr-defined]
+                    raise RemoteError("No such file or directory", _errno.ENOENT)
+        except BaseException:
+            # newfid is bound on the server since the first step: release it
+            # there too, or the next walk reusing the number fails.
+            with contextlib.suppress(RemoteError, OSError, ConnectionClosed):
+                self.clunk(newfid)
             raise
         return newfid
 

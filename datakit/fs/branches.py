@@ -45,7 +45,7 @@ class BranchesDir(Directory):
     def __init__(self, root: Root) -> None:
         super().__init__("branch")
         self.root = root
-        self.store = root.store
+        self.store: st.Store = root.store
         self.known: dict[str, BranchDir] = {}
 
     def _dir(self, name: str) -> BranchDir:
@@ -110,7 +110,7 @@ class BranchDir(Directory):
         super().__init__(name)
         self.parent = parent
         self.root = parent.root
-        self.store = parent.store
+        self.store: st.Store = parent.store
         self.rebind(name)
 
     def rebind(self, name: str) -> None:

@@ -87,7 +87,8 @@ class TransactionDir(Directory):
         super().__init__(name)
         self.parent = parent
         self.branch = parent.branch
-        store = self.store = self.branch.store
+        store: st.Store = self.branch.store
+        self.store = store
         head = store.head(self.branch.branch_name)
         base_tree = store.commit_info(head).tree if head else None
         self.rw = RwTree(store.edit(base_tree))

@@ -75,12 +75,12 @@ class Session:
 
     # -- replies -----------------------------------------------------------
 
-    def error_reply(self, tag: int, err: FsError) -> object:
+    def error_reply(self, tag: int, err: FsError) -> ninep.Message:
         if self.dialect is ninep.Dialect.L:
             return ninep.Rlerror(tag=tag, ecode=err.errno)
         return ninep.Rerror(tag=tag, ename=err.message, errno=err.errno)
 
-    async def send(self, msg: object) -> None:
+    async def send(self, msg: ninep.Message) -> None:
         await self._queue(ninep.encode(msg, self.dialect))
 
     async def _queue(self, data: bytes) -> None:
@@ -261,13 +261,13 @@ class Session:
     async def _dispatch(self, msg: object) -> None:
         await self.send(await self._dispatch_reply(msg))
 
-    async def _dispatch_reply(self, msg: object) -> object:
+    async def _dispatch_reply(self, msg: object) -> ninep.Message:
         handler = ops.HANDLERS.get(type(msg))
         tag: int = msg.tag  # type: ignore[attr-defined]
         if handler is None:
             return self.error_reply(tag, FsError("Function not implemented", E.ENOSYS))
         try:
-            return await handler(self, msg)
+            return await handler(self, msg)  # type: ignore[return-value]
         except FsError as err:
             return self.error_reply(tag, err)
         except Exception as exc:  # a bug must cost one request, never the session

@@ -464,7 +464,7 @@ class Store:
         from dulwich.objects import ShaFile
 
         for sha, (type_num, raw) in list(db.overlay.items()):
-            obj = ShaFile.from_raw_string(type_num, raw, sha.encode("ascii"))
+            obj = ShaFile.from_raw_string(type_num, raw, sha.encode("ascii"))  # type: ignore[arg-type]
             self._repo.object_store.add_object(obj)
 
     def push(self, url: str, branches: Iterable[str]) -> None:
@@ -486,6 +486,7 @@ class Store:
 
         try:
             client, path = get_transport_and_path(url, operation="push")
-            client.send_pack(path, update_refs, generate_pack_data=self._repo.generate_pack_data)
+            client.send_pack(path, update_refs,  # type: ignore[arg-type]
+                              generate_pack_data=self._repo.generate_pack_data)
         except Exception as e:
             raise FetchError(f"error: cannot push to {url}") from e

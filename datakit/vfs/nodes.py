@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import enum
 import itertools
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from datakit.vfs import errors
@@ -121,7 +121,7 @@ class Directory(Node):
 class StaticDirectory(Directory):
     """A fixed set of children, listed in insertion order."""
 
-    def __init__(self, name: str, children: list[Node] | None = None) -> None:
+    def __init__(self, name: str, children: Sequence[Node] | None = None) -> None:
         super().__init__(name)
         self.children: dict[str, Node] = {}
         for child in children or []:

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -69,8 +67,13 @@ def one_file_commits(address: str, n: int) -> float:
 
 def git_commits(repo: Path, n: int) -> float:
     """git doing the same: write one file and commit it, in a loop."""
-    env = {**os.environ, "GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@x", "GIT_COMMITTER_NAME": "b",
-           "GIT_COMMITTER_EMAIL": "b@x"}
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "b",
+        "GIT_AUTHOR_EMAIL": "b@x",
+        "GIT_COMMITTER_NAME": "b",
+        "GIT_COMMITTER_EMAIL": "b@x",
+    }
     subprocess.run(["git", "init", "-q", str(repo)], check=True)
     start = time.perf_counter()
     for i in range(n):
@@ -97,7 +100,10 @@ def big_transaction(address: str, files: int) -> float:
 def live_latency(address: str, rounds: int) -> float:
     """Median seconds from `echo commit > ctl` returning to a head.live reader seeing the head."""
     samples: list[float] = []
-    with Client.connect(address, timeout=60) as writer, Client.connect(address, timeout=60) as reader:
+    with (
+        Client.connect(address, timeout=60) as writer,
+        Client.connect(address, timeout=60) as reader,
+    ):
         writer.mkdir("branch/live")
         fid = reader.open("branch/live/head.live")
         offset = len(reader.read_fid(fid, 0, 4096))
@@ -105,7 +111,7 @@ def live_latency(address: str, rounds: int) -> float:
         for i in range(rounds):
             seen: list[float] = []
 
-            def wait(off: int = offset) -> None:
+            def wait(off: int = offset, seen: list[float] = seen) -> None:
                 reader.read_fid(fid, off, 4096)
                 seen.append(time.perf_counter())
 
@@ -135,11 +141,18 @@ def make_big_pack(repo: Path, gib: float) -> int:
     for i in range(n):
         with open(work / f"blob{i}", "wb") as f:
             f.write(os.urandom(chunk))
-    env = {**os.environ, "GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@x", "GIT_COMMITTER_NAME": "b",
-           "GIT_COMMITTER_EMAIL": "b@x"}
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "b",
+        "GIT_AUTHOR_EMAIL": "b@x",
+        "GIT_COMMITTER_NAME": "b",
+        "GIT_COMMITTER_EMAIL": "b@x",
+    }
     subprocess.run(["git", "-C", str(work), "add", "."], check=True, env=env)
     subprocess.run(["git", "-C", str(work), "commit", "-q", "-m", "big"], check=True, env=env)
-    subprocess.run(["git", "-C", str(work), "push", "-q", str(repo), "HEAD:refs/heads/master"], check=True)
+    subprocess.run(
+        ["git", "-C", str(work), "push", "-q", str(repo), "HEAD:refs/heads/master"], check=True
+    )
     shutil.rmtree(work)
     return sum(p.stat().st_size for p in (repo / "objects" / "pack").glob("*.pack"))
 
@@ -191,34 +204,65 @@ def main() -> None:
             mem_rate = one_file_commits(address, args.commits)
         with server(tmp, "--git", str(tmp / "disk.git")) as (address, _, _):
             disk_rate = one_file_commits(address, args.commits)
-        rows.append(("1-file commits/s, 9p unix socket, memory store", f"{mem_rate:,.0f}",
-                     f"git {git_rate:,.0f}", f"{mem_rate / git_rate:.1f}x"))
-        rows.append(("1-file commits/s, 9p unix socket, --git (fsynced)", f"{disk_rate:,.0f}",
-                     f"git {git_rate:,.0f}", f"{disk_rate / git_rate:.1f}x"))
+        rows.append(
+            (
+                "1-file commits/s, 9p unix socket, memory store",
+                f"{mem_rate:,.0f}",
+                f"git {git_rate:,.0f}",
+                f"{mem_rate / git_rate:.1f}x",
+            )
+        )
+        rows.append(
+            (
+                "1-file commits/s, 9p unix socket, --git (fsynced)",
+                f"{disk_rate:,.0f}",
+                f"git {git_rate:,.0f}",
+                f"{disk_rate / git_rate:.1f}x",
+            )
+        )
         with server(tmp, "--git", str(tmp / "big.git")) as (address, _, _):
             secs = big_transaction(address, args.big_files)
-        rows.append((f"one transaction of {args.big_files:,} files, --git", f"{secs:.1f} s",
-                     f"{args.big_files / secs:,.0f} files/s", ""))
+        rows.append(
+            (
+                f"one transaction of {args.big_files:,} files, --git",
+                f"{secs:.1f} s",
+                f"{args.big_files / secs:,.0f} files/s",
+                "",
+            )
+        )
         with server(tmp) as (address, _, _):
             lat = live_latency(address, args.latency_rounds)
-        rows.append(("head.live latency, commit to reader (median)", f"{lat * 1000:.1f} ms", "", ""))
+        rows.append(
+            ("head.live latency, commit to reader (median)", f"{lat * 1000:.1f} ms", "", "")
+        )
         if args.pack_gib > 0:
             pack = make_big_pack(tmp / "huge.git", args.pack_gib)
             with server(tmp, "--git", str(tmp / "huge.git")) as (_, _, started):
                 pass
             with server(tmp, "--git", str(tmp / "empty.git")) as (_, _, started_empty):
                 pass
-            rows.append((f"start to first reply, {pack / (1 << 30):.2f} GiB pack", f"{started:.2f} s",
-                         f"empty repo {started_empty:.2f} s", ""))
+            rows.append(
+                (
+                    f"start to first reply, {pack / (1 << 30):.2f} GiB pack",
+                    f"{started:.2f} s",
+                    f"empty repo {started_empty:.2f} s",
+                    "",
+                )
+            )
             shutil.rmtree(tmp / "huge.git")
         if args.wide_files > 0:
             building, serving = memory_100k(tmp, args.wide_files)
-            rows.append((f"server RSS serving a {args.wide_files:,}-file tree", f"{serving:.0f} MiB",
-                         f"after committing it: {building:.0f} MiB", ""))
+            rows.append(
+                (
+                    f"server RSS serving a {args.wide_files:,}-file tree",
+                    f"{serving:.0f} MiB",
+                    f"after committing it: {building:.0f} MiB",
+                    "",
+                )
+            )
     print(f"{'benchmark':<52} {'datakit':>12} {'reference':>24} {'ratio':>7}")
     for name, ours, ref, ratio in rows:
         print(f"{name:<52} {ours:>12} {ref:>24} {ratio:>7}")
-    del resource
 
 
 if __name__ == "__main__":

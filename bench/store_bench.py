@@ -105,6 +105,7 @@ def live_latency(address: str, rounds: int) -> float:
         Client.connect(address, timeout=60) as reader,
     ):
         writer.mkdir("branch/live")
+        reader.mkdir("branch/live")  # branch directories are per connection until committed
         fid = reader.open("branch/live/head.live")
         offset = len(reader.read_fid(fid, 0, 4096))
         reader.read_fid(fid, offset, 4096)  # the empty reply after data

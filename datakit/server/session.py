@@ -97,6 +97,9 @@ class Session:
         # one reply at a time, and everything queued meanwhile goes out in one send.
         self._writing = True
         try:
+            # Let the other requests that are ready now run first, so their
+            # replies leave in this same write (pipelined clients send many).
+            await trio.lowlevel.cancel_shielded_checkpoint()
             while self._out:
                 out, self._out = self._out, []
                 self._out_bytes = 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -68,10 +69,22 @@ def parse_host_port(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
+async def _serve_until_signal(config: ServeConfig) -> None:
+    # SIGTERM (docker stop, systemd) stops the server like Ctrl-C: as PID 1 in a
+    # container it would otherwise be ignored until the SIGKILL.
+    async with trio.open_nursery() as nursery:
+        with trio.open_signal_receiver(signal.SIGTERM) as signals:
+            await nursery.start(serve, config)
+            async for _ in signals:
+                log.info("SIGTERM: shutting down")
+                nursery.cancel_scope.cancel()
+                break
+
+
 def run(config: ServeConfig) -> int:
     logging.getLogger().addHandler(metrics.LogCounter())
     try:
-        trio.run(serve, config)
+        trio.run(_serve_until_signal, config)
     except OSError as exc:  # an address we cannot listen on: a usage problem
         print(f"datakit: {exc.strerror or exc}", file=sys.stderr)
         return 2

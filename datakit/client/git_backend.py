@@ -1,0 +1,651 @@
+"""The Git backend: the client API directly on a Git repository on disk,
+in-process, through :mod:`datakit.store` (the same store the server uses, so
+merges, conflict files and commit integration are the server's own code).
+
+The store is single-threaded, so every call into it holds the connection's
+lock; watches wait on a condition signalled by the store's branch listener
+and poll the refs now and then to notice commits made by other processes
+(a server on the same repository, ``git`` itself).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from datakit import store as st
+from datakit.client.api import (
+    Branch,
+    Commit,
+    CommitLike,
+    Connection,
+    Transaction,
+    Tree,
+    aborted,
+    check_branch_name,
+    check_remote_branch,
+    parse_id,
+)
+from datakit.client.errors import (
+    AlreadyExists,
+    BackendError,
+    Conflict,
+    ConflictsRemain,
+    DataKitError,
+    DoesNotExist,
+    FetchFailed,
+    InvalidBranchName,
+    InvalidHash,
+    IsADirectory,
+    NotADirectory,
+    NotFastForward,
+)
+from datakit.client.values import (
+    Added,
+    Cancel,
+    Diff,
+    Dir,
+    Exec,
+    File,
+    Kind,
+    Link,
+    MergeInputs,
+    MergeResult,
+    PathLike,
+    Removed,
+    Stat,
+    Steps,
+    Updated,
+    Value,
+    path_key,
+    path_str,
+    sort_diffs,
+    to_steps,
+)
+
+DEFAULT_AUTHOR = "datakit <datakit@mobyproject.org>"
+DEFAULT_EMAIL = "datakit@mobyproject.org"
+POLL_SECONDS = 0.05
+"""How often a watch checks its timeout and cancel flag."""
+REFS_POLL_SECONDS = 0.2
+"""How often a watch looks for ref changes made by other processes."""
+
+_KINDS = {
+    st.Kind.FILE: Kind.FILE,
+    st.Kind.EXEC: Kind.EXEC,
+    st.Kind.LINK: Kind.LINK,
+    st.Kind.DIR: Kind.DIR,
+}
+_OPS: dict[str, type[Added] | type[Removed] | type[Updated]] = {
+    "+": Added,
+    "-": Removed,
+    "*": Updated,
+}
+
+
+def translate(exc: st.StoreError) -> DataKitError:
+    """A store error as the client error the 9p backend raises for the same
+    situation (the server reports these very errors over 9p)."""
+    if isinstance(exc, st.NotFound):
+        return DoesNotExist()
+    if isinstance(exc, st.AlreadyExists):
+        return AlreadyExists()
+    if isinstance(exc, st.IsADirectory):
+        return IsADirectory()
+    if isinstance(exc, st.NotADirectory):
+        return NotADirectory()
+    if isinstance(exc, st.MergeConflict):
+        return Conflict(str(exc))
+    if isinstance(exc, st.NotFastForward):
+        return NotFastForward()
+    if isinstance(exc, st.InvalidHash):
+        return InvalidHash(str(exc))
+    if isinstance(exc, st.InvalidBranchName):
+        return InvalidBranchName(str(exc))
+    if isinstance(exc, st.FetchError):
+        return FetchFailed(str(exc))
+    return BackendError(str(exc))
+
+
+def parse_author(author: str) -> bytes:
+    """``Name <email>``; a bare name gets the default e-mail address."""
+    author = author.strip()
+    if "<" in author and author.endswith(">"):
+        name, _, email = author[:-1].partition("<")
+        return f"{name.strip()} <{email.strip()}>".encode()
+    return f"{author} <{DEFAULT_EMAIL}>".encode()
+
+
+def _diffs(changes: list[tuple[str, tuple[str, ...]]]) -> list[Diff]:
+    return sort_diffs([_OPS[op](path_str(path)) for op, path in changes])
+
+
+def _open_store(
+    path: str,
+    *,
+    head: str | None,
+    bare: bool,
+    compression: int | None,
+    git_dir: str | None,
+) -> st.Store:
+    """Create the repository if needed (bare or with a work tree), apply the
+    HEAD and compression options, then open it as a store.
+
+    Creation and configuration go through dulwich directly because the store
+    only ever creates bare repositories and has no notion of HEAD.
+    """
+    from dulwich.errors import NotGitRepository
+    from dulwich.refs import Ref
+    from dulwich.repo import Repo
+
+    target = git_dir if git_dir is not None else path
+    try:
+        repo = Repo(target)
+    except (NotGitRepository, FileNotFoundError):
+        if os.path.exists(target) and (not os.path.isdir(target) or os.listdir(target)):
+            raise BackendError(f"{target} exists and is not a git repository") from None
+        os.makedirs(target, exist_ok=True)
+        if git_dir is not None:
+            repo = Repo.init_bare(git_dir)
+            if not bare:
+                os.makedirs(path, exist_ok=True)
+                config = repo.get_config()
+                config.set(b"core", b"bare", False)
+                config.set(b"core", b"worktree", os.path.abspath(path).encode())
+                config.write_to_path()
+        elif bare:
+            repo = Repo.init_bare(path)
+        else:
+            repo = Repo.init(path)
+    try:
+        if head is not None:
+            ref = head if head.startswith("refs/") else f"refs/heads/{check_branch_name(head)}"
+            repo.refs.set_symbolic_ref(Ref(b"HEAD"), Ref(ref.encode()))
+        if compression is not None:
+            if not -1 <= compression <= 9:
+                raise ValueError(f"compression level {compression} is not in -1..9")
+            config = repo.get_config()
+            config.set(b"core", b"compression", str(compression).encode())
+            config.set(b"core", b"looseCompression", str(compression).encode())
+            config.write_to_path()
+        gitdir = repo.controldir()
+    finally:
+        repo.close()
+    try:
+        return st.Store.open(gitdir, create=False)
+    except st.StoreError as exc:
+        raise translate(exc) from None
+
+
+class GitConnection(Connection):
+    """``connect("/path/to/repo", author=..., head=..., bare=..., ...)``.
+
+    Options: ``author`` (``"Name <email>"``, default
+    ``datakit <datakit@mobyproject.org>``), ``head`` (the ref HEAD should
+    designate: ``"master"`` or ``"refs/heads/master"``), ``bare`` (when the
+    repository is created: bare, the default, or with a work tree, which is
+    never touched), ``compression`` (zlib level recorded in the repository's
+    config), ``git_dir`` (the Git directory, if not ``path`` or
+    ``path/.git``).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        author: str = DEFAULT_AUTHOR,
+        head: str | None = None,
+        bare: bool = True,
+        compression: int | None = None,
+        git_dir: str | os.PathLike[str] | None = None,
+    ) -> None:
+        self.path = os.fspath(path)
+        self.author = parse_author(author)
+        self.store = _open_store(
+            self.path,
+            head=head,
+            bare=bare,
+            compression=compression,
+            git_dir=os.fspath(git_dir) if git_dir is not None else None,
+        )
+        self.lock = threading.RLock()
+        self._changed = threading.Condition(self.lock)
+        self._version = 0
+        self._known: set[str] = set()
+        self._watching = False
+        self._last_poll = 0.0
+        self._closed = False
+
+    def close(self) -> None:
+        with self.lock:
+            if not self._closed:
+                self._closed = True
+                self.store.close()
+
+    # -- Connection -------------------------------------------------------------
+
+    def branches(self) -> list[str]:
+        with self.lock:
+            names = {b for b in self.store.branches() if "/" not in b}
+            return sorted(names | self._known)
+
+    def branch(self, name: str) -> GitBranch:
+        check_branch_name(name)
+        with self.lock:
+            self._known.add(name)
+        return GitBranch(self, name)
+
+    def remove_branch(self, name: str) -> None:
+        check_branch_name(name)
+        with self.lock:
+            self._known.discard(name)
+            self.store.delete_branch(name)
+
+    def commit(self, id: str) -> GitCommit:
+        sha = parse_id(id)
+        with self.lock:
+            try:
+                info = self.store.commit_info(sha)
+            except st.StoreError as exc:
+                raise translate(exc) from None
+        return GitCommit(self, info)
+
+    def commit_of(self, sha: str) -> GitCommit:
+        with self.lock:
+            return GitCommit(self, self.store.commit_info(sha))
+
+    def tree(self, id: str) -> GitTree:
+        sha = parse_id(id.removeprefix("D-"), "tree")
+        with self.lock:
+            try:
+                return GitTree(self, self.store.tree(sha))
+            except st.StoreError as exc:
+                raise translate(exc) from None
+
+    def fetch(self, url: str, branch: str) -> GitCommit:
+        check_remote_branch(branch)
+        with self.lock:
+            try:
+                sha = self.store.fetch(url, branch)
+            except st.StoreError as exc:
+                raise translate(exc) from None
+            return self.commit_of(sha)
+
+    # -- change notification ---------------------------------------------------------
+
+    def _on_branch_change(self, name: str, head: str | None) -> None:
+        # Called by the store with self.lock held (every store call holds it).
+        self._version += 1
+        self._changed.notify_all()
+
+    def watch_version(self) -> int:
+        with self.lock:
+            if not self._watching:
+                self._watching = True
+                self.store.add_listener(self._on_branch_change)
+            return self._version
+
+    def wait_change(self, seen: int, deadline: float | None, cancel: Cancel | None) -> bool:
+        """Block until a branch changed since version ``seen``; False if the
+        wait timed out or was cancelled first."""
+        with self._changed:
+            if aborted(deadline, cancel):
+                return False
+            while self._version == seen:
+                if aborted(deadline, cancel):
+                    return False
+                self._changed.wait(POLL_SECONDS)
+                now = time.monotonic()
+                if now - self._last_poll >= REFS_POLL_SECONDS:
+                    self._last_poll = now
+                    self.store.poll()  # other processes' commits
+            return True
+
+
+class GitTree(Tree):
+    def __init__(self, conn: GitConnection, view: st.TreeView) -> None:
+        self._conn = conn
+        self._view = view
+
+    def __repr__(self) -> str:
+        return f"<GitTree {self._view.sha}>"
+
+    def _entry(self, steps: Steps) -> st.Entry | None:
+        return self._view.lookup(steps)
+
+    def read(self, path: PathLike) -> Value:
+        steps = to_steps(path)
+        with self._conn.lock:
+            entry = self._entry(steps)
+            if entry is None:
+                raise DoesNotExist()
+            if entry.kind is st.Kind.DIR:
+                return Dir(tuple(name for name, _ in self._view.listdir(steps)))
+            data = self._conn.store.read_blob(entry.sha)
+        if entry.kind is st.Kind.LINK:
+            return Link(data.decode("utf-8", "surrogateescape"))
+        return File(data)
+
+    def stat(self, path: PathLike) -> Stat | None:
+        steps = to_steps(path)
+        with self._conn.lock:
+            entry = self._entry(steps)
+            if entry is None:
+                return None
+            if entry.kind is st.Kind.DIR:
+                return Stat(Kind.DIR, 0)
+            return Stat(_KINDS[entry.kind], len(self._conn.store.read_blob(entry.sha)))
+
+
+class GitCommit(Commit):
+    def __init__(self, conn: GitConnection, info: st.CommitInfo) -> None:
+        self._conn = conn
+        self._info = info
+        self.id = info.id
+
+    @property
+    def message(self) -> str:
+        return self._info.message.decode("utf-8", "replace") + "\n"
+
+    @property
+    def parents(self) -> list[Commit]:
+        return [self._conn.commit_of(p) for p in self._info.parents]
+
+    def tree(self) -> GitTree:
+        with self._conn.lock:
+            return GitTree(self._conn, self._conn.store.tree(self._info.tree))
+
+    def diff(self, other: Commit) -> list[Diff]:
+        with self._conn.lock:
+            other_tree = self._conn.store.commit_info(other.id).tree
+            return _diffs(self._conn.store.diff(other_tree, self._info.tree))
+
+
+class GitBranch(Branch):
+    def __init__(self, conn: GitConnection, name: str) -> None:
+        self._conn = conn
+        self.name = name
+
+    def head(self) -> GitCommit | None:
+        with self._conn.lock:
+            sha = self._conn.store.head(self.name)
+            return self._conn.commit_of(sha) if sha else None
+
+    def fast_forward(self, commit: CommitLike) -> None:
+        sha = self._conn._commit_id(commit)
+        with self._conn.lock:
+            try:
+                self._conn.store.fast_forward(self.name, sha)
+            except st.StoreError as exc:
+                raise translate(exc) from None
+
+    def transaction(self) -> GitTransaction:
+        with self._conn.lock:
+            head = self._conn.store.head(self.name)
+            base = self._conn.store.commit_info(head).tree if head else None
+            tree = self._conn.store.edit(base)
+        return GitTransaction(self._conn, self, tree, [head] if head else [])
+
+    def remove(self) -> None:
+        self._conn.remove_branch(self.name)
+
+    def _head_events(
+        self, deadline: float | None, cancel: Cancel | None
+    ) -> Iterator[Commit | None]:
+        conn = self._conn
+        last: Any = ()
+        if cancel is not None and cancel.is_set():
+            return
+        while True:
+            version = conn.watch_version()
+            head = self.head()
+            sha = head.id if head else None
+            if sha != last:
+                last = sha
+                yield head
+            if not conn.wait_change(version, deadline, cancel):
+                return
+
+    def _path_events(
+        self, path: Steps, deadline: float | None, cancel: Cancel | None
+    ) -> Iterator[File | Exec | Link | Tree | None]:
+        conn = self._conn
+        last: Any = ()  # never equal to an entry or None
+        if cancel is not None and cancel.is_set():
+            return
+        while True:
+            version = conn.watch_version()
+            with conn.lock:
+                head = conn.store.head(self.name)
+                if head is None:
+                    entry = st.Entry(st.Kind.DIR, st.EMPTY_TREE) if not path else None
+                else:
+                    entry = conn.store.tree(conn.store.commit_info(head).tree).lookup(path)
+                changed = entry != last
+                if changed:
+                    last = entry
+                    node = self._node(entry)
+            if changed:
+                yield node
+            if not conn.wait_change(version, deadline, cancel):
+                return
+
+    def _node(self, entry: st.Entry | None) -> File | Exec | Link | Tree | None:
+        if entry is None:
+            return None
+        store = self._conn.store
+        if entry.kind is st.Kind.DIR:
+            return GitTree(self._conn, store.tree(entry.sha))
+        data = store.read_blob(entry.sha)
+        if entry.kind is st.Kind.EXEC:
+            return Exec(data)
+        if entry.kind is st.Kind.LINK:
+            return Link(data.decode("utf-8", "surrogateescape"))
+        return File(data)
+
+
+class GitTransaction(Transaction):
+    """An in-memory editable tree plus the parent list; the commit goes
+    through the store's ``integrate`` exactly as a server commit does."""
+
+    def __init__(
+        self, conn: GitConnection, branch: GitBranch, tree: st.EditableTree, parents: list[str]
+    ) -> None:
+        super().__init__()
+        self._conn = conn
+        self.branch = branch
+        self._tree = tree
+        self._parents = parents
+
+    def __repr__(self) -> str:
+        return f"<GitTransaction on {self.branch.name}>"
+
+    def _steps(self, path: PathLike) -> Steps:
+        self._check_open()
+        return to_steps(path)
+
+    def _kind(self, steps: Steps) -> st.Kind | None:
+        """Kind at ``steps``; None if absent; NotADirectory if a proper prefix
+        is a file (what a 9p walk through a file reports)."""
+        kind = self._tree.kind(steps)
+        if kind is None:
+            for i in range(1, len(steps)):
+                prefix_kind = self._tree.kind(steps[:i])
+                if prefix_kind is None:
+                    break
+                if prefix_kind is not st.Kind.DIR:
+                    raise NotADirectory()
+        return kind
+
+    def _require_parent(self, steps: Steps) -> None:
+        """The parent must exist and be a directory (as on 9p, where the
+        client walks to it first)."""
+        parent = self._kind(steps[:-1])
+        if parent is None:
+            raise DoesNotExist()
+        if parent is not st.Kind.DIR:
+            raise NotADirectory()
+
+    # -- reads ------------------------------------------------------------------
+
+    def read(self, path: PathLike) -> Value:
+        steps = self._steps(path)
+        with self._conn.lock:
+            kind = self._tree.kind(steps)
+            if kind is None:
+                raise DoesNotExist()
+            if kind is st.Kind.DIR:
+                return Dir(tuple(name for name, _ in self._tree.listdir(steps)))
+            data = self._tree.read_all(steps)
+        if kind is st.Kind.LINK:
+            return Link(data.decode("utf-8", "surrogateescape"))
+        return File(data)
+
+    def stat(self, path: PathLike) -> Stat | None:
+        steps = self._steps(path)
+        with self._conn.lock:
+            found = self._tree.stat(steps)
+        if found is None:
+            return None
+        kind, size = found
+        return Stat(_KINDS[kind], 0 if kind is st.Kind.DIR else size)
+
+    # -- writes -------------------------------------------------------------------
+
+    def create_dir(self, path: PathLike) -> None:
+        steps = self._steps(path)
+        with self._conn.lock:
+            if not steps or self._kind(steps) is not None:
+                raise AlreadyExists()
+            self._require_parent(steps)
+            self._tree.mkdir(steps)
+
+    def _put(self, path: PathLike, data: bytes, kind: st.Kind) -> None:
+        steps = self._steps(path)
+        with self._conn.lock:
+            if not steps or self._kind(steps) is st.Kind.DIR:
+                raise IsADirectory()
+            self._require_parent(steps)
+            self._tree.put(steps, bytes(data), kind)
+
+    def create_file(self, path: PathLike, data: bytes, executable: bool = False) -> None:
+        self._put(path, data, st.Kind.EXEC if executable else st.Kind.FILE)
+
+    def create_symlink(self, path: PathLike, target: str) -> None:
+        self._put(path, target.encode(), st.Kind.LINK)
+
+    def _existing_file(self, steps: Steps) -> st.Kind:
+        kind = self._kind(steps)
+        if kind is None:
+            raise DoesNotExist()
+        if kind is st.Kind.DIR:
+            raise IsADirectory()
+        return kind
+
+    def replace_file(self, path: PathLike, data: bytes) -> None:
+        steps = self._steps(path)
+        with self._conn.lock:
+            kind = self._existing_file(steps)
+            self._tree.put(steps, bytes(data), kind)
+
+    def set_executable(self, path: PathLike, executable: bool) -> None:
+        steps = self._steps(path)
+        with self._conn.lock:
+            self._existing_file(steps)
+            self._tree.set_kind(steps, st.Kind.EXEC if executable else st.Kind.FILE)
+
+    def remove(self, path: PathLike) -> None:
+        steps = self._steps(path)
+        with self._conn.lock:
+            if steps and self._kind(steps) is None:
+                raise DoesNotExist()
+            self._tree.remove(steps)
+
+    def truncate(self, path: PathLike, length: int) -> None:
+        if length < 0:
+            raise ValueError(f"Negative offset {length}")
+        steps = self._steps(path)
+        with self._conn.lock:
+            if self._kind(steps) is None:
+                raise DoesNotExist()
+            try:
+                self._tree.truncate(steps, length)
+            except st.StoreError as exc:
+                raise translate(exc) from None
+
+    # -- merging and history ----------------------------------------------------------
+
+    def merge(self, commit: CommitLike) -> MergeResult:
+        self._check_open()
+        theirs = self._conn._commit_id(commit)
+        conn = self._conn
+        store = conn.store
+        with conn.lock:
+            if self._tree.conflicts:
+                raise ConflictsRemain()
+            ours_tree = self._tree.write_tree()
+            # The server snapshots "ours" as a commit so the merge base is
+            # computed from it; do the same so both backends pick one base.
+            ours = store.make_commit(ours_tree, self._parents, b"", conn.author)
+            base_tree = st.EMPTY_TREE
+            if self._parents:
+                bases = store.lcas(ours, theirs)
+                if bases:
+                    base_tree = store.commit_info(sorted(bases)[0]).tree
+            theirs_tree = store.commit_info(theirs).tree
+            conflicts = self._tree.merge(
+                store.tree(ours_tree),
+                store.tree(theirs_tree),
+                store.tree(base_tree) if base_tree != st.EMPTY_TREE else None,
+            )
+            self._parents.append(theirs)
+            inputs = MergeInputs(
+                GitTree(conn, store.tree(ours_tree)),
+                GitTree(conn, store.tree(theirs_tree)),
+                GitTree(conn, store.tree(base_tree)),
+            )
+        return MergeResult(inputs, sorted((path_str(p) for p in conflicts), key=path_key))
+
+    def parents(self) -> list[Commit]:
+        self._check_open()
+        return [self._conn.commit_of(p) for p in self._parents]
+
+    def set_parents(self, parents: Iterable[CommitLike]) -> None:
+        self._check_open()
+        self._parents = [self._conn._commit_id(p) for p in parents]
+
+    def conflicts(self) -> list[str]:
+        self._check_open()
+        with self._conn.lock:
+            return sorted((path_str(p) for p in self._tree.conflicts), key=path_key)
+
+    def diff(self, commit: CommitLike) -> list[Diff]:
+        self._check_open()
+        sha = self._conn._commit_id(commit)
+        with self._conn.lock:
+            store = self._conn.store
+            return _diffs(store.diff(store.commit_info(sha).tree, self._tree.write_tree()))
+
+    def commit(self, message: str) -> None:
+        self._check_open()
+        conn = self._conn
+        with conn.lock:
+            if self._tree.conflicts:
+                raise ConflictsRemain()
+            store = conn.store
+            try:
+                sha = store.make_commit(
+                    self._tree.write_tree(), self._parents, message.encode(), conn.author
+                )
+                # Automatic merges say "Merge", as the server's do (upstream's
+                # Git backend reused the transaction message instead).
+                store.integrate(self.branch.name, sha, b"Merge")
+            except st.StoreError as exc:
+                raise translate(exc) from None
+            self._closed = True
+
+    def abort(self) -> None:
+        self._closed = True

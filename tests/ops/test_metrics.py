@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -39,7 +40,11 @@ def commit_file(c: Client, branch: str, name: str, data: bytes) -> None:
 
 def test_metrics_follow_traffic(tmp_path: Path) -> None:
     with datakit_process("--git", str(tmp_path / "repo")) as (port, mport, _):
-        before = scrape(mport)
+        # The readiness probe's connection may not be closed on the server side yet.
+        deadline = time.monotonic() + 10
+        while (before := scrape(mport)).get(("datakit_9p_open_connections", ())) != 0:
+            assert time.monotonic() < deadline, "the probe connection never closed"
+            time.sleep(0.05)
         with Client.connect(f"tcp://127.0.0.1:{port}", timeout=30) as c:
             during = scrape(mport)
             assert (

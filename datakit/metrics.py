@@ -154,6 +154,6 @@ async def _handle_http(stream: trio.SocketStream) -> None:
 async def serve_metrics(
     listeners: list[trio.SocketListener],
     *,
-    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     await trio.serve_listeners(_handle_http, listeners, task_status=task_status)

@@ -85,12 +85,23 @@ def run(config: ServeConfig) -> int:
     logging.getLogger().addHandler(metrics.LogCounter())
     try:
         trio.run(_serve_until_signal, config)
-    except OSError as exc:  # an address we cannot listen on: a usage problem
-        print(f"datakit: {exc.strerror or exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 1
+    except BaseException as exc:
+        # trio >= 0.25 wraps errors raised in a nursery in an exception group.
+        leaves = _leaves(exc)
+        bad_address = next((e for e in leaves if isinstance(e, OSError)), None)
+        if bad_address is not None:  # an address we cannot listen on: a usage problem
+            print(f"datakit: {bad_address.strerror or bad_address}", file=sys.stderr)
+            return 2
+        if all(isinstance(e, KeyboardInterrupt) for e in leaves):
+            return 1
+        raise
     return 0
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for sub in exc.exceptions for leaf in _leaves(sub)]
+    return [exc]
 
 
 async def serve(

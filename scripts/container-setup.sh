@@ -1,33 +1,35 @@
 #!/usr/bin/env bash
 # Prepare a Debian 12 machine (as root, no Docker engine, no reachable container
 # registry) to build and run the project's Dockerfile with podman, for
-# tests/container.  Idempotent: a second run only checks and prints.
+# tests/container.  Idempotent: a second run only checks (a few seconds).
 #
-#   scripts/container-setup.sh              # install, configure, build the base stand-in
-#   eval "$(scripts/container-setup.sh)"    # ... and export the podman variables here
-#   scripts/container-setup.sh --rebuild-base   # rebuild the base stand-in image
+#   scripts/container-setup.sh                  # install, configure, build the base stand-in
+#   scripts/container-setup.sh --rebuild-base   # ... rebuilding the base stand-in
+#   . "${DATAKIT_CONTAINER_DIR:-/var/tmp/datakit-containers}/env.sh"   # podman by hand
 #
 # What it does (see /work/shared/containers.md for why):
 #   1. apt-get installs podman, buildah, runc, fuse-overlayfs, slirp4netns,
-#      uidmap, debootstrap (only those missing).
+#      uidmap, debootstrap, mmdebstrap (only those missing).
 #   2. Writes podman configuration into $DATAKIT_CONTAINER_DIR (default
 #      /var/tmp/datakit-containers): storage.conf (overlay; graphroot and
 #      runroot in that folder), containers.conf (runc, cgroupfs, file events,
 #      lowered ulimits), registries.conf, and env.sh with the variables below.
-#   3. Builds, once, a stand-in for the public base image with debootstrap and
-#      the apt mirror this machine is configured with, and tags it with the
-#      name the Dockerfile's FROM uses ($DATAKIT_BASE_IMAGE, default
-#      docker.io/library/python:3.12-slim).  The image stays in the folder's
+#   3. Builds, once, a stand-in for the public base image with mmdebstrap (or
+#      debootstrap) from the apt mirror this machine is configured with, and
+#      tags it with the name the Dockerfile's FROM uses ($DATAKIT_BASE_IMAGE,
+#      default docker.io/library/python:3.12-slim).  It stays in the folder's
 #      storage, so later runs (and podman's layer cache) reuse it.
 #
-# stdout: only `export NAME=value` lines (CONTAINERS_CONF,
-# CONTAINERS_STORAGE_CONF, CONTAINERS_REGISTRIES_CONF, TMPDIR,
-# DATAKIT_CONTAINER_DIR); progress goes to stderr.  tests/container finds the
-# same folder by itself (DATAKIT_CONTAINER_DIR or its default), so exporting is
-# optional.
+# stdout: only the `export NAME=value` lines of env.sh (DATAKIT_CONTAINER_DIR,
+# CONTAINERS_CONF, CONTAINERS_STORAGE_CONF, CONTAINERS_REGISTRIES_CONF, and
+# TMPDIR for podman's temporary files); progress goes to stderr.  The tests
+# need none of them exported: they find the folder themselves
+# (DATAKIT_CONTAINER_DIR or its default), and exporting TMPDIR into a pytest
+# run would move its tmp_path folders there.
 #
 # Env: DATAKIT_CONTAINER_DIR, DATAKIT_BASE_IMAGE, DATAKIT_APT_MIRROR (default:
-# the first bookworm URI in /etc/apt/sources.list{,.d/*}).
+# the first bookworm URI in /etc/apt/sources.list{,.d/*}), DATAKIT_BOOTSTRAP
+# (mmdebstrap, the default, or debootstrap).
 set -euo pipefail
 
 log() { echo "container-setup: $*" >&2; }
@@ -37,12 +39,12 @@ REBUILD_BASE=0
 for arg in "$@"; do
   case "$arg" in
     --rebuild-base) REBUILD_BASE=1 ;;
-    -h|--help) sed -n '2,31p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 0 ;;
+    -h|--help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^# \{0,1\}//' >&2; exit 0 ;;
     *) die "unknown argument: $arg" ;;
   esac
 done
 
-[ "$(id -u)" = 0 ] || die "must run as root (rootful podman, apt-get, debootstrap)"
+[ "$(id -u)" = 0 ] || die "must run as root (rootful podman, apt-get, mmdebstrap)"
 
 DIR=${DATAKIT_CONTAINER_DIR:-/var/tmp/datakit-containers}
 BASE_IMAGE=${DATAKIT_BASE_IMAGE:-docker.io/library/python:3.12-slim}
@@ -56,7 +58,7 @@ exec 9>"$DIR/.setup.lock"
 flock 9
 
 # ---- 1. packages -------------------------------------------------------------
-PACKAGES=(podman buildah runc fuse-overlayfs slirp4netns uidmap debootstrap
+PACKAGES=(podman buildah runc fuse-overlayfs slirp4netns uidmap debootstrap mmdebstrap
           ca-certificates debian-archive-keyring util-linux)
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -170,12 +172,19 @@ else
   MIRROR=$(apt_mirror)
   ROOTFS="$DIR/rootfs"
   rm -rf "$ROOTFS"
-  log "debootstrap $SUITE from $MIRROR (about a minute)"
+  INCLUDE=python3,python3-venv,python3-pip,python-is-python3,ca-certificates
+  # mmdebstrap (apt, one dpkg run) took 80 s here where debootstrap took 10
+  # minutes on a loaded machine; both make the same minbase system.
+  BOOTSTRAP=${DATAKIT_BOOTSTRAP:-mmdebstrap}
+  command -v "$BOOTSTRAP" >/dev/null || BOOTSTRAP=debootstrap
+  log "$BOOTSTRAP $SUITE from $MIRROR"
   start=$SECONDS
-  debootstrap --variant=minbase \
-    --include=python3,python3-venv,python3-pip,python-is-python3,ca-certificates \
-    "$SUITE" "$ROOTFS" "$MIRROR" >&2
-  log "debootstrap took $((SECONDS - start)) s"
+  if [ "$BOOTSTRAP" = mmdebstrap ]; then
+    mmdebstrap --variant=minbase --include="$INCLUDE" "$SUITE" "$ROOTFS" "$MIRROR" >&2
+  else
+    debootstrap --variant=minbase --include="$INCLUDE" "$SUITE" "$ROOTFS" "$MIRROR" >&2
+  fi
+  log "$BOOTSTRAP took $((SECONDS - start)) s"
   # Like the official image: pip may install outside a venv, no apt lists or
   # downloaded packages, and apt trusts the same (possibly snapshot) mirror
   # the host does, whose Release files may be past Valid-Until.

@@ -21,7 +21,7 @@ async def serve_9p(
     *,
     limits: Limits | None = None,
     read_only: bool = False,
-    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve until cancelled; `make_root` builds each connection's filesystem."""
 
@@ -32,7 +32,10 @@ async def serve_9p(
                 stream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError:
             pass
-        await Session(stream, make_root, limits, read_only=read_only).run()
+        try:
+            await Session(stream, make_root, limits, read_only=read_only).run()
+        except Exception:  # one connection's failure must never stop the server
+            log.exception("9p session ended with an internal error")
 
     await trio.serve_listeners(handle, listeners, task_status=task_status)
 

@@ -129,6 +129,8 @@ class Session:
                     await self._read_loop(nursery)
                     with trio.move_on_after(5):
                         await self._flush_output()
+                except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError):
+                    pass  # the client went away; inside the nursery so it is not grouped
                 finally:
                     nursery.cancel_scope.cancel()
         except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError):

@@ -7,11 +7,6 @@ started with ``--git``, and the Git backend directly on a repository.
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-import subprocess
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from datakit.client import Connection, connect
+from tests.gitdaemon import GitRemote, serve_repository
 from tests.serverthread import running_server
 
 BACKENDS = ["9p-memory", "9p-git", "git"]
@@ -78,60 +74,9 @@ def open_conn(backend: Backend) -> Iterator[Callable[[], Connection]]:
         c.close()
 
 
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "t",
-    "GIT_AUTHOR_EMAIL": "t@example.com",
-    "GIT_COMMITTER_NAME": "t",
-    "GIT_COMMITTER_EMAIL": "t@example.com",
-    "GIT_AUTHOR_DATE": "2017-01-01T00:00:00 +0000",
-    "GIT_COMMITTER_DATE": "2017-01-01T00:00:00 +0000",
-    "HOME": "/nonexistent",
-    "GIT_CONFIG_NOSYSTEM": "1",
-    "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-}
-
-
-def git(*args: str, cwd: Path) -> str:
-    out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, check=True, env=GIT_ENV)
-    return out.stdout.decode().strip()
-
-
 @pytest.fixture(scope="session")
-def git_remote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    """``(url, master id)`` of a repository whose master holds ``foo`` and
-    ``x``, served by a real ``git daemon`` on loopback."""
-    if shutil.which("git") is None:
-        pytest.skip("git is not installed")
-    repo = tmp_path_factory.mktemp("remote")
-    git("init", "-q", "-b", "master", str(repo), cwd=repo)
-    (repo / "foo").write_text("foo\n")
-    (repo / "x").write_text("x\n")
-    git("add", "foo", "x", cwd=repo)
-    git("commit", "-q", "-m", "initial", cwd=repo)
-    master = git("rev-parse", "master", cwd=repo)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [
-            "git", "daemon", "--reuseaddr", "--export-all", f"--base-path={repo}",
-            "--listen=127.0.0.1", f"--port={port}", str(repo),
-        ],
-        env=GIT_ENV,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("git daemon did not start") from None
-                time.sleep(0.05)
-        yield f"git://127.0.0.1:{port}/", master
-    finally:
-        proc.terminate()
-        proc.wait(10)
+def git_remote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitRemote]:
+    """A repository whose master holds ``foo`` and ``x``, served by a real
+    ``git daemon`` on loopback."""
+    with serve_repository(tmp_path_factory.mktemp("remote")) as remote:
+        yield remote

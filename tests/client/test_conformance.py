@@ -21,6 +21,7 @@ from datakit.client import (
     Updated,
 )
 from tests.client.helpers import UNKNOWN_COMMIT, Watcher, commit_files, head_or_fail
+from tests.gitdaemon import GitRemote
 
 
 def test_c1_transaction_round_trip(conn: Connection) -> None:
@@ -408,8 +409,8 @@ def test_c18_remove_subtree_then_abort(conn: Connection) -> None:
     assert master.head() is None
 
 
-def test_c19_fetch(conn: Connection, git_remote: tuple[str, str]) -> None:
-    url, master_id = git_remote
+def test_c19_fetch(conn: Connection, git_remote: GitRemote) -> None:
+    url, master_id = git_remote.url, git_remote.master
     before = conn.branches()
     commit = conn.fetch(url, "master")
     assert commit.id == master_id

@@ -27,6 +27,7 @@ from datakit.client import (
     TransactionClosed,
 )
 from tests.client.helpers import commit_files, head_or_fail
+from tests.gitdaemon import GitRemote
 
 
 def test_create_dir_on_existing_path_fails(conn: Connection) -> None:
@@ -303,8 +304,8 @@ def test_message_round_trip(conn: Connection) -> None:
         assert head_or_fail(conn, "master").message == expected
 
 
-def test_fetch_failures(conn: Connection, git_remote: tuple[str, str]) -> None:
-    url, _ = git_remote
+def test_fetch_failures(conn: Connection, git_remote: GitRemote) -> None:
+    url = git_remote.url
     with pytest.raises(FetchFailed, match="no head to fetch"):
         conn.fetch(url, "no-such-branch")
     with pytest.raises(FetchFailed, match="cannot fetch"):

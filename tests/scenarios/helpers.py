@@ -8,15 +8,15 @@ sends, so the tests read like the checklist they implement.
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import pytest
 
 from datakit import ninep
 from datakit.client.ninep_client import Client, RemoteError, blank_stat
+from tests.gitdaemon import GitRemote as GitRemote
+from tests.gitdaemon import free_port as free_port
 
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 UNKNOWN_COMMIT = "a3827c5d1a2ba8c6a40eded5598dba8d3835fb35"
@@ -202,18 +202,3 @@ def cancel(c: Client, tag: int) -> None:
 
 def stats_of(data: bytes, c: Client) -> list[ninep.Stat]:
     return ninep.decode_stats(data, c.dialect)  # type: ignore[no-any-return]
-
-
-@dataclass(frozen=True)
-class GitRemote:
-    """A repository served by `git daemon` on loopback (see conftest)."""
-
-    url: str  # git://127.0.0.1:PORT/
-    master: str  # what `git rev-parse master` says
-
-
-def free_port() -> int:
-    """A loopback TCP port nobody listens on (for now)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])

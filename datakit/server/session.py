@@ -136,12 +136,13 @@ class Session:
         except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError):
             pass
         finally:
-            metrics.CONNECTIONS.dec()
             self._closed = True
             metrics.FIDS.dec(self.fids.clear())
             detach = getattr(self.root, "detach", None)
             if detach is not None:
                 detach()
+            # Last, so a scrape that sees the connection gone also sees its state gone.
+            metrics.CONNECTIONS.dec()
             with trio.CancelScope(shield=True):
                 await self.stream.aclose()
 

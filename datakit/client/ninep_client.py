@@ -1,9 +1,15 @@
 """A small synchronous 9p client over a blocking socket.
 
 It is the transport of the client library's 9p backend and the tool the test
-suite uses to drive the server with exact messages.  One request is in
-flight at a time unless the caller uses `send`/`receive` directly (tests do,
-to pipeline requests or flush a blocked read).
+suite uses to drive the server with exact messages.
+
+The whole-file helpers pipeline: `create` sends Twalk, Tcreate, the Twrites
+and Tclunk back to back and waits once, so a file costs one round trip, not
+four.  That relies on the server running the requests of one fid in the order
+they arrive, which DataKit's server guarantees (`datakit.server.ordering`).
+Clunks whose outcome does not matter are sent without waiting; their replies
+are dropped when they arrive and only then is the fid reused.  Callers may
+also use `send`/`receive` directly (tests do, to flush a blocked read).
 """
 
 from __future__ import annotations
@@ -17,10 +23,13 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from datakit import ninep
 
 DEFAULT_PORT = 5640
+# A request to pipeline: its message class and fields (the tag is added on sending).
+Request = tuple[type, dict[str, Any]]
 NO_LENGTH = 0xFFFFFFFFFFFFFFFF
 NO_MODE = 0xFFFFFFFF
 
@@ -83,9 +92,7 @@ def blank_stat(**changes: object) -> ninep.Stat:
 class Client:
     """A 9p session: `Client.connect("unix:///tmp/dk.sock")`."""
 
-    def __init__(
-        self, sock: socket.socket, *, msize: int, version: str, aname: str = ""
-    ) -> None:
+    def __init__(self, sock: socket.socket, *, msize: int, version: str, aname: str = "") -> None:
         self.sock = sock
         self._decoder = ninep.Decoder(dialect=ninep.Dialect.V2000, max_size=msize)
         self.dialect = ninep.Dialect.V2000
@@ -93,6 +100,8 @@ class Client:
         self._tags = itertools.cycle(range(1, 0xFFFF))
         self._fids = itertools.count(1)
         self._free_fids: list[int] = []
+        # Tags of requests sent without waiting -> the fid to free on their reply.
+        self._unawaited: dict[int, int] = {}
         self._lock = threading.Lock()
         self._negotiate(msize, version)
         self.root = self.new_fid()
@@ -138,9 +147,20 @@ class Client:
     def send(self, msg: ninep.Message) -> None:
         self.sock.sendall(ninep.encode(msg, self.dialect))
 
-    def receive(self) -> object:
+    def _take(self) -> object | None:
+        """The next decoded reply someone waits for, dropping unawaited ones."""
         while True:
             msg = self._decoder.next_message()
+            if msg is None:
+                return None
+            fid = self._unawaited.pop(msg.tag, None)  # type: ignore[attr-defined]
+            if fid is None:
+                return msg
+            self._free_fids.append(fid)
+
+    def receive(self) -> object:
+        while True:
+            msg = self._take()
             if msg is not None:
                 return msg
             data = self.sock.recv(max(65536, self.msize))
@@ -154,7 +174,7 @@ class Client:
         blocked read while still noticing cancellation."""
         deadline = time.monotonic() + timeout
         while True:
-            msg = self._decoder.next_message()
+            msg = self._take()
             if msg is not None:
                 return msg
             remaining = deadline - time.monotonic()
@@ -183,6 +203,22 @@ class Client:
             raise RemoteError(f"errno {reply.ecode}", reply.ecode)
         return reply
 
+    def pipeline(self, requests: list[Request]) -> list[object]:
+        """Send requests back to back, then wait for all their replies.
+
+        Replies come back in request order; errors are returned, not raised."""
+        with self._lock:
+            msgs = [cls(tag=self.next_tag(), **fields) for cls, fields in requests]
+            self.sock.sendall(b"".join(ninep.encode(m, self.dialect) for m in msgs))
+            index = {m.tag: i for i, m in enumerate(msgs)}  # type: ignore[attr-defined]
+            replies: list[object] = [None] * len(msgs)
+            while index:
+                reply = self.receive()
+                i = index.pop(reply.tag, None)  # type: ignore[attr-defined]
+                if i is not None:
+                    replies[i] = reply
+        return replies
+
     def _negotiate(self, msize: int, version: str) -> None:
         self.send(ninep.Tversion(tag=ninep.NOTAG, msize=msize, version=version))
         reply = self.receive()
@@ -203,6 +239,13 @@ class Client:
             self.rpc(ninep.Tclunk, fid=fid)
         finally:
             self._free_fids.append(fid)
+
+    def clunk_later(self, fid: int) -> None:
+        """Clunk without waiting; the fid is reused once the reply is in."""
+        with self._lock:
+            tag = self.next_tag()
+            self._unawaited[tag] = fid
+            self.send(ninep.Tclunk(tag=tag, fid=fid))
 
     def walk(self, path: str | tuple[str, ...] | list[str], fid: int | None = None) -> int:
         names = split(path)
@@ -240,16 +283,62 @@ class Client:
     def iounit(self) -> int:
         return self.msize - 24
 
-    def open(self, path: str | tuple[str, ...], mode: int = ninep.OREAD) -> int:
-        fid = self.walk(path)
+    def _walk_step(self, names: list[str]) -> tuple[int, list[Request]]:
+        """A fid for `names` and the requests that bind it: a Twalk to pipeline
+        with what follows, or none if the path needed walking in steps now."""
+        if len(names) > 16:
+            return self.walk(names), []
+        fid = self.new_fid()
+        return fid, [(ninep.Twalk, {"fid": self.root, "newfid": fid, "wnames": tuple(names)})]
+
+    def _batch(self, fid: int, requests: list[Request], *, clunk: str) -> list[object]:
+        """Run a pipelined batch about `fid`; raise the first error.
+
+        `clunk` says what releases the fid: "in-batch" (its last request is a
+        Tclunk or Tremove), "later" (clunk without waiting), or "on-error"
+        (the caller keeps an open fid, released only if something failed)."""
         try:
-            if self.dialect is ninep.Dialect.L:
-                self.rpc(ninep.Tlopen, fid=fid, flags=mode)
-            else:
-                self.rpc(ninep.Topen, fid=fid, mode=mode)
+            replies = self.pipeline(requests)
         except BaseException:
-            self.clunk(fid)
+            self._free_fids.append(fid)  # the connection is unusable anyway
             raise
+        failed: RemoteError | None = None
+        for request, reply in zip(requests, replies, strict=True):
+            failed = _failure(request, reply)
+            if failed is not None:
+                break
+        if clunk == "in-batch":
+            self._free_fids.append(fid)
+        elif clunk == "later" or failed is not None:
+            self.clunk_later(fid)
+        if failed is not None:
+            raise failed
+        return replies
+
+    def _open_request(self, fid: int, mode: int) -> Request:
+        if self.dialect is ninep.Dialect.L:
+            return ninep.Tlopen, {"fid": fid, "flags": mode}
+        return ninep.Topen, {"fid": fid, "mode": mode}
+
+    def _truncate_request(self, fid: int, length: int) -> Request:
+        if self.dialect is ninep.Dialect.L:
+            fields: dict[str, object] = dict(
+                fid=fid, valid=0x8, mode=0, uid=0, gid=0, size=length,
+                atime_sec=0, atime_nsec=0, mtime_sec=0, mtime_nsec=0,
+            )  # fmt: skip
+            return ninep.Tsetattr, fields
+        return ninep.Twstat, {"fid": fid, "stat": blank_stat(length=length)}
+
+    def _write_requests(self, fid: int, data: bytes) -> list[Request]:
+        size = self.iounit
+        return [
+            (ninep.Twrite, {"fid": fid, "offset": off, "data": data[off : off + size]})
+            for off in range(0, len(data), size)
+        ]
+
+    def open(self, path: str | tuple[str, ...], mode: int = ninep.OREAD) -> int:
+        fid, walk = self._walk_step(split(path))
+        self._batch(fid, [*walk, self._open_request(fid, mode)], clunk="on-error")
         return fid
 
     def read_fid(self, fid: int, offset: int = 0, count: int | None = None) -> bytes:
@@ -269,11 +358,22 @@ class Client:
 
     def read(self, path: str | tuple[str, ...]) -> bytes:
         """Whole content of a file: reads until an empty reply."""
-        fid = self.open(path)
+        fid, walk = self._walk_step(split(path))
+        first = (ninep.Tread, {"fid": fid, "offset": 0, "count": self.iounit})
+        replies = self._batch(
+            fid, [*walk, self._open_request(fid, ninep.OREAD), first], clunk="on-error"
+        )
         try:
-            return b"".join(self._chunks(fid))
+            data: bytes = replies[-1].data  # type: ignore[attr-defined]
+            chunks = [data]
+            offset = len(data)
+            while data:
+                data = self.read_fid(fid, offset)
+                offset += len(data)
+                chunks.append(data)
+            return b"".join(chunks)
         finally:
-            self.clunk(fid)
+            self.clunk_later(fid)
 
     def _chunks(self, fid: int) -> Iterator[bytes]:
         offset = 0
@@ -285,46 +385,21 @@ class Client:
             yield data
 
     def write(self, path: str | tuple[str, ...], data: bytes, *, truncate: bool = True) -> None:
-        """Like `echo data > path`: truncate first, then write in one message if it fits."""
-        fid = self.walk(path)
-        try:
-            if truncate:
-                self._truncate_fid(fid, 0)
-            self._open_fid(fid, ninep.OWRITE)
-            self.write_fid(fid, data)
-        finally:
-            self.clunk(fid)
-
-    def _open_fid(self, fid: int, mode: int) -> None:
-        if self.dialect is ninep.Dialect.L:
-            self.rpc(ninep.Tlopen, fid=fid, flags=mode)
-        else:
-            self.rpc(ninep.Topen, fid=fid, mode=mode)
-
-    def _truncate_fid(self, fid: int, length: int) -> None:
-        if self.dialect is ninep.Dialect.L:
-            self.rpc(
-                ninep.Tsetattr,
-                fid=fid,
-                valid=0x8,
-                mode=0,
-                uid=0,
-                gid=0,
-                size=length,
-                atime_sec=0,
-                atime_nsec=0,
-                mtime_sec=0,
-                mtime_nsec=0,
-            )
-        else:
-            self.rpc(ninep.Twstat, fid=fid, stat=blank_stat(length=length))
+        """Like `echo data > path`: truncate, open, write, clunk, in one round trip."""
+        fid, walk = self._walk_step(split(path))
+        requests = [*walk]
+        if truncate:
+            requests.append(self._truncate_request(fid, 0))
+        requests.append(self._open_request(fid, ninep.OWRITE))
+        requests += self._write_requests(fid, data) or [
+            (ninep.Twrite, {"fid": fid, "offset": 0, "data": b""})
+        ]
+        requests.append((ninep.Tclunk, {"fid": fid}))
+        self._batch(fid, requests, clunk="in-batch")
 
     def truncate(self, path: str | tuple[str, ...], length: int) -> None:
-        fid = self.walk(path)
-        try:
-            self._truncate_fid(fid, length)
-        finally:
-            self.clunk(fid)
+        fid, walk = self._walk_step(split(path))
+        self._batch(fid, [*walk, self._truncate_request(fid, length)], clunk="later")
 
     def create(
         self,
@@ -336,54 +411,45 @@ class Client:
     ) -> None:
         """Create (or replace) a file, or with DMDIR in perm a directory, and write data."""
         names = split(path)
-        fid = self.walk(names[:-1])
-        try:
-            if self.dialect is ninep.Dialect.L:
-                if perm & ninep.DMDIR:
-                    self.rpc(ninep.Tmkdir, dfid=fid, name=names[-1], mode=perm & 0o777, gid=0)
-                    return
-                if perm & ninep.DMSYMLINK:
-                    self.rpc(ninep.Tsymlink, fid=fid, name=names[-1], symtgt=extension, gid=0)
-                    return
-                self.rpc(ninep.Tlcreate, fid=fid, name=names[-1], flags=1, mode=perm & 0o777, gid=0)
+        fid, walk = self._walk_step(names[:-1])
+        name = names[-1]
+        make: Request
+        if self.dialect is ninep.Dialect.L:
+            if perm & ninep.DMDIR:
+                make = (ninep.Tmkdir, {"dfid": fid, "name": name, "mode": perm & 0o777, "gid": 0})
+                data = b""
+            elif perm & ninep.DMSYMLINK:
+                make = (ninep.Tsymlink, {"fid": fid, "name": name, "symtgt": extension, "gid": 0})
+                data = b""
             else:
-                self.rpc(
-                    ninep.Tcreate,
-                    fid=fid,
-                    name=names[-1],
-                    perm=perm,
-                    mode=ninep.OWRITE,
-                    extension=extension,
-                )
-            if data:
-                self.write_fid(fid, data)
-        finally:
-            self.clunk(fid)
+                fields = {"fid": fid, "name": name, "flags": 1, "mode": perm & 0o777, "gid": 0}
+                make = (ninep.Tlcreate, fields)
+        else:
+            fields = {
+                "fid": fid, "name": name, "perm": perm, "mode": ninep.OWRITE,
+                "extension": extension,
+            }  # fmt: skip
+            make = (ninep.Tcreate, fields)
+        requests = [*walk, make, *self._write_requests(fid, data), (ninep.Tclunk, {"fid": fid})]
+        self._batch(fid, requests, clunk="in-batch")
 
     def mkdir(self, path: str | tuple[str, ...]) -> None:
         self.create(path, perm=ninep.DMDIR | 0o755)
 
     def remove(self, path: str | tuple[str, ...]) -> None:
-        fid = self.walk(path)
-        try:
-            self.rpc(ninep.Tremove, fid=fid)
-        finally:
-            self._free_fids.append(fid)
+        fid, walk = self._walk_step(split(path))
+        # Tremove clunks the fid whether or not the remove works.
+        self._batch(fid, [*walk, (ninep.Tremove, {"fid": fid})], clunk="in-batch")
 
     def stat(self, path: str | tuple[str, ...]) -> ninep.Stat:
-        fid = self.walk(path)
-        try:
-            reply = self.rpc(ninep.Tstat, fid=fid)
-            return reply.stat  # type: ignore[attr-defined,no-any-return]
-        finally:
-            self.clunk(fid)
+        fid, walk = self._walk_step(split(path))
+        replies = self._batch(fid, [*walk, (ninep.Tstat, {"fid": fid})], clunk="later")
+        return replies[-1].stat  # type: ignore[attr-defined,no-any-return]
 
     def wstat(self, path: str | tuple[str, ...], **changes: object) -> None:
-        fid = self.walk(path)
-        try:
-            self.rpc(ninep.Twstat, fid=fid, stat=blank_stat(**changes))
-        finally:
-            self.clunk(fid)
+        fid, walk = self._walk_step(split(path))
+        request = (ninep.Twstat, {"fid": fid, "stat": blank_stat(**changes)})
+        self._batch(fid, [*walk, request], clunk="later")
 
     def rename(self, path: str | tuple[str, ...], new_name: str) -> None:
         self.wstat(path, name=new_name)
@@ -413,14 +479,34 @@ class Client:
                 out.extend((s.name, s.mode) for s in ninep.decode_stats(chunk, self.dialect))
             return out
         finally:
-            self.clunk(fid)
+            self.clunk_later(fid)
 
     def exists(self, path: str | tuple[str, ...]) -> bool:
+        names = split(path)
         try:
-            self.clunk(self.walk(path))
+            fid, walk = self._walk_step(names)
+        except RemoteError:
+            return False  # a long path failed in its first steps
+        try:
+            self._batch(fid, walk, clunk="later")
         except RemoteError:
             return False
         return True
+
+
+def _failure(request: Request, reply: object) -> RemoteError | None:
+    """The error a pipelined request's reply stands for, if any."""
+    if isinstance(reply, ninep.Rerror):
+        return RemoteError(reply.ename, reply.errno)
+    if isinstance(reply, ninep.Rlerror):
+        return RemoteError(f"errno {reply.ecode}", reply.ecode)
+    cls, fields = request
+    if cls is ninep.Twalk and len(reply.qids) < len(fields["wnames"]):  # type: ignore[attr-defined,arg-type]
+        # A partial walk leaves newfid unbound (9p spec): report the missing step.
+        return RemoteError("No such file or directory", _errno.ENOENT)
+    if cls is ninep.Twrite and reply.count != len(fields["data"]):  # type: ignore[attr-defined,arg-type]
+        return RemoteError("Short write", _errno.EIO)
+    return None
 
 
 def split(path: str | tuple[str, ...] | list[str]) -> list[str]:

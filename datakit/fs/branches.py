@@ -171,6 +171,8 @@ class ReflogFile(File):
 
 
 class _ReflogHandle(Handle):
+    may_block = True
+
     def __init__(self, cell: Cell[str | None]) -> None:
         self._cell = cell
         self._seen = cell.version

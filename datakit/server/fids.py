@@ -51,6 +51,9 @@ class FidTable:
         except KeyError:
             raise FsError(f"Unknown fid {fid}", E.EBADF) from None
 
+    def peek(self, fid: int) -> Fid | None:
+        return self._fids.get(fid)
+
     def check_free(self, fid: int) -> None:
         if fid in self._fids:
             raise FsError(f"Fid {fid} already in use", E.EBADF)

@@ -1,10 +1,13 @@
 """One 9p connection: handshake, concurrent requests, flush, and the fid table.
 
-Every request after attach runs in its own task so that a read blocked on a
-live stream never delays other requests multiplexed on the same connection
-(the Linux client sends every process's I/O over one connection).  Replies
-are written whole, one at a time.  `Tflush` cancels the flushed task's
-cancel scope, so a blocked read really stops, and its reply is never sent.
+Requests run in arrival order, inline in the read loop, except those that may
+block: a read of a live file or a write to a command file runs in a task of
+its own, so it never delays other requests multiplexed on the same connection
+(the Linux client sends every process's I/O over one connection).  Later
+requests on the same fid wait for such a task (`ordering`), which lets a
+client pipeline dependent requests.  Replies are queued whole and written in
+as few syscalls as possible.  `Tflush` cancels the flushed task's cancel
+scope, so a blocked read really stops, and its reply is never sent.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from dataclasses import dataclass, field
 import trio
 
 from datakit import metrics, ninep
-from datakit.server import ops
+from datakit.server import ops, ordering
 from datakit.server.fids import FidTable
 from datakit.vfs import Directory, FsError
 
@@ -40,6 +43,7 @@ class Limits:
 class _Request:
     tag: int
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    done: trio.Event = field(default_factory=trio.Event)
     flushed: bool = False
 
 
@@ -70,6 +74,7 @@ class Session:
         self._out_drained = trio.Event()
         self._writer_error: BaseException | None = None
         self._pending: dict[int, _Request] = {}
+        self._order = ordering.FidOrder()
         self._slots = trio.Semaphore(self.limits.max_pending)
         self._closed = False
 
@@ -83,18 +88,27 @@ class Session:
     async def send(self, msg: ninep.Message) -> None:
         await self._queue(ninep.encode(msg, self.dialect))
 
-    async def _queue(self, data: bytes) -> None:
+    async def _queue(self, data: bytes, *, defer: bool = False) -> None:
+        """Queue a reply; unless `defer`, also write out everything queued.
+
+        The read loop defers: it answers every request already received
+        before it writes, so a pipelined burst gets one write back."""
         # Bound what a client that does not read can make us hold.
         while self._out_bytes > MAX_QUEUED_BYTES:
             if self._writer_error is not None:
                 raise trio.BrokenResourceError from self._writer_error
-            await self._out_drained.wait()
+            if self._writing:
+                await self._out_drained.wait()
+            else:
+                await self._write_out()
         self._out.append(data)
         self._out_bytes += len(data)
-        if self._writing:
-            return  # the task already writing will send this too
-        # Become the writer: no hop through a writer task for the common case of
-        # one reply at a time, and everything queued meanwhile goes out in one send.
+        if not (defer or self._writing):  # else the task writing sends this too
+            await self._write_out()
+
+    async def _write_out(self) -> None:
+        # The caller becomes the writer: no hop through a writer task for the
+        # common case of one reply at a time.
         self._writing = True
         try:
             # Let the other requests that are ready now run first, so their
@@ -116,7 +130,10 @@ class Session:
     async def _flush_output(self) -> None:
         """Wait until everything queued has been written (before closing)."""
         while (self._out or self._writing) and self._writer_error is None:
-            await self._out_drained.wait()
+            if self._writing:
+                await self._out_drained.wait()
+            else:
+                await self._write_out()
 
     # -- main loop -----------------------------------------------------------
 
@@ -165,6 +182,8 @@ class Session:
                 await self.send(self.error_reply(exc.tag, FsError(str(exc), E.EPROTO)))
                 continue
             if msg is None:
+                if self._out and not self._writing:
+                    await self._write_out()  # the replies of everything received so far
                 data = await self.stream.receive_some(max(65536, self.msize + 4096))
                 if not data:
                     return
@@ -199,15 +218,20 @@ class Session:
                 self._flush(msg.oldtag)
                 await self.send(ninep.Rflush(tag=msg.tag))
             else:
-                await self._slots.acquire()
                 tag = msg.tag  # type: ignore[attr-defined]
                 if tag in self._pending:
-                    self._slots.release()
                     await self.send(self.error_reply(tag, FsError("Tag in use", E.EINVAL)))
                     continue
+                shared, owned = ordering.claims(msg)
+                waits = self._order.pending(shared, owned)
+                if not waits and not self._may_block(msg):
+                    await self._run_inline(msg)
+                    continue
+                await self._slots.acquire()
                 req = _Request(tag)
                 self._pending[tag] = req
-                nursery.start_soon(self._run_request, msg, req)
+                self._order.enter(shared, owned, req.done)
+                nursery.start_soon(self._run_request, msg, req, waits, shared + owned)
 
     async def _fatal(self, tag: int, message: str) -> None:
         log.info("closing 9p connection: %s", message)
@@ -228,6 +252,7 @@ class Session:
         self.msize = max(MIN_MSIZE, min(msg.msize, self.limits.max_msize))
         # A new version aborts everything of the previous session (9P semantics).
         metrics.FIDS.dec(self.fids.clear())
+        self._order.clear()
         self.dialect = dialect
         self.decoder.dialect = dialect
         self.decoder.max_size = self.msize
@@ -240,11 +265,30 @@ class Session:
             req.flushed = True
             req.scope.cancel()
 
-    async def _run_request(self, msg: object, req: _Request) -> None:
+    def _may_block(self, msg: object) -> bool:
+        """Whether a request can wait on something else than the CPU."""
+        if not isinstance(msg, ninep.Tread | ninep.Twrite):
+            return False  # directory operations never wait (see vfs.Directory)
+        entry = self.fids.peek(msg.fid)
+        return entry is not None and entry.handle is not None and entry.handle.may_block
+
+    async def _run_inline(self, msg: object) -> None:
+        start = time.perf_counter()
+        reply = await self._dispatch_reply(msg)
+        outcome = "error" if isinstance(reply, ninep.Rerror | ninep.Rlerror) else "ok"
+        metrics.REQUESTS.labels(type(msg).__name__, outcome).inc()
+        metrics.REQUEST_SECONDS.observe(time.perf_counter() - start)
+        await self._queue(ninep.encode(reply, self.dialect), defer=True)
+
+    async def _run_request(
+        self, msg: object, req: _Request, waits: list[trio.Event], fids: tuple[int, ...]
+    ) -> None:
         start = time.perf_counter()
         outcome = "ok"
         try:
             with req.scope:
+                for earlier in waits:  # requests on the same fids that arrived first
+                    await earlier.wait()
                 reply = await self._dispatch_reply(msg)
                 if isinstance(reply, ninep.Rerror | ninep.Rlerror):
                     outcome = "error"
@@ -260,6 +304,8 @@ class Session:
             pass
         finally:
             self._pending.pop(req.tag, None)
+            req.done.set()
+            self._order.leave(fids)
             self._slots.release()
             metrics.REQUESTS.labels(type(msg).__name__, outcome).inc()
             metrics.REQUEST_SECONDS.observe(time.perf_counter() - start)

@@ -75,6 +75,8 @@ class StreamFile(File):
 
 
 class _StreamHandle(Handle):
+    may_block = True
+
     def __init__(self, file: StreamFile, first: bytes) -> None:
         self._file = file
         self._last = first

@@ -16,6 +16,7 @@ import enum
 import itertools
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 from datakit.vfs import errors
 from datakit.vfs.errors import FsError
@@ -63,6 +64,11 @@ class Node:
 
 class Handle:
     """An open file: one per open fid."""
+
+    # True if read or write can wait for something other than the CPU (a
+    # change, a command's work): the server then runs them in a task of their
+    # own.  Everything else, directory operations included, must not wait.
+    may_block: ClassVar[bool] = False
 
     async def read(self, offset: int, count: int) -> bytes:
         raise errors.not_permitted()
@@ -308,6 +314,8 @@ class CommandFile(File):
 
 
 class _CommandHandle(Handle):
+    may_block = True
+
     def __init__(self, file: CommandFile) -> None:
         self._file = file
         self._cursor = StreamCursor()

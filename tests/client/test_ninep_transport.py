@@ -48,3 +48,35 @@ def test_walk_failing_part_way_raises_and_frees_the_fid(client: Client) -> None:
         with pytest.raises(RemoteError):
             client.walk(f"{long}/missing")
         client.clunk(client.walk("branch"))
+
+
+def test_pipelined_helpers_leak_no_fid_on_errors(client: Client) -> None:
+    """Every helper pipelines its walk with what follows; whatever fails,
+    the server ends up holding no more fids than before."""
+    from datakit import metrics
+
+    client.mkdir("branch/master")
+    client.mkdir("branch/master/transactions/t")
+    client.rpc(ninep.Tstat, fid=client.root)  # drains unawaited clunks
+    before = metrics.FIDS._value.get()
+    assert before >= 1  # at least this client's root
+    failing = [
+        lambda: client.create("branch/master/transactions/t/rw/no/such/f", b"x"),
+        lambda: client.create("branch/master/head", b"x"),  # not a directory
+        lambda: client.read("branch/master/nothing"),
+        lambda: client.write("branch/master/head", b"x"),  # read-only
+        lambda: client.write("branch/master/transactions/t/ctl", b"bogus"),
+        lambda: client.stat("nothing/here"),
+        lambda: client.remove("branch/master/ro/missing"),
+        lambda: client.mkdir("branch/master/transactions/t"),  # exists
+        lambda: client.listdir("branch/nothing"),
+    ]
+    for attempt in failing:
+        with pytest.raises(RemoteError):
+            attempt()
+    assert not client.exists("branch/nothing/at/all")
+    client.create("branch/master/transactions/t/rw/ok", b"fine")
+    assert client.read("branch/master/transactions/t/rw/ok") == b"fine"
+    client.rpc(ninep.Tstat, fid=client.root)
+    assert metrics.FIDS._value.get() == before
+    assert not client._unawaited

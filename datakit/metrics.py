@@ -8,6 +8,7 @@ second web framework (or thread) is needed.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import h11
 import trio
@@ -42,6 +43,19 @@ REQUEST_SECONDS = Histogram(
     buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5, 2.5, 10.0),
     registry=REGISTRY,
 )
+_request_children: dict[tuple[type, str], Any] = {}
+
+
+def count_request(msg_type: type, outcome: str, seconds: float) -> None:
+    """One handled request; the labelled child is looked up once per pair
+    (`labels()` takes a lock and builds a tuple: too slow per request)."""
+    child = _request_children.get((msg_type, outcome))
+    if child is None:
+        child = _request_children[msg_type, outcome] = REQUESTS.labels(msg_type.__name__, outcome)
+    child.inc()
+    REQUEST_SECONDS.observe(seconds)
+
+
 BYTES_READ = Counter(
     "datakit_9p_read_bytes_total", "Payload bytes returned by Tread.", registry=REGISTRY
 )

@@ -34,7 +34,7 @@ class RemoteDir(StaticDirectory):
         self.url = BufferFile("url")
         self.head = Cell[str | None](None)
         self.add(self.url)
-        self.add(CommandFile("fetch", self._fetch))
+        self.add(CommandFile("fetch", self._fetch, may_block=True))
         self.add(StreamFile("head", self.head, _render))
 
     async def _fetch(self, branch: bytes) -> bytes:

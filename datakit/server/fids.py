@@ -16,12 +16,13 @@ class Fid:
     parents: list[Node] = field(default_factory=list)
     handle: Handle | None = None
     opened_dir: bool = False
-    # 9P2000/.u directory reads: encoded stat records captured at open time.
-    dir_records: list[bytes] = field(default_factory=list)
+    # 9P2000/.u directory reads: encoded stat records, listed at the first read
+    # (not at open: Tcreate of a directory opens it, and is rarely read).
+    dir_records: list[bytes] | None = None
     dir_index: int = 0
     dir_offset: int = 0
-    # 9P2000.L readdir: nodes captured at open time, indexed by the cookie.
-    dir_nodes: list[Node] = field(default_factory=list)
+    # 9P2000.L readdir: nodes listed at the first read, indexed by the cookie.
+    dir_nodes: list[Node] | None = None
 
     @property
     def is_open(self) -> bool:
@@ -32,8 +33,8 @@ class Fid:
             self.handle.close()
             self.handle = None
         self.opened_dir = False
-        self.dir_records = []
-        self.dir_nodes = []
+        self.dir_records = None
+        self.dir_nodes = None
 
 
 class FidTable:

@@ -138,11 +138,7 @@ async def _open(s: Session, entry: Fid) -> None:
         raise FsError("Already open", E.EBUSY)
     node = entry.node
     if isinstance(node, Directory):
-        nodes = await node.entries()
-        if s.dialect is ninep.Dialect.L:
-            entry.dir_nodes = nodes
-        else:
-            entry.dir_records = [ninep.encode_stat(stat_of(n, n.attr()), s.dialect) for n in nodes]
+        entry.dir_records = entry.dir_nodes = None  # listed at the first read
         entry.dir_index = entry.dir_offset = 0
         entry.opened_dir = True
     else:
@@ -250,6 +246,11 @@ async def read(s: Session, m: ninep.Tread) -> object:
         parts: list[bytes] = []
         used = 0
         records = entry.dir_records
+        if records is None:
+            assert isinstance(entry.node, Directory)
+            nodes = await entry.node.entries()
+            records = [ninep.encode_stat(stat_of(n, n.attr()), s.dialect) for n in nodes]
+            entry.dir_records = records
         i = entry.dir_index
         while i < len(records) and used + len(records[i]) <= count:
             parts.append(records[i])
@@ -272,7 +273,7 @@ async def readdir(s: Session, m: ninep.Treaddir) -> object:
         raise FsError("Can't read from unopened fid", E.EBADF)
     count = min(m.count, s.msize - READ_OVERHEAD)
     nodes = entry.dir_nodes
-    if m.offset == 0 and entry.dir_index:  # rewinddir: take a fresh listing
+    if nodes is None or (m.offset == 0 and entry.dir_index):  # first read, or rewinddir
         assert isinstance(entry.node, Directory)
         nodes = entry.dir_nodes = await entry.node.entries()
     parts: list[bytes] = []

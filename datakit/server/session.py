@@ -276,8 +276,7 @@ class Session:
         start = time.perf_counter()
         reply = await self._dispatch_reply(msg)
         outcome = "error" if isinstance(reply, ninep.Rerror | ninep.Rlerror) else "ok"
-        metrics.REQUESTS.labels(type(msg).__name__, outcome).inc()
-        metrics.REQUEST_SECONDS.observe(time.perf_counter() - start)
+        metrics.count_request(type(msg), outcome, time.perf_counter() - start)
         await self._queue(ninep.encode(reply, self.dialect), defer=True)
 
     async def _run_request(
@@ -307,8 +306,7 @@ class Session:
             req.done.set()
             self._order.leave(fids)
             self._slots.release()
-            metrics.REQUESTS.labels(type(msg).__name__, outcome).inc()
-            metrics.REQUEST_SECONDS.observe(time.perf_counter() - start)
+            metrics.count_request(type(msg), outcome, time.perf_counter() - start)
 
     async def _dispatch(self, msg: object) -> None:
         await self.send(await self._dispatch_reply(msg))

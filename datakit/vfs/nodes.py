@@ -16,7 +16,6 @@ import enum
 import itertools
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
 
 from datakit.vfs import errors
 from datakit.vfs.errors import FsError
@@ -66,9 +65,9 @@ class Handle:
     """An open file: one per open fid."""
 
     # True if read or write can wait for something other than the CPU (a
-    # change, a command's work): the server then runs them in a task of their
+    # change, the network): the server then runs them in a task of their
     # own.  Everything else, directory operations included, must not wait.
-    may_block: ClassVar[bool] = False
+    may_block: bool = False
 
     async def read(self, offset: int, count: int) -> bytes:
         raise errors.not_permitted()
@@ -279,17 +278,23 @@ class StreamCursor:
 
 
 class CommandFile(File):
-    """A file that runs a command on each write and keeps its output to read."""
+    """A file that runs a command on each write and keeps its output to read.
+
+    `may_block`: the command waits on something other than the CPU (the
+    network), so its writes must not hold up the connection."""
 
     def __init__(
         self,
         name: str,
         run: Callable[[bytes], Awaitable[bytes]],
         initial: bytes = b"",
+        *,
+        may_block: bool = False,
     ) -> None:
         super().__init__(name)
         self._run = run
         self.pending = bytearray(initial)
+        self.may_block = may_block
 
     def attr(self) -> Attr:
         return Attr(Kind.FILE, len(self.pending))
@@ -314,10 +319,9 @@ class CommandFile(File):
 
 
 class _CommandHandle(Handle):
-    may_block = True
-
     def __init__(self, file: CommandFile) -> None:
         self._file = file
+        self.may_block = file.may_block
         self._cursor = StreamCursor()
 
     async def read(self, offset: int, count: int) -> bytes:

@@ -6,7 +6,8 @@ suite uses to drive the server with exact messages.
 The whole-file helpers pipeline: `create` sends Twalk, Tcreate, the Twrites
 and Tclunk back to back and waits once, so a file costs one round trip, not
 four.  That relies on the server running the requests of one fid in the order
-they arrive, which DataKit's server guarantees (`datakit.server.ordering`).
+they arrive, which DataKit's server guarantees (`datakit.server.ordering`);
+other servers (diod runs requests on a thread pool) need `pipeline=False`.
 Clunks whose outcome does not matter are sent without waiting; their replies
 are dropped when they arrive and only then is the fid reused.  Callers may
 also use `send`/`receive` directly (tests do, to flush a blocked read).
@@ -92,8 +93,17 @@ def blank_stat(**changes: object) -> ninep.Stat:
 class Client:
     """A 9p session: `Client.connect("unix:///tmp/dk.sock")`."""
 
-    def __init__(self, sock: socket.socket, *, msize: int, version: str, aname: str = "") -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        *,
+        msize: int,
+        version: str,
+        aname: str = "",
+        pipeline: bool = True,
+    ) -> None:
         self.sock = sock
+        self.pipelining = pipeline
         self._decoder = ninep.Decoder(dialect=ninep.Dialect.V2000, max_size=msize)
         self.dialect = ninep.Dialect.V2000
         self.msize = msize
@@ -118,7 +128,9 @@ class Client:
         version: str = "9P2000.u",
         timeout: float | None = None,
         aname: str = "",
+        pipeline: bool = True,
     ) -> Client:
+        """`pipeline=False` for servers that may reorder requests on one fid."""
         addr = parse_address(address)
         sock = socket.socket(addr.family, socket.SOCK_STREAM)
         sock.settimeout(timeout)
@@ -129,7 +141,7 @@ class Client:
         except OSError:
             sock.close()
             raise
-        return cls(sock, msize=msize, version=version, aname=aname)
+        return cls(sock, msize=msize, version=version, aname=aname, pipeline=pipeline)
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
@@ -206,7 +218,10 @@ class Client:
     def pipeline(self, requests: list[Request]) -> list[object]:
         """Send requests back to back, then wait for all their replies.
 
-        Replies come back in request order; errors are returned, not raised."""
+        Replies come back in request order; errors are returned, not raised.
+        Without pipelining each request waits for the previous reply."""
+        if not self.pipelining:
+            return [self._exchange(cls, fields) for cls, fields in requests]
         with self._lock:
             msgs = [cls(tag=self.next_tag(), **fields) for cls, fields in requests]
             self.sock.sendall(b"".join(ninep.encode(m, self.dialect) for m in msgs))
@@ -218,6 +233,15 @@ class Client:
                 if i is not None:
                     replies[i] = reply
         return replies
+
+    def _exchange(self, cls: type, fields: dict[str, Any]) -> object:
+        with self._lock:
+            tag = self.next_tag()
+            self.send(cls(tag=tag, **fields))
+            while True:
+                reply = self.receive()
+                if reply.tag == tag:  # type: ignore[attr-defined]
+                    return reply
 
     def _negotiate(self, msize: int, version: str) -> None:
         self.send(ninep.Tversion(tag=ninep.NOTAG, msize=msize, version=version))

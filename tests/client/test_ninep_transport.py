@@ -80,3 +80,27 @@ def test_pipelined_helpers_leak_no_fid_on_errors(client: Client) -> None:
     client.rpc(ninep.Tstat, fid=client.root)
     assert metrics.FIDS._value.get() == before
     assert not client._unawaited
+
+
+def test_helpers_without_pipelining(server: str) -> None:
+    """`pipeline=False` (for servers that may reorder requests) sends one
+    request at a time and gives the same results and errors."""
+    with Client.connect(server, timeout=10, pipeline=False) as c:
+        sent: list[str] = []
+        real_send = c.send
+
+        def send(msg: ninep.Message) -> None:
+            assert c._decoder.next_message() is None  # nothing unread: one at a time
+            sent.append(type(msg).__name__)
+            real_send(msg)
+
+        c.send = send  # type: ignore[method-assign]
+        c.mkdir("branch/b")
+        c.mkdir("branch/b/transactions/t")
+        c.create("branch/b/transactions/t/rw/f", b"one")
+        assert c.read("branch/b/transactions/t/rw/f") == b"one"
+        with pytest.raises(RemoteError):
+            c.create("branch/b/transactions/t/rw/no/f", b"x")
+        c.write("branch/b/transactions/t/ctl", b"commit")
+        assert c.read("branch/b/ro/f") == b"one"
+        assert sent[:3] == ["Twalk", "Tcreate", "Tclunk"]

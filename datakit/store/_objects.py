@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from ._durable import datasync, fsync_dir
 from ._errors import NotFound
 
 AUTHOR = b"datakit <datakit@mobyproject.org>"
@@ -195,15 +196,6 @@ class _LRU:
             self.weight -= w
 
 
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-_datasync = getattr(os, "fdatasync", os.fsync)
 
 
 class ObjectDB:
@@ -377,13 +369,13 @@ class ObjectDB:
                 while view:
                     view = view[os.write(fd, view) :]
                 dirs.add(subdir)
-            _parallel(_datasync, [fd for fd, _, _ in pending])
+            _parallel(datasync, [fd for fd, _, _ in pending])
         finally:
             for fd, _, _ in pending:
                 os.close(fd)
         for _, tmp, path in pending:
             os.replace(tmp, path)
-        _parallel(_fsync_dir, sorted(dirs))
+        _parallel(fsync_dir, sorted(dirs))
 
 
 _executor: Any = None

@@ -14,6 +14,7 @@ import os
 import re
 import time
 
+from ._durable import fsync_dir
 from ._errors import StoreError
 
 _NAME_CHARS = re.compile(r"[A-Za-z0-9/_.\-]+\Z")
@@ -61,13 +62,6 @@ class MemoryRefs:
         return False
 
 
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
 
 class _Lock:
     """A git-style ``<path>.lock`` file held open for writing."""
@@ -111,7 +105,7 @@ class _Lock:
         os.close(self.fd)
         self.fd = -1
         os.replace(self.lock_path, self.path)
-        _fsync_dir(os.path.dirname(self.path))
+        fsync_dir(os.path.dirname(self.path))
 
     def release(self) -> None:
         if self.fd >= 0:
@@ -242,7 +236,7 @@ class DiskRefs:
                 self._remove_packed(name)
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
-            _fsync_dir(os.path.dirname(path))
+            fsync_dir(os.path.dirname(path))
             self._prune_dirs(os.path.dirname(path))
             return True
         finally:

@@ -209,10 +209,9 @@ class Client:
             tag = self.next_tag()
             self.send(cls(tag=tag, **fields))
             reply = self.receive()
-        if isinstance(reply, ninep.Rerror):
-            raise RemoteError(reply.ename, reply.errno)
-        if isinstance(reply, ninep.Rlerror):
-            raise RemoteError(f"errno {reply.ecode}", reply.ecode)
+        error = _remote_error(reply)
+        if error is not None:
+            raise error
         return reply
 
     def pipeline(self, requests: list[Request]) -> list[object]:
@@ -518,12 +517,20 @@ class Client:
         return True
 
 
-def _failure(request: Request, reply: object) -> RemoteError | None:
-    """The error a pipelined request's reply stands for, if any."""
+def _remote_error(reply: object) -> RemoteError | None:
+    """The error an Rerror/Rlerror reply carries; None for any other reply."""
     if isinstance(reply, ninep.Rerror):
         return RemoteError(reply.ename, reply.errno)
     if isinstance(reply, ninep.Rlerror):
         return RemoteError(f"errno {reply.ecode}", reply.ecode)
+    return None
+
+
+def _failure(request: Request, reply: object) -> RemoteError | None:
+    """The error a pipelined request's reply stands for, if any."""
+    error = _remote_error(reply)
+    if error is not None:
+        return error
     cls, fields = request
     if cls is ninep.Twalk and len(reply.qids) < len(fields["wnames"]):  # type: ignore[attr-defined,arg-type]
         # A partial walk leaves newfid unbound (9p spec): report the missing step.

@@ -80,11 +80,15 @@ def test_updates_are_pushed_to_a_bare_repository(tmp_path: Path) -> None:
             master = c.read("branch/master/head").strip().decode()
             dev = c.read("branch/dev/head").strip().decode()
             wait_until(lambda: remote_heads(bare) == {"master": master, "dev": dev})
-            after = scrape(mport)
-            pushes = value(after, "DataKit_git_push_duration_seconds_count") - value(
-                before, "DataKit_git_push_duration_seconds_count"
-            )
-            assert 1 <= pushes <= 2  # two quick commits are coalesced into one or two pushes
+
+            def pushes() -> float:
+                return value(scrape(mport), "DataKit_git_push_duration_seconds_count") - value(
+                    before, "DataKit_git_push_duration_seconds_count"
+                )
+
+            # The remote's refs move before `git push` exits and its duration is recorded.
+            wait_until(lambda: pushes() >= 1)
+            assert pushes() <= 2  # two quick commits are coalesced into one or two pushes
             c.remove("branch/dev")
             wait_until(lambda: remote_heads(bare) == {"master": master})
     git("--git-dir", str(bare), "fsck", "--strict")

@@ -188,7 +188,7 @@ class GitConnection(Connection):
     designate: ``"master"`` or ``"refs/heads/master"``), ``bare`` (when the
     repository is created: bare, the default, or with a work tree, which is
     never touched), ``compression`` (zlib level recorded in the repository's
-    config), ``git_dir`` (the Git directory, if not ``path`` or
+    config and used for the objects written), ``git_dir`` (the Git directory, if not ``path`` or
     ``path/.git``).
     """
 

@@ -78,7 +78,7 @@ class BranchesDir(Directory):
     async def remove(self, child: Node) -> None:
         assert isinstance(child, BranchDir)
         with store_errors():
-            self.store.delete_branch(child.branch_name)
+            await self.root.database.write(self.store.delete_branch, child.branch_name)
         child.transactions.discard_all()
         if self.known.get(child.branch_name) is child:
             del self.known[child.branch_name]
@@ -95,7 +95,7 @@ class BranchesDir(Directory):
         if self.store.head(new_name) is not None:
             raise fserr.is_a_directory()
         with store_errors():
-            self.store.rename_branch(old, new_name)
+            await self.root.database.write(self.store.rename_branch, old, new_name)
         del self.known[old]
         stale = self.known.pop(new_name, None)
         if stale is not None:
@@ -148,7 +148,7 @@ class BranchDir(Directory):
     async def _fast_forward(self, text: bytes) -> bytes:
         with store_errors():
             commit = self.store.parse_commit_id(text.decode("utf-8", "replace"))
-            self.store.fast_forward(self.branch_name, commit)
+            await self.root.database.write(self.store.fast_forward, self.branch_name, commit)
         return b""
 
 

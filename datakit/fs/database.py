@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datakit import store as st
 from datakit.fs.root import Root
+from datakit.fs.writes import StoreWriter
 from datakit.vfs import Cell
 
 
@@ -17,6 +18,7 @@ class Database:
 
     def __init__(self, store: st.Store) -> None:
         self.store = store
+        self.write = StoreWriter(store)  # `await write(store.method, ...)` for ref updates
         self._cells: dict[str, Cell[str | None]] = {}
         store.add_listener(self._on_branch_change)
 

@@ -165,7 +165,9 @@ class TransactionDir(Directory):
             commit = self.store.make_commit(tree_sha, parents, self._message())
             before = self.store.head(self.branch.branch_name)
             try:
-                after = self.store.integrate(self.branch.branch_name, commit)
+                after = await self.branch.root.database.write(
+                    self.store.integrate, self.branch.branch_name, commit
+                )
             except st.MergeConflict:
                 metrics.MERGES.inc()
                 metrics.CONFLICTS.inc()

@@ -9,6 +9,7 @@ import contextlib
 import enum
 import hashlib
 import os
+import threading
 import zlib
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -19,6 +20,9 @@ from ._durable import datasync, fsync_dir
 from ._errors import NotFound
 
 AUTHOR = b"datakit <datakit@mobyproject.org>"
+# git's default core.looseCompression: best speed; loose objects are short-lived
+# until a repack, and commit latency matters more than their size.
+LOOSE_COMPRESSION = 1
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 
 Path = tuple[str, ...]
@@ -169,31 +173,37 @@ def parse_commit_body(sha: str, raw: bytes) -> CommitInfo:
 
 
 class _LRU:
-    """A dict bounded by a total weight (bytes for blobs, 1 per entry otherwise)."""
+    """A dict bounded by a total weight (bytes for blobs, 1 per entry otherwise).
+
+    Locked because a durable commit runs in a worker thread while the event
+    loop keeps reading (an uncontended lock costs far less than a lookup)."""
 
     def __init__(self, budget: int) -> None:
         self.budget = budget
         self.weight = 0
         self.data: OrderedDict[str, tuple[Any, int]] = OrderedDict()
+        self._lock = threading.Lock()
 
     def get(self, key: str) -> Any:
-        item = self.data.get(key)
-        if item is None:
-            return None
-        self.data.move_to_end(key)
-        return item[0]
+        with self._lock:
+            item = self.data.get(key)
+            if item is None:
+                return None
+            self.data.move_to_end(key)
+            return item[0]
 
     def put(self, key: str, value: Any, weight: int = 1) -> None:
         if weight > self.budget // 4:
             return
-        old = self.data.pop(key, None)
-        if old is not None:
-            self.weight -= old[1]
-        self.data[key] = (value, weight)
-        self.weight += weight
-        while self.weight > self.budget:
-            _, (_, w) = self.data.popitem(last=False)
-            self.weight -= w
+        with self._lock:
+            old = self.data.pop(key, None)
+            if old is not None:
+                self.weight -= old[1]
+            self.data[key] = (value, weight)
+            self.weight += weight
+            while self.weight > self.budget:
+                _, (_, w) = self.data.popitem(last=False)
+                self.weight -= w
 
 
 
@@ -206,15 +216,26 @@ class ObjectDB:
     fsynced loose objects just before a ref starts pointing at them; transient
     objects (merge bases, snapshots nobody references) never touch the disk.
     For an in-memory repository the overlay simply is the storage.
+
+    Thread safety: one thread may write (put, flush) while others read. The
+    overlay only loses an object after it is on disk, reads of the dulwich
+    store are serialised (its pack files have one file position each), and
+    flushes are serialised.
     """
 
     OVERLAY_LIMIT = 256 << 20  # bytes kept unflushed before spilling to disk
 
-    def __init__(self, backend: Any, objects_dir: str | None) -> None:
+    def __init__(
+        self, backend: Any, objects_dir: str | None, *, compression: int = LOOSE_COMPRESSION
+    ) -> None:
         self.backend = backend  # a dulwich object store
         self.objects_dir = objects_dir
+        self.compression = compression  # zlib level of loose objects, as git's
         self.overlay: dict[str, tuple[int, bytes]] = {}
         self.overlay_bytes = 0
+        self._overlay_lock = threading.Lock()
+        self._backend_lock = threading.Lock()
+        self._flush_lock = threading.Lock()
         self.trees = _LRU(200_000)
         self.blobs = _LRU(64 << 20)
         self.commits = _LRU(100_000)
@@ -226,13 +247,15 @@ class ObjectDB:
         if item is not None:
             return item
         try:
-            return self.backend.get_raw(sha.encode("ascii"))
+            with self._backend_lock:
+                return self.backend.get_raw(sha.encode("ascii"))
         except (KeyError, ValueError, AssertionError):
             return None
 
     def object_type(self, sha: str) -> int | None:
-        if sha in self.overlay:
-            return self.overlay[sha][0]
+        item = self.overlay.get(sha)
+        if item is not None:
+            return item[0]
         t = self.types.get(sha)
         if t is not None:
             return t
@@ -292,11 +315,15 @@ class ObjectDB:
     # -- writing ---------------------------------------------------------
     def put(self, type_num: int, raw: bytes) -> str:
         sha = hash_object(type_num, raw)
-        if sha not in self.overlay:
-            self.overlay[sha] = (type_num, raw)
-            self.overlay_bytes += len(raw)
-            if self.objects_dir is not None and self.overlay_bytes > self.OVERLAY_LIMIT:
-                self.flush(list(self.overlay))
+        if sha in self.overlay:
+            return sha
+        with self._overlay_lock:
+            if sha not in self.overlay:
+                self.overlay[sha] = (type_num, raw)
+                self.overlay_bytes += len(raw)
+            spill = self.objects_dir is not None and self.overlay_bytes > self.OVERLAY_LIMIT
+        if spill:
+            self.flush(list(self.overlay))
         return sha
 
     def put_tree(self, entries: dict[str, Entry]) -> str:
@@ -319,6 +346,10 @@ class ObjectDB:
         """
         if self.objects_dir is None or not self.overlay:
             return
+        with self._flush_lock:
+            self._flush(roots)
+
+    def _flush(self, roots: Iterable[str]) -> None:
         todo = [r for r in roots if r in self.overlay]
         if not todo:
             return
@@ -342,9 +373,10 @@ class ObjectDB:
             batch.append((sha, type_num, raw))
         self._write_loose_batch(batch)
         for sha, type_num, raw in batch:
-            del self.overlay[sha]
-            self.overlay_bytes -= len(raw)
             self.types.put(sha, type_num)
+            with self._overlay_lock:
+                if self.overlay.pop(sha, None) is not None:
+                    self.overlay_bytes -= len(raw)
 
     def _write_loose_batch(self, batch: list[tuple[str, int, bytes]]) -> None:
         assert self.objects_dir is not None
@@ -361,7 +393,7 @@ class ObjectDB:
                         os.mkdir(subdir)
                     dirs.add(self.objects_dir)
                 header = _TYPE_HEADERS[type_num] + b" %d\0" % len(raw)
-                data = zlib.compress(header + raw, 1)
+                data = zlib.compress(header + raw, self.compression)
                 tmp = os.path.join(subdir, f"tmp_obj_{os.getpid()}_{os.urandom(6).hex()}")
                 fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
                 pending.append((fd, tmp, path))

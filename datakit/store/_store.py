@@ -12,8 +12,9 @@ import heapq
 import logging
 import os
 import re
+import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from ._errors import (
@@ -30,6 +31,7 @@ from ._objects import (
     AUTHOR,
     COMMIT,
     EMPTY_TREE,
+    LOOSE_COMPRESSION,
     TREE,
     TYPE_NAMES,
     CommitInfo,
@@ -51,14 +53,35 @@ def _is_sha(text: str) -> bool:
     return len(text) == 40 and _HEX.match(text) is not None
 
 
+def _loose_compression(config: Any) -> int:
+    """The zlib level git would use for loose objects in this repository:
+    core.looseCompression, else core.compression, else best speed."""
+    for name in (b"looseCompression", b"compression"):
+        try:
+            level = int(config.get(b"core", name))
+        except (KeyError, ValueError):
+            continue
+        if -1 <= level <= 9:
+            return level
+    return LOOSE_COMPRESSION
+
+
 class Store:
     """A git repository (in memory or on disk) seen as a DataKit store."""
 
-    def __init__(self, repo: Any, refs: MemoryRefs | DiskRefs, objects_dir: str | None) -> None:
+    def __init__(
+        self,
+        repo: Any,
+        refs: MemoryRefs | DiskRefs,
+        objects_dir: str | None,
+        *,
+        compression: int = LOOSE_COMPRESSION,
+    ) -> None:
         self._repo = repo
-        self._db = ObjectDB(repo.object_store, objects_dir)
+        self._db = ObjectDB(repo.object_store, objects_dir, compression=compression)
         self._refs = refs
         self._listeners: list[Listener] = []
+        self._deferred = threading.local()  # .changes: list, while deferring_changes()
         self._known: dict[str, str] | None = None
         self.path: str | None = getattr(refs, "gitdir", None)
 
@@ -94,7 +117,8 @@ class Store:
             repo = Repo.init_bare(path)
         gitdir = repo.controldir()
         objects_dir = os.path.join(gitdir, "objects")
-        return cls(repo, DiskRefs(gitdir), objects_dir)
+        compression = _loose_compression(repo.get_config())
+        return cls(repo, DiskRefs(gitdir), objects_dir, compression=compression)
 
     def close(self) -> None:
         self._repo.close()
@@ -373,7 +397,26 @@ class Store:
         with contextlib.suppress(ValueError):
             self._listeners.remove(fn)
 
+    @contextlib.contextmanager
+    def deferring_changes(self, sink: list[tuple[str, str | None]]) -> Iterator[None]:
+        """Collect this thread's branch changes in ``sink`` instead of telling
+        listeners: a write done in a worker thread hands them to
+        :meth:`announce` on the thread the listeners expect."""
+        self._deferred.changes = sink
+        try:
+            yield
+        finally:
+            self._deferred.changes = None
+
+    def announce(self, changes: Iterable[tuple[str, str | None]]) -> None:
+        for name, new in changes:
+            self._changed(name, new)
+
     def _changed(self, name: str, new: str | None) -> None:
+        sink = getattr(self._deferred, "changes", None)
+        if sink is not None:
+            sink.append((name, new))
+            return
         if self._known is not None:
             if new is None:
                 self._known.pop(name, None)

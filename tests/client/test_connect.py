@@ -112,6 +112,24 @@ def test_git_backend_options(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.parametrize("level", [0, 9])
+def test_git_backend_compression_level_is_used_for_loose_objects(
+    tmp_path: Path, level: int
+) -> None:
+    repo = tmp_path / "z.git"
+    data = b"datakit " * 16384  # 128 KiB that zlib shrinks to almost nothing
+    with connect(repo, compression=level) as c:
+        commit_files(c.branch("master"), {"big": data})
+    sha = git(repo, "rev-parse", "master:big")
+    size = (repo / "objects" / sha[:2] / sha[2:]).stat().st_size
+    if level == 0:
+        assert size > len(data)  # stored, not deflated
+    else:
+        assert size < len(data) // 100
+    assert git(repo, "cat-file", "-s", sha) == str(len(data))
+    git(repo, "fsck", "--strict")
+
+
 def test_git_backend_git_dir_option(tmp_path: Path) -> None:
     gitdir = tmp_path / "elsewhere.git"
     with connect(tmp_path / "work", git_dir=gitdir) as conn:

@@ -60,3 +60,51 @@ def test_concurrent_commits_lose_nothing(tmp_path: Path, store: str) -> None:
             text=True,
         ).stdout.strip()
         assert int(count) == WRITERS * COMMITS
+
+
+def test_a_commit_waiting_for_the_disk_does_not_stall_other_connections(tmp_path: Path) -> None:
+    """A commit whose ref is locked by another process (as `git` holds
+    `refs/heads/master.lock` while it updates master) waits for the lock; the
+    other connections are served meanwhile, and the commit lands once the
+    lock is released."""
+    repo = tmp_path / "db"
+    with running_server(tmp_path, git=str(repo)) as address:
+        with Client.connect(address, timeout=30) as a, Client.connect(address, timeout=30) as b:
+            a.mkdir("branch/master")
+            b.mkdir("branch/master")  # branches made by mkdir are per connection
+            a.mkdir("branch/master/transactions/t")
+            a.create("branch/master/transactions/t/rw/f", b"data")
+            lock = repo / "refs" / "heads" / "master.lock"
+            lock.write_bytes(b"")  # fresh: a live competitor, not a stale lock
+            done = threading.Event()
+            errors: list[BaseException] = []
+
+            def commit() -> None:
+                try:
+                    a.write("branch/master/transactions/t/ctl", b"commit")
+                except BaseException as exc:
+                    errors.append(exc)
+                finally:
+                    done.set()
+
+            committer = threading.Thread(target=commit)
+            committer.start()
+            done.wait(0.5)  # give the commit time to reach the lock
+            assert not done.is_set(), "the commit did not wait for the ref lock"
+            # Served while the commit waits (before, the event loop slept in it
+            # until the lock went stale, so this answer came only after that).
+            assert b.read("branch/master/head") == b"\n"
+            assert b.ls("branch") == ["master"]
+            assert lock.exists() and not done.is_set()
+            lock.unlink()
+            committer.join(30)
+            assert not errors, errors
+            head = b.read("branch/master/head").strip().decode()
+            assert b.read("branch/master/ro/f") == b"data"
+    out = subprocess.run(
+        ["git", "--git-dir", str(repo), "rev-parse", "master"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    assert out == head

@@ -1,0 +1,49 @@
+"""Store writes that may wait on the disk, run off the event loop.
+
+A durable commit fsyncs its objects and its ref, and a ref lock held by
+another process (`git` on the same repository) can make it wait seconds.
+Done on the event loop, that would stall every connection; here it runs in a
+worker thread while the loop goes on serving reads. The store's object
+database is safe for one writer thread beside readers on the loop, so writes
+are serialised (in arrival order: trio's lock is fair) and each runs with its
+branch-change notifications deferred, then announced on the loop thread,
+where head.live cells and the auto-pusher expect them, before the request
+that caused them is answered.
+
+An in-memory store has nothing to wait for, so its writes run inline: a
+thread round trip would cost more than the write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+import trio
+
+from datakit import store as st
+
+T = TypeVar("T")
+
+
+class StoreWriter:
+    def __init__(self, store: st.Store) -> None:
+        self.store = store
+        self._lock = trio.Lock()
+
+    async def __call__(self, fn: Callable[..., T], *args: object) -> T:
+        if not self.store.on_disk:
+            return fn(*args)
+        async with self._lock:
+            changes: list[tuple[str, str | None]] = []
+
+            def work() -> T:
+                with self.store.deferring_changes(changes):
+                    return fn(*args)
+
+            try:
+                # Not abandoned on cancellation (Tflush, disconnect): a write
+                # that started finishes, and its changes are announced.
+                return await trio.to_thread.run_sync(work)
+            finally:
+                self.store.announce(changes)

@@ -470,12 +470,20 @@ class Store:
 
         pack_dir = os.path.join(self._db.objects_dir, "pack") if self._db.objects_dir else None
         before = set(os.listdir(pack_dir)) if pack_dir and os.path.isdir(pack_dir) else set()
+        # On disk, fetch through a second handle on the repository: fetch runs
+        # in a worker thread, and dulwich's pack list is not safe to change
+        # under readers. The store's own handle finds the new pack on its
+        # next lookup miss (dulwich rescans the pack directory then).
+        target = self._repo if pack_dir is None else type(self._repo)(self.path)
         try:
             client, path = get_transport_and_path(url)
-            client.fetch(path, self._repo, determine_wants=determine_wants)
+            client.fetch(path, target, determine_wants=determine_wants)
         except Exception as e:
             log.info("fetch %s failed: %r", url, e)
             raise FetchError(f"error: cannot fetch {url}") from e
+        finally:
+            if target is not self._repo:
+                target.close()
         if not found:
             raise FetchError("error: no head to fetch")
         if pack_dir and os.path.isdir(pack_dir):

@@ -88,8 +88,13 @@ def git_commits(repo: Path, n: int) -> float:
     return n / (time.perf_counter() - start)
 
 
-def big_transaction(address: str, files: int) -> float:
-    with Client.connect(address, timeout=600) as c:
+def big_transaction(address: str, files: int) -> tuple[float, float, float]:
+    """Seconds for the whole transaction and for its commit alone, and the
+    longest another connection waited for an answer while it committed."""
+    with (
+        Client.connect(address, timeout=600) as c,
+        Client.connect(address, timeout=600) as other,
+    ):
         c.mkdir("branch/big")
         t = "branch/big/transactions/t"
         c.mkdir(t)
@@ -98,8 +103,25 @@ def big_transaction(address: str, files: int) -> float:
             c.mkdir(f"{t}/rw/d{d}")
             for i in range(100):
                 c.create(f"{t}/rw/d{d}/f{i}", f"{d}/{i}\n".encode())
-        c.write(f"{t}/ctl", b"commit")
-        return time.perf_counter() - start
+        done = threading.Event()
+
+        def commit() -> None:
+            try:
+                c.write(f"{t}/ctl", b"commit")
+            finally:
+                done.set()
+
+        committing = time.perf_counter()
+        committer = threading.Thread(target=commit)
+        committer.start()
+        worst = 0.0
+        while not done.is_set():
+            asked = time.perf_counter()
+            other.ls("branch")
+            worst = max(worst, time.perf_counter() - asked)
+        committer.join()
+        end = time.perf_counter()
+        return end - start, end - committing, worst
 
 
 def live_latency(address: str, rounds: int) -> float:
@@ -241,12 +263,20 @@ def main() -> None:
             )
         )
         with server(tmp, "--git", str(tmp / "big.git")) as (address, _, _):
-            secs = big_transaction(address, args.big_files)
+            secs, commit_secs, stall = big_transaction(address, args.big_files)
         rows.append(
             (
                 f"one transaction of {args.big_files:,} files, --git",
                 f"{secs:.1f} s",
                 f"{args.big_files / secs:,.0f} files/s",
+                "",
+            )
+        )
+        rows.append(
+            (
+                "  its commit; longest wait of another connection",
+                f"{commit_secs:.2f} s",
+                f"other waited {stall * 1000:.0f} ms",
                 "",
             )
         )

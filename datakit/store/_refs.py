@@ -122,8 +122,9 @@ class DiskRefs:
         self.gitdir = gitdir
         self.heads_dir = os.path.join(gitdir, "refs", "heads")
         self.packed_path = os.path.join(gitdir, "packed-refs")
-        self._packed_key: tuple[int, int, int] | None = None
-        self._packed: dict[str, str] = {}
+        # (stat key, parsed heads) in one attribute, so a reader on another
+        # thread never pairs a new key with old contents.
+        self._packed: tuple[tuple[int, int, int] | None, dict[str, str]] = (None, {})
         self._stamps: dict[str, tuple[int, int]] | None = None
 
     # -- reading -----------------------------------------------------------
@@ -131,12 +132,12 @@ class DiskRefs:
         try:
             st = os.stat(self.packed_path)
         except FileNotFoundError:
-            self._packed_key = None
-            self._packed = {}
-            return self._packed
+            self._packed = (None, {})
+            return {}
         key = (st.st_ino, st.st_size, st.st_mtime_ns)
-        if key == self._packed_key and time.time() - st.st_mtime > 2:
-            return self._packed
+        cached_key, cached = self._packed
+        if key == cached_key and time.time() - st.st_mtime > 2:
+            return cached
         packed: dict[str, str] = {}
         with open(self.packed_path, "rb") as f:
             for line in f:
@@ -145,8 +146,7 @@ class DiskRefs:
                 sha, _, ref = line.rstrip(b"\n").partition(b" ")
                 if ref.startswith(b"refs/heads/"):
                     packed[ref[11:].decode("utf-8", "surrogateescape")] = sha.decode()
-        self._packed_key = key
-        self._packed = packed
+        self._packed = (key, packed)
         return packed
 
     def _read_loose(self, name: str) -> str | bool | None:
@@ -258,7 +258,7 @@ class DiskRefs:
                 if not skip_peeled:
                     out.append(line)
             lock.commit(b"".join(out))
-            self._packed_key = None
+            self._packed = (None, {})
         finally:
             lock.release()
 

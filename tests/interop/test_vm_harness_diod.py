@@ -93,6 +93,24 @@ def test_timeout_is_124(vm, diod):
     assert res.status["result"] == "timeout"
 
 
+def test_a_guest_that_never_reaches_init_is_booted_again_then_fails(vm, diod):
+    """The boot watchdog: a guest stuck before init is killed and booted again
+    (a hang seen once in TCG on a loaded host), and after three such boots
+    the harness fails (125) instead of waiting out the whole timeout. A
+    0.2 s limit makes every boot count as hung."""
+    res = vm.run(
+        "exit 0",
+        port=diod.port,
+        opts=f"aname={diod.export}",
+        timeout=60,
+        extra_args=["--boot-timeout", "0.2"],
+    )
+    assert res.returncode == 125, res.describe()
+    assert res.status["result"] == "boot-hung"
+    assert res.status["boot_retries"] == 2
+    assert "booting again (attempt 3 of 3)" in res.stderr
+
+
 @pytest.mark.parametrize("version", ["9p2000.L", None], ids=["9p2000.L", "no-version"])
 def test_posix_basics_script_on_diod(vm, diod, version):
     """The issue-2 guest script itself is correct (on a server known to work)."""

@@ -41,6 +41,7 @@ VERSION = "1.0-datakit"
 # Exit codes used by the harness itself (anything else is the guest script's).
 EXIT_MOUNT_FAILED = 123  # the 9p mount in the guest failed
 EXIT_TIMEOUT = 124  # --timeout reached (like timeout(1))
+BOOT_ATTEMPTS = 3  # boots tried when the guest hangs before init
 EXIT_HARNESS = 125  # VM did not boot / guest setup failed / host error
 
 MARK = "@@VM9P@@"
@@ -729,8 +730,12 @@ def qemu_cmd(qemu, cdir, info, initrd, sockdir, args, accel):
     return cmd
 
 
+BOOT_HUNG = "boot-hung"
+
+
 def boot(cdir, info, args, script_bytes, accel, status):
-    """Returns exit code, or None if KVM should be retried with TCG."""
+    """Returns exit code, None if KVM should be retried with TCG, or
+    BOOT_HUNG if the guest never reached init within --boot-timeout."""
     work = tempfile.mkdtemp(prefix="vm9p-")
     proc = None
     conns = []
@@ -782,7 +787,7 @@ def boot(cdir, info, args, script_bytes, accel, status):
         conbuf = b""
         events = {}
         exit_rc = None
-        deadline = t0 + args.timeout
+        deadline = args.deadline  # for every boot together, retries included
         poweroff_deadline = None
         sinks = {"out": sys.stdout.buffer, "err": sys.stderr.buffer}
 
@@ -798,9 +803,14 @@ def boot(cdir, info, args, script_bytes, accel, status):
 
         timed_out = False
         kvm_deadline = t0 + args.kvm_probe if (accel == "kvm" and args.accel == "auto") else None
+        # A TCG guest boots in seconds; one that has not reached init long
+        # after that has hung in the emulator (rare, seen on loaded hosts).
+        boot_deadline = t0 + args.boot_timeout if args.boot_timeout > 0 else None
         while sel.get_map():
             now = time.time()
             limit = deadline
+            if boot_deadline and "INIT" not in events:
+                limit = min(limit, boot_deadline)
             if poweroff_deadline:
                 limit = min(limit, poweroff_deadline)
             if kvm_deadline and "INIT" not in events:
@@ -808,6 +818,9 @@ def boot(cdir, info, args, script_bytes, accel, status):
             if now >= limit:
                 if kvm_deadline and "INIT" not in events and now >= kvm_deadline:
                     return None  # KVM hangs: caller retries with TCG
+                if boot_deadline and "INIT" not in events and now >= boot_deadline:
+                    status["events"] = events
+                    return BOOT_HUNG
                 if poweroff_deadline and now >= poweroff_deadline:
                     break  # got the exit status; guest just won't power off
                 timed_out = True
@@ -986,6 +999,13 @@ def main(argv=None):
         help="auto (default; env VM9P_ACCEL): KVM if it looks real and boots, else TCG",
     )
     ap.add_argument("--kvm-probe", type=float, default=20, help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--boot-timeout",
+        type=float,
+        default=60,
+        help="reboot a guest that has not reached init after this many seconds "
+        "(up to %d boots; 0 = never)" % BOOT_ATTEMPTS,
+    )
     ap.add_argument("--mem", type=int, default=512, help="guest RAM in MiB (default 512)")
     ap.add_argument(
         "--smp",
@@ -1091,6 +1111,7 @@ def main(argv=None):
             if args.verbose:
                 log("accel %s%s" % (accel, (" (%s)" % why) if why else ""))
         t0 = time.time()
+        args.deadline = t0 + args.timeout
         rc = boot(cdir, info, args, script_bytes, accel, status)
         if rc is None:
             log(
@@ -1099,6 +1120,20 @@ def main(argv=None):
             )
             open(kvm_marker(cdir), "w").close()
             rc = boot(cdir, info, args, script_bytes, "tcg", status)
+        for attempt in range(2, BOOT_ATTEMPTS + 1):
+            if rc != BOOT_HUNG:
+                break
+            log(
+                "guest did not reach init within %ss; booting again (attempt %d of %d)"
+                % (args.boot_timeout, attempt, BOOT_ATTEMPTS)
+            )
+            status.setdefault("boot_retries", 0)
+            status["boot_retries"] += 1
+            rc = boot(cdir, info, args, script_bytes, status.get("accel", accel), status)
+        if rc == BOOT_HUNG:
+            status["result"] = "boot-hung"
+            log("guest never reached init in %d boots" % BOOT_ATTEMPTS)
+            rc = EXIT_HARNESS
         status["total_s"] = round(time.time() - t0, 3)
         if args.verbose:
             ev = status.get("events", {})

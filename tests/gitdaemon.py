@@ -11,6 +11,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.ports import free_port
+
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "t",
     "GIT_AUTHOR_EMAIL": "t@example.com",
@@ -33,13 +35,6 @@ class GitRemote:
 def git(*args: str, cwd: Path) -> str:
     out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, check=True, env=GIT_ENV)
     return out.stdout.decode().strip()
-
-
-def free_port() -> int:
-    """A loopback TCP port nobody listens on (for now)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextmanager

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import errno as E
+import logging
 from collections.abc import Iterator
 
 from datakit import store as st
 from datakit.vfs import FsError
+
+log = logging.getLogger("datakit.fs")
 
 _ERRNO: list[tuple[type[Exception], int]] = [
     (st.NotFound, E.ENOENT),
@@ -32,8 +35,14 @@ def to_fs_error(exc: st.StoreError) -> FsError:
 
 @contextlib.contextmanager
 def store_errors() -> Iterator[None]:
-    """Re-raise store errors as FsError so the server reports them verbatim."""
+    """Re-raise store errors as FsError so the server reports them verbatim,
+    and a failing disk (full, read-only, I/O error) with its own errno: the
+    operation failed cleanly (a transaction stays open to be committed again),
+    which is the client's to know, not a server bug."""
     try:
         yield
     except st.StoreError as exc:
         raise to_fs_error(exc) from exc
+    except OSError as exc:
+        log.warning("repository write failed: %s", exc)
+        raise FsError(exc.strerror or str(exc), exc.errno or E.EIO) from exc

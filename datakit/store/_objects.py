@@ -402,6 +402,13 @@ class ObjectDB:
                     view = view[os.write(fd, view) :]
                 dirs.add(subdir)
             _parallel(datasync, [fd for fd, _, _ in pending])
+        except BaseException:
+            # Disk full, I/O error: leave no temporary files behind. Nothing
+            # was renamed into place, and the objects stay in the overlay.
+            for _, tmp, _ in pending:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+            raise
         finally:
             for fd, _, _ in pending:
                 os.close(fd)

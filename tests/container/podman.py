@@ -164,12 +164,6 @@ class Podman:
             self.run("rm", "-f", "-v", "-t", "5", *containers, check=False, timeout=60)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def port_open(port: int) -> bool:
     try:
         socket.create_connection(("127.0.0.1", port), timeout=1).close()

@@ -29,11 +29,11 @@ from tests.container.podman import (
     Podman,
     dockerfile_stages,
     effective,
-    free_port,
     healthcheck,
     port_open,
     stage,
 )
+from tests.ports import free_port
 
 # The first test builds the images (minutes on a cold cache).
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]

@@ -100,11 +100,7 @@ class TransactionDir(Directory):
         self.origin = StaticFile("origin", b"")
         self.diff = DiffDir(store, self._rw_tree_sha)
         self.merge_views: dict[str, Node] = {}
-
-    # -- listing -------------------------------------------------------------
-
-    def _children(self) -> dict[str, Node]:
-        children: dict[str, Node] = {
+        self._fixed: dict[str, Node] = {
             "ctl": self.ctl,
             "diff": self.diff,
             "merge": self.merge_file,
@@ -113,14 +109,20 @@ class TransactionDir(Directory):
             "parents": self.parents,
             "rw": self.rw_root,
         }
+
+    # -- listing -------------------------------------------------------------
+
+    def _children(self) -> dict[str, Node]:
+        children = dict(self._fixed)
         children.update(self.merge_views)
         return dict(sorted(children.items()))
 
     async def lookup(self, name: str) -> Node:
-        try:
-            return self._children()[name]
-        except KeyError:
-            raise fserr.not_found() from None
+        # Every request under a transaction walks through here: no listing.
+        node = self._fixed.get(name) or self.merge_views.get(name)
+        if node is None:
+            raise fserr.not_found()
+        return node
 
     async def entries(self) -> list[Node]:
         return list(self._children().values())

@@ -26,7 +26,13 @@ GETATTR_BASIC = 0x000007FF
 def qid_of(node: Node) -> ninep.Qid:
     # Upstream never sets QTSYMLINK and clients use the stat mode to spot
     # symlinks; deciding here would cost an attr() call on every walk step.
-    return ninep.Qid(ninep.QTDIR if node.is_dir else ninep.QTFILE, 0, node.qid_path)
+    # A node's qid never changes, so it is built once and kept on the node
+    # (every walk step answers one).
+    qid: ninep.Qid | None = getattr(node, "_ninep_qid", None)
+    if qid is None or qid.path != node.qid_path:
+        qid = ninep.Qid(ninep.QTDIR if node.is_dir else ninep.QTFILE, 0, node.qid_path)
+        node._ninep_qid = qid  # type: ignore[attr-defined]
+    return qid
 
 
 def stat_of(node: Node, attr: Attr, *, name: str | None = None) -> ninep.Stat:

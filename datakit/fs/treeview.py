@@ -109,9 +109,10 @@ class TreeFile(File):
         entry = self._entry()
         kind = KINDS[entry.kind]
         with store_errors():
+            if kind is not Kind.SYMLINK:
+                return Attr(kind, self._view.store.blob_size(entry.sha))
             data = self._view.store.read_blob(entry.sha)
-        target = data.decode("utf-8", "surrogateescape") if kind is Kind.SYMLINK else ""
-        return Attr(kind, len(data), target)
+        return Attr(kind, len(data), data.decode("utf-8", "surrogateescape"))
 
     async def open(self) -> Handle:
         entry = self._entry()

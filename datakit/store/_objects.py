@@ -240,6 +240,7 @@ class ObjectDB:
         self.blobs = _LRU(64 << 20)
         self.commits = _LRU(100_000)
         self.types = _LRU(200_000)
+        self.sizes = _LRU(200_000)  # blob sizes, so `ls -l` need not inflate blobs
 
     # -- reading ---------------------------------------------------------
     def get_raw(self, sha: str) -> tuple[int, bytes] | None:
@@ -300,6 +301,39 @@ class ObjectDB:
             raise NotFound()
         self.blobs.put(sha, raw[1], len(raw[1]) + 64)
         return raw[1]
+
+    def blob_size(self, sha: str) -> int:
+        """The length of a blob, without inflating it when it is a loose object."""
+        item = self.overlay.get(sha)
+        if item is not None:
+            if item[0] != BLOB:
+                raise NotFound()
+            return len(item[1])
+        size = self.sizes.get(sha)
+        if size is not None:
+            return size
+        data = self.blobs.get(sha)
+        if data is not None:
+            return len(data)
+        size = self._loose_blob_size(sha) if self.objects_dir is not None else None
+        if size is None:  # packed (or not there: blob() raises NotFound)
+            size = len(self.blob(sha))
+        self.sizes.put(sha, size)
+        return size
+
+    def _loose_blob_size(self, sha: str) -> int | None:
+        """Read the size from a loose object's header: its first bytes inflated."""
+        assert self.objects_dir is not None
+        try:
+            with open(os.path.join(self.objects_dir, sha[:2], sha[2:]), "rb") as f:
+                head = f.read(256)
+            header = zlib.decompressobj().decompress(head, 64)
+        except (OSError, zlib.error):
+            return None
+        kind, sep, size = header.partition(b"\0")[0].partition(b" ")
+        if kind != b"blob" or not sep or not size.isdigit():
+            return None
+        return int(size)
 
     def commit(self, sha: str) -> CommitInfo:
         info = self.commits.get(sha)

@@ -137,6 +137,9 @@ class Store:
     def read_blob(self, sha: str) -> bytes:
         return self._db.blob(sha)
 
+    def blob_size(self, sha: str) -> int:
+        return self._db.blob_size(sha)
+
     def tree(self, sha: str) -> TreeView:
         self._db.tree_entries(sha)  # NotFound unless it is a tree
         return TreeView(self._db, sha)

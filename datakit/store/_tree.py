@@ -260,7 +260,10 @@ class EditableTree:
             return None
         if isinstance(node, _Dir):
             return (Kind.DIR, 0)
-        return (node.kind, len(self._content(node)))
+        if node.data is None:
+            assert node.sha is not None
+            return (node.kind, self._db.blob_size(node.sha))
+        return (node.kind, len(node.data))
 
     def entry(self, path: Path) -> Entry | None:
         """The committed-form entry at ``path`` (writes pending blobs/trees)."""

@@ -111,3 +111,28 @@ def test_tree_view(store: Store) -> None:
         view.listdir(("c",))
     with pytest.raises(NotFound):
         store.tree("1" * 40)
+
+
+def test_blob_size_reads_only_a_loose_objects_header(tmp_path, git) -> None:  # type: ignore[no-untyped-def]
+    """`ls -l` of big files must not inflate them: a loose blob's size comes
+    from its header; a packed one's (after `git gc`) is still right."""
+    repo = tmp_path / "r.git"
+    data = bytes(range(256)) * 4096  # 1 MiB
+    with Store.open(repo) as s:
+        t = s.edit(None)
+        t.put(("big",), data)
+        tree = t.write_tree()
+        assert s.set_head("master", s.make_commit(tree, [], b"m"), expected=None)
+        sha = s.tree(tree).lookup(("big",)).sha  # type: ignore[union-attr]
+    for packed in (False, True):
+        if packed:
+            git("--git-dir", str(repo), "gc", "-q")
+            assert not (repo / "objects" / sha[:2] / sha[2:]).exists()
+        with Store.open(repo, create=False) as fresh:
+            assert fresh.blob_size(sha) == len(data)
+            assert (fresh._db.blobs.get(sha) is None) is not packed  # inflated only when packed
+            editable = fresh.edit(tree)
+            assert editable.stat(("big",)) == (Kind.FILE, len(data))
+            with pytest.raises(NotFound):
+                fresh.blob_size(tree)  # a tree is not a blob
+    assert git("--git-dir", str(repo), "cat-file", "-s", sha).strip() == str(len(data))

@@ -18,11 +18,16 @@ from typing import Any
 
 from ._durable import datasync, fsync_dir
 from ._errors import NotFound
+from ._packs import write_pack
 
 AUTHOR = b"datakit <datakit@mobyproject.org>"
 # git's default core.looseCompression: best speed; loose objects are short-lived
 # until a repack, and commit latency matters more than their size.
 LOOSE_COMPRESSION = 1
+# A flush of this many objects or more writes one pack instead of loose
+# objects. Below it, loose objects fsynced in parallel cost about as much and
+# keep the pack count (which every lookup miss walks) low.
+PACK_MIN_OBJECTS = 64
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 
 Path = tuple[str, ...]
@@ -374,9 +379,11 @@ class ObjectDB:
     def flush(self, roots: Iterable[str]) -> None:
         """Make the overlay objects reachable from ``roots`` durable on disk.
 
-        Each object is written to a temporary file, all of them are fsynced
-        concurrently (the filesystem journals them in one group commit), then
-        renamed into place, and the touched directories are fsynced.
+        A few objects become loose objects: each is written to a temporary
+        file, all of them are fsynced concurrently (the filesystem journals
+        them in one group commit), then renamed into place, and the touched
+        directories are fsynced. From :data:`PACK_MIN_OBJECTS` on, they go
+        into one pack instead: two fsyncs rather than one per object.
         """
         if self.objects_dir is None or not self.overlay:
             return
@@ -405,7 +412,11 @@ class ObjectDB:
             elif type_num == TREE:
                 todo.extend(e.sha for e in self.tree_entries(sha).values())
             batch.append((sha, type_num, raw))
-        self._write_loose_batch(batch)
+        if len(batch) >= PACK_MIN_OBJECTS:
+            assert self.objects_dir is not None
+            write_pack(self.objects_dir, batch, self.compression)
+        else:
+            self._write_loose_batch(batch)
         for sha, type_num, raw in batch:
             self.types.put(sha, type_num)
             with self._overlay_lock:

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from datakit.client.ninep_client import Client, ConnectionClosed, RemoteError
+from datakit.store._objects import PACK_MIN_OBJECTS
 from tests.ops.procs import free_port, wait_for_port
 
 
@@ -32,6 +33,10 @@ def start(repo: Path, port: int) -> subprocess.Popen[bytes]:
     return proc
 
 
+BIG_EVERY = 10  # every tenth commit also adds a directory of BIG_FILES files
+BIG_FILES = 2 * PACK_MIN_OBJECTS
+
+
 def committer(port: int, start_at: int, acked: list[int], stop: threading.Event) -> None:
     """Commit file f<i> for i = start_at, ... until the connection dies."""
     try:
@@ -42,6 +47,10 @@ def committer(port: int, start_at: int, acked: list[int], stop: threading.Event)
                 t = f"branch/master/transactions/t{i}"
                 c.mkdir(t)
                 c.create(f"{t}/rw/f{i}", str(i).encode())
+                if i % BIG_EVERY == 0:  # big enough to be written as a pack
+                    c.mkdir(f"{t}/rw/b{i}")
+                    for k in range(BIG_FILES):
+                        c.create(f"{t}/rw/b{i}/{k}", f"{i}/{k}".encode())
                 c.write(f"{t}/ctl", b"commit")
                 acked.append(i)  # the server acknowledged this commit
                 i += 1
@@ -77,6 +86,17 @@ def test_kill_9_loses_no_acknowledged_commit(tmp_path: Path) -> None:
     ).stdout.split()
     missing = [i for i in acked if f"f{i}" not in tree]
     assert not missing, f"acknowledged commits lost: {missing[:10]}"
+    big = [i for i in acked if i % BIG_EVERY == 0]
+    assert big, "no big (packed) commit was acknowledged"
+    for i in big:
+        names = subprocess.run(
+            ["git", "--git-dir", str(repo), "ls-tree", "--name-only", f"master:b{i}"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.split()
+        assert len(names) == BIG_FILES, f"commit {i}: {len(names)} of {BIG_FILES} files"
+    assert list((repo / "objects" / "pack").glob("*.pack")), "no commit was written as a pack"
     subprocess.run(
         ["git", "--git-dir", str(repo), "fsck", "--strict"], check=True, capture_output=True
     )

@@ -1,0 +1,60 @@
+"""`git gc` on the repository of a running server: commits go on, nothing is lost."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+from pathlib import Path
+
+from datakit.client.ninep_client import Client
+from tests.serverthread import running_server
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "--git-dir", str(repo), *args], check=True, capture_output=True, text=True
+    ).stdout
+
+
+def test_git_gc_while_committing(tmp_path: Path) -> None:
+    repo = tmp_path / "db.git"
+    with running_server(tmp_path, git=str(repo)) as address:
+        errors: list[BaseException] = []
+        done = threading.Event()
+
+        def commit_loop() -> None:
+            try:
+                with Client.connect(address, timeout=60) as c:
+                    c.mkdir("branch/master")
+                    for i in range(60):
+                        t = f"branch/master/transactions/t{i}"
+                        c.mkdir(t)
+                        c.create(f"{t}/rw/f{i}", f"{i}\n".encode())
+                        if i % 20 == 0:  # some commits big enough to be packs
+                            c.mkdir(f"{t}/rw/d{i}")
+                            for k in range(100):
+                                c.create(f"{t}/rw/d{i}/{k}", f"{i}/{k}".encode())
+                        c.write(f"{t}/ctl", b"commit")
+            except BaseException as exc:
+                errors.append(exc)
+            finally:
+                done.set()
+
+        worker = threading.Thread(target=commit_loop)
+        worker.start()
+        gcs = 0
+        while not done.is_set() or gcs == 0:
+            git(repo, "gc", "-q")  # repack, pack refs, prune old unreachable objects
+            gcs += 1
+        worker.join(60)
+        assert not errors, errors
+        with Client.connect(address, timeout=30) as c:
+            c.mkdir("branch/master")
+            assert c.read("branch/master/ro/f0") == b"0\n"
+            assert c.read("branch/master/ro/d40/99") == b"40/99"
+            assert len(c.ls("branch/master/ro")) == 60 + 3
+            head = c.read("branch/master/head").strip().decode()
+    assert git(repo, "rev-parse", "master").strip() == head
+    assert git(repo, "rev-list", "--count", "master").strip() == "60"
+    git(repo, "fsck", "--strict")
+    assert list((repo / "objects" / "pack").glob("*.pack"))

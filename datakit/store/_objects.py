@@ -252,11 +252,19 @@ class ObjectDB:
         item = self.overlay.get(sha)
         if item is not None:
             return item
-        try:
-            with self._backend_lock:
-                return self.backend.get_raw(sha.encode("ascii"))
-        except (KeyError, ValueError, AssertionError):
-            return None
+        key = sha.encode("ascii")
+        # Twice on disk: `git gc` may move a loose object into a new pack
+        # between dulwich's pack lookup and its loose lookup; the second
+        # pass rescans the pack directory.
+        for _ in range(2 if self.objects_dir is not None else 1):
+            try:
+                with self._backend_lock:
+                    return self.backend.get_raw(key)
+            except KeyError:
+                continue
+            except (ValueError, AssertionError):
+                return None
+        return None
 
     def object_type(self, sha: str) -> int | None:
         item = self.overlay.get(sha)
@@ -433,14 +441,21 @@ class ObjectDB:
                 path = os.path.join(subdir, sha[2:])
                 if os.path.exists(path):
                     continue
-                if not os.path.isdir(subdir):
-                    with contextlib.suppress(FileExistsError):
-                        os.mkdir(subdir)
-                    dirs.add(self.objects_dir)
                 header = _TYPE_HEADERS[type_num] + b" %d\0" % len(raw)
                 data = zlib.compress(header + raw, self.compression)
                 tmp = os.path.join(subdir, f"tmp_obj_{os.getpid()}_{os.urandom(6).hex()}")
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+                for attempt in range(3):
+                    try:
+                        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+                        break
+                    except FileNotFoundError:
+                        # A new fan-out directory, or `git gc` just removed an
+                        # emptied one (as git does, make it and try again).
+                        if attempt == 2:
+                            raise
+                        with contextlib.suppress(FileExistsError):
+                            os.mkdir(subdir)
+                        dirs.add(self.objects_dir)
                 pending.append((fd, tmp, path))
                 view = memoryview(data)
                 while view:

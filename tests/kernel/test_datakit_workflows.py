@@ -99,5 +99,8 @@ def test_shell_workflows(vm, datakit_server, tmp_path: Path, git_daemon: str, di
     if dialect != "9p2000":
         assert "120000 blob" in tree and "\tlink" in tree
     assert "empty-dir" not in tree
+    assert len(git("--git-dir", gitdir, "ls-tree", "master:many").splitlines()) == 100
+    blob = git("--git-dir", gitdir, "rev-parse", "master:many/0")
+    assert not Path(gitdir, "objects", blob[:2], blob[2:]).exists()  # packed, not loose
     branches = git("--git-dir", gitdir, "for-each-ref", "--format=%(refname:short)", "refs/heads")
     assert set(branches.split()) == {"master", "renamed", "fetched"}

@@ -44,6 +44,9 @@ if [ "$DIALECT" != 9p2000 ]; then
   expect_eq "readlink" "$(readlink $T/rw/link)" "src/Makefile"
 fi
 mkdir $T/rw/empty-dir
+mkdir $T/rw/many  # enough new objects for the commit to be written as a pack
+i=0
+while [ $i -lt 100 ]; do echo "file $i" > $T/rw/many/$i; i=$((i + 1)); done
 printf 'First commit' > $T/msg
 echo commit > $T/ctl
 [ ! -e $T ] || fail "transaction still exists after commit"
@@ -58,6 +61,8 @@ expect_eq "ro/src/lib/deep/x.c" "$(cat branch/master/ro/src/lib/deep/x.c)" "int 
 if [ "$DIALECT" != 9p2000 ]; then
   expect_eq "readlink ro/link" "$(readlink branch/master/ro/link)" "src/Makefile"
 fi
+expect_eq "ls ro/many | wc -l" "$(ls branch/master/ro/many | wc -l)" 100
+expect_eq "ro/many/99" "$(cat branch/master/ro/many/99)" "file 99"
 expect_eq "snapshot msg" "$(cat snapshots/$H1/msg)" "First commit"
 echo "HEAD1=$H1"
 

@@ -96,6 +96,8 @@ class BranchesDir(Directory):
             raise fserr.is_a_directory()
         with store_errors():
             await self.root.database.write(self.store.rename_branch, old, new_name)
+        if self.known.get(old) is not child:  # removed or renamed meanwhile
+            raise fserr.not_found()
         del self.known[old]
         stale = self.known.pop(new_name, None)
         if stale is not None:

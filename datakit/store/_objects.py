@@ -472,9 +472,24 @@ class ObjectDB:
         finally:
             for fd, _, _ in pending:
                 os.close(fd)
-        for _, tmp, path in pending:
-            os.replace(tmp, path)
-        _parallel(fsync_dir, sorted(dirs))
+        renamed = 0
+        try:
+            for _, tmp, path in pending:
+                os.replace(tmp, path)
+                renamed += 1
+        except BaseException:
+            for _, tmp, _ in pending[renamed:]:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+            raise
+        _parallel(_fsync_fanout_dir, sorted(dirs))
+
+
+def _fsync_fanout_dir(path: str) -> None:
+    # Gone: `git gc` packed this directory's objects and removed it meanwhile;
+    # they are in its (fsynced) pack now, nothing of ours left to make durable.
+    with contextlib.suppress(FileNotFoundError):
+        fsync_dir(path)
 
 
 _executor: Any = None

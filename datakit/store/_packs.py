@@ -22,7 +22,7 @@ import hashlib
 import os
 import struct
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from ._durable import datasync, fsync_dir
 
@@ -42,21 +42,41 @@ def _entry_header(type_num: int, size: int) -> bytes:
     return bytes(out)
 
 
-def encode_pack(
-    objects: Sequence[tuple[str, int, bytes]], compression: int
-) -> tuple[bytes, list[tuple[bytes, int, int]], bytes]:
-    """The pack's bytes, (binary id, crc32, offset) per object, and the checksum."""
-    parts = [b"PACK", struct.pack(">II", 2, len(objects))]
+def _stream_pack(
+    write: Callable[[bytes], object],
+    objects: Sequence[tuple[str, int, bytes]],
+    compression: int,
+) -> tuple[list[tuple[bytes, int, int]], bytes]:
+    """Write the pack piece by piece (a big blob is never held twice over);
+    return (binary id, crc32, offset) per object, and the pack's checksum."""
+    if len({sha for sha, _, _ in objects}) != len(objects):
+        raise ValueError("a pack must not hold an object twice (git rejects it)")
+    digest = hashlib.sha1()
+
+    def out(data: bytes) -> None:
+        digest.update(data)
+        write(data)
+
+    out(b"PACK" + struct.pack(">II", 2, len(objects)))
     offset = 12
     index: list[tuple[bytes, int, int]] = []
     for sha, type_num, raw in objects:
         packed = _entry_header(type_num, len(raw)) + zlib.compress(raw, compression)
         index.append((bytes.fromhex(sha), zlib.crc32(packed), offset))
-        parts.append(packed)
+        out(packed)
         offset += len(packed)
-    body = b"".join(parts)
-    checksum = hashlib.sha1(body).digest()
-    return body + checksum, index, checksum
+    checksum = digest.digest()
+    write(checksum)
+    return index, checksum
+
+
+def encode_pack(
+    objects: Sequence[tuple[str, int, bytes]], compression: int
+) -> tuple[bytes, list[tuple[bytes, int, int]], bytes]:
+    """The pack's bytes, (binary id, crc32, offset) per object, and the checksum."""
+    parts: list[bytes] = []
+    index, checksum = _stream_pack(parts.append, objects, compression)
+    return b"".join(parts), index, checksum
 
 
 def encode_index(entries: list[tuple[bytes, int, int]], pack_checksum: bytes) -> bytes:
@@ -91,6 +111,12 @@ def encode_index(entries: list[tuple[bytes, int, int]], pack_checksum: bytes) ->
     return body + hashlib.sha1(body).digest()
 
 
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
 def write_pack(
     objects_dir: str, objects: Sequence[tuple[str, int, bytes]], compression: int
 ) -> str:
@@ -100,32 +126,46 @@ def write_pack(
     Both files are written under temporary names and fsynced, then the pack
     is renamed into place before its index: git (and dulwich) only look at a
     pack that has an index, so a crash never leaves a pack visible without
-    all of its bytes.
+    all of its bytes. On any error nothing is left behind.
     """
-    pack, entries, checksum = encode_pack(objects, compression)
-    idx = encode_index(entries, checksum)
     pack_dir = os.path.join(objects_dir, "pack")
     os.makedirs(pack_dir, exist_ok=True)
-    base = os.path.join(pack_dir, f"pack-{checksum.hex()}")
-    tmp_paths: list[str] = []
+
+    def temporary(kind: str) -> tuple[int, str]:
+        path = os.path.join(pack_dir, f"tmp_{kind}_{os.getpid()}_{os.urandom(6).hex()}")
+        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444), path
+
+    leftovers: list[str] = []  # what to remove if anything fails
     try:
-        for suffix, data in ((".pack", pack), (".idx", idx)):
-            tmp = os.path.join(pack_dir, f"tmp_{suffix[1:]}_{os.getpid()}_{os.urandom(6).hex()}")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
-            tmp_paths.append(tmp)
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
-                datasync(fd)
-            finally:
-                os.close(fd)
+        fd, tmp_pack = temporary("pack")
+        leftovers.append(tmp_pack)
+        try:
+            entries, checksum = _stream_pack(lambda b: _write_all(fd, b), objects, compression)
+            datasync(fd)
+        finally:
+            os.close(fd)
+        fd, tmp_idx = temporary("idx")
+        leftovers.append(tmp_idx)
+        try:
+            _write_all(fd, encode_index(entries, checksum))
+            datasync(fd)
+        finally:
+            os.close(fd)
+        base = os.path.join(pack_dir, f"pack-{checksum.hex()}")
+        if os.path.exists(base + ".idx"):
+            # The very same pack (its name is its checksum) is already there:
+            # keep it, never replace (or, on failure, remove) what git uses.
+            for path in leftovers:
+                os.unlink(path)
+            return base + ".pack"
+        os.replace(tmp_pack, base + ".pack")
+        leftovers[0] = base + ".pack"  # invisible to git until its index is there
+        os.replace(tmp_idx, base + ".idx")
+        leftovers.clear()
     except BaseException:
-        for tmp in tmp_paths:
+        for path in leftovers:
             with contextlib.suppress(OSError):
-                os.unlink(tmp)
+                os.unlink(path)
         raise
-    os.replace(tmp_paths[0], base + ".pack")
-    os.replace(tmp_paths[1], base + ".idx")
     fsync_dir(pack_dir)
     return base + ".pack"

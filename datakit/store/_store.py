@@ -288,8 +288,15 @@ class Store:
             if not self.has_commit(new):
                 raise NotFound()
             self._db.flush([new])
-        if not self._refs.cas(name, expected, new):
-            return False
+        try:
+            if not self._refs.cas(name, expected, new):
+                return False
+        except OSError:
+            # The ref may have moved before the failure (a directory fsync
+            # after the rename): whoever watches the branch must see it.
+            if new is not None and self._refs.read(name) == new:
+                self._changed(name, new)
+            raise
         self._changed(name, new)
         return True
 

@@ -6,6 +6,8 @@ import hashlib
 import struct
 from pathlib import Path
 
+import pytest
+
 from datakit.store._objects import BLOB, COMMIT, TREE, hash_object
 from datakit.store._packs import _entry_header, encode_index, encode_pack, write_pack
 
@@ -95,3 +97,22 @@ def test_a_big_commit_lands_as_one_pack(tmp_path: Path, git) -> None:  # type: i
     with Store.open(repo, create=False) as fresh:
         view = fresh.tree(fresh.commit_info(fresh.head("master") or "").tree)
         assert view.read(("d", f"f{files - 1}")) == f"content {files - 1}\n".encode()
+
+
+def test_the_same_pack_twice_keeps_the_first_and_leaves_nothing(tmp_path: Path, git) -> None:  # type: ignore[no-untyped-def]
+    repo = tmp_path / "r.git"
+    git("init", "--bare", "-q", str(repo))
+    objs = objects()
+    first = write_pack(str(repo / "objects"), objs, 1)
+    before = Path(first).stat().st_ino
+    assert write_pack(str(repo / "objects"), objs, 1) == first
+    assert Path(first).stat().st_ino == before  # not replaced under git's feet
+    names = sorted(p.name for p in (repo / "objects" / "pack").iterdir())
+    assert len(names) == 2 and not any(n.startswith("tmp_") for n in names)
+    git("--git-dir", str(repo), "fsck", "--strict")
+
+
+def test_an_object_twice_is_refused() -> None:
+    objs = objects()
+    with pytest.raises(ValueError, match="twice"):
+        encode_pack([*objs, objs[0]], 1)

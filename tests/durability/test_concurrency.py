@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from datakit.client.ninep_client import Client
+from tests.durability.background import Background
 from tests.serverthread import running_server
 
 WRITERS = 8
@@ -77,30 +78,17 @@ def test_a_commit_waiting_for_the_disk_does_not_stall_other_connections(tmp_path
             a.create("branch/master/transactions/t/rw/f", b"data")
             lock = repo / "refs" / "heads" / "master.lock"
             lock.write_bytes(b"")  # fresh: a live competitor, not a stale lock
-            done = threading.Event()
-            errors: list[BaseException] = []
-
-            def commit() -> None:
-                try:
-                    a.write("branch/master/transactions/t/ctl", b"commit")
-                except BaseException as exc:
-                    errors.append(exc)
-                finally:
-                    done.set()
-
-            committer = threading.Thread(target=commit)
-            committer.start()
-            done.wait(0.5)  # give the commit time to reach the lock
-            assert not done.is_set(), "the commit did not wait for the ref lock"
+            committer = Background(lambda: a.write("branch/master/transactions/t/ctl", b"commit"))
+            committer.done.wait(0.5)  # give the commit time to reach the lock
+            assert not committer.done.is_set(), "the commit did not wait for the ref lock"
             os.utime(lock)  # still fresh: a lock older than 5 s counts as stale
             # Served while the commit waits (before, the event loop slept in it
             # until the lock went stale, so this answer came only after that).
             assert b.read("branch/master/head") == b"\n"
             assert b.ls("branch") == ["master"]
-            assert lock.exists() and not done.is_set()
+            assert lock.exists() and not committer.done.is_set()
             lock.unlink()
             committer.join(30)
-            assert not errors, errors
             head = b.read("branch/master/head").strip().decode()
             assert b.read("branch/master/ro/f") == b"data"
     out = subprocess.run(

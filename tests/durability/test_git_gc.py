@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import subprocess
-import threading
 from pathlib import Path
 
 from datakit.client.ninep_client import Client
+from tests.durability.background import Background
 from tests.serverthread import running_server
 
 # Enough commits for several `git gc` runs to overlap them: a gc that packs
@@ -24,35 +24,26 @@ def git(repo: Path, *args: str) -> str:
 def test_git_gc_while_committing(tmp_path: Path) -> None:
     repo = tmp_path / "db.git"
     with running_server(tmp_path, git=str(repo)) as address:
-        errors: list[BaseException] = []
-        done = threading.Event()
 
         def commit_loop() -> None:
-            try:
-                with Client.connect(address, timeout=60) as c:
-                    c.mkdir("branch/master")
-                    for i in range(COMMITS):
-                        t = f"branch/master/transactions/t{i}"
-                        c.mkdir(t)
-                        c.create(f"{t}/rw/f{i}", f"{i}\n".encode())
-                        if i % 20 == 0:  # some commits big enough to be packs
-                            c.mkdir(f"{t}/rw/d{i}")
-                            for k in range(100):
-                                c.create(f"{t}/rw/d{i}/{k}", f"{i}/{k}".encode())
-                        c.write(f"{t}/ctl", b"commit")
-            except BaseException as exc:
-                errors.append(exc)
-            finally:
-                done.set()
+            with Client.connect(address, timeout=60) as c:
+                c.mkdir("branch/master")
+                for i in range(COMMITS):
+                    t = f"branch/master/transactions/t{i}"
+                    c.mkdir(t)
+                    c.create(f"{t}/rw/f{i}", f"{i}\n".encode())
+                    if i % 20 == 0:  # some commits big enough to be packs
+                        c.mkdir(f"{t}/rw/d{i}")
+                        for k in range(100):
+                            c.create(f"{t}/rw/d{i}/{k}", f"{i}/{k}".encode())
+                    c.write(f"{t}/ctl", b"commit")
 
-        worker = threading.Thread(target=commit_loop)
-        worker.start()
+        committer = Background(commit_loop)
         gcs = 0
-        while not done.is_set() or gcs == 0:
+        while not committer.done.is_set() or gcs == 0:
             git(repo, "gc", "-q")  # repack, pack refs, prune old unreachable objects
             gcs += 1
-        worker.join(60)
-        assert not errors, errors
+        committer.join(60)
         with Client.connect(address, timeout=30) as c:
             c.mkdir("branch/master")
             assert c.read("branch/master/ro/f0") == b"0\n"

@@ -1,4 +1,4 @@
-"""The two syscalls durable writes are made of, shared by objects and refs."""
+"""The syscalls durable writes are made of, shared by objects, packs and refs."""
 
 from __future__ import annotations
 
@@ -8,10 +8,33 @@ import os
 datasync = getattr(os, "fdatasync", os.fsync)
 
 
-def fsync_dir(path: str) -> None:
-    """Make the entries of directory `path` (new names, renames) durable."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+def write_all(fd: int, data: bytes) -> None:
+    """os.write until every byte is written (it may write less at a time)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def new_temporary(directory: str, kind: str) -> tuple[int, str]:
+    """Create a read-only ``tmp_<kind>_…`` file in ``directory`` (git's own
+    temporary prefix, so `git gc` knows what a crash left); return fd, path."""
+    path = os.path.join(directory, f"tmp_{kind}_{os.getpid()}_{os.urandom(6).hex()}")
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444), path
+
+
+def _fsync(path: str, flags: int) -> None:
+    fd = os.open(path, os.O_RDONLY | flags)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def fsync_file(path: str) -> None:
+    """Make a file written by someone else (dulwich) durable."""
+    _fsync(path, 0)
+
+
+def fsync_dir(path: str) -> None:
+    """Make the entries of directory `path` (new names, renames) durable."""
+    _fsync(path, getattr(os, "O_DIRECTORY", 0))

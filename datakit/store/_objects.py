@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from ._durable import datasync, fsync_dir
+from ._durable import datasync, fsync_dir, new_temporary, write_all
 from ._errors import NotFound
 from ._packs import write_pack
 
@@ -443,10 +443,9 @@ class ObjectDB:
                     continue
                 header = _TYPE_HEADERS[type_num] + b" %d\0" % len(raw)
                 data = zlib.compress(header + raw, self.compression)
-                tmp = os.path.join(subdir, f"tmp_obj_{os.getpid()}_{os.urandom(6).hex()}")
                 for attempt in range(3):
                     try:
-                        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+                        fd, tmp = new_temporary(subdir, "obj")
                         break
                     except FileNotFoundError:
                         # A new fan-out directory, or `git gc` just removed an
@@ -457,9 +456,7 @@ class ObjectDB:
                             os.mkdir(subdir)
                         dirs.add(self.objects_dir)
                 pending.append((fd, tmp, path))
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
+                write_all(fd, data)
                 dirs.add(subdir)
             _parallel(datasync, [fd for fd, _, _ in pending])
         except BaseException:

@@ -24,7 +24,7 @@ import struct
 import zlib
 from collections.abc import Callable, Sequence
 
-from ._durable import datasync, fsync_dir
+from ._durable import datasync, fsync_dir, new_temporary, write_all
 
 _LARGE_OFFSET = 0x80000000
 
@@ -111,12 +111,6 @@ def encode_index(entries: list[tuple[bytes, int, int]], pack_checksum: bytes) ->
     return body + hashlib.sha1(body).digest()
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
 def write_pack(
     objects_dir: str, objects: Sequence[tuple[str, int, bytes]], compression: int
 ) -> str:
@@ -131,23 +125,19 @@ def write_pack(
     pack_dir = os.path.join(objects_dir, "pack")
     os.makedirs(pack_dir, exist_ok=True)
 
-    def temporary(kind: str) -> tuple[int, str]:
-        path = os.path.join(pack_dir, f"tmp_{kind}_{os.getpid()}_{os.urandom(6).hex()}")
-        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444), path
-
     leftovers: list[str] = []  # what to remove if anything fails
     try:
-        fd, tmp_pack = temporary("pack")
+        fd, tmp_pack = new_temporary(pack_dir, "pack")
         leftovers.append(tmp_pack)
         try:
-            entries, checksum = _stream_pack(lambda b: _write_all(fd, b), objects, compression)
+            entries, checksum = _stream_pack(lambda b: write_all(fd, b), objects, compression)
             datasync(fd)
         finally:
             os.close(fd)
-        fd, tmp_idx = temporary("idx")
+        fd, tmp_idx = new_temporary(pack_dir, "idx")
         leftovers.append(tmp_idx)
         try:
-            _write_all(fd, encode_index(entries, checksum))
+            write_all(fd, encode_index(entries, checksum))
             datasync(fd)
         finally:
             os.close(fd)

@@ -14,7 +14,7 @@ import os
 import re
 import time
 
-from ._durable import fsync_dir
+from ._durable import fsync_dir, write_all
 from ._errors import StoreError
 
 _NAME_CHARS = re.compile(r"[A-Za-z0-9/_.\-]+\Z")
@@ -98,9 +98,7 @@ class _Lock:
             delay = min(delay * 2, 0.02)
 
     def commit(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self.fd, view) :]
+        write_all(self.fd, data)
         os.fsync(self.fd)
         os.close(self.fd)
         self.fd = -1

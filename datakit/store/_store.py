@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from ._durable import fsync_dir, fsync_file
 from ._errors import (
     FetchError,
     InvalidBranchName,
@@ -500,17 +501,9 @@ class Store:
             new = set(os.listdir(pack_dir)) - before
             for fn in new:
                 with contextlib.suppress(OSError):
-                    fd = os.open(os.path.join(pack_dir, fn), os.O_RDONLY)
-                    try:
-                        os.fsync(fd)
-                    finally:
-                        os.close(fd)
+                    fsync_file(os.path.join(pack_dir, fn))
             if new:
-                fd = os.open(pack_dir, os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
+                fsync_dir(pack_dir)
         sha = found[0]
         if self._db.object_type(sha) != COMMIT:
             raise FetchError(f"error: cannot fetch {url}")

@@ -29,7 +29,7 @@ def qid_of(node: Node) -> ninep.Qid:
     # A node's qid never changes, so it is built once and kept on the node
     # (every walk step answers one).
     qid: ninep.Qid | None = getattr(node, "_ninep_qid", None)
-    if qid is None or qid.path != node.qid_path:
+    if qid is None:
         qid = ninep.Qid(ninep.QTDIR if node.is_dir else ninep.QTFILE, 0, node.qid_path)
         node._ninep_qid = qid  # type: ignore[attr-defined]
     return qid

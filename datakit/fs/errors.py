@@ -22,6 +22,8 @@ _ERRNO: list[tuple[type[Exception], int]] = [
     (st.NotFastForward, E.EINVAL),
     (st.MergeConflict, E.EINVAL),
     (st.InvalidBranchName, E.EINVAL),
+    (st.InvalidName, E.EINVAL),
+    (st.NameTooLong, E.ENAMETOOLONG),
     (st.FetchError, E.EIO),
 ]
 

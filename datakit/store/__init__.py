@@ -6,14 +6,17 @@ from ._errors import (
     FetchError,
     InvalidBranchName,
     InvalidHash,
+    InvalidName,
     InvalidOffset,
     IsADirectory,
     MergeConflict,
+    NameTooLong,
     NotADirectory,
     NotFastForward,
     NotFound,
     StoreError,
 )
+from ._names import check_name
 from ._objects import AUTHOR, EMPTY_TREE, CommitInfo, Entry, Kind, Path
 from ._refs import is_valid_branch_name
 from ._store import Store
@@ -29,10 +32,12 @@ __all__ = [
     "FetchError",
     "InvalidBranchName",
     "InvalidHash",
+    "InvalidName",
     "InvalidOffset",
     "IsADirectory",
     "Kind",
     "MergeConflict",
+    "NameTooLong",
     "NotADirectory",
     "NotFastForward",
     "NotFound",
@@ -40,6 +45,7 @@ __all__ = [
     "Store",
     "StoreError",
     "TreeView",
+    "check_name",
     "conflict_bytes",
     "is_valid_branch_name",
 ]

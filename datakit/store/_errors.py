@@ -67,6 +67,20 @@ class InvalidBranchName(StoreError):
         super().__init__(f"{name} is not a valid branch name.")
 
 
+class InvalidName(StoreError):
+    """A tree entry name git would refuse (``_names.check_name``); EINVAL."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+
+
+class NameTooLong(StoreError):
+    """A name longer than a filesystem or the ref store can hold; ENAMETOOLONG."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+
+
 class FetchError(StoreError):
     """One of ``error: no head to fetch`` / ``error: cannot fetch <url>`` /
     ``error: remote url is not defined``."""

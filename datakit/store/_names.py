@@ -1,0 +1,108 @@
+"""Which tree entry names may be stored: exactly those `git fsck --strict`
+accepts and a checkout on Linux can materialise.
+
+This is the one place the rule lives. Every path that builds a tree (the
+editable tree of a transaction, merge results, fetched objects, both client
+backends) asks :func:`check_name`, so nothing git would refuse is ever
+stored. The checks follow git's ``fsck.c`` and ``path.c`` (``verify_path``,
+``is_hfs_dotgit``, ``is_ntfs_dotgit``): fsck applies the HFS+ and NTFS
+variants on every platform, because a repository may be cloned anywhere.
+
+Names are ``str`` in the store, with bytes that are not UTF-8 carried as
+surrogate escapes (see ``_objects.encode_name``); the checks run on the
+bytes git would see.
+"""
+
+from __future__ import annotations
+
+from ._errors import InvalidName, NameTooLong
+
+# A path component longer than this cannot be created by a checkout on Linux
+# filesystems (NAME_MAX); git stores it, but it could never be materialised.
+NAME_MAX = 255
+
+# Code points HFS+ ignores when comparing names (git's is_hfs_dotgit): a name
+# like ".g\u200cit" is ".git" on a Mac.
+_HFS_IGNORABLE = frozenset(
+    [*range(0x200C, 0x2010), *range(0x202A, 0x202F), *range(0x206A, 0x2070), 0xFEFF]
+)
+_MESSAGE_NAME_MAX = 64  # the longest name echoed back in an error message
+
+
+def _as_bytes(name: str | bytes) -> bytes:
+    if isinstance(name, bytes):
+        return name
+    return name.encode("utf-8", "surrogateescape")
+
+
+def _shown(raw: bytes) -> str:
+    """The name as an error message may quote it: bounded, printable."""
+    text = repr(raw[:_MESSAGE_NAME_MAX])[1:]
+    return text + ("..." if len(raw) > _MESSAGE_NAME_MAX else "")
+
+
+def _only_spaces_and_periods(rest: bytes) -> bool:
+    return all(c in b" ." for c in rest)
+
+
+def is_ntfs_dotgit(raw: bytes, base: bytes = b".git", short: bytes = b"git~1") -> bool:
+    """True if NTFS would open ``.git`` (or ``base``) for this name: the name up
+    to the first backslash or colon (an alternate data stream) is ``base`` or
+    its 8.3 short name, case-insensitively, followed only by spaces and dots."""
+    end = len(raw)
+    for sep in (b"\\", b":"):
+        pos = raw.find(sep)
+        if pos >= 0:
+            end = min(end, pos)
+    head = raw[:end].lower()
+    for prefix in (base, short):
+        if head.startswith(prefix) and _only_spaces_and_periods(head[len(prefix) :]):
+            return True
+    return False
+
+
+def is_hfs_dotgit(raw: bytes, base: str = ".git") -> bool:
+    """True if HFS+ would open ``.git`` (or ``base``) for this name: the same
+    letters in any case once the code points HFS+ ignores are dropped."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    folded = "".join(c for c in text if ord(c) not in _HFS_IGNORABLE)
+    return folded.isascii() and folded.lower() == base
+
+
+def problem(name: str | bytes, *, symlink: bool = False) -> str | None:
+    """Why ``name`` may not be stored as a tree entry, or None if it may."""
+    raw = _as_bytes(name)
+    if raw == b"":
+        return "empty name"
+    if raw in (b".", b".."):
+        return f"{raw.decode()} is not a file name"
+    if b"/" in raw:
+        return "a name cannot contain '/'"
+    if b"\0" in raw:
+        return "a name cannot contain NUL"
+    # NTFS also treats a backslash as a separator: git's fsck checks the part
+    # after each one as if it began a name.
+    parts = [raw, *(raw[i + 1 :] for i in range(len(raw)) if raw[i] == 0x5C)]
+    if is_hfs_dotgit(raw) or any(is_ntfs_dotgit(p) for p in parts):
+        return "git reserves the name .git (in any case, and its NTFS and HFS+ forms)"
+    if symlink and (
+        is_hfs_dotgit(raw, ".gitmodules")
+        or any(is_ntfs_dotgit(p, b".gitmodules", b"gitmod~1") for p in parts)
+    ):
+        return ".gitmodules cannot be a symbolic link"
+    return None
+
+
+def check_name(name: str | bytes, *, symlink: bool = False) -> None:
+    """Raise :class:`InvalidName` (EINVAL) or :class:`NameTooLong`
+    (ENAMETOOLONG) unless ``name`` may be stored as a tree entry;
+    ``symlink``: the entry is a symbolic link."""
+    reason = problem(name, symlink=symlink)
+    raw = _as_bytes(name)
+    if reason is not None:
+        raise InvalidName(f"Invalid name {_shown(raw)}: {reason}")
+    if len(raw) > NAME_MAX:
+        raise NameTooLong(f"Name too long ({len(raw)} bytes, at most {NAME_MAX}): {_shown(raw)}")

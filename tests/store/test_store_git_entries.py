@@ -19,7 +19,9 @@ SUB = "0123456789abcdef0123456789abcdef01234567"  # a commit of another reposito
 def _literal_tree(git, repo: Path, entries: list[tuple[bytes, bytes, str]]) -> str:  # type: ignore[no-untyped-def]
     """A tree object holding exactly these (mode, name, sha) entries, in order."""
     body = b"".join(mode + b" " + name + b"\0" + bytes.fromhex(sha) for mode, name, sha in entries)
-    return git("hash-object", "-t", "tree", "-w", "--literally", "--stdin", cwd=repo, input=body).strip()
+    return git(
+        "hash-object", "-t", "tree", "-w", "--literally", "--stdin", cwd=repo, input=body
+    ).strip()
 
 
 @pytest.fixture
@@ -28,11 +30,15 @@ def repo(tmp_path: Path, git) -> Path:  # type: ignore[no-untyped-def]
     path = tmp_path / "repo.git"
     git("init", "-q", "--bare", str(path))
     blob = git("hash-object", "-w", "--stdin", cwd=path, input=b"hello\n").strip()
-    inner = git("mktree", cwd=path, input=f"160000 commit {SUB}\tsub2\n100644 blob {blob}\tf\n".encode()).strip()
+    inner = git(
+        "mktree", cwd=path, input=f"160000 commit {SUB}\tsub2\n100644 blob {blob}\tf\n".encode()
+    ).strip()
     root = git(
         "mktree",
         cwd=path,
-        input=f"100644 blob {blob}\ta\n040000 tree {inner}\tdir\n160000 commit {SUB}\tsub\n".encode(),
+        input=(
+            f"100644 blob {blob}\ta\n040000 tree {inner}\tdir\n160000 commit {SUB}\tsub\n"
+        ).encode(),
     ).strip()
     commit = git("commit-tree", root, "-m", "by git", cwd=path).strip()
     git("update-ref", "refs/heads/master", commit, cwd=path)
@@ -124,7 +130,9 @@ def test_every_entry_git_accepts_is_re_serialised_exactly(tmp_path: Path, git, m
     with Store.open(path) as store:
         _commit_on_master(store, lambda t: t.put(("z",), b"new"))
     new_root = git("rev-parse", "master^{tree}", cwd=path).strip()
-    expected = _literal_tree(git, path, [(b"100644", b"a", blob), odd, (b"100644", b"z", blob_z(git, path))])
+    expected = _literal_tree(
+        git, path, [(b"100644", b"a", blob), odd, (b"100644", b"z", blob_z(git, path))]
+    )
     assert new_root == expected
 
 

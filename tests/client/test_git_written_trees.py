@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from datakit import ninep
-from datakit.client import BackendError, Connection, File, Kind, Link, Stat, connect
+from datakit.client import Added, BackendError, Connection, File, Kind, Link, Stat, connect
 from datakit.client.ninep_client import Client
 from tests.ops.procs import datakit_process
 
@@ -131,10 +131,22 @@ def test_names_and_targets_created_through_datakit_are_stored_as_bytes(
     conn: Connection, repo: Path
 ) -> None:
     raw = b"new-\xe9\x80"
+    name = raw.decode("utf-8", "surrogateescape")
+    base = conn.branch("master").head()
+    assert base is not None
     with conn.branch("master").transaction() as t:
-        t.create_file(raw.decode("utf-8", "surrogateescape"), b"data")
+        t.create_file(name, b"data")
         t.create_symlink("link2", TARGET)
+        # diffs name such paths too (a diff file, a listing of conflicts)
+        assert t.diff(base) == [Added("link2"), Added(name)]
         t.commit("bytes")
+    other = conn.branch("other")
+    other.fast_forward(base)
+    with other.transaction() as t:
+        t.create_file(name, b"other data")
+        _, conflicts = t.merge(conn.branch("master").head())  # type: ignore[arg-type]
+        assert conflicts == [name]
+        t.abort()
     listing = _ls_tree(repo)
     assert b"\t" + raw + b"\0" in listing
     link_sha = git(repo, "rev-parse", "master:link2").decode().strip()

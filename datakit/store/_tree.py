@@ -366,9 +366,12 @@ class EditableTree:
             raise IsADirectory()
         parent = self._dir_for_edit(path[:-1], create=True)
         children = self._children(parent)
-        if isinstance(children.get(path[-1]), _Dir):
+        old = children.get(path[-1])
+        if isinstance(old, _Dir):
             raise IsADirectory()
-        children[path[-1]] = _File(kind, None, bytearray(target or b""))
+        # Replacing a file by one of the same kind keeps git's mode spelling.
+        mode = old.mode if old is not None and old.kind is kind else b""
+        children[path[-1]] = _File(kind, None, bytearray(target or b""), mode)
         self._clear_conflict(path)
 
     def put(self, path: Path, data: bytes, kind: Kind = Kind.FILE) -> None:

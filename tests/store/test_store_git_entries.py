@@ -138,3 +138,22 @@ def test_every_entry_git_accepts_is_re_serialised_exactly(tmp_path: Path, git, m
 
 def blob_z(git, path: Path) -> str:  # type: ignore[no-untyped-def]
     return git("hash-object", "--stdin", cwd=path, input=b"new").strip()
+
+
+def test_an_edited_entry_keeps_gits_mode_until_its_kind_changes(tmp_path: Path, git) -> None:  # type: ignore[no-untyped-def]
+    """Rewriting a 100664 file (in place, or replacing it as a client's
+    replace_file does) keeps 100664; chmod +x makes it ours, 100755."""
+    path = tmp_path / "repo.git"
+    git("init", "-q", "--bare", str(path))
+    blob = git("hash-object", "-w", "--stdin", cwd=path, input=b"data\n").strip()
+    root = _literal_tree(git, path, [(b"100664", b"a", blob), (b"100664", b"b", blob)])
+    with Store.open(path) as store:
+        tree = store.edit(root)
+        tree.write(("a",), 0, b"D")
+        tree.put(("b",), b"new")
+        written = store.tree(tree.write_tree())
+        assert written.lookup(("a",)).mode == b"100664"  # type: ignore[union-attr]
+        assert written.read(("a",)) == b"Data\n"
+        assert written.lookup(("b",)).mode == b"100664"  # type: ignore[union-attr]
+        tree.set_kind(("b",), Kind.EXEC)
+        assert store.tree(tree.write_tree()).lookup(("b",)).mode_bytes == b"100755"  # type: ignore[union-attr]

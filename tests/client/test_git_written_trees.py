@@ -95,6 +95,10 @@ def test_git_written_tree_reads_as_its_bytes(conn: Connection) -> None:
     assert tree.read("badlink") == Link(TARGET)
     assert tree.stat("sub") == Stat(Kind.GITLINK, 41)
     assert tree.read("sub") == File(SUB.encode() + b"\n")
+    # A watch of the path sees the same value (tree.live says G-<commit>).
+    master = conn.branch("master")
+    assert master.wait_for_path("sub", lambda node: node, timeout=30) == File(SUB.encode() + b"\n")
+    assert master.wait_for_path(NAME, lambda node: node, timeout=30) == File(b"hello\n")
 
 
 def test_commit_keeps_submodule_and_names_byte_for_byte(conn: Connection, repo: Path) -> None:

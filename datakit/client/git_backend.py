@@ -10,6 +10,7 @@ and poll the refs now and then to notice commits made by other processes
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
 import time
@@ -78,6 +79,7 @@ _KINDS = {
     st.Kind.EXEC: Kind.EXEC,
     st.Kind.LINK: Kind.LINK,
     st.Kind.DIR: Kind.DIR,
+    st.Kind.GITLINK: Kind.GITLINK,
 }
 _OPS: dict[str, type[Added] | type[Removed] | type[Updated]] = {
     "+": Added,
@@ -107,6 +109,8 @@ def translate(exc: st.StoreError) -> DataKitError:
         return InvalidBranchName(str(exc))
     if isinstance(exc, st.FetchError):
         return FetchFailed(str(exc))
+    if isinstance(exc, st.ReadOnlyEntry):
+        return BackendError(str(exc), errno.EROFS)  # as the server's EROFS reply
     return BackendError(str(exc))
 
 
@@ -324,7 +328,7 @@ class GitTree(Tree):
                 raise DoesNotExist()
             if entry.kind is st.Kind.DIR:
                 return Dir(tuple(name for name, _ in self._view.listdir(steps)))
-            data = self._conn.store.read_blob(entry.sha)
+            data = self._conn.store.content(entry)
         if entry.kind is st.Kind.LINK:
             return Link(data.decode("utf-8", "surrogateescape"))
         return File(data)
@@ -337,7 +341,7 @@ class GitTree(Tree):
                 return None
             if entry.kind is st.Kind.DIR:
                 return Stat(Kind.DIR, 0)
-            return Stat(_KINDS[entry.kind], len(self._conn.store.read_blob(entry.sha)))
+            return Stat(_KINDS[entry.kind], self._conn.store.content_size(entry))
 
 
 class GitCommit(Commit):
@@ -439,7 +443,7 @@ class GitBranch(Branch):
         store = self._conn.store
         if entry.kind is st.Kind.DIR:
             return GitTree(self._conn, store.tree(entry.sha))
-        data = store.read_blob(entry.sha)
+        data = store.content(entry)
         if entry.kind is st.Kind.EXEC:
             return Exec(data)
         if entry.kind is st.Kind.LINK:
@@ -535,7 +539,7 @@ class GitTransaction(Transaction):
         self._put(path, data, st.Kind.EXEC if executable else st.Kind.FILE)
 
     def create_symlink(self, path: PathLike, target: str) -> None:
-        self._put(path, target.encode(), st.Kind.LINK)
+        self._put(path, target.encode("utf-8", "surrogateescape"), st.Kind.LINK)
 
     def _existing_file(self, steps: Steps) -> st.Kind:
         kind = self._kind(steps)
@@ -549,13 +553,18 @@ class GitTransaction(Transaction):
         steps = self._steps(path)
         with self._conn.lock:
             kind = self._existing_file(steps)
+            if kind is st.Kind.GITLINK:
+                raise translate(st.ReadOnlyEntry())
             self._tree.put(steps, bytes(data), kind)
 
     def set_executable(self, path: PathLike, executable: bool) -> None:
         steps = self._steps(path)
         with self._conn.lock:
             self._existing_file(steps)
-            self._tree.set_kind(steps, st.Kind.EXEC if executable else st.Kind.FILE)
+            try:
+                self._tree.set_kind(steps, st.Kind.EXEC if executable else st.Kind.FILE)
+            except st.StoreError as exc:
+                raise translate(exc) from None
 
     def remove(self, path: PathLike) -> None:
         steps = self._steps(path)

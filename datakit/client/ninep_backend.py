@@ -146,6 +146,8 @@ def _kind_of_mode(mode: int) -> Kind:
         return Kind.DIR
     if mode & ninep.DMSYMLINK:
         return Kind.LINK
+    if not mode & 0o222:
+        return Kind.GITLINK  # the only read-only file the server shows (0444)
     return Kind.EXEC if mode & 0o100 else Kind.FILE
 
 
@@ -460,6 +462,8 @@ class NinepBranch(Branch):
             return None
         if line.startswith("D-"):
             return NinepTree(self._conn, ("trees", line))
+        if line.startswith("G-"):  # a submodule: its commit is not in this repository
+            return File(line[2:].encode() + b"\n")
         data = self._conn.read_bytes(("trees", line))
         if line.startswith("X-"):
             return Exec(data)

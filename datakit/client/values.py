@@ -67,6 +67,8 @@ class Kind(enum.Enum):
     EXEC = "exec"
     LINK = "link"
     DIR = "dir"
+    # A submodule (git's gitlink): read-only, reads as File(b"<commit id>\n").
+    GITLINK = "gitlink"
 
 
 @dataclass(frozen=True, slots=True)

@@ -134,7 +134,7 @@ class BranchDir(Directory):
             "fast-forward": CommandFile("fast-forward", self._fast_forward),
             "reflog": ReflogFile("reflog", self),
             "head": StatusFile("head", lambda: render_head(store.head(name))),
-            "diff": DiffDir(store, lambda: (t.sha if (t := head_tree()) else None)),
+            "diff": DiffDir(store, lambda: t.sha if (t := head_tree()) else None),
         }
         self.head_tree = head_tree
 
@@ -241,4 +241,10 @@ class WatchDir(Directory):
         return nodes
 
 
-_PREFIX = {st.Kind.DIR: "D", st.Kind.FILE: "F", st.Kind.EXEC: "X", st.Kind.LINK: "L"}
+_PREFIX = {
+    st.Kind.DIR: "D",
+    st.Kind.FILE: "F",
+    st.Kind.EXEC: "X",
+    st.Kind.LINK: "L",
+    st.Kind.GITLINK: "G",  # G-<commit of the submodule>
+}

@@ -12,7 +12,10 @@ from datakit.vfs.nodes import Kind
 
 
 def render_diff(changes: list[tuple[str, tuple[str, ...]]]) -> bytes:
-    return b"".join(f"{op} {'/'.join(path)}\n".encode() for op, path in changes)
+    # Paths are the names' own bytes (not always UTF-8: surrogateescape).
+    return b"".join(
+        f"{op} {'/'.join(path)}\n".encode("utf-8", "surrogateescape") for op, path in changes
+    )
 
 
 class DiffDir(Directory):

@@ -19,6 +19,11 @@ STORE_KINDS = {Kind.FILE: st.Kind.FILE, Kind.EXEC: st.Kind.EXEC, Kind.SYMLINK: s
 Path = tuple[str, ...]
 
 
+def _target_bytes(target: str | None) -> bytes | None:
+    # Targets arrive as the exact bytes the client sent (surrogateescape).
+    return None if target is None else target.encode("utf-8", "surrogateescape")
+
+
 class RwTree:
     """The per-transaction node cache around one EditableTree."""
 
@@ -73,9 +78,7 @@ class RwDir(Directory):
         if kind is Kind.SYMLINK and target is None:
             raise FsError("Missing target for symlink!", E.EINVAL)
         with store_errors():
-            self.rw.tree.create_file(
-                path, STORE_KINDS[kind], target.encode() if target is not None else None
-            )
+            self.rw.tree.create_file(path, STORE_KINDS[kind], _target_bytes(target))
         return self.rw.node(path, False)
 
     async def mkdir(self, name: str) -> Node:
@@ -131,9 +134,7 @@ class RwFile(File):
         with store_errors():
             if self.rw.tree.kind(self.path) is None:
                 raise fserr.not_found()
-            self.rw.tree.set_kind(
-                self.path, STORE_KINDS[kind], target.encode() if target is not None else None
-            )
+            self.rw.tree.set_kind(self.path, STORE_KINDS[kind], _target_bytes(target))
 
 
 class _RwHandle(Handle):

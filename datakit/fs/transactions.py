@@ -140,7 +140,7 @@ class TransactionDir(Directory):
 
     def _conflicts_text(self) -> bytes:
         paths = sorted(self.rw.tree.conflicts, key=conflict_order)
-        return b"".join("/".join(p).encode() + b"\n" for p in paths)
+        return b"".join("/".join(p).encode("utf-8", "surrogateescape") + b"\n" for p in paths)
 
     def _message(self) -> bytes:
         return bytes(self.msg.data)

@@ -24,6 +24,7 @@ KINDS = {
     st.Kind.EXEC: Kind.EXEC,
     st.Kind.LINK: Kind.SYMLINK,
     st.Kind.DIR: Kind.DIR,
+    st.Kind.GITLINK: Kind.GITLINK,
 }
 
 
@@ -110,14 +111,14 @@ class TreeFile(File):
         kind = KINDS[entry.kind]
         with store_errors():
             if kind is not Kind.SYMLINK:
-                return Attr(kind, self._view.store.blob_size(entry.sha))
+                return Attr(kind, self._view.store.content_size(entry))
             data = self._view.store.read_blob(entry.sha)
         return Attr(kind, len(data), data.decode("utf-8", "surrogateescape"))
 
     async def open(self) -> Handle:
         entry = self._entry()
         with store_errors():
-            data = self._view.store.read_blob(entry.sha)
+            data = self._view.store.content(entry)
         return BytesHandle(data)
 
     async def truncate(self, length: int) -> None:

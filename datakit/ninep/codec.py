@@ -10,7 +10,7 @@ per-call reflection or format parsing happens.
 Field codes::
 
     b h i q   unsigned integer of 1, 2, 4, 8 bytes
-    s         string: len[2] + UTF-8 bytes
+    s         string: len[2] + bytes (UTF-8 by convention, see below)
     Q         qid[13]
     W         nwname[2] + nwname * s   (tuple[str, ...], at most 16)
     X         nwqid[2] + nwqid * qid   (tuple[Qid, ...], at most 16)
@@ -20,11 +20,13 @@ Field codes::
               (n_uname, errno, extension); always trailing, so plain 9P2000
               leaves the dataclass default in place
 
-Strings must be valid UTF-8. Invalid UTF-8 from the peer raises
-:class:`ProtocolError` rather than being smuggled through with
-``surrogateescape``: the rest of DataKit stores names as ``str`` and must
-never see lone surrogates, and an ``Rerror`` for that one request is a
-better outcome than a name that cannot be written back.
+Strings are the exact bytes on the wire: they decode as UTF-8 with
+``surrogateescape`` and encode back the same way. A Linux client sends file
+names and symlink targets as whatever bytes they are (anything but ``/`` and
+NUL), and so does git store them; DataKit keeps names as ``str`` with the
+same error handler (``datakit.store``), so a name that is not UTF-8 walks,
+lists, stats and reads back byte for byte. Only a ``str`` no bytes decode to
+(a lone surrogate made up in Python) cannot be encoded.
 """
 
 from __future__ import annotations
@@ -180,7 +182,7 @@ def _field_count(steps: tuple[Step, ...]) -> int:
 
 
 def _encode_str(s: str) -> bytes:
-    b = s.encode("utf-8")
+    b = s.encode("utf-8", "surrogateescape")
     if len(b) > 0xFFFF:
         raise EncodeError(f"string of {len(b)} bytes does not fit a 9P string")
     return _U16.pack(len(b)) + b
@@ -192,7 +194,7 @@ def _read_str(buf: Buffer, pos: int, end: int) -> tuple[str, int]:
     stop = pos + 2 + _U16.unpack_from(buf, pos)[0]
     if stop > end:
         raise ProtocolError("string runs past the end of its container")
-    return str(buf[pos + 2 : stop], "utf-8"), stop
+    return str(buf[pos + 2 : stop], "utf-8", "surrogateescape"), stop
 
 
 def _read_qid(buf: Buffer, pos: int, end: int) -> tuple[Qid, int]:
@@ -492,8 +494,6 @@ def _decode_frame(buf: Buffer, start: int, end: int, dialect: Dialect) -> Messag
     except ProtocolError as e:
         e.tag = tag
         raise
-    except UnicodeDecodeError as e:
-        raise ProtocolError(f"invalid UTF-8 in string: {e.reason}", tag) from e
     except (struct.error, ValueError, IndexError, TypeError) as e:
         # Defensive: the explicit bounds checks above should make this
         # unreachable, but the decoder must never leak a non-9P error.
@@ -537,12 +537,9 @@ def decode_stats(data: Buffer, dialect: Dialect) -> list[Stat]:
     extended = dialect is not _V2000
     out: list[Stat] = []
     pos, end = 0, len(buf)
-    try:
-        while pos < end:
-            st, pos = _read_stat(buf, pos, end, extended)
-            out.append(st)
-    except UnicodeDecodeError as e:
-        raise ProtocolError(f"invalid UTF-8 in stat record: {e.reason}") from e
+    while pos < end:
+        st, pos = _read_stat(buf, pos, end, extended)
+        out.append(st)
     return out
 
 
@@ -561,13 +558,10 @@ def decode_dirents(data: Buffer) -> list[Dirent]:
     out: list[Dirent] = []
     pos, end = 0, len(buf)
     fixed = _DIRENT_FIXED.size
-    try:
-        while pos < end:
-            if pos + fixed > end:
-                raise ProtocolError("truncated dirent")
-            qt, qv, qp, offset, typ = _DIRENT_FIXED.unpack_from(buf, pos)
-            name, pos = _read_str(buf, pos + fixed, end)
-            out.append(Dirent(Qid(qt, qv, qp), offset, typ, name))
-    except UnicodeDecodeError as e:
-        raise ProtocolError(f"invalid UTF-8 in dirent name: {e.reason}") from e
+    while pos < end:
+        if pos + fixed > end:
+            raise ProtocolError("truncated dirent")
+        qt, qv, qp, offset, typ = _DIRENT_FIXED.unpack_from(buf, pos)
+        name, pos = _read_str(buf, pos + fixed, end)
+        out.append(Dirent(Qid(qt, qv, qp), offset, typ, name))
     return out

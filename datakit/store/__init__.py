@@ -14,6 +14,7 @@ from ._errors import (
     NotADirectory,
     NotFastForward,
     NotFound,
+    ReadOnlyEntry,
     StoreError,
 )
 from ._names import check_name
@@ -42,6 +43,7 @@ __all__ = [
     "NotFastForward",
     "NotFound",
     "Path",
+    "ReadOnlyEntry",
     "Store",
     "StoreError",
     "TreeView",

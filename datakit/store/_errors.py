@@ -81,6 +81,12 @@ class NameTooLong(StoreError):
         super().__init__(message)
 
 
+class ReadOnlyEntry(StoreError):
+    """A write to a submodule entry (gitlink): it can only be removed; EROFS."""
+
+    message = "Read-only file: a submodule (gitlink) can only be removed"
+
+
 class FetchError(StoreError):
     """One of ``error: no head to fetch`` / ``error: cannot fetch <url>`` /
     ``error: remote url is not defined``."""

@@ -43,6 +43,10 @@ class Kind(enum.Enum):
     EXEC = 0o100755
     LINK = 0o120000
     DIR = 0o040000
+    # A submodule: its sha names a commit of another repository, so it is
+    # never read here. Git (canon_mode) treats every mode it does not know
+    # as one too; so do we, which keeps such entries instead of dropping them.
+    GITLINK = 0o160000
 
     @property
     def is_dir(self) -> bool:
@@ -54,23 +58,40 @@ _MODE_BYTES = {
     Kind.EXEC: b"100755",
     Kind.LINK: b"120000",
     Kind.DIR: b"40000",
+    Kind.GITLINK: b"160000",
 }
 
 
-def _kind_of_mode(mode: int) -> Kind | None:
-    if mode == 0o040000:
+def kind_of_mode(mode: bytes) -> Kind:
+    """The kind of a tree entry's octal mode, by git's own rule (canon_mode)."""
+    value = int(mode, 8)
+    fmt = value & 0o170000
+    if fmt == 0o040000:
         return Kind.DIR
-    if mode == 0o120000:
+    if fmt == 0o120000:
         return Kind.LINK
-    if mode & 0o170000 == 0o100000:
-        return Kind.EXEC if mode & 0o111 else Kind.FILE
-    return None  # gitlinks (submodules) and garbage are not part of the data model
+    if fmt == 0o100000:
+        return Kind.EXEC if value & 0o100 else Kind.FILE
+    return Kind.GITLINK
+
+
+def gitlink_content(sha: str) -> bytes:
+    """What a submodule entry reads as: its commit id and a newline."""
+    return sha.encode("ascii") + b"\n"
 
 
 @dataclass(frozen=True, slots=True)
 class Entry:
     kind: Kind
     sha: str
+    # The mode exactly as read from a tree when git wrote another spelling
+    # than ours for this kind (100664, 0100644, 140000...): written back
+    # unchanged, so an entry DataKit did not change keeps its bytes.
+    mode: bytes = b""
+
+    @property
+    def mode_bytes(self) -> bytes:
+        return self.mode or _MODE_BYTES[self.kind]
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,16 +120,16 @@ def hash_object(type_num: int, raw: bytes) -> str:
     return h.hexdigest()
 
 
-def _tree_sort_key(item: tuple[bytes, Kind, str]) -> bytes:
-    name, kind, _ = item
-    return name + b"/" if kind is Kind.DIR else name
+def _tree_sort_key(item: tuple[bytes, Entry]) -> bytes:
+    name, entry = item
+    return name + b"/" if entry.kind is Kind.DIR else name
 
 
-def serialize_tree(entries: Iterable[tuple[bytes, Kind, str]]) -> bytes:
+def serialize_tree(entries: Iterable[tuple[bytes, Entry]]) -> bytes:
     """Git tree body; directories sort as if their name ended with ``/``."""
     return b"".join(
-        _MODE_BYTES[kind] + b" " + name + b"\0" + bytes.fromhex(sha)
-        for name, kind, sha in sorted(entries, key=_tree_sort_key)
+        entry.mode_bytes + b" " + name + b"\0" + bytes.fromhex(entry.sha)
+        for name, entry in sorted(entries, key=_tree_sort_key)
     )
 
 
@@ -129,10 +150,12 @@ def parse_tree_body(raw: bytes) -> dict[str, Entry]:
     while pos < n:
         sp = raw.index(b" ", pos)
         nul = raw.index(b"\0", sp)
-        kind = _kind_of_mode(int(raw[pos:sp], 8))
+        mode = raw[pos:sp]
+        kind = kind_of_mode(mode)
         sha = raw[nul + 1 : nul + 21].hex()
-        if kind is not None:
-            out[decode_name(raw[sp + 1 : nul])] = Entry(kind, sha)
+        out[decode_name(raw[sp + 1 : nul])] = Entry(
+            kind, sha, b"" if mode == _MODE_BYTES[kind] else mode
+        )
         pos = nul + 21
     return out
 
@@ -374,7 +397,7 @@ class ObjectDB:
         return sha
 
     def put_tree(self, entries: dict[str, Entry]) -> str:
-        raw = serialize_tree((encode_name(n), e.kind, e.sha) for n, e in entries.items())
+        raw = serialize_tree((encode_name(n), e) for n, e in entries.items())
         sha = self.put(TREE, raw)
         self.trees.put(sha, dict(entries))
         return sha
@@ -418,7 +441,10 @@ class ObjectDB:
                 todo.append(info.tree)
                 todo.extend(info.parents)
             elif type_num == TREE:
-                todo.extend(e.sha for e in self.tree_entries(sha).values())
+                # (a gitlink's commit is in another repository: never ours)
+                todo.extend(
+                    e.sha for e in self.tree_entries(sha).values() if e.kind is not Kind.GITLINK
+                )
             batch.append((sha, type_num, raw))
         if len(batch) >= PACK_MIN_OBJECTS:
             assert self.objects_dir is not None

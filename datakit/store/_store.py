@@ -36,7 +36,10 @@ from ._objects import (
     TREE,
     TYPE_NAMES,
     CommitInfo,
+    Entry,
+    Kind,
     ObjectDB,
+    gitlink_content,
     parse_commit_body,
     serialize_commit,
 )
@@ -140,6 +143,18 @@ class Store:
 
     def blob_size(self, sha: str) -> int:
         return self._db.blob_size(sha)
+
+    def content(self, entry: Entry) -> bytes:
+        """What a file entry reads as (a gitlink's commit is not in this
+        repository: it reads as its id and a newline)."""
+        if entry.kind is Kind.GITLINK:
+            return gitlink_content(entry.sha)
+        return self._db.blob(entry.sha)
+
+    def content_size(self, entry: Entry) -> int:
+        if entry.kind is Kind.GITLINK:
+            return len(gitlink_content(entry.sha))
+        return self._db.blob_size(entry.sha)
 
     def tree(self, sha: str) -> TreeView:
         self._db.tree_entries(sha)  # NotFound unless it is a tree

@@ -12,9 +12,10 @@ from ._errors import (
     IsADirectory,
     NotADirectory,
     NotFound,
+    ReadOnlyEntry,
     StoreError,
 )
-from ._objects import EMPTY_TREE, Entry, Kind, ObjectDB, Path, encode_name
+from ._objects import EMPTY_TREE, Entry, Kind, ObjectDB, Path, encode_name, gitlink_content
 
 CONFLICT_FILE_VS_DIR = b"File vs dir"
 CONFLICT_BOTH_CHANGED = b"Changed on both branches"
@@ -75,6 +76,8 @@ class TreeView:
             raise NotFound()
         if entry.kind is Kind.DIR:
             raise IsADirectory()
+        if entry.kind is Kind.GITLINK:
+            return gitlink_content(entry.sha)
         return self._db.blob(entry.sha)
 
     def walk_files(self, path: Path = ()) -> Iterator[tuple[Path, Entry]]:
@@ -130,21 +133,27 @@ def diff_trees(db: ObjectDB, old: str, new: str) -> list[tuple[str, Path]]:
 
 
 class _File:
-    __slots__ = ("data", "kind", "sha")
+    __slots__ = ("data", "kind", "mode", "sha")
 
-    def __init__(self, kind: Kind, sha: str | None, data: bytearray | None) -> None:
+    def __init__(
+        self, kind: Kind, sha: str | None, data: bytearray | None, mode: bytes = b""
+    ) -> None:
         self.kind = kind
-        self.sha = sha  # blob id when known to match the content
+        self.sha = sha  # blob id when known to match the content (gitlink: its commit)
         self.data = data  # private mutable copy once edited (or created)
+        self.mode = mode  # git's own spelling of the mode (Entry.mode), kept
 
 
 class _Dir:
-    __slots__ = ("children", "dirty", "sha")
+    __slots__ = ("children", "dirty", "mode", "sha")
 
-    def __init__(self, sha: str | None, children: dict[str, _File | _Dir] | None) -> None:
+    def __init__(
+        self, sha: str | None, children: dict[str, _File | _Dir] | None, mode: bytes = b""
+    ) -> None:
         self.sha = sha  # tree id of the content when not dirty (None: empty)
         self.children = children  # None until loaded from ``sha``
         self.dirty = children is not None and sha is None
+        self.mode = mode  # git's own spelling of the mode (Entry.mode), kept
 
 
 _Node = _File | _Dir
@@ -152,8 +161,8 @@ _Node = _File | _Dir
 
 def _node_of(entry: Entry) -> _Node:
     if entry.kind is Kind.DIR:
-        return _Dir(entry.sha, None)
-    return _File(entry.kind, entry.sha, None)
+        return _Dir(entry.sha, None, entry.mode)
+    return _File(entry.kind, entry.sha, None, entry.mode)
 
 
 class EditableTree:
@@ -230,9 +239,13 @@ class EditableTree:
         if f.data is not None:
             return f.data
         assert f.sha is not None
+        if f.kind is Kind.GITLINK:
+            return gitlink_content(f.sha)
         return self._db.blob(f.sha)
 
     def _mutable(self, f: _File) -> bytearray:
+        if f.kind is Kind.GITLINK:
+            raise ReadOnlyEntry()
         if f.data is None:
             assert f.sha is not None
             f.data = bytearray(self._db.blob(f.sha))
@@ -262,6 +275,8 @@ class EditableTree:
             return (Kind.DIR, 0)
         if node.data is None:
             assert node.sha is not None
+            if node.kind is Kind.GITLINK:
+                return (node.kind, len(gitlink_content(node.sha)))
             return (node.kind, self._db.blob_size(node.sha))
         return (node.kind, len(node.data))
 
@@ -271,8 +286,8 @@ class EditableTree:
         if node is None:
             return None
         if isinstance(node, _Dir):
-            return Entry(Kind.DIR, self._write(node) or EMPTY_TREE)
-        return Entry(node.kind, self._write_file(node))
+            return Entry(Kind.DIR, self._write(node) or EMPTY_TREE, node.mode)
+        return Entry(node.kind, self._write_file(node), node.mode)
 
     def listdir(self, path: Path = ()) -> list[tuple[str, Kind]]:
         node = self._find(path)
@@ -345,15 +360,18 @@ class EditableTree:
         self._clear_conflict(path)
 
     def create_file(self, path: Path, kind: Kind = Kind.FILE, target: bytes | None = None) -> None:
-        if kind is Kind.DIR:
-            raise StoreError("create_file cannot create a directory")
+        if kind is Kind.DIR or kind is Kind.GITLINK:
+            raise StoreError(f"create_file cannot create a {kind.name.lower()}")
         if not path:
             raise IsADirectory()
         parent = self._dir_for_edit(path[:-1], create=True)
         children = self._children(parent)
-        if isinstance(children.get(path[-1]), _Dir):
+        old = children.get(path[-1])
+        if isinstance(old, _Dir):
             raise IsADirectory()
-        children[path[-1]] = _File(kind, None, bytearray(target or b""))
+        # Replacing a file by one of the same kind keeps git's mode spelling.
+        mode = old.mode if old is not None and old.kind is kind else b""
+        children[path[-1]] = _File(kind, None, bytearray(target or b""), mode)
         self._clear_conflict(path)
 
     def put(self, path: Path, data: bytes, kind: Kind = Kind.FILE) -> None:
@@ -404,7 +422,11 @@ class EditableTree:
             raise NotFound()
         if isinstance(node, _Dir) or kind is Kind.DIR:
             raise IsADirectory()
+        if node.kind is Kind.GITLINK or kind is Kind.GITLINK:
+            raise ReadOnlyEntry()
         self._dir_for_edit(path[:-1], create=False)
+        if kind is not node.kind:
+            node.mode = b""  # a new kind is written with our spelling of its mode
         node.kind = kind
         if target is not None:
             node.data = bytearray(target)
@@ -444,9 +466,9 @@ class EditableTree:
             if isinstance(child, _Dir):
                 sha = self._write(child)
                 if sha is not None:
-                    entries[name] = Entry(Kind.DIR, sha)
+                    entries[name] = Entry(Kind.DIR, sha, child.mode)
             else:
-                entries[name] = Entry(child.kind, self._write_file(child))
+                entries[name] = Entry(child.kind, self._write_file(child), child.mode)
         d.sha = self._db.put_tree(entries) if entries else None
         d.dirty = False
         return d.sha

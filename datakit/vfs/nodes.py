@@ -28,6 +28,7 @@ class Kind(enum.Enum):
     FILE = "file"
     EXEC = "exec"
     SYMLINK = "symlink"
+    GITLINK = "gitlink"  # a submodule: a read-only file holding its commit id
 
 
 @dataclass(frozen=True, slots=True)

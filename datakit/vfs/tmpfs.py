@@ -25,7 +25,9 @@ class TmpFile(File):
     def __init__(self, name: str, kind: Kind = Kind.FILE, target: str = "") -> None:
         super().__init__(name)
         self.kind = kind
-        self.data = bytearray(target.encode() if kind is Kind.SYMLINK else b"")
+        self.data = bytearray(
+            target.encode("utf-8", "surrogateescape") if kind is Kind.SYMLINK else b""
+        )
 
     def attr(self) -> Attr:
         target = self.data.decode("utf-8", "surrogateescape") if self.kind is Kind.SYMLINK else ""
@@ -41,7 +43,7 @@ class TmpFile(File):
         if kind is Kind.SYMLINK:
             if target is None:
                 raise errors.invalid("Missing target for symlink!")
-            self.data = bytearray(target.encode())
+            self.data = bytearray(target.encode("utf-8", "surrogateescape"))
         self.kind = kind
 
 

@@ -235,7 +235,6 @@ def _frame(type_byte: int, tag: int, body: bytes) -> bytes:
         (_frame(120, 5, b"\x01\x00\x00\x00\x00"), 5),  # trailing byte
         (_frame(121, 5, b"\x00"), 5),  # trailing byte in empty body
         (_frame(100, 5, b"\x00\x20\x00\x00\x09\x00abc"), 5),  # string past end
-        (_frame(100, 5, b"\x00\x20\x00\x00\x02\x00\xff\xfe"), 5),  # bad UTF-8
         (_frame(110, 5, b"\x00" * 8 + b"\x11\x00" + b"\x01\x00a" * 17), 5),  # 17 wnames
         (_frame(111, 5, b"\x11\x00" + b"\x00" * 13 * 17), 5),  # 17 qids
         (_frame(117, 5, b"\x05\x00\x00\x00ab"), 5),  # Rread count past end
@@ -268,3 +267,37 @@ def test_errno_constant_for_protocol_errors() -> None:
 def test_big_sample_sizes() -> None:
     frame = encode(sample(Rread, V, big=True), V)
     assert len(frame) == 7 + 4 + 8192
+
+
+# -- names and targets are bytes (issue #8, point 4) --
+
+RAW = b"\xff\xfe-latin1"  # legal in git and on Linux, not UTF-8
+NAME = RAW.decode("utf-8", "surrogateescape")
+
+
+@pytest.mark.parametrize(
+    ("msg", "dialect"),
+    [
+        (Twalk(1, 0, 1, ("d", NAME)), V),
+        (Tcreate(1, 0, NAME, 0o644, 1, ""), U),
+        (ninep.Tlcreate(1, 0, NAME, 0, 0o644, 0), L),
+        (ninep.Tmkdir(1, 0, NAME, 0o755, 0), L),
+        (ninep.Tsymlink(1, 0, NAME, "\udc80/t\udcff", 0), L),
+        (ninep.Trenameat(1, 0, NAME, 0, NAME + "2"), L),
+        (ninep.Rreadlink(1, NAME), L),
+        (Rstat(1, dataclasses.replace(sample_stat(U, big=False), name=NAME, extension=NAME)), U),
+    ],
+    ids=lambda v: type(v).__name__ if isinstance(v, Message) else v.value,
+)
+def test_names_that_are_not_utf8_travel_as_their_bytes(msg: Message, dialect: Dialect) -> None:
+    frame = encode(msg, dialect)
+    assert RAW in frame  # the exact bytes on the wire, not a replacement
+    assert decode(frame, dialect) == msg
+
+
+def test_dirents_and_stats_keep_names_that_are_not_utf8() -> None:
+    dirent = ninep.Dirent(Qid(0, 0, 7), 1, 8, NAME)
+    assert ninep.decode_dirents(ninep.encode_dirent(dirent)) == [dirent]
+    for dialect in (V, U):
+        stat = dataclasses.replace(sample_stat(dialect, big=False), name=NAME)
+        assert ninep.decode_stats(ninep.encode_stat(stat, dialect), dialect) == [stat]

@@ -1,0 +1,195 @@
+"""Fetching one branch from a remote, so that nothing a remote sends is
+stored unchecked (as `git fetch` with ``transfer.fsckObjects``):
+
+1. receive: the pack is streamed into a temporary file (bounded by the
+   guard's cap), never into the object store;
+2. check: every object in it is checked (``_fsck``), an object twice in the
+   pack or a delta against an object it does not contain is refused, and
+   everything the fetched commit reaches must be in the pack or already in
+   the store, with the type its parent object says;
+3. only then the pack is moved in (with an index written by us), or, for
+   an in-memory store, its objects added. On refusal the file is deleted.
+
+Thin packs are not asked for: every delta base is in the pack itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from dulwich.object_format import SHA1
+from dulwich.pack import DeltaChainIterator, PackData, UnpackedObject
+
+from ._clients import open_client
+from ._durable import datasync, new_temporary, write_all
+from ._errors import FetchError
+from ._fsck import COMMIT, TYPE_NAMES, FsckError, Link, check_object
+from ._transport import FetchGuard
+
+ObjectType = Callable[[str], "int | None"]  # the store's type of an object, None if absent
+
+
+class Refused(Exception):
+    """What is wrong with a received pack (FetchError adds the URL)."""
+
+
+class _Objects(DeltaChainIterator[UnpackedObject]):
+    """Every object of a pack with deltas resolved, its offset and CRC."""
+
+    _compute_crc32 = True
+
+    def _result(self, unpacked: UnpackedObject) -> UnpackedObject:
+        return unpacked
+
+
+@dataclass
+class Received:
+    head: str
+    pack: str | None = None  # the checked temporary pack file, if one was needed
+    index: list[tuple[bytes, int, int]] = field(default_factory=list)  # (id, crc, offset)
+    checksum: bytes = b""
+    objects: list[tuple[str, int, bytes]] = field(default_factory=list)  # kept if asked
+
+    def discard(self) -> None:
+        if self.pack is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self.pack)
+            self.pack = None
+
+
+def receive(
+    url: str,
+    branch: str,
+    guard: FetchGuard,
+    *,
+    object_type: ObjectType,
+    graph_walker: Any,
+    pack_dir: str | None,
+    keep_objects: bool = False,
+) -> Received:
+    """Fetch ``refs/heads/<branch>`` into a checked temporary pack (in
+    ``pack_dir``, or the system's temporary directory); FetchError or
+    it says why if the branch cannot be fetched or what it got is refused."""
+    client, path = open_client(url, guard)
+    want = b"refs/heads/" + branch.encode("utf-8", "surrogateescape")
+    found: list[str] = []
+
+    def determine_wants(refs: Any, depth: Any = None, **kwargs: Any) -> list[Any]:
+        guard.start_pack()
+        sha = refs.get(want)
+        if sha is None:
+            return []
+        text = sha.decode("ascii", "replace") if isinstance(sha, bytes) else str(sha)
+        if len(text) != 40 or any(c not in "0123456789abcdef" for c in text):
+            raise Refused(f"malformed object id for {branch}")
+        found.append(text)
+        return [] if object_type(text) == COMMIT else [sha]
+
+    if pack_dir is not None:
+        os.makedirs(pack_dir, exist_ok=True)
+        fd, tmp = new_temporary(pack_dir, "fetch")
+    else:
+        fd, tmp = tempfile.mkstemp(prefix="datakit-fetch-")
+    result = Received(head="", pack=tmp)
+
+    def write(data: bytes) -> int:
+        write_all(fd, data)
+        return len(data)
+
+    try:
+        try:
+            client.fetch_pack(
+                path,
+                determine_wants,
+                graph_walker,
+                pack_data=write,
+            )
+            datasync(fd)
+        finally:
+            os.close(fd)
+        guard.check()
+        if not found:
+            raise FetchError("error: no head to fetch")
+        result.head = found[0]
+        if os.path.getsize(tmp) == 0:  # nothing was needed
+            if object_type(result.head) != COMMIT:
+                raise Refused("the remote sent no pack")
+            result.discard()
+            return result
+        _check(result, object_type, keep_objects)
+    except BaseException as exc:
+        result.discard()
+        if isinstance(exc, FetchError):
+            raise
+        if isinstance(exc, Refused | FsckError):
+            raise FetchError(f"error: cannot fetch {url}: {exc}") from exc
+        if isinstance(exc, Exception):
+            raise FetchError(f"error: cannot fetch {url}: {guard.explain(exc)}") from exc
+        raise
+    return result
+
+
+def _check(result: Received, object_type: ObjectType, keep_objects: bool) -> None:
+    assert result.pack is not None
+    types: dict[str, int] = {}
+    links: dict[str, list[Link]] = {}
+    try:
+        data = PackData(result.pack, SHA1)
+    except Exception as exc:
+        raise Refused(f"malformed pack: {exc}") from exc
+    try:
+        try:
+            data.check()  # the trailing checksum
+            for obj in _Objects.for_pack_data(data):
+                sha = obj.sha().hex()
+                kind = obj.obj_type_num
+                assert kind is not None and obj.offset is not None and obj.crc32 is not None
+                if sha in types:
+                    raise FsckError(sha, kind, "the object is twice in the pack")
+                raw = b"".join(obj.obj_chunks or [])
+                types[sha] = kind
+                found = check_object(sha, kind, raw)
+                if found:
+                    links[sha] = found
+                result.index.append((obj.sha(), obj.crc32, obj.offset))
+                if keep_objects:
+                    result.objects.append((sha, kind, raw))
+            result.checksum = data.get_stored_checksum()
+        except FsckError:
+            raise
+        except Exception as exc:  # dulwich: bad zlib, unresolved delta, checksum...
+            raise Refused(f"malformed pack: {str(exc) or type(exc).__name__}") from exc
+    finally:
+        data.close()
+    _check_connected(result.head, types, links, object_type)
+
+
+def _check_connected(
+    head: str, types: dict[str, int], links: dict[str, list[Link]], object_type: ObjectType
+) -> None:
+    """Everything ``head`` reaches is in the pack or already stored (the
+    store only holds complete histories), with the type it is named as."""
+    todo: list[tuple[str, int, str]] = [(head, COMMIT, "the fetched head")]
+    seen: set[str] = set()
+    while todo:
+        sha, kind, named_by = todo.pop()
+        if sha in seen:
+            continue
+        seen.add(sha)
+        have = types.get(sha)
+        if have is None:
+            have = object_type(sha)
+            if have is None:
+                raise Refused(f"object {sha} named by {named_by} is missing")
+        elif sha in links:
+            todo.extend((s, k, sha) for s, k in links[sha])
+        if have != kind:
+            raise Refused(
+                f"object {sha} named by {named_by} is a {TYPE_NAMES.get(have, '?')}, "
+                f"not a {TYPE_NAMES[kind]}"
+            )

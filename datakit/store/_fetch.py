@@ -16,6 +16,7 @@ Thin packs are not asked for: every delta base is in the pack itself.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import tempfile
 from collections.abc import Callable
@@ -30,6 +31,8 @@ from ._durable import datasync, new_temporary, write_all
 from ._errors import FetchError
 from ._fsck import COMMIT, TYPE_NAMES, FsckError, Link, check_object
 from ._transport import FetchGuard
+
+log = logging.getLogger("datakit.store")
 
 ObjectType = Callable[[str], "int | None"]  # the store's type of an object, None if absent
 
@@ -129,7 +132,13 @@ def receive(
         if isinstance(exc, Refused | FsckError):
             raise FetchError(f"error: cannot fetch {url}: {exc}") from exc
         if isinstance(exc, Exception):
-            raise FetchError(f"error: cannot fetch {url}: {guard.explain(exc)}") from exc
+            # A remote that cannot be reached or read keeps the message of the
+            # spec; a bound the guard enforced says which.
+            log.info("fetch %s failed: %r", url, exc)
+            reason = guard.explain(exc)
+            raise FetchError(
+                f"error: cannot fetch {url}" + (f": {reason}" if reason else "")
+            ) from exc
         raise
     return result
 

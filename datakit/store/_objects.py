@@ -211,8 +211,6 @@ class _LRU:
                 self.weight -= w
 
 
-
-
 class ObjectDB:
     """Objects of one repository.
 

@@ -62,7 +62,6 @@ class MemoryRefs:
         return False
 
 
-
 class _Lock:
     """A git-style ``<path>.lock`` file held open for writing."""
 

@@ -177,19 +177,17 @@ class FetchGuard:
             if self._done.wait(left):
                 return
 
-    def explain(self, exc: BaseException) -> str:
-        """A one-line reason for a failed fetch."""
+    def explain(self, exc: BaseException) -> str | None:
+        """Why the fetch failed, if it was one of the guard's bounds (or a
+        socket timeout); None for other failures."""
         if self.reason is not None:
             return self.reason
         seen: BaseException | None = exc
         while seen is not None:
             if isinstance(seen, TimeoutError | socket.timeout):
                 return self.explain_timeout()
-            if isinstance(seen, ConnectionRefusedError):
-                return "connection refused"
             seen = seen.__cause__ or seen.__context__
-        text = str(exc).strip().splitlines()
-        return text[0][:200] if text else type(exc).__name__
+        return None
 
     def explain_timeout(self) -> str:
         if self._connected:

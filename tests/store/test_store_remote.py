@@ -59,8 +59,7 @@ def test_fetch_errors(store: Store, upstream: tuple[Path, str], tmp_path: Path) 
     bad = f"file://{tmp_path}/missing"
     with pytest.raises(FetchError) as e:
         store.fetch(bad, "master", policy=ALLOW_ALL)
-    assert str(e.value).startswith(f"error: cannot fetch {bad}: ")
-    assert "does not appear to be a git repository" in str(e.value)
+    assert str(e.value) == f"error: cannot fetch {bad}"
 
 
 def test_fetch_into_disk_then_fsck(disk_store: Store, upstream, git) -> None:  # type: ignore[no-untyped-def]

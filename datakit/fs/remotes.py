@@ -32,7 +32,7 @@ def _render(head: str | None) -> bytes:
 # durable commits use: a remote that never answers holds its thread until a
 # timeout, and 40 of them would otherwise take every thread a commit needs.
 # More fetches than this wait for a thread (cancellably).
-MAX_FETCH_THREADS = 16
+MAX_FETCH_THREADS = 64
 
 
 class Remotes:

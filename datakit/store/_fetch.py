@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from dulwich.errors import GitProtocolError, HangupException
 from dulwich.object_format import SHA1
 from dulwich.pack import DeltaChainIterator, PackData, UnpackedObject
 
@@ -135,12 +136,28 @@ def receive(
             # A remote that cannot be reached or read keeps the message of the
             # spec; a bound the guard enforced says which.
             log.info("fetch %s failed: %r", url, exc)
-            reason = guard.explain(exc)
+            reason = _reason(exc, guard)
             raise FetchError(
                 f"error: cannot fetch {url}" + (f": {reason}" if reason else "")
             ) from exc
         raise
     return result
+
+
+def _reason(exc: Exception, guard: FetchGuard) -> str | None:
+    """Why a fetch failed, when the remote (or a bound) is to blame: a
+    timeout, a cap, a cancel, an answer that is not the git protocol. None
+    when it could not be reached or has no such repository: the message
+    stays the spec's plain one then."""
+    reason = guard.explain(exc)
+    if reason is not None:
+        return reason
+    if isinstance(exc, GitProtocolError) and not isinstance(exc, HangupException):
+        text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        return f"bad answer from the remote: {text[:200]}"
+    if isinstance(exc, ValueError | KeyError | IndexError | UnicodeError):  # dulwich's parsers
+        return "bad answer from the remote: not the git protocol"
+    return None
 
 
 def _check(result: Received, object_type: ObjectType, keep_objects: bool) -> None:

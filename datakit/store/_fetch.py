@@ -25,12 +25,12 @@ from typing import Any
 
 from dulwich.errors import GitProtocolError, HangupException
 from dulwich.object_format import SHA1
-from dulwich.pack import DeltaChainIterator, PackData, UnpackedObject
+from dulwich.pack import DeltaChainIterator, MemoryPackIndex, Pack, PackData, UnpackedObject
 
 from ._clients import open_client
 from ._durable import datasync, new_temporary, write_all
 from ._errors import FetchError
-from ._fsck import COMMIT, TYPE_NAMES, FsckError, Link, check_object
+from ._fsck import BLOB, COMMIT, TYPE_NAMES, FsckError, Link, check_object, check_special
 from ._transport import FetchGuard
 
 log = logging.getLogger("datakit.store")
@@ -164,6 +164,7 @@ def _check(result: Received, object_type: ObjectType, keep_objects: bool) -> Non
     assert result.pack is not None
     types: dict[str, int] = {}
     links: dict[str, list[Link]] = {}
+    special: dict[str, tuple[str, int]] = {}  # .gitmodules and .gitattributes
     try:
         data = PackData(result.pack, SHA1)
     except Exception as exc:
@@ -179,13 +180,14 @@ def _check(result: Received, object_type: ObjectType, keep_objects: bool) -> Non
                     raise FsckError(sha, kind, "the object is twice in the pack")
                 raw = b"".join(obj.obj_chunks or [])
                 types[sha] = kind
-                found = check_object(sha, kind, raw)
+                found = check_object(sha, kind, raw, special)
                 if found:
                     links[sha] = found
                 result.index.append((obj.sha(), obj.crc32, obj.offset))
                 if keep_objects:
                     result.objects.append((sha, kind, raw))
             result.checksum = data.get_stored_checksum()
+            _check_special(data, result, special)
         except FsckError:
             raise
         except Exception as exc:  # dulwich: bad zlib, unresolved delta, checksum...
@@ -193,6 +195,22 @@ def _check(result: Received, object_type: ObjectType, keep_objects: bool) -> Non
     finally:
         data.close()
     _check_connected(result.head, types, links, object_type)
+
+
+def _check_special(data: PackData, result: Received, special: dict[str, tuple[str, int]]) -> None:
+    """Check the .gitmodules and .gitattributes the pack's trees name, now
+    that it is known which blobs they are (the pack may hold them first)."""
+    if not special:
+        return
+    entries = [(sha, offset, crc) for sha, crc, offset in result.index]
+    index = MemoryPackIndex(entries, SHA1, result.checksum)  # type: ignore[arg-type]
+    pack = Pack.from_objects(data, index)
+    in_pack = {sha.hex() for sha, _, _ in result.index}
+    for sha, (file, kind) in sorted(special.items()):
+        if kind != BLOB:
+            check_special(sha, file, kind, b"")
+        elif sha in in_pack:
+            check_special(sha, file, *pack.get_raw(bytes.fromhex(sha)))  # type: ignore[arg-type]
 
 
 def _check_connected(

@@ -10,11 +10,12 @@ the connectivity check of the whole fetch.
 
 from __future__ import annotations
 
+import io
 import re
+from urllib.parse import unquote_to_bytes
 
 from ._errors import StoreError
-from ._names import check_name
-from ._refs import is_valid_branch_name
+from ._names import check_name, is_hfs_dotgit, is_ntfs_dotgit
 
 BLOB, TREE, COMMIT, TAG = 3, 2, 1, 4
 TYPE_NUMS = {b"commit": COMMIT, b"tree": TREE, b"blob": BLOB, b"tag": TAG}
@@ -36,6 +37,14 @@ _MAX_DATE = 2**63 - 1
 
 Link = tuple[str, int]  # (object id, the type it must have)
 
+# Files git reads from a checkout with security consequences: their blobs
+# get checks of their own (check_special), as in git's fsck_blob.
+GITMODULES, GITATTRIBUTES = ".gitmodules", ".gitattributes"
+_SPECIAL = {GITMODULES: b"gitmod~1", GITATTRIBUTES: b"gitatt~1"}
+_MAX_GITMODULES = 512 * 1024 * 1024  # git's big_file_threshold
+_MAX_GITATTRIBUTES = 100 * 1024 * 1024
+_MAX_ATTRIBUTE_LINE = 2048
+
 
 class FsckError(StoreError):
     """A received object git would refuse; the message says which and why."""
@@ -46,14 +55,23 @@ class FsckError(StoreError):
         super().__init__(f"{TYPE_NAMES.get(type_num, 'object')} {sha}: {reason}")
 
 
-def check_object(sha: str, type_num: int, raw: bytes) -> list[Link]:
+def check_object(
+    sha: str, type_num: int, raw: bytes, special: dict[str, tuple[str, int]] | None = None
+) -> list[Link]:
     """Raise :class:`FsckError` unless git would accept this object; return
-    the objects it links to."""
-    check = _CHECKS.get(type_num)
-    if check is None:
+    the objects it links to. A tree adds to ``special`` the objects it names
+    ``.gitmodules`` or ``.gitattributes`` (id -> (file, type)), whose
+    contents :func:`check_special` must check."""
+    if type_num not in TYPE_NAMES:
         raise FsckError(sha, type_num, f"unknown object type {type_num}")
     try:
-        return check(raw)
+        if type_num == TREE:
+            return _tree(raw, {} if special is None else special)
+        if type_num == COMMIT:
+            return _commit(raw)
+        if type_num == TAG:
+            return _tag(raw)
+        return []
     except _Bad as bad:
         raise FsckError(sha, type_num, str(bad)) from None
     except StoreError as exc:  # a tree entry name check_name refuses
@@ -64,11 +82,68 @@ class _Bad(Exception):
     pass
 
 
-def _blob(raw: bytes) -> list[Link]:
-    return []
+def special_file(name: bytes) -> str | None:
+    """``.gitmodules`` or ``.gitattributes`` if a checkout (on any OS) would
+    read this entry as that file."""
+    for special, short in _SPECIAL.items():
+        if is_hfs_dotgit(name, special) or is_ntfs_dotgit(name, special.encode(), short):
+            return special
+    return None
 
 
-def _tree(raw: bytes) -> list[Link]:
+def check_special(sha: str, file: str, type_num: int, raw: bytes) -> None:
+    """The checks git's fsck makes of a ``.gitmodules`` or
+    ``.gitattributes`` blob; FsckError if one fails."""
+    if type_num != BLOB:
+        raise FsckError(sha, type_num, f"{file} is not a file")
+    try:
+        if file == GITMODULES:
+            _gitmodules(raw)
+        else:
+            _gitattributes(raw)
+    except _Bad as bad:
+        raise FsckError(sha, type_num, f"{file}: {bad}") from None
+
+
+def _gitattributes(raw: bytes) -> None:
+    if len(raw) > _MAX_GITATTRIBUTES:
+        raise _Bad("too large")
+    if any(len(line) > _MAX_ATTRIBUTE_LINE for line in raw.split(b"\n")):
+        raise _Bad(f"a line is longer than {_MAX_ATTRIBUTE_LINE} bytes")
+
+
+def _gitmodules(raw: bytes) -> None:
+    """Submodule names that escape `.git/modules`, and paths, URLs and
+    update commands a `git submodule` run would take for options or shell
+    commands (git's fsck_gitmodules_fn; CVE-2018-11235, CVE-2018-17456,
+    CVE-2019-19604, CVE-2020-5260)."""
+    from dulwich.config import ConfigFile
+
+    if len(raw) > _MAX_GITMODULES:
+        raise _Bad("too large")
+    try:
+        config = ConfigFile.from_file(io.BytesIO(raw))
+    except Exception:
+        return  # git reports a .gitmodules it cannot parse, but accepts it
+    for section in config.sections():
+        if len(section) != 2 or section[0] != b"submodule":
+            continue
+        name = section[1]
+        if not name or any(part == b".." for part in re.split(rb"[/\\]", name)):
+            raise _Bad(f"bad submodule name {name[:64].decode('utf-8', 'replace')!r}")
+        values = config[section]
+        url = values.get(b"url")
+        if url is not None and (url.startswith(b"-") or b"\n" in unquote_to_bytes(url)):
+            raise _Bad(f"submodule {name[:64].decode('utf-8', 'replace')!r} has a bad url")
+        path = values.get(b"path")
+        if path is not None and path.startswith(b"-"):
+            raise _Bad(f"submodule {name[:64].decode('utf-8', 'replace')!r} has a bad path")
+        update = values.get(b"update")
+        if update is not None and update.startswith(b"!"):
+            raise _Bad(f"submodule {name[:64].decode('utf-8', 'replace')!r} runs a command")
+
+
+def _tree(raw: bytes, special: dict[str, tuple[str, int]]) -> list[Link]:
     links: list[Link] = []
     names: set[bytes] = set()
     previous: bytes | None = None
@@ -99,6 +174,9 @@ def _tree(raw: bytes) -> list[Link]:
             raise _Bad(f"entry {name.decode('utf-8', 'replace')!r} has a null object id")
         if kind != COMMIT:
             links.append((sha, kind))
+        file = special_file(name)
+        if file is not None:
+            special[sha] = (file, kind)
     return links
 
 
@@ -158,12 +236,7 @@ def _tag(raw: bytes) -> list[Link]:
     kind = TYPE_NUMS.get(_expect(headers, 1, b"type"))
     if kind is None:
         raise _Bad("bad tagged object type")
-    name = _expect(headers, 2, b"tag")
-    if not is_valid_branch_name(name.decode("utf-8", "surrogateescape")):
-        raise _Bad(f"bad tag name {name[:64].decode('utf-8', 'replace')!r}")
+    _expect(headers, 2, b"tag")  # git does not check the name itself here
     if len(headers) > 3 and headers[3][0] == b"tagger":  # optional, as in git
         _ident("tagger", headers[3][1])
     return [(target, kind)]
-
-
-_CHECKS = {BLOB: _blob, TREE: _tree, COMMIT: _commit, TAG: _tag}

@@ -211,6 +211,8 @@ class _LRU:
                 self.weight -= w
 
 
+
+
 class ObjectDB:
     """Objects of one repository.
 

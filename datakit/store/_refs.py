@@ -62,6 +62,7 @@ class MemoryRefs:
         return False
 
 
+
 class _Lock:
     """A git-style ``<path>.lock`` file held open for writing."""
 

@@ -547,10 +547,7 @@ class Store:
 
         try:
             client, path = get_transport_and_path(url, operation="push")
-            client.send_pack(
-                path,
-                update_refs,  # type: ignore[arg-type]
-                generate_pack_data=self._repo.generate_pack_data,
-            )
+            client.send_pack(path, update_refs,  # type: ignore[arg-type]
+                              generate_pack_data=self._repo.generate_pack_data)
         except Exception as e:
             raise FetchError(f"error: cannot push to {url}") from e

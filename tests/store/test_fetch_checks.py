@@ -53,7 +53,31 @@ def _cases(repo: Path) -> dict[str, tuple[str, str]]:
     def with_headers(headers: bytes) -> str:
         return put(repo, "commit", commit(good_tree, headers))
 
+    def gitmodules(text: bytes, name: bytes = b".gitmodules") -> str:
+        return with_tree((b"100644", name, put(repo, "blob", text)))
+
+    sm = b'[submodule "m"]\n\tpath = m\n'
     return {
+        "gitmodules-name": (
+            gitmodules(b'[submodule "../../hooks"]\n\tpath = m\n\turl = https://e/x\n'),
+            "bad submodule name",
+        ),
+        "gitmodules-url": (gitmodules(sm + b"\turl = -upload-pack=x\n"), "bad url"),
+        "gitmodules-url-newline": (gitmodules(sm + b"\turl = https://e%0a/x\n"), "bad url"),
+        "gitmodules-path": (
+            gitmodules(b'[submodule "m"]\n\tpath = -m\n\turl = https://e/x\n'),
+            "bad path",
+        ),
+        "gitmodules-update": (
+            gitmodules(sm + b"\turl = https://e/x\n\tupdate = !rm -rf /\n"),
+            "runs a command",
+        ),
+        "gitmodules-ntfs": (gitmodules(sm + b"\turl = -x\n", b"GITMOD~1"), "bad url"),
+        "gitmodules-dir": (with_tree((b"40000", b".gitmodules", sub)), "is not a file"),
+        "gitattributes-line": (
+            gitmodules(b"*" + b"x" * 3000 + b" text\n", b".gitattributes"),
+            "longer than 2048",
+        ),
         "dotgit": (with_tree((b"100644", b".git", blob)), "reserves the name .git"),
         "dotgit-case": (with_tree((b"40000", b".GIT", sub)), "reserves the name .git"),
         "dotgit-ntfs": (with_tree((b"100644", b"git~1", blob)), "reserves the name .git"),
@@ -111,6 +135,9 @@ def _object_files(store: Store) -> list[str]:
 
 
 CASES = [
+    "gitmodules-name", "gitmodules-url", "gitmodules-url-newline", "gitmodules-path",
+    "gitmodules-update",
+    "gitmodules-ntfs", "gitmodules-dir", "gitattributes-line",
     "dotgit", "dotgit-case", "dotgit-ntfs", "dotdot", "slash", "gitmodules-link", "duplicate",
     "duplicate-dir", "unsorted", "zero-padded-mode", "bad-mode", "no-author", "bad-ident",
     "bad-email", "nul-in-header",

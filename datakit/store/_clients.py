@@ -51,7 +51,7 @@ class TcpClient(dc.TCPGitClient):
     """git:// with a connect timeout and a socket the guard can shut down."""
 
     def __init__(self, host: str, port: int | None, guard: FetchGuard) -> None:
-        super().__init__(host, port, thin_packs=False)
+        super().__init__(host, port)
         self.guard = guard
 
     def _connect(self, cmd: bytes, path: Any, protocol_version: Any = None) -> Any:
@@ -85,7 +85,7 @@ class LocalClient(dc.SubprocessGitClient):
     floods the child, not the server)."""
 
     def __init__(self, guard: FetchGuard) -> None:
-        super().__init__(thin_packs=False)
+        super().__init__()
         self.guard = guard
 
     def _connect(self, cmd: bytes, path: Any, protocol_version: Any = None) -> Any:
@@ -129,9 +129,13 @@ class HttpClient(dc.Urllib3HttpGitClient):
             timeout=urllib3.Timeout(  # type: ignore[arg-type]
                 connect=guard.policy.connect_timeout, read=guard.policy.inactivity_timeout
             ),
-            thin_packs=False,
         )
         self.guard = guard
+        # urllib3 retries a timed-out request three times by default: a dead
+        # remote would take four timeouts. Redirects are still followed.
+        self.pool_manager.connection_pool_kw["retries"] = urllib3.Retry(
+            total=None, connect=0, read=0, status=0, other=0, redirect=5
+        )
 
     def _http_request(self, *args: Any, **kwargs: Any) -> Any:
         self.guard.check()
@@ -169,7 +173,5 @@ def _ssh_client(url: str, guard: FetchGuard) -> tuple[dc.GitClient, str]:
         port = None
     if not host:
         raise FetchError(f"error: cannot fetch {url}: no host in the URL")
-    ssh = dc.SSHGitClient(
-        host, port=port, username=user, vendor=_SshVendor(guard), thin_packs=False
-    )
+    ssh = dc.SSHGitClient(host, port=port, username=user, vendor=_SshVendor(guard))
     return ssh, path

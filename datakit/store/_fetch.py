@@ -10,7 +10,9 @@ stored unchecked (as `git fetch` with ``transfer.fsckObjects``):
 3. only then the pack is moved in (with an index written by us), or, for
    an in-memory store, its objects added. On refusal the file is deleted.
 
-Thin packs are not asked for: every delta base is in the pack itself.
+A thin pack (deltas against objects we said we have) is resolved against
+the store and completed with those bases before it is moved in, as git
+does: a pack on disk never depends on another.
 """
 
 from __future__ import annotations
@@ -23,9 +25,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import urllib3
 from dulwich.errors import GitProtocolError, HangupException
 from dulwich.object_format import SHA1
-from dulwich.pack import DeltaChainIterator, MemoryPackIndex, Pack, PackData, UnpackedObject
+from dulwich.pack import (
+    DeltaChainIterator,
+    MemoryPackIndex,
+    Pack,
+    PackData,
+    UnpackedObject,
+    extend_pack,
+)
 
 from ._clients import open_client
 from ._durable import datasync, new_temporary, write_all
@@ -36,6 +46,7 @@ from ._transport import FetchGuard
 log = logging.getLogger("datakit.store")
 
 ObjectType = Callable[[str], "int | None"]  # the store's type of an object, None if absent
+GetRaw = Callable[[str], "tuple[int, bytes] | None"]  # the store's (type, body) of an object
 
 
 class Refused(Exception):
@@ -72,6 +83,7 @@ def receive(
     guard: FetchGuard,
     *,
     object_type: ObjectType,
+    get_raw: GetRaw,
     graph_walker: Any,
     pack_dir: str | None,
     keep_objects: bool = False,
@@ -125,7 +137,7 @@ def receive(
                 raise Refused("the remote sent no pack")
             result.discard()
             return result
-        _check(result, object_type, keep_objects)
+        _check(result, object_type, get_raw, keep_objects)
     except BaseException as exc:
         result.discard()
         if isinstance(exc, FetchError):
@@ -152,6 +164,13 @@ def _reason(exc: Exception, guard: FetchGuard) -> str | None:
     reason = guard.explain(exc)
     if reason is not None:
         return reason
+    cause: BaseException | None = exc
+    while cause is not None:  # http: dulwich wraps urllib3's errors
+        if isinstance(cause, urllib3.exceptions.TimeoutError):
+            return guard.explain_timeout()
+        if isinstance(cause, urllib3.exceptions.HTTPError):
+            return None  # cannot connect, TLS, DNS: the plain message
+        cause = cause.__cause__ or cause.__context__
     if isinstance(exc, GitProtocolError) and not isinstance(exc, HangupException):
         text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         return f"bad answer from the remote: {text[:200]}"
@@ -160,8 +179,16 @@ def _reason(exc: Exception, guard: FetchGuard) -> str | None:
     return None
 
 
-def _check(result: Received, object_type: ObjectType, keep_objects: bool) -> None:
+def _check(result: Received, object_type: ObjectType, get_raw: GetRaw, keep_objects: bool) -> None:
     assert result.pack is not None
+
+    def stored(sha: bytes) -> tuple[int, bytes]:
+        """A delta base the pack leaves out (thin pack): ours."""
+        found = get_raw(sha.hex() if len(sha) == 20 else sha.decode("ascii"))
+        if found is None:
+            raise KeyError(sha)
+        return found
+
     types: dict[str, int] = {}
     links: dict[str, list[Link]] = {}
     special: dict[str, tuple[str, int]] = {}  # .gitmodules and .gitattributes
@@ -172,7 +199,8 @@ def _check(result: Received, object_type: ObjectType, keep_objects: bool) -> Non
     try:
         try:
             data.check()  # the trailing checksum
-            for obj in _Objects.for_pack_data(data):
+            objects = _Objects.for_pack_data(data, resolve_ext_ref=stored)  # type: ignore[arg-type]
+            for obj in objects:
                 sha = obj.sha().hex()
                 kind = obj.obj_type_num
                 assert kind is not None and obj.offset is not None and obj.crc32 is not None
@@ -187,7 +215,8 @@ def _check(result: Received, object_type: ObjectType, keep_objects: bool) -> Non
                 if keep_objects:
                     result.objects.append((sha, kind, raw))
             result.checksum = data.get_stored_checksum()
-            _check_special(data, result, special)
+            _check_special(data, result, special, stored)
+            external = set(objects.ext_refs())
         except FsckError:
             raise
         except Exception as exc:  # dulwich: bad zlib, unresolved delta, checksum...
@@ -195,9 +224,30 @@ def _check(result: Received, object_type: ObjectType, keep_objects: bool) -> Non
     finally:
         data.close()
     _check_connected(result.head, types, links, object_type)
+    if external:
+        _complete(result, external, stored)
 
 
-def _check_special(data: PackData, result: Received, special: dict[str, tuple[str, int]]) -> None:
+def _complete(result: Received, bases: set[Any], stored: Callable[[bytes], Any]) -> None:
+    """Append the store's delta bases a thin pack left out (checked when
+    stored), so the pack stands on its own."""
+    assert result.pack is not None
+    os.chmod(result.pack, 0o644)
+    with open(result.pack, "r+b") as f:
+        checksum, extra = extend_pack(f, bases, stored, SHA1)  # type: ignore[arg-type]
+        f.flush()
+        datasync(f.fileno())
+    os.chmod(result.pack, 0o444)
+    result.checksum = checksum
+    result.index += [(sha, crc, offset) for sha, offset, crc in extra]
+
+
+def _check_special(
+    data: PackData,
+    result: Received,
+    special: dict[str, tuple[str, int]],
+    stored: Callable[[bytes], Any],
+) -> None:
     """Check the .gitmodules and .gitattributes the pack's trees name, now
     that it is known which blobs they are (the pack may hold them first)."""
     if not special:
@@ -205,6 +255,7 @@ def _check_special(data: PackData, result: Received, special: dict[str, tuple[st
     entries = [(sha, offset, crc) for sha, crc, offset in result.index]
     index = MemoryPackIndex(entries, SHA1, result.checksum)  # type: ignore[arg-type]
     pack = Pack.from_objects(data, index)
+    pack.resolve_ext_ref = stored
     in_pack = {sha.hex() for sha, _, _ in result.index}
     for sha, (file, kind) in sorted(special.items()):
         if kind != BLOB:

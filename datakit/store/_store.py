@@ -493,6 +493,7 @@ class Store:
                     branch,
                     guard,
                     object_type=self._db.object_type,
+                    get_raw=self._db.get_raw,
                     graph_walker=walker_repo.get_graph_walker(),
                     pack_dir=pack_dir,
                     keep_objects=pack_dir is None,

@@ -168,3 +168,52 @@ def test_diff_kinds_and_dirs(store: Store) -> None:
         ("+", ("d", "e", "2")),
         ("+", ("f",)),
     ]
+
+
+def test_fetch_smart_http(store: Store, upstream: tuple[Path, str]) -> None:
+    """http:// goes through the guarded HTTP client (dulwich's WSGI server)."""
+    import threading
+    from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+    from dulwich.repo import Repo
+    from dulwich.server import DictBackend
+    from dulwich.web import make_wsgi_chain
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+    work, head = upstream
+    with Repo(str(work)) as repo:
+        app = make_wsgi_chain(DictBackend({"/": repo}))
+        with make_server("127.0.0.1", 0, app, handler_class=Quiet) as server:
+            threading.Thread(target=server.serve_forever, daemon=True).start()
+            try:
+                assert store.fetch(f"http://127.0.0.1:{server.server_port}/", "master") == head
+            finally:
+                server.shutdown()
+    check_fetched(store, head)
+
+
+def test_thin_pack_is_completed(
+    disk_store: Store, upstream: tuple[Path, str], git_daemon: str, git
+) -> None:  # type: ignore[no-untyped-def]
+    """A second fetch gets a thin pack (deltas against what we have): it is
+    resolved against the store and completed before it is stored."""
+    work, _ = upstream
+    big = "".join(f"line {i}\n" for i in range(5000))
+    (work / "big").write_text(big)
+    git("add", "big", cwd=work)
+    git("commit", "-q", "-m", "big", cwd=work)
+    first = git("rev-parse", "HEAD", cwd=work).strip()
+    assert disk_store.fetch(git_daemon, "master") == first
+    disk_store.fast_forward("master", first)  # what we have, told to the remote
+    (work / "big").write_text(big + "one more line\n")
+    git("commit", "-q", "-am", "more", cwd=work)
+    second = git("rev-parse", "HEAD", cwd=work).strip()
+    assert disk_store.fetch(git_daemon, "master") == second
+    info = disk_store.commit_info(second)
+    assert disk_store.tree(info.tree).read(("big",)).endswith(b"one more line\n")
+    git("fsck", "--strict", "--no-dangling", cwd=disk_store.path)
+    for idx in Path(disk_store.path or "", "objects", "pack").glob("*.idx"):
+        git("verify-pack", str(idx), cwd=disk_store.path)

@@ -129,6 +129,7 @@ def receive(
         finally:
             os.close(fd)
         guard.check()
+        guard.received_all()
         if not found:
             raise FetchError("error: no head to fetch")
         result.head = found[0]

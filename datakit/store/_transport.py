@@ -165,6 +165,10 @@ class FetchGuard:
             self._done.set()
             watchdog.join()
 
+    def received_all(self) -> None:
+        """The remote is done: checking what it sent is not inactivity."""
+        self._done.set()
+
     def _watch(self) -> None:
         while True:
             left = self._last + self._timeout - time.monotonic()

@@ -8,6 +8,8 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -268,3 +270,16 @@ def test_remote_schemes_flag(tmp_path: Path) -> None:
             fetch(c, "local", f"file://{repo}")
             assert Stream(c, "remotes/local/head").line().decode().strip() == git_remote.master
         assert "not allowed" in fetch_error(port, git_remote.url)
+
+
+def test_remote_flags_are_checked() -> None:
+    for args, expected in (
+        (["--remote-schemes", "git,gopher"], "--remote-schemes: unknown scheme 'gopher'"),
+        (["--remote-timeout", "0"], "--remote-timeout"),
+        (["--remote-connect-timeout", "x"], "--remote-connect-timeout"),
+    ):
+        out = subprocess.run(
+            [sys.executable, "-m", "datakit", "serve", *args], capture_output=True, timeout=60
+        )
+        assert out.returncode == 2
+        assert expected in out.stderr.decode()

@@ -217,3 +217,20 @@ def test_thin_pack_is_completed(
     git("fsck", "--strict", "--no-dangling", cwd=disk_store.path)
     for idx in Path(disk_store.path or "", "objects", "pack").glob("*.idx"):
         git("verify-pack", str(idx), cwd=disk_store.path)
+
+
+def test_schemes_of_urls() -> None:
+    from datakit.store import parse_schemes
+    from datakit.store._transport import scheme_of
+
+    assert scheme_of("/srv/repo") == "file"
+    assert scheme_of("./a:b") == "file"  # a slash before the colon: a path, as for git
+    assert scheme_of("file:///srv/repo") == "file"
+    assert scheme_of("user@host:repo") == "ssh"
+    assert scheme_of("host:repo") == "ssh"
+    assert scheme_of("git+ssh://host/repo") == "ssh"
+    assert scheme_of("HTTPS://host/repo") == "https"
+    assert parse_schemes(" git, HTTP ,ssh+git,") == {"git", "http", "ssh"}
+    assert parse_schemes("") == frozenset()
+    with pytest.raises(ValueError, match="ftp"):
+        parse_schemes("git,ftp")

@@ -89,8 +89,8 @@ def receive(
     keep_objects: bool = False,
 ) -> Received:
     """Fetch ``refs/heads/<branch>`` into a checked temporary pack (in
-    ``pack_dir``, or the system's temporary directory); FetchError or
-    it says why if the branch cannot be fetched or what it got is refused."""
+    ``pack_dir``, or the system's temporary directory); a FetchError says
+    why if the branch cannot be fetched or what came is refused."""
     client, path = open_client(url, guard)
     want = b"refs/heads/" + branch.encode("utf-8", "surrogateescape")
     found: list[str] = []

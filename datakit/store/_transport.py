@@ -46,17 +46,8 @@ class RemotePolicy:
     max_advertisement: int = 16 * _MiB  # the refs list, held in memory
     max_pack: int = 4096 * _MiB  # the pack, streamed to a temporary file
 
-    def with_all_schemes(self) -> RemotePolicy:
-        return RemotePolicy(
-            frozenset(SCHEMES),
-            self.connect_timeout,
-            self.inactivity_timeout,
-            self.max_advertisement,
-            self.max_pack,
-        )
 
-
-ALLOW_ALL = RemotePolicy().with_all_schemes()
+ALLOW_ALL = RemotePolicy(schemes=frozenset(SCHEMES))  # the client library's Git backend
 
 
 def parse_schemes(text: str) -> frozenset[str]:
@@ -157,6 +148,7 @@ class FetchGuard:
     # -- the watchdog --------------------------------------------------------
     @contextlib.contextmanager
     def watching(self) -> Iterator[None]:
+        self._last = time.monotonic()  # the fetch may have waited for a thread
         watchdog = threading.Thread(target=self._watch, name="fetch-watchdog", daemon=True)
         watchdog.start()
         try:

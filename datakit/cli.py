@@ -36,6 +36,42 @@ def _msize(text: str) -> int:
     return value
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 < value <= 86400:
+        raise argparse.ArgumentTypeError("must be more than 0 and at most 86400 seconds")
+    return value
+
+
+def _add_remote_flags(serve: argparse.ArgumentParser) -> None:
+    remotes = serve.add_argument_group("remotes (remotes/<name>/fetch)")
+    remotes.add_argument(
+        "--remote-schemes",
+        metavar="LIST",
+        default="git,http,https",
+        help="comma-separated URL schemes clients may fetch from: git, http, https, ssh "
+        "(uses the server's ssh identity), file (local paths and file://: any repository "
+        "the server can read); empty for none (default: %(default)s)",
+    )
+    remotes.add_argument(
+        "--remote-connect-timeout",
+        type=_seconds,
+        default=10.0,
+        metavar="SECONDS",
+        help="give up a fetch whose remote does not answer in time (default: %(default)s)",
+    )
+    remotes.add_argument(
+        "--remote-timeout",
+        type=_seconds,
+        default=60.0,
+        metavar="SECONDS",
+        help="give up a fetch whose remote sends nothing for this long (default: %(default)s)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="datakit",
@@ -61,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="push every branch update to this Git remote (needs --git)",
     )
+    _add_remote_flags(serve)
     listen = serve.add_argument_group("listening")
     listen.add_argument(
         "--listen-9p",

@@ -7,13 +7,14 @@ import logging
 import signal
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import trio
 
 from datakit import __version__, metrics
 from datakit.server import EndpointError, Limits, bind_all, parse_endpoints, serve_9p
 from datakit.server.endpoints import Endpoint
+from datakit.store import RemotePolicy
 from datakit.vfs import Directory
 
 log = logging.getLogger("datakit")
@@ -30,6 +31,7 @@ class ServeConfig:
     max_msize: int = 1024 * 1024
     read_only: bool = False
     example_tree: bool = False
+    remotes: RemotePolicy = field(default_factory=RemotePolicy)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ServeConfig:
@@ -43,6 +45,7 @@ class ServeConfig:
             raise UsageError("--listen-9p: no endpoint given")
         if args.auto_push and not args.git:
             raise UsageError("--auto-push needs --git (in-memory stores cannot be pushed)")
+        remotes = _remote_policy(args)
         prometheus = None
         if args.listen_prometheus:
             prometheus = parse_host_port(args.listen_prometheus)
@@ -54,7 +57,23 @@ class ServeConfig:
             max_msize=args.max_msize,
             read_only=args.read_only,
             example_tree=args.example_tree,
+            remotes=remotes,
         )
+
+
+def _remote_policy(args: argparse.Namespace) -> RemotePolicy:
+    from datakit.cli import UsageError
+    from datakit.store import parse_schemes
+
+    try:
+        schemes = parse_schemes(args.remote_schemes)
+    except ValueError as exc:
+        raise UsageError(f"--remote-schemes: {exc}") from None
+    return RemotePolicy(
+        schemes=schemes,
+        connect_timeout=args.remote_connect_timeout,
+        inactivity_timeout=args.remote_timeout,
+    )
 
 
 def parse_host_port(text: str) -> tuple[str, int]:
@@ -127,7 +146,7 @@ async def serve(
         else:
             store = Store.memory()
             log.info("Using an in-memory store (use --git PATH for a persistent one)")
-        database = Database(store)
+        database = Database(store, remotes=config.remotes)
         make_root = database.connect
 
     listeners = await bind_all(config.endpoints)

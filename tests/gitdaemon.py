@@ -46,11 +46,19 @@ def serve_repository(repo: Path) -> Iterator[GitRemote]:
     git("add", "foo", "x", cwd=repo)
     git("commit", "-q", "-m", "initial", cwd=repo)
     master = git("rev-parse", "master", cwd=repo)
+    with git_daemon(repo) as url:
+        yield GitRemote(url, master)
+
+
+@contextmanager
+def git_daemon(base: Path) -> Iterator[str]:
+    """Serve every repository under `base` (and `base` itself) with `git
+    daemon`; yield the URL of `base` (`git://127.0.0.1:PORT/`)."""
     port = free_port()
     proc = subprocess.Popen(
         [
-            "git", "daemon", "--reuseaddr", "--export-all", f"--base-path={repo}",
-            "--listen=127.0.0.1", f"--port={port}", str(repo),
+            "git", "daemon", "--reuseaddr", "--export-all", f"--base-path={base}",
+            "--listen=127.0.0.1", f"--port={port}", str(base),
         ],
         env=GIT_ENV,
         stdout=subprocess.DEVNULL,
@@ -66,7 +74,7 @@ def serve_repository(repo: Path) -> Iterator[GitRemote]:
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError("git daemon did not start") from None
                 time.sleep(0.05)
-        yield GitRemote(f"git://127.0.0.1:{port}/", master)
+        yield f"git://127.0.0.1:{port}/"
     finally:
         proc.terminate()
         proc.wait(10)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datakit import store as st
+from datakit.fs.remotes import Remotes
 from datakit.fs.root import Root
 from datakit.fs.writes import StoreWriter
 from datakit.vfs import Cell
@@ -16,8 +17,10 @@ class Database:
     change listener, feeds every `head.live`, `reflog`, `tree.live` and `ro/`.
     """
 
-    def __init__(self, store: st.Store) -> None:
+    def __init__(self, store: st.Store, *, remotes: st.RemotePolicy | None = None) -> None:
         self.store = store
+        # which remotes may be fetched, and the fetch threads (`remotes/`)
+        self.remotes = Remotes(remotes or st.RemotePolicy())
         self.write = StoreWriter(store)  # `await write(store.method, ...)` for ref updates
         self._cells: dict[str, Cell[str | None]] = {}
         store.add_listener(self._on_branch_change)

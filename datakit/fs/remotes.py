@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno as E
+import functools
 
 import trio
 
@@ -27,10 +28,27 @@ def _render(head: str | None) -> bytes:
     return f"{head}\n".encode() if head else b""
 
 
+# Fetches run in their own worker threads, never in trio's default pool that
+# durable commits use: a remote that never answers holds its thread until a
+# timeout, and 40 of them would otherwise take every thread a commit needs.
+# More fetches than this wait for a thread (cancellably).
+MAX_FETCH_THREADS = 64
+
+
+class Remotes:
+    """What every connection's `remotes/` shares: the operator's policy
+    (allowed schemes, timeouts) and the fetch threads."""
+
+    def __init__(self, policy: st.RemotePolicy) -> None:
+        self.policy = policy
+        self.threads = trio.CapacityLimiter(MAX_FETCH_THREADS)
+
+
 class RemoteDir(StaticDirectory):
-    def __init__(self, name: str, store: st.Store) -> None:
+    def __init__(self, name: str, store: st.Store, remotes: Remotes) -> None:
         super().__init__(name)
         self._store = store
+        self._remotes = remotes
         self.url = BufferFile("url")
         self.head = Cell[str | None](None)
         self.add(self.url)
@@ -39,11 +57,20 @@ class RemoteDir(StaticDirectory):
 
     async def _fetch(self, branch: bytes) -> bytes:
         url = bytes(self.url.data).strip().decode("utf-8", "replace")
-        # Fetching is network I/O: run it off the event loop so other clients go on.
+        # Fetching is network I/O: run it off the event loop so other clients
+        # go on. A flush or a disconnect cancels this request: the guard then
+        # shuts the connection to the remote, so the thread ends at once.
+        guard = st.FetchGuard(self._remotes.policy)
+        fetch = functools.partial(
+            self._store.fetch, url, branch.decode("utf-8", "replace"), guard=guard
+        )
         try:
             commit = await trio.to_thread.run_sync(
-                self._store.fetch, url, branch.decode("utf-8", "replace")
+                fetch, abandon_on_cancel=True, limiter=self._remotes.threads
             )
+        except trio.Cancelled:
+            guard.cancel()
+            raise
         except st.StoreError as exc:
             metrics.FETCHES.labels("error").inc()
             raise to_fs_error(exc) from exc
@@ -54,9 +81,10 @@ class RemoteDir(StaticDirectory):
 
 
 class RemotesDir(Directory):
-    def __init__(self, store: st.Store) -> None:
+    def __init__(self, store: st.Store, remotes: Remotes) -> None:
         super().__init__("remotes")
         self._store = store
+        self._shared = remotes
         self._remotes: dict[str, RemoteDir] = {}
 
     async def lookup(self, name: str) -> Node:
@@ -74,7 +102,7 @@ class RemotesDir(Directory):
     async def mkdir(self, name: str) -> Node:
         if name in self._remotes:
             raise fserr.already_exists()
-        remote = self._remotes[name] = RemoteDir(name, self._store)
+        remote = self._remotes[name] = RemoteDir(name, self._store, self._shared)
         return remote
 
     async def remove(self, child: Node) -> None:

@@ -27,7 +27,7 @@ class Root(StaticDirectory):
             TreesDir(self.store),
             CommitsDir(self.store),
             SnapshotsDir(self.store),
-            RemotesDir(self.store),
+            RemotesDir(self.store, database.remotes),
             DebugDir(),
         ):
             self.add(child)

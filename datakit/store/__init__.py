@@ -21,9 +21,11 @@ from ._names import check_name
 from ._objects import AUTHOR, EMPTY_TREE, CommitInfo, Entry, Kind, Path
 from ._refs import is_valid_branch_name
 from ._store import Store
+from ._transport import ALLOW_ALL, FetchGuard, RemotePolicy, parse_schemes
 from ._tree import EditableTree, TreeView, conflict_bytes
 
 __all__ = [
+    "ALLOW_ALL",
     "AUTHOR",
     "EMPTY_TREE",
     "AlreadyExists",
@@ -31,6 +33,7 @@ __all__ = [
     "EditableTree",
     "Entry",
     "FetchError",
+    "FetchGuard",
     "InvalidBranchName",
     "InvalidHash",
     "InvalidName",
@@ -44,10 +47,12 @@ __all__ = [
     "NotFound",
     "Path",
     "ReadOnlyEntry",
+    "RemotePolicy",
     "Store",
     "StoreError",
     "TreeView",
     "check_name",
     "conflict_bytes",
     "is_valid_branch_name",
+    "parse_schemes",
 ]

@@ -115,25 +115,36 @@ def write_pack(
     objects_dir: str, objects: Sequence[tuple[str, int, bytes]], compression: int
 ) -> str:
     """Durably add ``objects`` (id, type, raw body) to the repository as one
-    pack; returns the pack's path.
-
-    Both files are written under temporary names and fsynced, then the pack
-    is renamed into place before its index: git (and dulwich) only look at a
-    pack that has an index, so a crash never leaves a pack visible without
-    all of its bytes. On any error nothing is left behind.
-    """
+    pack (written under a temporary name and fsynced, then installed by
+    :func:`install_pack`); returns the pack's path."""
     pack_dir = os.path.join(objects_dir, "pack")
     os.makedirs(pack_dir, exist_ok=True)
-
-    leftovers: list[str] = []  # what to remove if anything fails
+    fd, tmp_pack = new_temporary(pack_dir, "pack")
     try:
-        fd, tmp_pack = new_temporary(pack_dir, "pack")
-        leftovers.append(tmp_pack)
         try:
             entries, checksum = _stream_pack(lambda b: write_all(fd, b), objects, compression)
             datasync(fd)
         finally:
             os.close(fd)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp_pack)
+        raise
+    return install_pack(pack_dir, tmp_pack, entries, checksum)
+
+
+def install_pack(
+    pack_dir: str, tmp_pack: str, entries: list[tuple[bytes, int, int]], checksum: bytes
+) -> str:
+    """Write the index of the durable pack ``tmp_pack`` (in ``pack_dir``)
+    and move both into place; returns the pack's path.
+
+    The pack is renamed into place before its index: git (and dulwich) only
+    look at a pack that has an index, so a crash never leaves a pack visible
+    without all of its bytes. On any error nothing is left behind.
+    """
+    leftovers = [tmp_pack]  # what to remove if anything fails
+    try:
         fd, tmp_idx = new_temporary(pack_dir, "idx")
         leftovers.append(tmp_idx)
         try:

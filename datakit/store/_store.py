@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from ._durable import fsync_dir, fsync_file
 from ._errors import (
     FetchError,
     InvalidBranchName,
@@ -44,6 +43,7 @@ from ._objects import (
     serialize_commit,
 )
 from ._refs import DiskRefs, MemoryRefs, is_valid_branch_name
+from ._transport import FetchGuard, RemotePolicy
 from ._tree import EditableTree, TreeView, diff_trees
 
 log = logging.getLogger("datakit.store")
@@ -474,55 +474,63 @@ class Store:
                         log.exception("branch listener failed")
 
     # -- remotes -------------------------------------------------------------
-    def fetch(self, url: str, branch: str) -> str:
-        """Fetch ``refs/heads/<branch>`` of ``url`` into the object store."""
+    def fetch(
+        self,
+        url: str,
+        branch: str,
+        *,
+        policy: RemotePolicy | None = None,
+        guard: FetchGuard | None = None,
+    ) -> str:
+        """Fetch ``refs/heads/<branch>`` of ``url`` into the object store,
+        checked before anything of it is stored (see ``_fetch``).
+
+        ``policy`` says which URLs are allowed and the timeouts (default:
+        git, http and https only); a ``guard`` made by the caller (with its
+        own policy) lets another thread cancel the fetch."""
         url = url.strip()
         if not url:
             raise FetchError("error: remote url is not defined")
-        from dulwich.client import get_transport_and_path
+        from ._fetch import receive
+        from ._packs import install_pack
 
-        want = b"refs/heads/" + branch.encode("utf-8", "surrogateescape")
-        found: list[str] = []
-
-        def determine_wants(refs: Any, depth: Any = None, **kwargs: Any) -> list[Any]:
-            sha = refs.get(want)
-            if sha is None:
-                return []
-            text = sha.decode("ascii") if isinstance(sha, bytes) else str(sha)
-            found.append(text)
-            if self._db.object_type(text) == COMMIT:
-                return []
-            return [sha]
-
+        guard = guard or FetchGuard(policy or RemotePolicy())
         pack_dir = os.path.join(self._db.objects_dir, "pack") if self._db.objects_dir else None
-        before = set(os.listdir(pack_dir)) if pack_dir and os.path.isdir(pack_dir) else set()
-        # On disk, fetch through a second handle on the repository: fetch runs
-        # in a worker thread, and dulwich's pack list is not safe to change
-        # under readers. The store's own handle finds the new pack on its
-        # next lookup miss (dulwich rescans the pack directory then).
-        target = self._repo if pack_dir is None else type(self._repo)(self.path)
+        # On disk, negotiate through a second handle on the repository: fetch
+        # runs in a worker thread, and dulwich's caches are not safe to share
+        # with readers. The store's own handle finds the new pack on its next
+        # lookup miss (dulwich rescans the pack directory then).
+        walker_repo = self._repo if pack_dir is None else type(self._repo)(self.path)
         try:
-            client, path = get_transport_and_path(url)
-            client.fetch(path, target, determine_wants=determine_wants)
-        except Exception as e:
-            log.info("fetch %s failed: %r", url, e)
-            raise FetchError(f"error: cannot fetch {url}") from e
+            with guard.watching():
+                received = receive(
+                    url,
+                    branch,
+                    guard,
+                    object_type=self._db.object_type,
+                    get_raw=self._db.get_raw,
+                    graph_walker=walker_repo.get_graph_walker(),
+                    pack_dir=pack_dir,
+                    keep_objects=pack_dir is None,
+                )
         finally:
-            if target is not self._repo:
-                target.close()
-        if not found:
-            raise FetchError("error: no head to fetch")
-        if pack_dir and os.path.isdir(pack_dir):
-            new = set(os.listdir(pack_dir)) - before
-            for fn in new:
-                with contextlib.suppress(OSError):
-                    fsync_file(os.path.join(pack_dir, fn))
-            if new:
-                fsync_dir(pack_dir)
-        sha = found[0]
-        if self._db.object_type(sha) != COMMIT:
+            if walker_repo is not self._repo:
+                walker_repo.close()
+        if received.pack is not None and pack_dir is not None:
+            install_pack(pack_dir, received.pack, received.index, received.checksum)
+        elif received.objects:
+            from dulwich.objects import ShaFile
+
+            self._repo.object_store.add_objects(
+                [
+                    (ShaFile.from_raw_string(t, raw, sha.encode("ascii")), None)  # type: ignore[arg-type]
+                    for sha, t, raw in received.objects
+                ]
+            )
+            received.discard()
+        if self._db.object_type(received.head) != COMMIT:
             raise FetchError(f"error: cannot fetch {url}")
-        return sha
+        return received.head
 
     def _materialize(self) -> None:
         """Move every overlay object into the dulwich store (for push)."""

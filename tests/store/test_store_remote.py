@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from datakit.store import FetchError, Kind, Store
+from datakit.store._transport import ALLOW_ALL
 
 
 @pytest.fixture
@@ -41,9 +42,10 @@ def check_fetched(store: Store, head: str) -> None:
 
 def test_fetch_file_url(store: Store, upstream: tuple[Path, str]) -> None:
     work, head = upstream
-    assert store.fetch(f"file://{work}", "master") == head
+    assert store.fetch(f"file://{work}", "master", policy=ALLOW_ALL) == head
     check_fetched(store, head)
-    assert store.fetch(f"  {work}\n", "master") == head  # plain path, trimmed, again
+    # a plain path, trimmed, again
+    assert store.fetch(f"  {work}\n", "master", policy=ALLOW_ALL) == head
 
 
 def test_fetch_errors(store: Store, upstream: tuple[Path, str], tmp_path: Path) -> None:
@@ -52,17 +54,17 @@ def test_fetch_errors(store: Store, upstream: tuple[Path, str], tmp_path: Path) 
         store.fetch("", "master")
     assert str(e.value) == "error: remote url is not defined"
     with pytest.raises(FetchError) as e:
-        store.fetch(str(work), "nope")
+        store.fetch(str(work), "nope", policy=ALLOW_ALL)
     assert str(e.value) == "error: no head to fetch"
     bad = f"file://{tmp_path}/missing"
     with pytest.raises(FetchError) as e:
-        store.fetch(bad, "master")
+        store.fetch(bad, "master", policy=ALLOW_ALL)
     assert str(e.value) == f"error: cannot fetch {bad}"
 
 
 def test_fetch_into_disk_then_fsck(disk_store: Store, upstream, git) -> None:  # type: ignore[no-untyped-def]
     work, head = upstream
-    assert disk_store.fetch(str(work), "master") == head
+    assert disk_store.fetch(str(work), "master", policy=ALLOW_ALL) == head
     check_fetched(disk_store, head)
     git("fsck", "--strict", cwd=disk_store.path)
 
@@ -166,3 +168,69 @@ def test_diff_kinds_and_dirs(store: Store) -> None:
         ("+", ("d", "e", "2")),
         ("+", ("f",)),
     ]
+
+
+def test_fetch_smart_http(store: Store, upstream: tuple[Path, str]) -> None:
+    """http:// goes through the guarded HTTP client (dulwich's WSGI server)."""
+    import threading
+    from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+    from dulwich.repo import Repo
+    from dulwich.server import DictBackend
+    from dulwich.web import make_wsgi_chain
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+    work, head = upstream
+    with Repo(str(work)) as repo:
+        app = make_wsgi_chain(DictBackend({"/": repo}))
+        with make_server("127.0.0.1", 0, app, handler_class=Quiet) as server:
+            threading.Thread(target=server.serve_forever, daemon=True).start()
+            try:
+                assert store.fetch(f"http://127.0.0.1:{server.server_port}/", "master") == head
+            finally:
+                server.shutdown()
+    check_fetched(store, head)
+
+
+def test_thin_pack_is_completed(
+    disk_store: Store, upstream: tuple[Path, str], git_daemon: str, git
+) -> None:  # type: ignore[no-untyped-def]
+    """A second fetch gets a thin pack (deltas against what we have): it is
+    resolved against the store and completed before it is stored."""
+    work, _ = upstream
+    big = "".join(f"line {i}\n" for i in range(5000))
+    (work / "big").write_text(big)
+    git("add", "big", cwd=work)
+    git("commit", "-q", "-m", "big", cwd=work)
+    first = git("rev-parse", "HEAD", cwd=work).strip()
+    assert disk_store.fetch(git_daemon, "master") == first
+    disk_store.fast_forward("master", first)  # what we have, told to the remote
+    (work / "big").write_text(big + "one more line\n")
+    git("commit", "-q", "-am", "more", cwd=work)
+    second = git("rev-parse", "HEAD", cwd=work).strip()
+    assert disk_store.fetch(git_daemon, "master") == second
+    info = disk_store.commit_info(second)
+    assert disk_store.tree(info.tree).read(("big",)).endswith(b"one more line\n")
+    git("fsck", "--strict", "--no-dangling", cwd=disk_store.path)
+    for idx in Path(disk_store.path or "", "objects", "pack").glob("*.idx"):
+        git("verify-pack", str(idx), cwd=disk_store.path)
+
+
+def test_schemes_of_urls() -> None:
+    from datakit.store import parse_schemes
+    from datakit.store._transport import scheme_of
+
+    assert scheme_of("/srv/repo") == "file"
+    assert scheme_of("./a:b") == "file"  # a slash before the colon: a path, as for git
+    assert scheme_of("file:///srv/repo") == "file"
+    assert scheme_of("user@host:repo") == "ssh"
+    assert scheme_of("host:repo") == "ssh"
+    assert scheme_of("git+ssh://host/repo") == "ssh"
+    assert scheme_of("HTTPS://host/repo") == "https"
+    assert parse_schemes(" git, HTTP ,ssh+git,") == {"git", "http", "ssh"}
+    assert parse_schemes("") == frozenset()
+    with pytest.raises(ValueError, match="ftp"):
+        parse_schemes("git,ftp")

@@ -1,0 +1,191 @@
+"""Connections to remotes for `fetch`, bounded in what a remote can do to us.
+
+* Which remotes may be named at all is the operator's choice
+  (:class:`RemotePolicy.schemes`): a local path or ``file://`` URL reads any
+  repository the server can see, and ``ssh://`` uses the server's own ssh
+  identity, so only ``git``, ``http`` and ``https`` are allowed by default.
+* Every read from the remote goes through a :class:`FetchGuard`: it counts
+  bytes against a cap (the ref advertisement is held in memory; the pack
+  is streamed to disk but still bounded), notes activity for the inactivity
+  watchdog, and fails once the fetch is aborted.
+* The watchdog (one thread per fetch) aborts a fetch when the remote has sent
+  nothing for the connect or inactivity timeout; an abort, or a cancellation
+  by the caller (the 9p request was flushed, the client went away), shuts
+  the socket down or kills the helper process, so a blocked read returns at
+  once and the fetch thread ends.
+
+Local repositories are read by ``git upload-pack`` in a child process, as
+`git fetch` does, so that a FIFO or a device where a repository file should
+be cannot block or flood the server itself: the child is killed instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+SCHEMES = ("git", "http", "https", "ssh", "file")
+DEFAULT_SCHEMES = frozenset({"git", "http", "https"})
+_SSH_ALIASES = {"git+ssh": "ssh", "ssh+git": "ssh"}
+_MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class RemotePolicy:
+    """What fetches may do; the server's flags set it (`datakit serve
+    --remote-schemes`, `--remote-connect-timeout`, `--remote-timeout`)."""
+
+    schemes: frozenset[str] = DEFAULT_SCHEMES
+    connect_timeout: float = 10.0  # seconds to connect (and to the first byte)
+    inactivity_timeout: float = 60.0  # seconds without a byte from the remote
+    max_advertisement: int = 16 * _MiB  # the refs list, held in memory
+    max_pack: int = 4096 * _MiB  # the pack, streamed to a temporary file
+
+
+ALLOW_ALL = RemotePolicy(schemes=frozenset(SCHEMES))  # the client library's Git backend
+
+
+def parse_schemes(text: str) -> frozenset[str]:
+    """``git,http,https`` -> the set; ValueError naming an unknown scheme."""
+    found = {s.strip().lower() for s in text.split(",") if s.strip()}
+    found = {_SSH_ALIASES.get(s, s) for s in found}
+    unknown = sorted(found - set(SCHEMES))
+    if unknown:
+        raise ValueError(f"unknown scheme {unknown[0]!r}: use some of {','.join(SCHEMES)}")
+    return frozenset(found)
+
+
+def scheme_of(url: str) -> str:
+    """The scheme a URL is fetched with: a plain path is ``file``, and
+    ``host:path`` (no slash before the colon) is ssh, as git reads them."""
+    if "://" in url:
+        scheme = url.split("://", 1)[0].lower()
+        return _SSH_ALIASES.get(scheme, scheme)
+    if re.match(r"[^/]+:", url):
+        return "ssh"
+    return "file"
+
+
+class FetchAborted(Exception):
+    """The guard stopped the fetch; str() says why (timeout, cap, cancel)."""
+
+
+class FetchGuard:
+    """Bounds of one fetch, shared by the fetch thread, its watchdog and
+    whoever may cancel it (see the module doc)."""
+
+    def __init__(self, policy: RemotePolicy) -> None:
+        self.policy = policy
+        self.reason: str | None = None
+        self._lock = threading.Lock()
+        self._on_abort: list[Callable[[], object]] = []
+        self._timeout = policy.connect_timeout
+        self._last = time.monotonic()
+        self._connected = False
+        self._count = 0
+        self._limit = policy.max_advertisement
+        self._what = "ref advertisement"
+        self._done = threading.Event()
+
+    # -- stopping ------------------------------------------------------------
+    def cancel(self) -> None:
+        self.abort("the fetch was cancelled")
+
+    def abort(self, reason: str) -> None:
+        with self._lock:
+            if self.reason is not None:
+                return
+            self.reason = reason
+            actions, self._on_abort = self._on_abort, []
+        for action in actions:
+            with contextlib.suppress(Exception):
+                action()
+
+    def on_abort(self, action: Callable[[], object]) -> None:
+        """Run ``action`` (shut a socket down, kill a process) on abort, now
+        if the fetch was aborted already."""
+        with self._lock:
+            if self.reason is None:
+                self._on_abort.append(action)
+                return
+        action()
+
+    def check(self) -> None:
+        if self.reason is not None:
+            raise FetchAborted(self.reason)
+
+    # -- accounting ----------------------------------------------------------
+    def start_pack(self) -> None:
+        """The advertisement is read; what follows is the pack."""
+        self._count, self._limit, self._what = 0, self.policy.max_pack, "pack"
+
+    def received(self, n: int) -> None:
+        self.check()
+        if n:
+            self._last = time.monotonic()
+            if not self._connected:
+                self._connected = True
+                self._timeout = self.policy.inactivity_timeout
+        self._count += n
+        if self._count > self._limit:
+            self.abort(f"the remote sent a {self._what} larger than {self._limit} bytes")
+            self.check()
+
+    def reader(self, read: Callable[[int], bytes]) -> Callable[[int], bytes]:
+        def guarded(size: int = -1) -> bytes:
+            self.check()
+            data = read(size)
+            self.received(len(data))
+            return data
+
+        return guarded
+
+    # -- the watchdog --------------------------------------------------------
+    @contextlib.contextmanager
+    def watching(self) -> Iterator[None]:
+        self._last = time.monotonic()  # the fetch may have waited for a thread
+        watchdog = threading.Thread(target=self._watch, name="fetch-watchdog", daemon=True)
+        watchdog.start()
+        try:
+            yield
+        finally:
+            self._done.set()
+            watchdog.join()
+
+    def received_all(self) -> None:
+        """The remote is done: checking what it sent is not inactivity."""
+        self._done.set()
+
+    def _watch(self) -> None:
+        while True:
+            left = self._last + self._timeout - time.monotonic()
+            if left <= 0:
+                if self._connected:
+                    self.abort(f"no data from the remote for {self._timeout:g} s")
+                else:
+                    self.abort(f"no answer from the remote within {self._timeout:g} s")
+                return
+            if self._done.wait(left):
+                return
+
+    def explain(self, exc: BaseException) -> str | None:
+        """Why the fetch failed, if it was one of the guard's bounds (or a
+        socket timeout); None for other failures."""
+        if self.reason is not None:
+            return self.reason
+        seen: BaseException | None = exc
+        while seen is not None:
+            if isinstance(seen, TimeoutError | socket.timeout):
+                return self.explain_timeout()
+            seen = seen.__cause__ or seen.__context__
+        return None
+
+    def explain_timeout(self) -> str:
+        if self._connected:
+            return f"no data from the remote for {self.policy.inactivity_timeout:g} s"
+        return f"no answer from the remote within {self.policy.connect_timeout:g} s"

@@ -1,0 +1,285 @@
+"""Fetches against hostile or dead remotes, on a real `datakit serve`
+(issue #8 points 6-8): hung fetches never hold up commits and end when
+their client leaves; endless or garbage answers fail fast; only the
+schemes the operator allows are fetched."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from datakit import ninep
+from datakit.client.ninep_client import Client, RemoteError
+from tests.gitdaemon import serve_repository
+from tests.ops.procs import datakit_process
+from tests.scenarios.helpers import Stream, cancel, start
+
+
+class FakeRemote:
+    """A TCP server; each connection gets ``answer(conn)`` in a thread.
+    Remembers connections so a test can see which the server closed."""
+
+    def __init__(self, answer: Callable[[socket.socket], None]) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"git://127.0.0.1:{self.sock.getsockname()[1]}/repo"
+        self.conns: list[socket.socket] = []
+        self._answer = answer
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = self.sock.accept()
+                self.conns.append(conn)
+                threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def closed_by_peer(self) -> int:
+        """How many connections the fetching side has closed."""
+        closed = 0
+        for conn in list(self.conns):
+            try:
+                conn.setblocking(False)
+                while conn.recv(65536):
+                    pass
+                closed += 1  # b"": end of stream
+            except BlockingIOError:
+                pass
+            except OSError:
+                closed += 1
+        return closed
+
+    def close(self) -> None:
+        self.sock.close()
+        for conn in self.conns:
+            conn.close()
+
+
+@contextlib.contextmanager
+def fake_remote(answer: Callable[[socket.socket], None]) -> Iterator[FakeRemote]:
+    remote = FakeRemote(answer)
+    try:
+        yield remote
+    finally:
+        remote.close()
+
+
+def silent(conn: socket.socket) -> None:
+    """A remote that accepts and never answers."""
+
+
+def wait_until(check: Callable[[], bool], what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting until {what}")
+        time.sleep(0.05)
+
+
+def fetch(client: Client, name: str, url: str, branch: str = "master") -> None:
+    client.mkdir(f"remotes/{name}")
+    client.write(f"remotes/{name}/url", url.encode())
+    client.write(f"remotes/{name}/fetch", branch.encode())
+
+
+def fetch_error(port: int, url: str, branch: str = "master") -> str:
+    with Client.connect(f"tcp://127.0.0.1:{port}") as client:
+        with pytest.raises(RemoteError) as e:
+            fetch(client, "r", url, branch)
+    return str(e.value)
+
+
+def test_commit_while_40_fetches_hang_and_fetches_end_with_their_client(tmp_path: Path) -> None:
+    """Point 6: 40 fetches from a remote that never answers hold no thread a
+    commit needs, and each stops (closes its connection to the remote)
+    when its client disconnects."""
+    with (
+        fake_remote(silent) as remote,
+        datakit_process(
+            "--git", str(tmp_path / "db"),
+            "--remote-connect-timeout", "3600", "--remote-timeout", "3600",
+        ) as (port, _, _),
+    ):  # fmt: skip
+        clients = [Client.connect(f"tcp://127.0.0.1:{port}") for _ in range(40)]
+        fetchers = [
+            threading.Thread(target=_ignore_errors, args=(fetch, c, "r", remote.url), daemon=True)
+            for c in clients
+        ]
+        for t in fetchers:
+            t.start()
+        wait_until(lambda: len(remote.conns) == 40, "40 fetches reach the remote")
+
+        done = threading.Event()
+
+        def commit() -> None:
+            with Client.connect(f"tcp://127.0.0.1:{port}") as c:
+                c.mkdir("branch/master")
+                c.mkdir("branch/master/transactions/t")
+                c.create("branch/master/transactions/t/rw/file", b"data")
+                c.write("branch/master/transactions/t/ctl", b"commit\n")
+                assert len(c.read("branch/master/head").strip()) == 40
+            done.set()
+
+        committer = threading.Thread(target=commit, daemon=True)
+        committer.start()
+        # Generous: only a commit stuck behind the fetches would take this long.
+        committer.join(120)
+        assert done.is_set(), "the commit waited for the hung fetches"
+        assert all(t.is_alive() for t in fetchers)  # all 40 still hanging
+        assert remote.closed_by_peer() == 0
+
+        for c in clients:  # the clients go away: every fetch must stop
+            c.close()
+        wait_until(lambda: remote.closed_by_peer() == 40, "the fetches close their sockets")
+
+
+def test_a_flushed_fetch_stops(tmp_path: Path) -> None:
+    """Point 6: Tflush of the `fetch` write (Ctrl-C) stops the fetch: its
+    connection to the remote is closed at once."""
+    with (
+        fake_remote(silent) as remote,
+        datakit_process("--remote-connect-timeout", "3600", "--remote-timeout", "3600") as (
+            port,
+            _,
+            _,
+        ),
+        Client.connect(f"tcp://127.0.0.1:{port}") as c,
+    ):
+        c.mkdir("remotes/r")
+        c.write("remotes/r/url", remote.url.encode())
+        fid = c.open("remotes/r/fetch", ninep.OWRITE)
+        tag = start(c, ninep.Twrite, fid=fid, offset=0, data=b"master")
+        wait_until(lambda: len(remote.conns) == 1, "the fetch reaches the remote")
+        cancel(c, tag)
+        wait_until(lambda: remote.closed_by_peer() == 1, "the flushed fetch closes its socket")
+        c.clunk(fid)
+
+
+def _ignore_errors(fn: Callable[..., object], *args: object) -> None:
+    with contextlib.suppress(Exception):
+        fn(*args)
+
+
+def endless_pkt_lines(conn: socket.socket) -> None:
+    """A ref advertisement that never ends (valid pkt-lines forever)."""
+    with contextlib.suppress(OSError):
+        for n in range(10**9):
+            data = b"1" * 40 + b" refs/heads/%d" % n + b"x" * 200 + b"\n"
+            conn.sendall(b"%04x" % (len(data) + 4) + data)
+
+
+def garbage(conn: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        while True:
+            conn.sendall(os.urandom(65536))
+
+
+def zero_bytes(conn: socket.socket) -> None:
+    """/dev/zero over TCP."""
+    with contextlib.suppress(OSError):
+        while True:
+            conn.sendall(bytes(65536))
+
+
+def unterminated_pkt_line(conn: socket.socket) -> None:
+    """Announces a 65520-byte pkt-line, sends 10 bytes of it, then nothing."""
+    with contextlib.suppress(OSError):
+        conn.sendall(b"fff0" + b"0" * 10)
+        time.sleep(3600)
+
+
+def test_endless_garbage_and_stalled_remotes_fail_fast(tmp_path: Path) -> None:
+    """Point 7: endless or garbage bytes, or a pkt-line never finished, give
+    a clear error, fast and with bounded memory."""
+    with (
+        fake_remote(endless_pkt_lines) as endless,
+        fake_remote(garbage) as noise,
+        fake_remote(zero_bytes) as zeros,
+        fake_remote(unterminated_pkt_line) as stalled,
+        fake_remote(silent) as mute,
+        datakit_process(
+            "--git", str(tmp_path / "db"), "--remote-schemes", "git,file",
+            "--remote-connect-timeout", "1", "--remote-timeout", "2",
+        ) as (port, _, proc),
+    ):  # fmt: skip
+        message = fetch_error(port, endless.url)
+        assert message == (
+            f"error: cannot fetch {endless.url}: the remote sent a ref advertisement "
+            f"larger than {16 * 1024 * 1024} bytes"
+        )
+        message = fetch_error(port, noise.url)
+        assert message.startswith(f"error: cannot fetch {noise.url}: bad answer from the remote: ")
+        message = fetch_error(port, zeros.url)
+        assert message.startswith(f"error: cannot fetch {zeros.url}: bad answer from the remote: ")
+        assert fetch_error(port, stalled.url) == (
+            f"error: cannot fetch {stalled.url}: no data from the remote for 2 s"
+        )
+        assert fetch_error(port, mute.url) == (
+            f"error: cannot fetch {mute.url}: no answer from the remote within 1 s"
+        )
+        # A local "repository" that is a device or a FIFO: git upload-pack
+        # refuses it (nothing is read from the server's side).
+        fifo = tmp_path / "fifo"
+        os.mkfifo(fifo)
+        for source in ("/dev/zero", str(fifo), f"file://{fifo}"):
+            assert fetch_error(port, source).startswith(f"error: cannot fetch {source}")
+        # A repository whose ref is a FIFO: git upload-pack blocks reading
+        # it, and is killed after the inactivity timeout.
+        repo = tmp_path / "repo"
+        repo.mkdir()
+        with serve_repository(repo):
+            os.unlink(repo / ".git" / "refs" / "heads" / "master")
+            os.mkfifo(repo / ".git" / "refs" / "heads" / "master")
+            message = fetch_error(port, str(repo))
+        assert message.startswith(f"error: cannot fetch {repo}"), message
+        rss = _rss_kib(proc.pid)
+        assert rss < 256 * 1024, f"server uses {rss} KiB"
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):  # the peak: what the endless remote made it hold
+            return int(line.split()[1])
+    raise AssertionError("no VmHWM")
+
+
+def test_remote_schemes_flag(tmp_path: Path) -> None:
+    """Point 8: local paths, file:// and ssh:// only when the operator allows
+    them; the default allows git, http and https."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    with serve_repository(repo) as git_remote, datakit_process() as (port, _, _):
+        for url in (str(repo / ".git"), f"file://{repo}", "ssh://example.invalid/x", "h:x"):
+            message = fetch_error(port, url)
+            assert message.startswith(f"error: cannot fetch {url}: "), message
+            assert "not allowed by this server" in message
+            assert "--remote-schemes" in message
+        with Client.connect(f"tcp://127.0.0.1:{port}") as c:
+            fetch(c, "ok", git_remote.url)
+            assert Stream(c, "remotes/ok/head").line().decode().strip() == git_remote.master
+    with datakit_process("--remote-schemes", "file") as (port, _, _):
+        with Client.connect(f"tcp://127.0.0.1:{port}") as c:
+            fetch(c, "local", f"file://{repo}")
+            assert Stream(c, "remotes/local/head").line().decode().strip() == git_remote.master
+        assert "not allowed" in fetch_error(port, git_remote.url)
+
+
+def test_remote_flags_are_checked() -> None:
+    for args, expected in (
+        (["--remote-schemes", "git,gopher"], "--remote-schemes: unknown scheme 'gopher'"),
+        (["--remote-timeout", "0"], "--remote-timeout"),
+        (["--remote-connect-timeout", "x"], "--remote-connect-timeout"),
+    ):
+        out = subprocess.run(
+            [sys.executable, "-m", "datakit", "serve", *args], capture_output=True, timeout=60
+        )
+        assert out.returncode == 2
+        assert expected in out.stderr.decode()

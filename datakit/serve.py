@@ -8,6 +8,7 @@ import signal
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import trio
 
@@ -30,6 +31,10 @@ class ServeConfig:
     max_msize: int = 1024 * 1024
     read_only: bool = False
     example_tree: bool = False
+    # Memory bounds (None: the store's defaults, see datakit.store.Limits).
+    cache_size: int | None = None
+    max_file_size: int | None = None
+    spill_threshold: int | None = None
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ServeConfig:
@@ -54,6 +59,22 @@ class ServeConfig:
             max_msize=args.max_msize,
             read_only=args.read_only,
             example_tree=args.example_tree,
+            cache_size=args.cache_size,
+            max_file_size=args.max_file_size,
+            spill_threshold=args.spill_threshold,
+        )
+
+    def store_limits(self) -> Any:
+        """The store's memory bounds (a datakit.store.Limits) from the flags."""
+        from datakit.store import Limits
+
+        d = Limits()
+        return Limits(
+            cache_size=d.cache_size if self.cache_size is None else self.cache_size,
+            max_file_size=d.max_file_size if self.max_file_size is None else self.max_file_size,
+            spill_threshold=(
+                d.spill_threshold if self.spill_threshold is None else self.spill_threshold
+            ),
         )
 
 
@@ -122,10 +143,10 @@ async def serve(
         from datakit.store import Store
 
         if config.git:
-            store = Store.open(config.git)
+            store = Store.open(config.git, limits=config.store_limits())
             log.info("Using Git repository at %s", config.git)
         else:
-            store = Store.memory()
+            store = Store.memory(config.store_limits())
             log.info("Using an in-memory store (use --git PATH for a persistent one)")
         database = Database(store)
         make_root = database.connect

@@ -71,6 +71,7 @@ class TransactionsDir(Directory):
         return tx
 
     def discard(self, tx: TransactionDir) -> None:
+        tx.rw.release()
         if self.open.get(tx.name) is tx:
             del self.open[tx.name]
         if tx in self.branch.root.transactions:

@@ -1,9 +1,11 @@
 """The versioned store: a git repository (in memory or on disk) holding
 DataKit's branches, commits and trees. Synchronous; knows nothing of 9p."""
 
+from ._content import Limits
 from ._errors import (
     AlreadyExists,
     FetchError,
+    FileTooLarge,
     InvalidBranchName,
     InvalidHash,
     InvalidName,
@@ -17,7 +19,7 @@ from ._errors import (
     StoreError,
 )
 from ._names import check_name
-from ._objects import AUTHOR, EMPTY_TREE, CommitInfo, Entry, Kind, Path
+from ._objects import AUTHOR, EMPTY_TREE, BlobReader, CommitInfo, Entry, Kind, Path
 from ._refs import is_valid_branch_name
 from ._store import Store
 from ._tree import EditableTree, TreeView, conflict_bytes
@@ -26,16 +28,19 @@ __all__ = [
     "AUTHOR",
     "EMPTY_TREE",
     "AlreadyExists",
+    "BlobReader",
     "CommitInfo",
     "EditableTree",
     "Entry",
     "FetchError",
+    "FileTooLarge",
     "InvalidBranchName",
     "InvalidHash",
     "InvalidName",
     "InvalidOffset",
     "IsADirectory",
     "Kind",
+    "Limits",
     "MergeConflict",
     "NameTooLong",
     "NotADirectory",

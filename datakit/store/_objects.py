@@ -10,12 +10,14 @@ import enum
 import hashlib
 import os
 import threading
+import weakref
 import zlib
-from collections import OrderedDict
-from collections.abc import Iterable
+from collections import OrderedDict, deque
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from ._content import CHUNK, Content, Limits, pread_all, temporary_file
 from ._durable import datasync, fsync_dir, new_temporary, write_all
 from ._errors import NotFound
 from ._packs import write_pack
@@ -198,7 +200,7 @@ class _LRU:
             return item[0]
 
     def put(self, key: str, value: Any, weight: int = 1) -> None:
-        if weight > self.budget // 4:
+        if weight > self.budget:
             return
         with self._lock:
             old = self.data.pop(key, None)
@@ -211,6 +213,42 @@ class _LRU:
                 self.weight -= w
 
 
+class _CachedBlob:
+    """A reader of a blob that fits the cache: every read goes through the
+    shared cache, so an open file pins nothing of its own."""
+
+    __slots__ = ("_db", "sha", "size")
+
+    def __init__(self, db: ObjectDB, sha: str, size: int) -> None:
+        self._db = db
+        self.sha = sha
+        self.size = size
+
+    def read(self, offset: int, count: int) -> bytes:
+        return self._db.blob(self.sha)[offset : offset + max(0, count)]
+
+
+class _BlobFile:
+    """A blob larger than the cache, inflated once into a temporary file that
+    every reader of it shares; the file goes with its last reader."""
+
+    __slots__ = ("__weakref__", "_fd", "sha", "size")
+
+    def __init__(self, sha: str, fd: int, size: int) -> None:
+        self.sha = sha
+        self._fd = fd
+        self.size = size
+
+    def __del__(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def read(self, offset: int, count: int) -> bytes:
+        return pread_all(self._fd, offset, max(0, min(count, self.size - offset)))
+
+
+BlobReader = _CachedBlob | _BlobFile
 
 
 class ObjectDB:
@@ -231,10 +269,16 @@ class ObjectDB:
     OVERLAY_LIMIT = 256 << 20  # bytes kept unflushed before spilling to disk
 
     def __init__(
-        self, backend: Any, objects_dir: str | None, *, compression: int = LOOSE_COMPRESSION
+        self,
+        backend: Any,
+        objects_dir: str | None,
+        *,
+        compression: int = LOOSE_COMPRESSION,
+        limits: Limits | None = None,
     ) -> None:
         self.backend = backend  # a dulwich object store
         self.objects_dir = objects_dir
+        self.limits = limits or Limits()
         self.compression = compression  # zlib level of loose objects, as git's
         self.overlay: dict[str, tuple[int, bytes]] = {}
         self.overlay_bytes = 0
@@ -242,7 +286,11 @@ class ObjectDB:
         self._backend_lock = threading.Lock()
         self._flush_lock = threading.Lock()
         self.trees = _LRU(200_000)
-        self.blobs = _LRU(64 << 20)
+        self.blobs = _LRU(self.limits.cache_size)
+        # Blobs too big for the cache: shared while anyone reads them, and
+        # the last few kept (on disk, not in memory) for the next reader.
+        self._big: weakref.WeakValueDictionary[str, _BlobFile] = weakref.WeakValueDictionary()
+        self._recent_big: deque[_BlobFile] = deque(maxlen=2)
         self.commits = _LRU(100_000)
         self.types = _LRU(200_000)
         self.sizes = _LRU(200_000)  # blob sizes, so `ls -l` need not inflate blobs
@@ -348,6 +396,144 @@ class ObjectDB:
             return None
         return int(size)
 
+    def blob_reader(self, sha: str) -> BlobReader:
+        """Range reads of a blob without a private copy: through the shared
+        cache if it fits the budget, else from one shared temporary file."""
+        item = self.overlay.get(sha)
+        if item is not None:
+            if item[0] != BLOB:
+                raise NotFound()
+            return _CachedBlob(self, sha, len(item[1]))
+        data = self.blobs.get(sha)
+        if data is not None:
+            return _CachedBlob(self, sha, len(data))
+        big = self._big.get(sha)
+        if big is not None:
+            return big
+        size = self.sizes.get(sha)
+        if size is None and self.objects_dir is not None:
+            size = self._loose_blob_size(sha)
+        if size is not None and size <= self.blobs.budget:
+            return _CachedBlob(self, sha, size)
+        fd = temporary_file(self.limits)
+        try:
+            size = self._inflate_into(sha, fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        big = self._big[sha] = _BlobFile(sha, fd, size)
+        self._recent_big.append(big)
+        return big
+
+    def _inflate_into(self, sha: str, fd: int) -> int:
+        """Write the blob's content to ``fd``; a loose object is inflated a
+        chunk at a time, anything else (packed) goes through dulwich."""
+        if self.objects_dir is not None:
+            try:
+                return self._inflate_loose(sha, fd)
+            except FileNotFoundError:
+                pass  # packed (maybe just now, by `git gc`)
+        raw = self.get_raw(sha)
+        if raw is None or raw[0] != BLOB:
+            raise NotFound()
+        write_all(fd, raw[1])
+        self.sizes.put(sha, len(raw[1]))
+        return len(raw[1])
+
+    def _inflate_loose(self, sha: str, fd: int) -> int:
+        assert self.objects_dir is not None
+        inflate = zlib.decompressobj()
+        header = b""  # until the NUL that ends "blob <size>"
+        in_header = True
+        size = 0
+
+        def emit(out: bytes) -> None:
+            nonlocal header, in_header, size
+            if in_header:
+                header += out
+                head, sep, out = header.partition(b"\0")
+                if not sep:
+                    if len(header) > 64:
+                        raise NotFound()
+                    return
+                if not head.startswith(b"blob "):
+                    raise NotFound()
+                in_header = False
+            if out:
+                write_all(fd, out)
+                size += len(out)
+
+        with open(os.path.join(self.objects_dir, sha[:2], sha[2:]), "rb") as f:
+            while data := f.read(CHUNK):
+                while data:  # at most CHUNK bytes of output at a time
+                    emit(inflate.decompress(data, CHUNK))
+                    data = inflate.unconsumed_tail
+        emit(inflate.flush())
+        if in_header:
+            raise NotFound()
+        return size
+
+    def blob_chunks(self, sha: str) -> Iterator[bytes]:
+        reader = self.blob_reader(sha)
+        for offset in range(0, reader.size, CHUNK):
+            yield reader.read(offset, CHUNK)
+
+    def put_content(self, content: Content) -> str:
+        """Store a transaction's file content as a blob. A spilled one on
+        disk is hashed and deflated a chunk at a time into a durable loose
+        object; in memory a blob is held in memory by definition (bounded by
+        the maximum file size)."""
+        if not content.spilled or self.objects_dir is None:
+            return self.put_blob(content.getvalue())
+        h = hashlib.sha1(b"blob %d\0" % len(content))
+        for chunk in content.chunks():
+            h.update(chunk)
+        sha = h.hexdigest()
+        with self._backend_lock:
+            present = sha in self.overlay or sha.encode("ascii") in self.backend
+        if not present:
+            with self._flush_lock:
+                self._write_loose_stream(sha, content)
+        self.sizes.put(sha, len(content))
+        self.types.put(sha, BLOB)
+        return sha
+
+    def _write_loose_stream(self, sha: str, content: Content) -> None:
+        assert self.objects_dir is not None
+        subdir = os.path.join(self.objects_dir, sha[:2])
+        fd, tmp = self._loose_temporary(subdir)
+        try:
+            try:
+                deflate = zlib.compressobj(self.compression)
+                write_all(fd, deflate.compress(b"blob %d\0" % len(content)))
+                for chunk in content.chunks():
+                    write_all(fd, deflate.compress(chunk))
+                write_all(fd, deflate.flush())
+                datasync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, os.path.join(subdir, sha[2:]))
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        _fsync_fanout_dir(subdir)
+        fsync_dir(self.objects_dir)
+
+    def _loose_temporary(self, subdir: str) -> tuple[int, str]:
+        assert self.objects_dir is not None
+        for attempt in range(3):
+            try:
+                return new_temporary(subdir, "obj")
+            except FileNotFoundError:
+                # A new fan-out directory, or `git gc` just removed an
+                # emptied one (as git does, make it and try again).
+                if attempt == 2:
+                    raise
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(subdir)
+        raise AssertionError("unreachable")
+
     def commit(self, sha: str) -> CommitInfo:
         info = self.commits.get(sha)
         if info is not None:
@@ -443,18 +629,9 @@ class ObjectDB:
                     continue
                 header = _TYPE_HEADERS[type_num] + b" %d\0" % len(raw)
                 data = zlib.compress(header + raw, self.compression)
-                for attempt in range(3):
-                    try:
-                        fd, tmp = new_temporary(subdir, "obj")
-                        break
-                    except FileNotFoundError:
-                        # A new fan-out directory, or `git gc` just removed an
-                        # emptied one (as git does, make it and try again).
-                        if attempt == 2:
-                            raise
-                        with contextlib.suppress(FileExistsError):
-                            os.mkdir(subdir)
-                        dirs.add(self.objects_dir)
+                if not os.path.isdir(subdir):
+                    dirs.add(self.objects_dir)
+                fd, tmp = self._loose_temporary(subdir)
                 pending.append((fd, tmp, path))
                 write_all(fd, data)
                 dirs.add(subdir)

@@ -8,6 +8,7 @@ it in one worker thread).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import heapq
 import logging
 import os
@@ -17,6 +18,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from ._content import Limits
 from ._durable import fsync_dir, fsync_file
 from ._errors import (
     FetchError,
@@ -35,6 +37,7 @@ from ._objects import (
     LOOSE_COMPRESSION,
     TREE,
     TYPE_NAMES,
+    BlobReader,
     CommitInfo,
     ObjectDB,
     parse_commit_body,
@@ -77,9 +80,12 @@ class Store:
         objects_dir: str | None,
         *,
         compression: int = LOOSE_COMPRESSION,
+        limits: Limits | None = None,
     ) -> None:
         self._repo = repo
-        self._db = ObjectDB(repo.object_store, objects_dir, compression=compression)
+        self._db = ObjectDB(
+            repo.object_store, objects_dir, compression=compression, limits=limits
+        )
         self._refs = refs
         self._listeners: list[Listener] = []
         self._deferred = threading.local()  # .changes: list, while deferring_changes()
@@ -88,13 +94,19 @@ class Store:
 
     # -- opening -------------------------------------------------------------
     @classmethod
-    def memory(cls) -> Store:
+    def memory(cls, limits: Limits | None = None) -> Store:
         from dulwich.repo import MemoryRepo
 
-        return cls(MemoryRepo(), MemoryRefs(), None)
+        return cls(MemoryRepo(), MemoryRefs(), None, limits=limits)
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str], *, create: bool = True) -> Store:
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        create: bool = True,
+        limits: Limits | None = None,
+    ) -> Store:
         """Open a bare repository, a repository with a work tree (only its git
         directory is used) or, if ``create``, make a bare one where nothing is.
         Nothing is scanned, so this is O(1) in the repository size."""
@@ -119,7 +131,12 @@ class Store:
         gitdir = repo.controldir()
         objects_dir = os.path.join(gitdir, "objects")
         compression = _loose_compression(repo.get_config())
-        return cls(repo, DiskRefs(gitdir), objects_dir, compression=compression)
+        # Temporary files (big transaction files, big blobs being read) go
+        # next to the repository: same filesystem, sized for its data.
+        limits = dataclasses.replace(limits or Limits(), temp_dir=gitdir)
+        return cls(
+            repo, DiskRefs(gitdir), objects_dir, compression=compression, limits=limits
+        )
 
     def close(self) -> None:
         self._repo.close()
@@ -140,6 +157,15 @@ class Store:
 
     def blob_size(self, sha: str) -> int:
         return self._db.blob_size(sha)
+
+    def blob_reader(self, sha: str) -> BlobReader:
+        """Range reads of a blob (``.size``, ``.read(offset, count)``) that
+        hold no private copy: many opens of one file share one."""
+        return self._db.blob_reader(sha)
+
+    @property
+    def limits(self) -> Limits:
+        return self._db.limits
 
     def tree(self, sha: str) -> TreeView:
         self._db.tree_entries(sha)  # NotFound unless it is a tree

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from ._content import Content
 from ._errors import (
     AlreadyExists,
     InvalidOffset,
@@ -14,7 +15,7 @@ from ._errors import (
     NotFound,
     StoreError,
 )
-from ._objects import EMPTY_TREE, Entry, Kind, ObjectDB, Path, encode_name
+from ._objects import EMPTY_TREE, BlobReader, Entry, Kind, ObjectDB, Path, encode_name
 
 CONFLICT_FILE_VS_DIR = b"File vs dir"
 CONFLICT_BOTH_CHANGED = b"Changed on both branches"
@@ -135,7 +136,9 @@ class _File:
     def __init__(self, kind: Kind, sha: str | None, data: bytearray | None) -> None:
         self.kind = kind
         self.sha = sha  # blob id when known to match the content
-        self.data = data  # private mutable copy once edited (or created)
+        # Private mutable copy once edited: a bytearray as created (small:
+        # a symlink target, a conflict marker), a Content once written to.
+        self.data: Content | bytearray | None = data
 
 
 class _Dir:
@@ -226,18 +229,27 @@ class EditableTree:
         n = len(path)
         self.conflicts = {c for c in self.conflicts if c[:n] != path}
 
-    def _content(self, f: _File) -> bytes | bytearray:
-        if f.data is not None:
-            return f.data
-        assert f.sha is not None
-        return self._db.blob(f.sha)
-
-    def _mutable(self, f: _File) -> bytearray:
+    def _content(self, f: _File) -> Content | BlobReader:
+        """What to read ``f`` from: its edited content, or the shared blob."""
         if f.data is None:
             assert f.sha is not None
-            f.data = bytearray(self._db.blob(f.sha))
-        f.sha = None
+            return self._db.blob_reader(f.sha)
+        return self._edited(f)
+
+    def _edited(self, f: _File) -> Content:
+        if not isinstance(f.data, Content):
+            f.data = Content(self._db.limits, f.data or b"")
         return f.data
+
+    def _mutable(self, f: _File) -> Content:
+        if f.data is None:
+            assert f.sha is not None
+            content = Content(self._db.limits)
+            for chunk in self._db.blob_chunks(f.sha):  # no whole copy of a big blob
+                content.write(len(content), chunk)
+            f.data = content
+        f.sha = None
+        return self._edited(f)
 
     def _existing_file(self, path: Path) -> _File:
         node = self._find(path)
@@ -289,21 +301,27 @@ class EditableTree:
 
     def read(self, path: Path, offset: int, count: int) -> bytes:
         content = self._content(self._existing_file(path))
+        size = len(content) if isinstance(content, Content) else content.size
         if offset < 0:
             raise InvalidOffset(f"Negative offset {offset}")
-        if offset > len(content):
-            raise InvalidOffset(f"Offset {offset} beyond end-of-file (len = {len(content)})")
+        if offset > size:
+            raise InvalidOffset(f"Offset {offset} beyond end-of-file (len = {size})")
         if count <= 0:
             return b""
-        return bytes(content[offset : offset + count])
+        return content.read(offset, count)
 
     def read_all(self, path: Path) -> bytes:
-        return bytes(self._content(self._existing_file(path)))
+        f = self._existing_file(path)
+        if f.data is None:
+            assert f.sha is not None
+            return self._db.blob(f.sha)
+        return self._edited(f).getvalue()
 
     # -- edits ---------------------------------------------------------------
     def write(self, path: Path, offset: int, data: bytes) -> None:
         if offset < 0:
             raise InvalidOffset(f"Negative offset {offset}")
+        self._db.limits.check_size(offset + len(data))
         if not path:
             raise IsADirectory()
         parent = self._dir_for_edit(path[:-1], create=False)
@@ -313,20 +331,11 @@ class EditableTree:
             node = children[path[-1]] = _File(Kind.FILE, None, bytearray())
         elif isinstance(node, _Dir):
             raise IsADirectory()
-        buf = self._mutable(node)
-        end = len(buf)
-        if offset == end:
-            buf += data
-        elif offset > end:
-            buf += bytes(offset - end)
-            buf += data
-        else:
-            buf[offset : offset + len(data)] = data
+        self._mutable(node).write(offset, data)
         self._clear_conflict(path)
 
     def truncate(self, path: Path, length: int) -> None:
-        if length < 0:
-            raise InvalidOffset(f"Negative offset {length}")
+        self._db.limits.check_size(length)
         node = self._find(path)
         if node is None:
             raise NotFound()
@@ -337,11 +346,7 @@ class EditableTree:
         parent = self._dir_for_edit(path[:-1], create=False)
         f = self._children(parent)[path[-1]]
         assert isinstance(f, _File)
-        buf = self._mutable(f)
-        if length <= len(buf):
-            del buf[length:]
-        else:
-            buf += bytes(length - len(buf))
+        self._mutable(f).truncate(length)
         self._clear_conflict(path)
 
     def create_file(self, path: Path, kind: Kind = Kind.FILE, target: bytes | None = None) -> None:
@@ -433,7 +438,10 @@ class EditableTree:
     def _write_file(self, f: _File) -> str:
         if f.sha is None:
             assert f.data is not None
-            f.sha = self._db.put_blob(bytes(f.data))
+            if isinstance(f.data, Content):
+                f.sha = self._db.put_content(f.data)
+            else:
+                f.sha = self._db.put_blob(bytes(f.data))
         return f.sha
 
     def _write(self, d: _Dir) -> str | None:

@@ -157,9 +157,17 @@ def read_slice(data: bytes | bytearray, offset: int, count: int) -> bytes:
     return bytes(data[offset : offset + count])
 
 
+# In-memory files of the tree itself (a transaction's `msg` and `parents`, a
+# remote's `url`, the example tree) hold what clients write, so their size is
+# bounded: past it, EFBIG rather than whatever an offset asks to allocate.
+MAX_BUFFER = 16 << 20
+
+
 def write_into(buf: bytearray, offset: int, data: bytes) -> None:
     """Overwrite at offset, zero-filling any gap (spec 2.3)."""
     end = offset + len(data)
+    if end > MAX_BUFFER:
+        raise errors.too_large()
     if offset > len(buf):
         buf.extend(bytes(offset - len(buf)))
     if offset == len(buf):
@@ -171,6 +179,8 @@ def write_into(buf: bytearray, offset: int, data: bytes) -> None:
 def truncate_buffer(buf: bytearray, length: int) -> None:
     if length < 0:
         raise errors.negative_offset(length)
+    if length > MAX_BUFFER:
+        raise errors.too_large()
     if length < len(buf):
         del buf[length:]
     else:

@@ -1,0 +1,99 @@
+"""Transaction file content bounded in memory, and blobs read without copies."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from datakit.store import FileTooLarge, InvalidOffset, Kind, Limits, Store
+from datakit.store._content import Content
+from tests.store.conftest import run_git
+
+SMALL = Limits(spill_threshold=1024, max_file_size=1 << 40, cache_size=4096)
+
+
+def test_small_content_stays_in_memory_and_big_spills() -> None:
+    c = Content(SMALL, b"abc")
+    assert not c.spilled and len(c) == 3
+    c.write(5, b"de")
+    assert c.getvalue() == b"abc\0\0de"
+    c.write(1 << 30, b"far")  # sparse: a hole in a temporary file
+    assert c.spilled and len(c) == (1 << 30) + 3
+    assert c.read((1 << 30) - 2, 10) == b"\0\0far"
+    assert c.read(0, 8) == b"abc\0\0de\0"
+    c.truncate(4)
+    assert c.getvalue() == b"abc\0"
+    c.truncate(1 << 31)
+    assert len(c) == 1 << 31 and c.read((1 << 31) - 1, 5) == b"\0"
+    c.close()
+
+
+def test_sizes_past_the_maximum_are_file_too_large() -> None:
+    c = Content(Limits(max_file_size=100))
+    c.write(90, b"x" * 10)
+    with pytest.raises(FileTooLarge):
+        c.write(95, b"x" * 10)
+    with pytest.raises(FileTooLarge):
+        c.truncate(1 << 63)
+    with pytest.raises(InvalidOffset):
+        c.truncate(-1)
+    assert len(c) == 100
+
+
+@pytest.mark.parametrize("where", ["memory", "disk"])
+def test_spilled_file_commits_to_the_same_blob_git_makes(where: str, tmp_path: Path) -> None:
+    s = Store.memory(SMALL) if where == "memory" else Store.open(tmp_path / "r.git", limits=SMALL)
+    data = os.urandom(3 << 20) + b"\0" * 100 + b"end"
+    t = s.edit(None)
+    t.create_file(("big",))
+    for off in range(0, len(data), 65536):
+        t.write(("big",), off, data[off : off + 65536])
+    t.write(("sparse",), 5 << 20, b"tail")
+    tree = t.write_tree()
+    commit = s.make_commit(tree, [], b"big")
+    s.set_head("master", commit, expected=None)
+    view = s.tree(tree)
+    big = view.lookup(("big",))
+    assert big is not None
+    header = b"blob %d\0" % len(data)
+    assert big.sha == hashlib.sha1(header + data).hexdigest()
+    reader = s.blob_reader(big.sha)
+    assert reader.size == len(data)
+    assert reader.read(len(data) - 10, 100) == data[-10:]
+    # Editing a committed big file copies it a chunk at a time.
+    t2 = s.edit(tree)
+    t2.write(("big",), 0, b"HEAD")
+    assert t2.read(("big",), 0, 6) == b"HEAD" + data[4:6]
+    assert t2.stat(("big",)) == (Kind.FILE, len(data))
+    if where == "disk":
+        repo = tmp_path / "r.git"
+        run_git("fsck", "--strict", cwd=repo)
+        assert run_git("cat-file", "-s", "master:sparse", cwd=repo).strip() == str((5 << 20) + 4)
+        assert _git_bytes(repo, "master:big") == data
+    s.close()
+
+
+def _git_bytes(repo: Path, rev: str) -> bytes:
+    return subprocess.run(
+        ["git", "cat-file", "blob", rev], cwd=repo, capture_output=True, check=True
+    ).stdout
+
+
+def test_big_blob_readers_share_one_temporary_file(tmp_path: Path) -> None:
+    s = Store.open(tmp_path / "r.git", limits=SMALL)
+    data = os.urandom(64 << 10)
+    t = s.edit(None)
+    t.put(("f",), data)
+    s.set_head("master", s.make_commit(t.write_tree(), [], b"m"), expected=None)
+    s.close()
+    s = Store.open(tmp_path / "r.git", limits=SMALL)  # cold: the blob is a loose object
+    entry = s.tree(s.commit_info(s.head("master") or "").tree).lookup(("f",))
+    assert entry is not None
+    readers = [s.blob_reader(entry.sha) for _ in range(5)]
+    assert all(r is readers[0] for r in readers)  # bigger than the cache: one shared file
+    assert readers[0].read(100, 50) == data[100:150]
+    s.close()

@@ -147,3 +147,22 @@ def test_many_opens_of_one_file_share_one_copy(cache: str | None, tmp_path: Path
             c.clunk(fid)
         # One 17 MiB copy in the cache (or none: streamed), not one per open.
         assert grown < 100 * MiB, grown
+
+
+def test_memory_flags_are_documented_and_checked() -> None:
+    import subprocess
+    import sys
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "datakit", "serve", *args],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+
+    help_text = run("--help").stdout
+    for flag in ("--cache-size", "--max-file-size", "--spill-threshold"):
+        assert flag in help_text
+    bad = run("--cache-size", "lots")
+    assert bad.returncode == 2 and "not a size: 'lots'" in bad.stderr

@@ -244,10 +244,14 @@ class EditableTree:
     def _mutable(self, f: _File) -> Content:
         if f.data is None:
             assert f.sha is not None
-            content = Content(self._db.limits)
-            for chunk in self._db.blob_chunks(f.sha):  # no whole copy of a big blob
-                content.write(len(content), chunk)
-            f.data = content
+            reader = self._db.blob_reader(f.sha)
+            if reader.size <= self._db.limits.spill_threshold:
+                f.data = Content(self._db.limits, reader.read(0, reader.size))
+            else:
+                content = Content(self._db.limits)
+                for chunk in self._db.blob_chunks(f.sha):  # never all of a big blob at once
+                    content.write(len(content), chunk)
+                f.data = content
         f.sha = None
         return self._edited(f)
 

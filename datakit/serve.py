@@ -66,10 +66,10 @@ class ServeConfig:
 
     def store_limits(self) -> Any:
         """The store's memory bounds (a datakit.store.Limits) from the flags."""
-        from datakit.store import Limits
+        from datakit.store import Limits as StoreLimits
 
-        d = Limits()
-        return Limits(
+        d = StoreLimits()
+        return StoreLimits(
             cache_size=d.cache_size if self.cache_size is None else self.cache_size,
             max_file_size=d.max_file_size if self.max_file_size is None else self.max_file_size,
             spill_threshold=(
@@ -134,7 +134,7 @@ async def serve(
     if config.example_tree:
         from datakit.vfs.tmpfs import example_tree
 
-        shared = example_tree()
+        shared = example_tree(config.store_limits().max_file_size)
 
         def make_root() -> Directory:
             return shared

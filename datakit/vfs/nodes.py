@@ -163,10 +163,10 @@ def read_slice(data: bytes | bytearray, offset: int, count: int) -> bytes:
 MAX_BUFFER = 16 << 20
 
 
-def write_into(buf: bytearray, offset: int, data: bytes) -> None:
-    """Overwrite at offset, zero-filling any gap (spec 2.3)."""
+def write_into(buf: bytearray, offset: int, data: bytes, limit: int = MAX_BUFFER) -> None:
+    """Overwrite at offset, zero-filling any gap (spec 2.3); EFBIG past `limit`."""
     end = offset + len(data)
-    if end > MAX_BUFFER:
+    if end > limit:
         raise errors.too_large()
     if offset > len(buf):
         buf.extend(bytes(offset - len(buf)))
@@ -176,10 +176,10 @@ def write_into(buf: bytearray, offset: int, data: bytes) -> None:
         buf[offset:end] = data
 
 
-def truncate_buffer(buf: bytearray, length: int) -> None:
+def truncate_buffer(buf: bytearray, length: int, limit: int = MAX_BUFFER) -> None:
     if length < 0:
         raise errors.negative_offset(length)
-    if length > MAX_BUFFER:
+    if length > limit:
         raise errors.too_large()
     if length < len(buf):
         del buf[length:]

@@ -166,3 +166,16 @@ def test_memory_flags_are_documented_and_checked() -> None:
         assert flag in help_text
     bad = run("--cache-size", "lots")
     assert bad.returncode == 2 and "not a size: 'lots'" in bad.stderr
+
+
+@pytest.mark.parametrize("version", DIALECTS)
+def test_absurd_offsets_in_the_example_tree(version: str, example_server: str) -> None:
+    with Client.connect(example_server, version=version, timeout=30) as c:
+        c.create("f", b"data")
+        for offset in (1 << 40, 1 << 63):
+            fid = c.open("f", 2)
+            expect_errno((E.EFBIG,), c.write_fid, fid, b"x", offset)
+            expect_errno((E.EINVAL,), c.read_fid, fid, offset, 10)
+            c.clunk(fid)
+            expect_errno((E.EFBIG,), c.truncate, "f", offset)
+        assert c.read("f") == b"data"

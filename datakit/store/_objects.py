@@ -13,7 +13,7 @@ import threading
 import weakref
 import zlib
 from collections import OrderedDict, deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -376,8 +376,12 @@ class ObjectDB:
         data = self.blobs.get(sha)
         if data is not None:
             return len(data)
-        size = self._loose_blob_size(sha) if self.objects_dir is not None else None
-        if size is None:  # packed (or not there: blob() raises NotFound)
+        size = None
+        if self.objects_dir is not None:
+            size = self._loose_blob_size(sha)
+            if size is None and (packed := self._packed_blob(sha)) is not None:
+                size = packed[2]
+        if size is None:  # a delta (or not there: blob() raises NotFound)
             size = len(self.blob(sha))
         self.sizes.put(sha, size)
         return size
@@ -413,10 +417,8 @@ class ObjectDB:
         big = self._big.get(sha)
         if big is not None:
             return big
-        size = self.sizes.get(sha)
-        if size is None and self.objects_dir is not None:
-            size = self._loose_blob_size(sha)
-        if size is not None and size <= self.blobs.budget:
+        size = self.blob_size(sha)  # from the object's header where it can
+        if size <= self.blobs.budget:
             return _CachedBlob(self, sha, size)
         fd = temporary_file(self.limits)
         try:
@@ -429,13 +431,21 @@ class ObjectDB:
         return big
 
     def _inflate_into(self, sha: str, fd: int) -> int:
-        """Write the blob's content to ``fd``; a loose object is inflated a
-        chunk at a time, anything else (packed) goes through dulwich."""
+        """Write the blob's content to ``fd``. A loose object, or a whole
+        (undeltified) pack entry, as git packs big files, is inflated a chunk
+        at a time; anything else (a delta) goes through dulwich."""
         if self.objects_dir is not None:
             try:
                 return self._inflate_loose(sha, fd)
             except FileNotFoundError:
                 pass  # packed (maybe just now, by `git gc`)
+            packed = self._packed_blob(sha)
+            if packed is not None:
+                path, offset, size = packed
+                with open(path, "rb") as f:
+                    f.seek(offset)
+                    _inflate_stream(f, lambda out: write_all(fd, out))
+                return size
         raw = self.get_raw(sha)
         if raw is None or raw[0] != BLOB:
             raise NotFound()
@@ -443,9 +453,34 @@ class ObjectDB:
         self.sizes.put(sha, len(raw[1]))
         return len(raw[1])
 
+    def _packed_blob(self, sha: str) -> tuple[str, int, int] | None:
+        """(pack path, offset of the deflated body, size) of a blob stored
+        whole in a pack; None if it is not packed, or is a delta."""
+        key = bytes.fromhex(sha)
+        with self._backend_lock:
+            for pack in self.backend.packs:
+                try:
+                    offset = pack.index.object_offset(key)
+                except KeyError:
+                    continue
+                path = os.fspath(pack.data.path)
+                break
+            else:
+                return None
+        with open(path, "rb") as f:
+            f.seek(offset)
+            head = f.read(16)
+        if not head or (head[0] >> 4) & 7 != BLOB:
+            return None  # a delta (OFS/REF), or not a blob
+        size, shift, i = head[0] & 0x0F, 4, 0
+        while head[i] & 0x80:
+            i += 1
+            size |= (head[i] & 0x7F) << shift
+            shift += 7
+        return path, offset + i + 1, size
+
     def _inflate_loose(self, sha: str, fd: int) -> int:
         assert self.objects_dir is not None
-        inflate = zlib.decompressobj()
         header = b""  # until the NUL that ends "blob <size>"
         in_header = True
         size = 0
@@ -467,11 +502,7 @@ class ObjectDB:
                 size += len(out)
 
         with open(os.path.join(self.objects_dir, sha[:2], sha[2:]), "rb") as f:
-            while data := f.read(CHUNK):
-                while data:  # at most CHUNK bytes of output at a time
-                    emit(inflate.decompress(data, CHUNK))
-                    data = inflate.unconsumed_tail
-        emit(inflate.flush())
+            _inflate_stream(f, emit)
         if in_header:
             raise NotFound()
         return size
@@ -660,6 +691,17 @@ class ObjectDB:
                     os.unlink(tmp)
             raise
         _parallel(_fsync_fanout_dir, sorted(dirs))
+
+
+def _inflate_stream(f: Any, emit: Callable[[bytes], None]) -> None:
+    """Inflate the zlib stream at ``f``'s position, at most CHUNK bytes of
+    output at a time (a pack entry's stream ends before the file does)."""
+    inflate = zlib.decompressobj()
+    while not inflate.eof and (data := f.read(CHUNK)):
+        while data:
+            emit(inflate.decompress(data, CHUNK))
+            data = inflate.unconsumed_tail
+    emit(inflate.flush())
 
 
 def _fsync_fanout_dir(path: str) -> None:

@@ -97,3 +97,36 @@ def test_big_blob_readers_share_one_temporary_file(tmp_path: Path) -> None:
     assert all(r is readers[0] for r in readers)  # bigger than the cache: one shared file
     assert readers[0].read(100, 50) == data[100:150]
     s.close()
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_big_blob_is_streamed_not_materialised(
+    packed: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A blob bigger than the cache, loose or packed whole (as `git gc`
+    packs big files), is sized from its header and inflated a chunk at a
+    time into the shared file: never read whole through dulwich."""
+    repo = tmp_path / "r.git"
+    s = Store.open(repo, limits=SMALL)
+    data = os.urandom(3 << 20)
+    t = s.edit(None)
+    t.put(("f",), data)
+    s.set_head("master", s.make_commit(t.write_tree(), [], b"m"), expected=None)
+    s.close()
+    if packed:
+        run_git("gc", "-q", "--prune=now", cwd=repo)
+        assert not any((repo / "objects").glob("??/*"))
+    s = Store.open(repo, limits=SMALL)
+    entry = s.tree(s.commit_info(s.head("master") or "").tree).lookup(("f",))
+    assert entry is not None
+
+    def whole(sha: str) -> None:
+        raise AssertionError(f"{sha} read whole")
+
+    monkeypatch.setattr(s._db, "get_raw", whole)
+    assert s.blob_size(entry.sha) == len(data)
+    reader = s.blob_reader(entry.sha)
+    assert reader.size == len(data)
+    assert reader.read(len(data) - 100, 200) == data[-100:]
+    assert reader.read(12345, 10) == data[12345:12355]
+    s.close()

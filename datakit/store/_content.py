@@ -52,13 +52,14 @@ def temporary_file(limits: Limits) -> int:
 class Content:
     """A growable byte string, in memory or in a temporary file."""
 
-    __slots__ = ("__weakref__", "_fd", "_limits", "_mem", "_size")
+    __slots__ = ("__weakref__", "_fd", "_limits", "_mem", "_size", "version")
 
     def __init__(self, limits: Limits, data: bytes | bytearray = b"") -> None:
         self._limits = limits
         self._mem: bytearray | None = bytearray(data)
         self._fd = -1
         self._size = len(data)
+        self.version = 0  # counts changes (a blob made meanwhile is stale)
         if self._size > limits.spill_threshold:
             self._spill()
 
@@ -113,6 +114,7 @@ class Content:
                 n = os.pwrite(self._fd, view, pos)
                 view, pos = view[n:], pos + n
         self._size = max(self._size, end)
+        self.version += 1
 
     def truncate(self, length: int) -> None:
         self._limits.check_size(length)
@@ -126,6 +128,7 @@ class Content:
         else:
             os.ftruncate(self._fd, length)
         self._size = length
+        self.version += 1
 
     def read(self, offset: int, count: int) -> bytes:
         count = max(0, min(count, self._size - offset))

@@ -19,7 +19,7 @@ from typing import Any
 
 from ._content import CHUNK, Content, Limits, pread_all, temporary_file
 from ._durable import datasync, fsync_dir, new_temporary, write_all
-from ._errors import NotFound
+from ._errors import NotFound, StoreError
 from ._packs import write_pack
 
 AUTHOR = b"datakit <datakit@mobyproject.org>"
@@ -516,41 +516,62 @@ class ObjectDB:
         """Store a transaction's file content as a blob. A spilled one on
         disk is hashed and deflated a chunk at a time into a durable loose
         object; in memory a blob is held in memory by definition (bounded by
-        the maximum file size)."""
+        the maximum file size).
+
+        Safe in a worker thread while the content is still being written
+        to: the object is named by the hash of exactly the bytes deflated
+        into it, so it is always a valid object (the caller checks whether
+        the content changed meanwhile before using its id)."""
         if not content.spilled or self.objects_dir is None:
             return self.put_blob(content.getvalue())
-        h = hashlib.sha1(b"blob %d\0" % len(content))
-        for chunk in content.chunks():
-            h.update(chunk)
-        sha = h.hexdigest()
-        with self._backend_lock:
-            present = sha in self.overlay or sha.encode("ascii") in self.backend
-        if not present:
-            # Not in the overlay, so no flush writes it too: no lock needed.
-            self._write_loose_stream(sha, content)
-        self.sizes.put(sha, len(content))
-        self.types.put(sha, BLOB)
-        return sha
-
-    def _write_loose_stream(self, sha: str, content: Content) -> None:
-        assert self.objects_dir is not None
-        subdir = os.path.join(self.objects_dir, sha[:2])
-        fd, tmp = self._loose_temporary(subdir)
+        size = len(content)
+        header = b"blob %d\0" % size
+        digest = hashlib.sha1(header)
+        deflate = zlib.compressobj(self.compression)
+        fd, tmp = new_temporary(self.objects_dir, "obj")
         try:
             try:
-                deflate = zlib.compressobj(self.compression)
-                write_all(fd, deflate.compress(b"blob %d\0" % len(content)))
-                for chunk in content.chunks():
+                write_all(fd, deflate.compress(header))
+                done = 0
+                while done < size:
+                    chunk = content.read(done, min(CHUNK, size - done))
+                    if not chunk:
+                        raise StoreError("file truncated while being stored")
+                    digest.update(chunk)
                     write_all(fd, deflate.compress(chunk))
+                    done += len(chunk)
                 write_all(fd, deflate.flush())
                 datasync(fd)
             finally:
                 os.close(fd)
-            os.replace(tmp, os.path.join(subdir, sha[2:]))
+            sha = digest.hexdigest()
+            with self._backend_lock:
+                present = sha in self.overlay or sha.encode("ascii") in self.backend
+            if present:
+                os.unlink(tmp)
+            else:
+                self._place_loose(tmp, sha)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
+        self.sizes.put(sha, size)
+        self.types.put(sha, BLOB)
+        return sha
+
+    def _place_loose(self, tmp: str, sha: str) -> None:
+        """Rename a finished temporary object into its fan-out directory."""
+        assert self.objects_dir is not None
+        subdir = os.path.join(self.objects_dir, sha[:2])
+        for attempt in range(3):
+            try:
+                os.replace(tmp, os.path.join(subdir, sha[2:]))
+                break
+            except FileNotFoundError:
+                if attempt == 2 or not os.path.exists(tmp):
+                    raise
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(subdir)  # new, or just removed by `git gc`
         _fsync_fanout_dir(subdir)
         fsync_dir(self.objects_dir)
 

@@ -439,6 +439,35 @@ class EditableTree:
         self._children(parent)[path[-1]] = _node_of(entry)
 
     # -- committing ----------------------------------------------------------
+    def stage_big_files(self) -> list[tuple[_File, Content, int]]:
+        """Edited files in temporary files whose blob is not written yet.
+
+        Hashing and deflating them is slow (seconds a GiB), so a server does
+        it in a worker thread with :meth:`write_staged` while it goes on
+        serving, then records the ids with :meth:`note_staged`."""
+        staged: list[tuple[_File, Content, int]] = []
+        todo = [self._root]
+        while todo:
+            d = todo.pop()
+            if not d.dirty or d.children is None:
+                continue
+            for child in d.children.values():
+                if isinstance(child, _Dir):
+                    todo.append(child)
+                elif child.sha is None and isinstance(child.data, Content) and child.data.spilled:
+                    staged.append((child, child.data, child.data.version))
+        return staged
+
+    def write_staged(self, staged: list[tuple[_File, Content, int]]) -> list[str]:
+        """The blobs of staged files (safe in a thread: reads content only)."""
+        return [self._db.put_content(content) for _, content, _ in staged]
+
+    def note_staged(self, staged: list[tuple[_File, Content, int]], shas: list[str]) -> None:
+        """Record blob ids of files not changed since they were staged."""
+        for (f, content, version), sha in zip(staged, shas, strict=True):
+            if f.data is content and content.version == version and f.sha is None:
+                f.sha = sha
+
     def _write_file(self, f: _File) -> str:
         if f.sha is None:
             assert f.data is not None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno as E
 import os
+import select
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -179,3 +180,34 @@ def test_absurd_offsets_in_the_example_tree(version: str, example_server: str) -
             c.clunk(fid)
             expect_errno((E.EFBIG,), c.truncate, "f", offset)
         assert c.read("f") == b"data"
+
+
+def test_a_big_commit_does_not_hold_up_other_connections(tmp_path: Path) -> None:
+    """Hashing and deflating a big file at commit runs in a worker thread:
+    another connection reads, and even commits, while it is in progress
+    (the commit's reply has not come yet when the other work is done)."""
+    from datakit import ninep
+
+    chunk = os.urandom(MiB)  # random: deflating 256 MiB of it takes seconds
+    with server("--git", str(tmp_path / "repo")) as (c, _):
+        port = c.sock.getpeername()[1]
+        open_transaction(c)
+        c.create(f"{TX}/rw/big")
+        fid = c.open(f"{TX}/rw/big", 1)
+        for off in range(0, 256 * MiB, MiB):
+            c.write_fid(fid, chunk, off)
+        c.clunk(fid)
+        ctl = c.open(f"{TX}/ctl", 1)
+        c.send(ninep.Twrite(tag=c.next_tag(), fid=ctl, offset=0, data=b"commit"))
+        with Client.connect(f"tcp://127.0.0.1:{port}", timeout=60) as other:
+            assert "branch" in other.ls()
+            other.mkdir("branch/other")
+            other.mkdir("branch/other/transactions/small")
+            other.create("branch/other/transactions/small/rw/f", b"small")
+            other.write("branch/other/transactions/small/ctl", b"commit", truncate=False)
+            assert other.read("branch/other/ro/f") == b"small"
+        waiting, _, _ = select.select([c.sock], [], [], 0)
+        assert not waiting  # no reply yet: the big commit is still running
+        reply = c.receive()
+        assert isinstance(reply, ninep.Rwrite), reply
+        assert c.stat("branch/master/ro/big").length == 256 * MiB

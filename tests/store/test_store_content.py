@@ -130,3 +130,23 @@ def test_big_blob_is_streamed_not_materialised(
     assert reader.read(len(data) - 100, 200) == data[-100:]
     assert reader.read(12345, 10) == data[12345:12355]
     s.close()
+
+
+def test_a_file_changed_while_its_blob_was_staged_is_written_again(tmp_path: Path) -> None:
+    s = Store.open(tmp_path / "r.git", limits=SMALL)
+    t = s.edit(None)
+    t.write(("a",), 0, b"x" * 5000)  # spilled
+    t.write(("b",), 0, b"y" * 5000)
+    staged = t.stage_big_files()
+    assert len(staged) == 2
+    shas = t.write_staged(staged)  # (a server does this in a worker thread)
+    t.write(("a",), 0, b"changed")  # meanwhile
+    t.note_staged(staged, shas)
+    tree = s.tree(t.write_tree())
+    a, b = tree.lookup(("a",)), tree.lookup(("b",))
+    assert a is not None and b is not None
+    assert s.read_blob(a.sha) == b"changed" + b"x" * 4993
+    assert b.sha in shas and a.sha not in shas  # b's staged blob used, a's written again
+    s.set_head("master", s.make_commit(tree.sha, [], b"m"), expected=None)
+    s.close()
+    run_git("fsck", "--strict", cwd=tmp_path / "r.git")  # the stale blob is a valid object too

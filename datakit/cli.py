@@ -72,6 +72,22 @@ def _add_remote_flags(serve: argparse.ArgumentParser) -> None:
     )
 
 
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def _bytes(text: str) -> int:
+    """A byte count: 1048576, 64k, 64M, 4G (binary units)."""
+    t = text.strip().lower().removesuffix("ib").removesuffix("b")
+    unit = t[-1:] if t[-1:] in _UNITS and t[-1:] else ""
+    try:
+        value = int(t[: len(t) - len(unit)]) * _UNITS[unit]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="datakit",
@@ -98,6 +114,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="push every branch update to this Git remote (needs --git)",
     )
     _add_remote_flags(serve)
+    memory = serve.add_argument_group("memory (sizes in bytes, or with a K, M, G suffix)")
+    memory.add_argument(
+        "--cache-size",
+        type=_bytes,
+        metavar="BYTES",
+        help="byte budget of the blob cache every open file reads through; bigger "
+        "blobs are streamed from a temporary file (default 64M)",
+    )
+    memory.add_argument(
+        "--max-file-size",
+        type=_bytes,
+        metavar="BYTES",
+        help="largest file a transaction may hold; writes and truncates past it "
+        "fail with EFBIG (default 4G)",
+    )
+    memory.add_argument(
+        "--spill-threshold",
+        type=_bytes,
+        metavar="BYTES",
+        help="a file being written in a transaction moves from memory to a "
+        "temporary file past this size (default 8M)",
+    )
     listen = serve.add_argument_group("listening")
     listen.add_argument(
         "--listen-9p",

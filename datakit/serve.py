@@ -14,6 +14,7 @@ import trio
 from datakit import __version__, metrics
 from datakit.server import EndpointError, Limits, bind_all, parse_endpoints, serve_9p
 from datakit.server.endpoints import Endpoint
+from datakit.store import Limits as StoreLimits
 from datakit.store import RemotePolicy
 from datakit.vfs import Directory
 
@@ -32,6 +33,10 @@ class ServeConfig:
     read_only: bool = False
     example_tree: bool = False
     remotes: RemotePolicy = field(default_factory=RemotePolicy)
+    # Memory bounds (None: the store's defaults, see datakit.store.Limits).
+    cache_size: int | None = None
+    max_file_size: int | None = None
+    spill_threshold: int | None = None
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ServeConfig:
@@ -58,6 +63,20 @@ class ServeConfig:
             read_only=args.read_only,
             example_tree=args.example_tree,
             remotes=remotes,
+            cache_size=args.cache_size,
+            max_file_size=args.max_file_size,
+            spill_threshold=args.spill_threshold,
+        )
+
+    def store_limits(self) -> StoreLimits:
+        """The store's memory bounds from the flags."""
+        d = StoreLimits()
+        return StoreLimits(
+            cache_size=d.cache_size if self.cache_size is None else self.cache_size,
+            max_file_size=d.max_file_size if self.max_file_size is None else self.max_file_size,
+            spill_threshold=(
+                d.spill_threshold if self.spill_threshold is None else self.spill_threshold
+            ),
         )
 
 
@@ -132,7 +151,7 @@ async def serve(
     if config.example_tree:
         from datakit.vfs.tmpfs import example_tree
 
-        shared = example_tree()
+        shared = example_tree(config.store_limits().max_file_size)
 
         def make_root() -> Directory:
             return shared
@@ -141,10 +160,10 @@ async def serve(
         from datakit.store import Store
 
         if config.git:
-            store = Store.open(config.git)
+            store = Store.open(config.git, limits=config.store_limits())
             log.info("Using Git repository at %s", config.git)
         else:
-            store = Store.memory()
+            store = Store.memory(config.store_limits())
             log.info("Using an in-memory store (use --git PATH for a persistent one)")
         database = Database(store, remotes=config.remotes)
         make_root = database.connect

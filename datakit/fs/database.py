@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import weakref
+
 from datakit import store as st
 from datakit.fs.remotes import Remotes
 from datakit.fs.root import Root
@@ -22,7 +24,12 @@ class Database:
         # which remotes may be fetched, and the fetch threads (`remotes/`)
         self.remotes = Remotes(remotes or st.RemotePolicy())
         self.write = StoreWriter(store)  # `await write(store.method, ...)` for ref updates
-        self._cells: dict[str, Cell[str | None]] = {}
+        # Held by the nodes of the connections that look at a branch: a
+        # branch name someone made with mkdir and never committed leaves
+        # nothing here once no connection has it anymore.
+        self._cells: weakref.WeakValueDictionary[str, Cell[str | None]] = (
+            weakref.WeakValueDictionary()
+        )
         store.add_listener(self._on_branch_change)
 
     def head_cell(self, branch: str) -> Cell[str | None]:

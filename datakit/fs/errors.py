@@ -18,6 +18,7 @@ _ERRNO: list[tuple[type[Exception], int]] = [
     (st.NotADirectory, E.ENOTDIR),
     (st.AlreadyExists, E.EEXIST),
     (st.InvalidOffset, E.EINVAL),
+    (st.FileTooLarge, E.EFBIG),
     (st.InvalidHash, E.EINVAL),
     (st.NotFastForward, E.EINVAL),
     (st.MergeConflict, E.EINVAL),

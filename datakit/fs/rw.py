@@ -28,8 +28,24 @@ class RwTree:
     """The per-transaction node cache around one EditableTree."""
 
     def __init__(self, tree: st.EditableTree) -> None:
-        self.tree = tree
+        self._tree: st.EditableTree | None = tree
         self.nodes: dict[tuple[Path, bool], Node] = {}
+
+    @property
+    def tree(self) -> st.EditableTree:
+        if self._tree is None:  # the transaction is gone; a stale fid sees nothing
+            raise fserr.not_found()
+        return self._tree
+
+    def release(self) -> None:
+        """The transaction was committed or closed: let its content go now.
+
+        Nodes, fids and the transaction's files refer to each other in cycles
+        that only the cyclic garbage collector would free, at some later
+        time; the tree itself (every edited file, in memory or in temporary
+        files) hangs from here alone, so dropping it frees it at once."""
+        self._tree = None
+        self.nodes.clear()
 
     def node(self, path: Path, is_dir: bool) -> Node:
         key = (path, is_dir)

@@ -7,7 +7,7 @@ import json
 from datakit import store as st
 from datakit.fs.diffs import DiffDir
 from datakit.fs.errors import store_errors
-from datakit.fs.treeview import fixed_tree, tree_view
+from datakit.fs.treeview import BlobFile, fixed_tree, tree_view
 from datakit.vfs import Directory, Kind, Node, StaticDirectory, StaticFile
 from datakit.vfs import errors as fserr
 
@@ -69,8 +69,7 @@ class TreesDir(_LookupOnly):
         if prefix == "D" and kind_of == "tree":
             return tree_view(name, self.store, fixed_tree(self.store, sha))
         if prefix in _TREE_KINDS and kind_of == _TREE_KINDS[prefix][0]:
-            data = self.store.read_blob(sha)
-            return StaticFile(name, data, _TREE_KINDS[prefix][1])
+            return BlobFile(name, self.store, sha, _TREE_KINDS[prefix][1])
         raise fserr.not_found()
 
 

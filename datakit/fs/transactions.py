@@ -71,6 +71,7 @@ class TransactionsDir(Directory):
         return tx
 
     def discard(self, tx: TransactionDir) -> None:
+        tx.rw.release()
         if self.open.get(tx.name) is tx:
             del self.open[tx.name]
         if tx in self.branch.root.transactions:
@@ -138,6 +139,17 @@ class TransactionDir(Directory):
         with store_errors():
             return self.rw.tree.write_tree()
 
+    async def _rw_tree_sha_off_loop(self) -> str:
+        """The tree id, big files' blobs written in a worker thread first
+        (a GiB takes seconds to hash and deflate; others are served meanwhile)."""
+        tree = self.rw.tree
+        staged = tree.stage_big_files()
+        if staged:
+            with store_errors():
+                shas = await self.branch.root.database.write.off_loop(tree.write_staged, staged)
+            tree.note_staged(staged, shas)
+        return self._rw_tree_sha()
+
     def _conflicts_text(self) -> bytes:
         paths = sorted(self.rw.tree.conflicts, key=conflict_order)
         return b"".join("/".join(p).encode("utf-8", "surrogateescape") + b"\n" for p in paths)
@@ -162,7 +174,7 @@ class TransactionDir(Directory):
         if self.rw.tree.conflicts:
             raise FsError("conflicts file is not empty", E.EINVAL)
         parents = parse_parents(self.store, bytes(self.parents.data))
-        tree_sha = self._rw_tree_sha()
+        tree_sha = await self._rw_tree_sha_off_loop()
         with store_errors():
             commit = self.store.make_commit(tree_sha, parents, self._message())
             before = self.store.head(self.branch.branch_name)
@@ -188,7 +200,7 @@ class TransactionDir(Directory):
         if self.rw.tree.conflicts:
             raise FsError("conflicts file is not empty", E.EINVAL)
         parents = parse_parents(store, bytes(self.parents.data))
-        ours_tree = self._rw_tree_sha()
+        ours_tree = await self._rw_tree_sha_off_loop()
         with store_errors():
             ours = store.make_commit(ours_tree, parents, self._message())
             base_tree: str | None = None

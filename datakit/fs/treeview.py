@@ -15,7 +15,6 @@ from datakit import store as st
 from datakit.fs.errors import store_errors
 from datakit.vfs import Attr, Directory, File, Handle, Kind, Node
 from datakit.vfs import errors as fserr
-from datakit.vfs.nodes import read_slice
 
 Source = Callable[[], "st.TreeView | None"]
 
@@ -118,8 +117,7 @@ class TreeFile(File):
     async def open(self) -> Handle:
         entry = self._entry()
         with store_errors():
-            data = self._view.store.content(entry)
-        return BytesHandle(data)
+            return BlobHandle(self._view.store.reader(entry))
 
     async def truncate(self, length: int) -> None:
         # Upstream quirk kept: "truncating" to the current non-zero size is a no-op.
@@ -127,12 +125,45 @@ class TreeFile(File):
             raise fserr.read_only_file()
 
 
-class BytesHandle(Handle):
-    def __init__(self, data: bytes) -> None:
-        self._data = data
+class BlobHandle(Handle):
+    """An open blob. It holds no copy of its own: a small blob is read from
+    the store's shared cache at each read, a big one from the temporary file
+    all its readers share (so 20 opens of a file cost one copy, or none)."""
+
+    def __init__(self, reader: st.BlobReader) -> None:
+        self._reader = reader
 
     async def read(self, offset: int, count: int) -> bytes:
-        return read_slice(self._data, offset, count)
+        size = self._reader.size
+        if offset < 0:
+            raise fserr.negative_offset(offset)
+        if offset > size:
+            raise fserr.beyond_eof(offset, size)
+        if count <= 0:
+            return b""
+        with store_errors():
+            return self._reader.read(offset, count)
+
+
+class BlobFile(File):
+    """A read-only file showing one blob (`trees/F-<sha>`)."""
+
+    def __init__(self, name: str, store: st.Store, sha: str, kind: Kind) -> None:
+        super().__init__(name)
+        self._store = store
+        self._sha = sha
+        self._kind = kind
+
+    def attr(self) -> Attr:
+        with store_errors():
+            if self._kind is not Kind.SYMLINK:
+                return Attr(self._kind, self._store.blob_size(self._sha))
+            data = self._store.read_blob(self._sha)
+        return Attr(self._kind, len(data), data.decode("utf-8", "surrogateescape"))
+
+    async def open(self) -> Handle:
+        with store_errors():
+            return BlobHandle(self._store.blob_reader(self._sha))
 
 
 def tree_view(name: str, store: st.Store, source: Source) -> TreeDir:

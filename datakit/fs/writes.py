@@ -31,6 +31,12 @@ class StoreWriter:
         self.store = store
         self._lock = trio.Lock()
 
+    async def off_loop(self, fn: Callable[..., T], *args: object) -> T:
+        """Slow work that moves no branch (hashing and deflating a big file)
+        in a worker thread, without the write lock: neither reads nor other
+        commits wait for it. Not abandoned on cancellation, as writes."""
+        return await trio.to_thread.run_sync(fn, *args)
+
     async def __call__(self, fn: Callable[..., T], *args: object) -> T:
         if not self.store.on_disk:
             return fn(*args)

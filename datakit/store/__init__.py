@@ -1,9 +1,11 @@
 """The versioned store: a git repository (in memory or on disk) holding
 DataKit's branches, commits and trees. Synchronous; knows nothing of 9p."""
 
+from ._content import Limits
 from ._errors import (
     AlreadyExists,
     FetchError,
+    FileTooLarge,
     InvalidBranchName,
     InvalidHash,
     InvalidName,
@@ -18,7 +20,7 @@ from ._errors import (
     StoreError,
 )
 from ._names import check_name
-from ._objects import AUTHOR, EMPTY_TREE, CommitInfo, Entry, Kind, Path
+from ._objects import AUTHOR, EMPTY_TREE, BlobReader, CommitInfo, Entry, Kind, Path
 from ._refs import is_valid_branch_name
 from ._store import Store
 from ._transport import ALLOW_ALL, FetchGuard, RemotePolicy, parse_schemes
@@ -29,17 +31,20 @@ __all__ = [
     "AUTHOR",
     "EMPTY_TREE",
     "AlreadyExists",
+    "BlobReader",
     "CommitInfo",
     "EditableTree",
     "Entry",
     "FetchError",
     "FetchGuard",
+    "FileTooLarge",
     "InvalidBranchName",
     "InvalidHash",
     "InvalidName",
     "InvalidOffset",
     "IsADirectory",
     "Kind",
+    "Limits",
     "MergeConflict",
     "NameTooLong",
     "NotADirectory",

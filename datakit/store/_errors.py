@@ -44,6 +44,12 @@ class InvalidOffset(StoreError):
         super().__init__(message)
 
 
+class FileTooLarge(StoreError):
+    """A write or truncate past the configured maximum file size; EFBIG."""
+
+    message = "File too large"
+
+
 class InvalidHash(StoreError):
     def __init__(self, text: str, detail: str) -> None:
         self.text = text

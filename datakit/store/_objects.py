@@ -10,14 +10,16 @@ import enum
 import hashlib
 import os
 import threading
+import weakref
 import zlib
-from collections import OrderedDict
-from collections.abc import Iterable
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from ._content import CHUNK, Content, Limits, pread_all, temporary_file
 from ._durable import datasync, fsync_dir, new_temporary, write_all
-from ._errors import NotFound
+from ._errors import NotFound, StoreError
 from ._packs import write_pack
 
 AUTHOR = b"datakit <datakit@mobyproject.org>"
@@ -221,7 +223,7 @@ class _LRU:
             return item[0]
 
     def put(self, key: str, value: Any, weight: int = 1) -> None:
-        if weight > self.budget // 4:
+        if weight > self.budget:
             return
         with self._lock:
             old = self.data.pop(key, None)
@@ -234,6 +236,55 @@ class _LRU:
                 self.weight -= w
 
 
+class _CachedBlob:
+    """A reader of a blob that fits the cache: every read goes through the
+    shared cache, so an open file pins nothing of its own."""
+
+    __slots__ = ("_db", "sha", "size")
+
+    def __init__(self, db: ObjectDB, sha: str, size: int) -> None:
+        self._db = db
+        self.sha = sha
+        self.size = size
+
+    def read(self, offset: int, count: int) -> bytes:
+        return self._db.blob(self.sha)[offset : offset + max(0, count)]
+
+
+class _BlobFile:
+    """A blob larger than the cache, inflated once into a temporary file that
+    every reader of it shares; the file goes with its last reader."""
+
+    __slots__ = ("__weakref__", "_fd", "sha", "size")
+
+    def __init__(self, sha: str, fd: int, size: int) -> None:
+        self.sha = sha
+        self._fd = fd
+        self.size = size
+
+    def __del__(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def read(self, offset: int, count: int) -> bytes:
+        return pread_all(self._fd, offset, max(0, min(count, self.size - offset)))
+
+
+class BytesReader:
+    """A reader over bytes already at hand (what a submodule entry reads as)."""
+
+    __slots__ = ("data", "size")
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.size = len(data)
+
+    def read(self, offset: int, count: int) -> bytes:
+        return self.data[offset : offset + max(0, count)]
+
+
+BlobReader = _CachedBlob | _BlobFile | BytesReader
 
 
 class ObjectDB:
@@ -254,10 +305,16 @@ class ObjectDB:
     OVERLAY_LIMIT = 256 << 20  # bytes kept unflushed before spilling to disk
 
     def __init__(
-        self, backend: Any, objects_dir: str | None, *, compression: int = LOOSE_COMPRESSION
+        self,
+        backend: Any,
+        objects_dir: str | None,
+        *,
+        compression: int = LOOSE_COMPRESSION,
+        limits: Limits | None = None,
     ) -> None:
         self.backend = backend  # a dulwich object store
         self.objects_dir = objects_dir
+        self.limits = limits or Limits()
         self.compression = compression  # zlib level of loose objects, as git's
         self.overlay: dict[str, tuple[int, bytes]] = {}
         self.overlay_bytes = 0
@@ -265,7 +322,11 @@ class ObjectDB:
         self._backend_lock = threading.Lock()
         self._flush_lock = threading.Lock()
         self.trees = _LRU(200_000)
-        self.blobs = _LRU(64 << 20)
+        self.blobs = _LRU(self.limits.cache_size)
+        # Blobs too big for the cache: shared while anyone reads them, and
+        # the last few kept (on disk, not in memory) for the next reader.
+        self._big: weakref.WeakValueDictionary[str, _BlobFile] = weakref.WeakValueDictionary()
+        self._recent_big: deque[_BlobFile] = deque(maxlen=2)
         self.commits = _LRU(100_000)
         self.types = _LRU(200_000)
         self.sizes = _LRU(200_000)  # blob sizes, so `ls -l` need not inflate blobs
@@ -351,8 +412,12 @@ class ObjectDB:
         data = self.blobs.get(sha)
         if data is not None:
             return len(data)
-        size = self._loose_blob_size(sha) if self.objects_dir is not None else None
-        if size is None:  # packed (or not there: blob() raises NotFound)
+        size = None
+        if self.objects_dir is not None:
+            size = self._loose_blob_size(sha)
+            if size is None and (packed := self._packed_blob(sha)) is not None:
+                size = packed[2]
+        if size is None:  # a delta (or not there: blob() raises NotFound)
             size = len(self.blob(sha))
         self.sizes.put(sha, size)
         return size
@@ -370,6 +435,195 @@ class ObjectDB:
         if kind != b"blob" or not sep or not size.isdigit():
             return None
         return int(size)
+
+    def blob_reader(self, sha: str) -> BlobReader:
+        """Range reads of a blob without a private copy: through the shared
+        cache if it fits the budget, else from one shared temporary file."""
+        item = self.overlay.get(sha)
+        if item is not None:
+            if item[0] != BLOB:
+                raise NotFound()
+            # In memory the overlay is the storage: read it in place. On
+            # disk a big one may be flushed (and gone from memory) meanwhile.
+            if self.objects_dir is None or len(item[1]) <= self.blobs.budget:
+                return _CachedBlob(self, sha, len(item[1]))
+        data = self.blobs.get(sha)
+        if data is not None:
+            return _CachedBlob(self, sha, len(data))
+        big = self._big.get(sha)
+        if big is not None:
+            return big
+        size = self.blob_size(sha)  # from the object's header where it can
+        if size <= self.blobs.budget:
+            return _CachedBlob(self, sha, size)
+        fd = temporary_file(self.limits)
+        try:
+            size = self._inflate_into(sha, fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        big = self._big[sha] = _BlobFile(sha, fd, size)
+        self._recent_big.append(big)
+        return big
+
+    def _inflate_into(self, sha: str, fd: int) -> int:
+        """Write the blob's content to ``fd``. A loose object, or a whole
+        (undeltified) pack entry, as git packs big files, is inflated a chunk
+        at a time; anything else (a delta) goes through dulwich."""
+        if self.objects_dir is not None:
+            try:
+                return self._inflate_loose(sha, fd)
+            except FileNotFoundError:
+                pass  # packed (maybe just now, by `git gc`)
+            packed = self._packed_blob(sha)
+            if packed is not None:
+                path, offset, size = packed
+                with open(path, "rb") as f:
+                    f.seek(offset)
+                    _inflate_stream(f, lambda out: write_all(fd, out))
+                return size
+        raw = self.get_raw(sha)
+        if raw is None or raw[0] != BLOB:
+            raise NotFound()
+        write_all(fd, raw[1])
+        self.sizes.put(sha, len(raw[1]))
+        return len(raw[1])
+
+    def _packed_blob(self, sha: str) -> tuple[str, int, int] | None:
+        """(pack path, offset of the deflated body, size) of a blob stored
+        whole in a pack; None if it is not packed, or is a delta."""
+        key = bytes.fromhex(sha)
+        with self._backend_lock:
+            for pack in self.backend.packs:
+                try:
+                    offset = pack.index.object_offset(key)
+                except KeyError:
+                    continue
+                path = os.fspath(pack.data.path)
+                break
+            else:
+                return None
+        with open(path, "rb") as f:
+            f.seek(offset)
+            head = f.read(16)
+        if not head or (head[0] >> 4) & 7 != BLOB:
+            return None  # a delta (OFS/REF), or not a blob
+        size, shift, i = head[0] & 0x0F, 4, 0
+        while head[i] & 0x80:
+            i += 1
+            size |= (head[i] & 0x7F) << shift
+            shift += 7
+        return path, offset + i + 1, size
+
+    def _inflate_loose(self, sha: str, fd: int) -> int:
+        assert self.objects_dir is not None
+        header = b""  # until the NUL that ends "blob <size>"
+        in_header = True
+        size = 0
+
+        def emit(out: bytes) -> None:
+            nonlocal header, in_header, size
+            if in_header:
+                header += out
+                head, sep, out = header.partition(b"\0")
+                if not sep:
+                    if len(header) > 64:
+                        raise NotFound()
+                    return
+                if not head.startswith(b"blob "):
+                    raise NotFound()
+                in_header = False
+            if out:
+                write_all(fd, out)
+                size += len(out)
+
+        with open(os.path.join(self.objects_dir, sha[:2], sha[2:]), "rb") as f:
+            _inflate_stream(f, emit)
+        if in_header:
+            raise NotFound()
+        return size
+
+    def blob_chunks(self, sha: str) -> Iterator[bytes]:
+        reader = self.blob_reader(sha)
+        for offset in range(0, reader.size, CHUNK):
+            yield reader.read(offset, CHUNK)
+
+    def put_content(self, content: Content) -> str:
+        """Store a transaction's file content as a blob. A spilled one on
+        disk is hashed and deflated a chunk at a time into a durable loose
+        object; in memory a blob is held in memory by definition (bounded by
+        the maximum file size).
+
+        Safe in a worker thread while the content is still being written
+        to: the object is named by the hash of exactly the bytes deflated
+        into it, so it is always a valid object (the caller checks whether
+        the content changed meanwhile before using its id)."""
+        if not content.spilled or self.objects_dir is None:
+            return self.put_blob(content.getvalue())
+        size = len(content)
+        header = b"blob %d\0" % size
+        digest = hashlib.sha1(header)
+        deflate = zlib.compressobj(self.compression)
+        fd, tmp = new_temporary(self.objects_dir, "obj")
+        try:
+            try:
+                write_all(fd, deflate.compress(header))
+                done = 0
+                while done < size:
+                    chunk = content.read(done, min(CHUNK, size - done))
+                    if not chunk:
+                        raise StoreError("file truncated while being stored")
+                    digest.update(chunk)
+                    write_all(fd, deflate.compress(chunk))
+                    done += len(chunk)
+                write_all(fd, deflate.flush())
+                datasync(fd)
+            finally:
+                os.close(fd)
+            sha = digest.hexdigest()
+            with self._backend_lock:
+                present = sha in self.overlay or sha.encode("ascii") in self.backend
+            if present:
+                os.unlink(tmp)
+            else:
+                self._place_loose(tmp, sha)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        self.sizes.put(sha, size)
+        self.types.put(sha, BLOB)
+        return sha
+
+    def _place_loose(self, tmp: str, sha: str) -> None:
+        """Rename a finished temporary object into its fan-out directory."""
+        assert self.objects_dir is not None
+        subdir = os.path.join(self.objects_dir, sha[:2])
+        for attempt in range(3):
+            try:
+                os.replace(tmp, os.path.join(subdir, sha[2:]))
+                break
+            except FileNotFoundError:
+                if attempt == 2 or not os.path.exists(tmp):
+                    raise
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(subdir)  # new, or just removed by `git gc`
+        _fsync_fanout_dir(subdir)
+        fsync_dir(self.objects_dir)
+
+    def _loose_temporary(self, subdir: str) -> tuple[int, str]:
+        assert self.objects_dir is not None
+        for attempt in range(3):
+            try:
+                return new_temporary(subdir, "obj")
+            except FileNotFoundError:
+                # A new fan-out directory, or `git gc` just removed an
+                # emptied one (as git does, make it and try again).
+                if attempt == 2:
+                    raise
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(subdir)
+        raise AssertionError("unreachable")
 
     def commit(self, sha: str) -> CommitInfo:
         info = self.commits.get(sha)
@@ -469,18 +723,9 @@ class ObjectDB:
                     continue
                 header = _TYPE_HEADERS[type_num] + b" %d\0" % len(raw)
                 data = zlib.compress(header + raw, self.compression)
-                for attempt in range(3):
-                    try:
-                        fd, tmp = new_temporary(subdir, "obj")
-                        break
-                    except FileNotFoundError:
-                        # A new fan-out directory, or `git gc` just removed an
-                        # emptied one (as git does, make it and try again).
-                        if attempt == 2:
-                            raise
-                        with contextlib.suppress(FileExistsError):
-                            os.mkdir(subdir)
-                        dirs.add(self.objects_dir)
+                if not os.path.isdir(subdir):
+                    dirs.add(self.objects_dir)
+                fd, tmp = self._loose_temporary(subdir)
                 pending.append((fd, tmp, path))
                 write_all(fd, data)
                 dirs.add(subdir)
@@ -506,6 +751,17 @@ class ObjectDB:
                     os.unlink(tmp)
             raise
         _parallel(_fsync_fanout_dir, sorted(dirs))
+
+
+def _inflate_stream(f: Any, emit: Callable[[bytes], None]) -> None:
+    """Inflate the zlib stream at ``f``'s position, at most CHUNK bytes of
+    output at a time (a pack entry's stream ends before the file does)."""
+    inflate = zlib.decompressobj()
+    while not inflate.eof and (data := f.read(CHUNK)):
+        while data:
+            emit(inflate.decompress(data, CHUNK))
+            data = inflate.unconsumed_tail
+    emit(inflate.flush())
 
 
 def _fsync_fanout_dir(path: str) -> None:

@@ -8,6 +8,7 @@ it in one worker thread).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import heapq
 import logging
 import os
@@ -17,6 +18,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from ._content import Limits
 from ._errors import (
     FetchError,
     InvalidBranchName,
@@ -34,6 +36,8 @@ from ._objects import (
     LOOSE_COMPRESSION,
     TREE,
     TYPE_NAMES,
+    BlobReader,
+    BytesReader,
     CommitInfo,
     Entry,
     Kind,
@@ -80,9 +84,12 @@ class Store:
         objects_dir: str | None,
         *,
         compression: int = LOOSE_COMPRESSION,
+        limits: Limits | None = None,
     ) -> None:
         self._repo = repo
-        self._db = ObjectDB(repo.object_store, objects_dir, compression=compression)
+        self._db = ObjectDB(
+            repo.object_store, objects_dir, compression=compression, limits=limits
+        )
         self._refs = refs
         self._listeners: list[Listener] = []
         self._deferred = threading.local()  # .changes: list, while deferring_changes()
@@ -91,13 +98,19 @@ class Store:
 
     # -- opening -------------------------------------------------------------
     @classmethod
-    def memory(cls) -> Store:
+    def memory(cls, limits: Limits | None = None) -> Store:
         from dulwich.repo import MemoryRepo
 
-        return cls(MemoryRepo(), MemoryRefs(), None)
+        return cls(MemoryRepo(), MemoryRefs(), None, limits=limits)
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str], *, create: bool = True) -> Store:
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        create: bool = True,
+        limits: Limits | None = None,
+    ) -> Store:
         """Open a bare repository, a repository with a work tree (only its git
         directory is used) or, if ``create``, make a bare one where nothing is.
         Nothing is scanned, so this is O(1) in the repository size."""
@@ -122,7 +135,12 @@ class Store:
         gitdir = repo.controldir()
         objects_dir = os.path.join(gitdir, "objects")
         compression = _loose_compression(repo.get_config())
-        return cls(repo, DiskRefs(gitdir), objects_dir, compression=compression)
+        # Temporary files (big transaction files, big blobs being read) go
+        # next to the repository: same filesystem, sized for its data.
+        limits = dataclasses.replace(limits or Limits(), temp_dir=gitdir)
+        return cls(
+            repo, DiskRefs(gitdir), objects_dir, compression=compression, limits=limits
+        )
 
     def close(self) -> None:
         self._repo.close()
@@ -155,6 +173,20 @@ class Store:
         if entry.kind is Kind.GITLINK:
             return len(gitlink_content(entry.sha))
         return self._db.blob_size(entry.sha)
+    def blob_reader(self, sha: str) -> BlobReader:
+        """Range reads of a blob (``.size``, ``.read(offset, count)``) that
+        hold no private copy: many opens of one file share one."""
+        return self._db.blob_reader(sha)
+
+    def reader(self, entry: Entry) -> BlobReader:
+        """Range reads of what a file entry reads as (see :meth:`content`)."""
+        if entry.kind is Kind.GITLINK:
+            return BytesReader(gitlink_content(entry.sha))
+        return self._db.blob_reader(entry.sha)
+
+    @property
+    def limits(self) -> Limits:
+        return self._db.limits
 
     def tree(self, sha: str) -> TreeView:
         self._db.tree_entries(sha)  # NotFound unless it is a tree

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from ._content import Content
 from ._errors import (
     AlreadyExists,
     InvalidOffset,
@@ -15,7 +16,17 @@ from ._errors import (
     ReadOnlyEntry,
     StoreError,
 )
-from ._objects import EMPTY_TREE, Entry, Kind, ObjectDB, Path, encode_name, gitlink_content
+from ._objects import (
+    EMPTY_TREE,
+    BlobReader,
+    BytesReader,
+    Entry,
+    Kind,
+    ObjectDB,
+    Path,
+    encode_name,
+    gitlink_content,
+)
 
 CONFLICT_FILE_VS_DIR = b"File vs dir"
 CONFLICT_BOTH_CHANGED = b"Changed on both branches"
@@ -140,7 +151,9 @@ class _File:
     ) -> None:
         self.kind = kind
         self.sha = sha  # blob id when known to match the content (gitlink: its commit)
-        self.data = data  # private mutable copy once edited (or created)
+        # Private mutable copy once edited: a bytearray as created (small:
+        # a symlink target, a conflict marker), a Content once written to.
+        self.data: Content | bytearray | None = data
         self.mode = mode  # git's own spelling of the mode (Entry.mode), kept
 
 
@@ -235,22 +248,35 @@ class EditableTree:
         n = len(path)
         self.conflicts = {c for c in self.conflicts if c[:n] != path}
 
-    def _content(self, f: _File) -> bytes | bytearray:
-        if f.data is not None:
-            return f.data
-        assert f.sha is not None
-        if f.kind is Kind.GITLINK:
-            return gitlink_content(f.sha)
-        return self._db.blob(f.sha)
+    def _content(self, f: _File) -> Content | BlobReader:
+        """What to read ``f`` from: its edited content, or the shared blob."""
+        if f.data is None:
+            assert f.sha is not None
+            if f.kind is Kind.GITLINK:  # its commit is in another repository
+                return BytesReader(gitlink_content(f.sha))
+            return self._db.blob_reader(f.sha)
+        return self._edited(f)
 
-    def _mutable(self, f: _File) -> bytearray:
+    def _edited(self, f: _File) -> Content:
+        if not isinstance(f.data, Content):
+            f.data = Content(self._db.limits, f.data or b"")
+        return f.data
+
+    def _mutable(self, f: _File) -> Content:
         if f.kind is Kind.GITLINK:
             raise ReadOnlyEntry()
         if f.data is None:
             assert f.sha is not None
-            f.data = bytearray(self._db.blob(f.sha))
+            reader = self._db.blob_reader(f.sha)
+            if reader.size <= self._db.limits.spill_threshold:
+                f.data = Content(self._db.limits, reader.read(0, reader.size))
+            else:
+                content = Content(self._db.limits)
+                for chunk in self._db.blob_chunks(f.sha):  # never all of a big blob at once
+                    content.write(len(content), chunk)
+                f.data = content
         f.sha = None
-        return f.data
+        return self._edited(f)
 
     def _existing_file(self, path: Path) -> _File:
         node = self._find(path)
@@ -304,21 +330,29 @@ class EditableTree:
 
     def read(self, path: Path, offset: int, count: int) -> bytes:
         content = self._content(self._existing_file(path))
+        size = len(content) if isinstance(content, Content) else content.size
         if offset < 0:
             raise InvalidOffset(f"Negative offset {offset}")
-        if offset > len(content):
-            raise InvalidOffset(f"Offset {offset} beyond end-of-file (len = {len(content)})")
+        if offset > size:
+            raise InvalidOffset(f"Offset {offset} beyond end-of-file (len = {size})")
         if count <= 0:
             return b""
-        return bytes(content[offset : offset + count])
+        return content.read(offset, count)
 
     def read_all(self, path: Path) -> bytes:
-        return bytes(self._content(self._existing_file(path)))
+        f = self._existing_file(path)
+        if f.data is None:
+            assert f.sha is not None
+            if f.kind is Kind.GITLINK:
+                return gitlink_content(f.sha)
+            return self._db.blob(f.sha)
+        return self._edited(f).getvalue()
 
     # -- edits ---------------------------------------------------------------
     def write(self, path: Path, offset: int, data: bytes) -> None:
         if offset < 0:
             raise InvalidOffset(f"Negative offset {offset}")
+        self._db.limits.check_size(offset + len(data))
         if not path:
             raise IsADirectory()
         parent = self._dir_for_edit(path[:-1], create=False)
@@ -328,20 +362,11 @@ class EditableTree:
             node = children[path[-1]] = _File(Kind.FILE, None, bytearray())
         elif isinstance(node, _Dir):
             raise IsADirectory()
-        buf = self._mutable(node)
-        end = len(buf)
-        if offset == end:
-            buf += data
-        elif offset > end:
-            buf += bytes(offset - end)
-            buf += data
-        else:
-            buf[offset : offset + len(data)] = data
+        self._mutable(node).write(offset, data)
         self._clear_conflict(path)
 
     def truncate(self, path: Path, length: int) -> None:
-        if length < 0:
-            raise InvalidOffset(f"Negative offset {length}")
+        self._db.limits.check_size(length)
         node = self._find(path)
         if node is None:
             raise NotFound()
@@ -352,11 +377,7 @@ class EditableTree:
         parent = self._dir_for_edit(path[:-1], create=False)
         f = self._children(parent)[path[-1]]
         assert isinstance(f, _File)
-        buf = self._mutable(f)
-        if length <= len(buf):
-            del buf[length:]
-        else:
-            buf += bytes(length - len(buf))
+        self._mutable(f).truncate(length)
         self._clear_conflict(path)
 
     def create_file(self, path: Path, kind: Kind = Kind.FILE, target: bytes | None = None) -> None:
@@ -452,10 +473,42 @@ class EditableTree:
         self._children(parent)[path[-1]] = _node_of(entry)
 
     # -- committing ----------------------------------------------------------
+    def stage_big_files(self) -> list[tuple[_File, Content, int]]:
+        """Edited files in temporary files whose blob is not written yet.
+
+        Hashing and deflating them is slow (seconds a GiB), so a server does
+        it in a worker thread with :meth:`write_staged` while it goes on
+        serving, then records the ids with :meth:`note_staged`."""
+        staged: list[tuple[_File, Content, int]] = []
+        todo = [self._root]
+        while todo:
+            d = todo.pop()
+            if not d.dirty or d.children is None:
+                continue
+            for child in d.children.values():
+                if isinstance(child, _Dir):
+                    todo.append(child)
+                elif child.sha is None and isinstance(child.data, Content) and child.data.spilled:
+                    staged.append((child, child.data, child.data.version))
+        return staged
+
+    def write_staged(self, staged: list[tuple[_File, Content, int]]) -> list[str]:
+        """The blobs of staged files (safe in a thread: reads content only)."""
+        return [self._db.put_content(content) for _, content, _ in staged]
+
+    def note_staged(self, staged: list[tuple[_File, Content, int]], shas: list[str]) -> None:
+        """Record blob ids of files not changed since they were staged."""
+        for (f, content, version), sha in zip(staged, shas, strict=True):
+            if f.data is content and content.version == version and f.sha is None:
+                f.sha = sha
+
     def _write_file(self, f: _File) -> str:
         if f.sha is None:
             assert f.data is not None
-            f.sha = self._db.put_blob(bytes(f.data))
+            if isinstance(f.data, Content):
+                f.sha = self._db.put_content(f.data)
+            else:
+                f.sha = self._db.put_blob(bytes(f.data))
         return f.sha
 
     def _write(self, d: _Dir) -> str | None:

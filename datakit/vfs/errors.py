@@ -66,6 +66,10 @@ def beyond_eof(offset: int, length: int) -> FsError:
     return FsError(f"Offset {offset} beyond end-of-file (len = {length})", _errno.EINVAL)
 
 
+def too_large() -> FsError:
+    return FsError("File too large", _errno.EFBIG)
+
+
 def seek_in_stream() -> FsError:
     return FsError("Attempt to seek in stream", _errno.ESPIPE)
 

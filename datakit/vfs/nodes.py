@@ -158,9 +158,17 @@ def read_slice(data: bytes | bytearray, offset: int, count: int) -> bytes:
     return bytes(data[offset : offset + count])
 
 
-def write_into(buf: bytearray, offset: int, data: bytes) -> None:
-    """Overwrite at offset, zero-filling any gap (spec 2.3)."""
+# In-memory files of the tree itself (a transaction's `msg` and `parents`, a
+# remote's `url`, the example tree) hold what clients write, so their size is
+# bounded: past it, EFBIG rather than whatever an offset asks to allocate.
+MAX_BUFFER = 16 << 20
+
+
+def write_into(buf: bytearray, offset: int, data: bytes, limit: int = MAX_BUFFER) -> None:
+    """Overwrite at offset, zero-filling any gap (spec 2.3); EFBIG past `limit`."""
     end = offset + len(data)
+    if end > limit:
+        raise errors.too_large()
     if offset > len(buf):
         buf.extend(bytes(offset - len(buf)))
     if offset == len(buf):
@@ -169,9 +177,11 @@ def write_into(buf: bytearray, offset: int, data: bytes) -> None:
         buf[offset:end] = data
 
 
-def truncate_buffer(buf: bytearray, length: int) -> None:
+def truncate_buffer(buf: bytearray, length: int, limit: int = MAX_BUFFER) -> None:
     if length < 0:
         raise errors.negative_offset(length)
+    if length > limit:
+        raise errors.too_large()
     if length < len(buf):
         del buf[length:]
     else:

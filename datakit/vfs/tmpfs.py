@@ -20,11 +20,18 @@ from datakit.vfs.nodes import (
     write_into,
 )
 
+# The example tree holds whole files in memory: each is bounded (EFBIG past
+# it) by `datakit serve --max-file-size`, or this when built directly.
+DEFAULT_LIMIT = 1 << 30
+
 
 class TmpFile(File):
-    def __init__(self, name: str, kind: Kind = Kind.FILE, target: str = "") -> None:
+    def __init__(
+        self, name: str, kind: Kind = Kind.FILE, target: str = "", limit: int = DEFAULT_LIMIT
+    ) -> None:
         super().__init__(name)
         self.kind = kind
+        self.limit = limit
         self.data = bytearray(
             target.encode("utf-8", "surrogateescape") if kind is Kind.SYMLINK else b""
         )
@@ -37,7 +44,7 @@ class TmpFile(File):
         return _TmpHandle(self)
 
     async def truncate(self, length: int) -> None:
-        truncate_buffer(self.data, length)
+        truncate_buffer(self.data, length, self.limit)
 
     async def chmod(self, kind: Kind, target: str | None) -> None:
         if kind is Kind.SYMLINK:
@@ -57,14 +64,15 @@ class _TmpHandle(Handle):
     async def write(self, offset: int, data: bytes) -> int:
         if offset < 0:
             raise errors.negative_offset(offset)
-        write_into(self._file.data, offset, data)
+        write_into(self._file.data, offset, data, self._file.limit)
         return len(data)
 
 
 class TmpDir(Directory):
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, limit: int = DEFAULT_LIMIT) -> None:
         super().__init__(name)
         self.children: dict[str, Node] = {}
+        self.limit = limit  # of each file below
 
     async def lookup(self, name: str) -> Node:
         try:
@@ -81,14 +89,14 @@ class TmpDir(Directory):
             raise errors.is_a_directory()
         if kind is Kind.SYMLINK and target is None:
             raise errors.invalid("Missing target for symlink!")
-        node = TmpFile(name, kind, target or "")
+        node = TmpFile(name, kind, target or "", self.limit)
         self.children[name] = node
         return node
 
     async def mkdir(self, name: str) -> Node:
         if name in self.children:
             raise errors.already_exists()
-        node = TmpDir(name)
+        node = TmpDir(name, self.limit)
         self.children[name] = node
         return node
 
@@ -116,6 +124,6 @@ class TmpDir(Directory):
         new_dir.children[new_name] = child
 
 
-def example_tree() -> TmpDir:
+def example_tree(max_file_size: int = DEFAULT_LIMIT) -> TmpDir:
     """A fresh, empty writable tree (one per connection or shared, as the caller likes)."""
-    return TmpDir("/")
+    return TmpDir("/", max_file_size)

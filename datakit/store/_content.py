@@ -1,0 +1,159 @@
+"""The bytes of a file being edited in a transaction, bounded in memory.
+
+Small files (the common case) stay a ``bytearray``. Past a threshold the
+content moves to an anonymous temporary file (unlinked at once, so a crash
+leaves nothing), where a write at a far offset is a ``pwrite`` that leaves a
+sparse hole and a truncate is an ``ftruncate``: what a client sends never
+decides how much memory the server allocates. Every size is checked against
+the configured maximum file size first (``FileTooLarge``, EFBIG).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from ._errors import FileTooLarge, InvalidOffset
+
+CHUNK = 1 << 20  # streaming granularity (hashing, copying, deflating)
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Memory bounds of one store (``datakit serve`` flags)."""
+
+    # Above this many bytes a file's content in a transaction lives in a
+    # temporary file rather than in memory.
+    spill_threshold: int = 8 << 20
+    # Largest file a transaction may hold: writes and truncates past it are EFBIG.
+    max_file_size: int = 4 << 30
+    # Byte budget of the blob cache shared by every reader of the store.
+    cache_size: int = 64 << 20
+    # Where temporary files go (None: TMPDIR).
+    temp_dir: str | None = None
+
+    def check_size(self, size: int) -> None:
+        if size < 0:
+            raise InvalidOffset(f"Negative offset {size}")
+        if size > self.max_file_size:
+            raise FileTooLarge()
+
+
+def temporary_file(limits: Limits) -> int:
+    """A read-write temporary file, unlinked at once (a crash leaves
+    nothing); returns its descriptor."""
+    fd, path = tempfile.mkstemp(prefix="datakit-tmp-", dir=limits.temp_dir)
+    os.unlink(path)
+    return fd
+
+
+class Content:
+    """A growable byte string, in memory or in a temporary file."""
+
+    __slots__ = ("__weakref__", "_fd", "_limits", "_mem", "_size", "version")
+
+    def __init__(self, limits: Limits, data: bytes | bytearray = b"") -> None:
+        self._limits = limits
+        self._mem: bytearray | None = bytearray(data)
+        self._fd = -1
+        self._size = len(data)
+        self.version = 0  # counts changes (a blob made meanwhile is stale)
+        if self._size > limits.spill_threshold:
+            self._spill()
+
+    def __del__(self) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the temporary file now (also done when garbage)."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        self._mem = bytearray()
+        self._size = 0
+
+    @property
+    def spilled(self) -> bool:
+        return self._fd >= 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    def _spill(self) -> None:
+        fd = temporary_file(self._limits)
+        try:
+            assert self._mem is not None
+            view = memoryview(self._mem)
+            while view:
+                view = view[os.write(fd, view[:CHUNK]) :]
+            os.ftruncate(fd, self._size)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+        self._mem = None
+
+    def write(self, offset: int, data: bytes) -> None:
+        """Overwrite at ``offset``; a gap past the end reads as zeros."""
+        end = offset + len(data)
+        self._limits.check_size(offset)
+        self._limits.check_size(end)
+        if self._mem is not None and end > self._limits.spill_threshold:
+            self._spill()
+        if self._mem is not None:
+            buf = self._mem
+            if offset > len(buf):
+                buf.extend(bytes(offset - len(buf)))  # bounded by the threshold
+            buf[offset:end] = data
+        else:
+            view = memoryview(data)
+            pos = offset
+            while view:
+                n = os.pwrite(self._fd, view, pos)
+                view, pos = view[n:], pos + n
+        self._size = max(self._size, end)
+        self.version += 1
+
+    def truncate(self, length: int) -> None:
+        self._limits.check_size(length)
+        if self._mem is not None and length > self._limits.spill_threshold:
+            self._spill()
+        if self._mem is not None:
+            if length < len(self._mem):
+                del self._mem[length:]
+            else:
+                self._mem.extend(bytes(length - len(self._mem)))
+        else:
+            os.ftruncate(self._fd, length)
+        self._size = length
+        self.version += 1
+
+    def read(self, offset: int, count: int) -> bytes:
+        count = max(0, min(count, self._size - offset))
+        if self._mem is not None:
+            return bytes(self._mem[offset : offset + count])
+        return pread_all(self._fd, offset, count)
+
+    def chunks(self, size: int = CHUNK) -> Iterator[bytes]:
+        for offset in range(0, self._size, size):
+            yield self.read(offset, size)
+
+    def getvalue(self) -> bytes:
+        """All of it as one bytes object (small files, symlink targets)."""
+        if self._mem is not None:
+            return bytes(self._mem)
+        return b"".join(self.chunks())
+
+
+def pread_all(fd: int, offset: int, count: int) -> bytes:
+    parts: list[bytes] = []
+    while count > 0:
+        chunk = os.pread(fd, min(count, CHUNK * 16), offset)
+        if not chunk:
+            break
+        parts.append(chunk)
+        offset += len(chunk)
+        count -= len(chunk)
+    return b"".join(parts)

@@ -25,6 +25,7 @@ _ERRNO: list[tuple[type[Exception], int]] = [
     (st.InvalidName, E.EINVAL),
     (st.NameTooLong, E.ENAMETOOLONG),
     (st.FetchError, E.EIO),
+    (st.CorruptTree, E.EIO),
 ]
 
 

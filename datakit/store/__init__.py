@@ -3,6 +3,7 @@ DataKit's branches, commits and trees. Synchronous; knows nothing of 9p."""
 
 from ._errors import (
     AlreadyExists,
+    CorruptTree,
     FetchError,
     InvalidBranchName,
     InvalidHash,
@@ -18,7 +19,7 @@ from ._errors import (
 )
 from ._names import check_name
 from ._objects import AUTHOR, EMPTY_TREE, CommitInfo, Entry, Kind, Path
-from ._refs import is_valid_branch_name
+from ._refs import check_branch_name, is_valid_branch_name
 from ._store import Store
 from ._tree import EditableTree, TreeView, conflict_bytes
 
@@ -27,6 +28,7 @@ __all__ = [
     "EMPTY_TREE",
     "AlreadyExists",
     "CommitInfo",
+    "CorruptTree",
     "EditableTree",
     "Entry",
     "FetchError",
@@ -45,6 +47,7 @@ __all__ = [
     "Store",
     "StoreError",
     "TreeView",
+    "check_branch_name",
     "check_name",
     "conflict_bytes",
     "is_valid_branch_name",

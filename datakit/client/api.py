@@ -19,6 +19,8 @@ from typing import Self, TypeVar
 from datakit.client.errors import (
     InvalidBranchName,
     InvalidHash,
+    InvalidName,
+    NameTooLong,
     NotADirectory,
     NotAFile,
     NotASymlink,
@@ -77,7 +79,28 @@ def check_branch_name(name: str) -> str:
     )
     if not ok:
         raise InvalidBranchName(f"{name} is not a valid branch name.")
+    from datakit import store as st  # here: importing the client needs no store
+
+    try:
+        st.check_branch_name(name)  # the store's limits (length)
+    except st.NameTooLong as exc:
+        raise NameTooLong(str(exc)) from None
     return name
+
+
+def check_new_name(name: str, *, symlink: bool = False) -> None:
+    """The store's name rule (git's) for a file, directory or symlink about
+    to be created, checked by both backends before anything else, so they
+    refuse the same names with the same error and message. Only the created
+    name is checked: a path through a missing directory is DoesNotExist."""
+    from datakit import store as st
+
+    try:
+        st.check_name(name, symlink=symlink)
+    except st.InvalidName as exc:
+        raise InvalidName(str(exc)) from None
+    except st.NameTooLong as exc:
+        raise NameTooLong(str(exc)) from None
 
 
 def check_remote_branch(name: str) -> str:

@@ -102,6 +102,20 @@ class InvalidPath(DataKitError, ValueError):
     default_message = "invalid path"
 
 
+class InvalidName(InvalidPath):
+    """A name a file or directory may not be created with: one git refuses
+    to store (``.git`` in any case and the forms Windows and macOS read as
+    ``.git``, ``git~1`` ...), or ``.gitmodules`` as a symlink."""
+
+    default_message = "invalid name"
+
+
+class NameTooLong(DataKitError, ValueError):
+    """A name longer than a filesystem (255 bytes) or the ref store can hold."""
+
+    default_message = "name too long"
+
+
 class FetchFailed(DataKitError):
     """The remote could not be reached or has no such branch."""
 

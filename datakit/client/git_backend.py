@@ -10,6 +10,7 @@ and poll the refs now and then to notice commits made by other processes
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import threading
@@ -27,6 +28,7 @@ from datakit.client.api import (
     Tree,
     aborted,
     check_branch_name,
+    check_new_name,
     check_remote_branch,
     parse_id,
 )
@@ -40,7 +42,9 @@ from datakit.client.errors import (
     FetchFailed,
     InvalidBranchName,
     InvalidHash,
+    InvalidName,
     IsADirectory,
+    NameTooLong,
     NotADirectory,
     NotFastForward,
 )
@@ -111,7 +115,21 @@ def translate(exc: st.StoreError) -> DataKitError:
         return FetchFailed(str(exc))
     if isinstance(exc, st.ReadOnlyEntry):
         return BackendError(str(exc), errno.EROFS)  # as the server's EROFS reply
+    if isinstance(exc, st.InvalidName):
+        return InvalidName(str(exc))
+    if isinstance(exc, st.NameTooLong):
+        return NameTooLong(str(exc))
+    if isinstance(exc, st.CorruptTree):
+        return BackendError(str(exc), errno.EIO)  # what the server reports
     return BackendError(str(exc))
+
+
+@contextlib.contextmanager
+def _store_errors() -> Iterator[None]:
+    try:
+        yield
+    except st.StoreError as exc:
+        raise translate(exc) from None
 
 
 def parse_author(author: str) -> bytes:
@@ -323,7 +341,7 @@ class GitTree(Tree):
 
     def read(self, path: PathLike) -> Value:
         steps = to_steps(path)
-        with self._conn.lock:
+        with self._conn.lock, _store_errors():
             entry = self._entry(steps)
             if entry is None:
                 raise DoesNotExist()
@@ -336,7 +354,7 @@ class GitTree(Tree):
 
     def stat(self, path: PathLike) -> Stat | None:
         steps = to_steps(path)
-        with self._conn.lock:
+        with self._conn.lock, _store_errors():
             entry = self._entry(steps)
             if entry is None:
                 return None
@@ -360,11 +378,11 @@ class GitCommit(Commit):
         return [self._conn.commit_of(p) for p in self._info.parents]
 
     def tree(self) -> GitTree:
-        with self._conn.lock:
+        with self._conn.lock, _store_errors():
             return GitTree(self._conn, self._conn.store.tree(self._info.tree))
 
     def diff(self, other: Commit) -> list[Diff]:
-        with self._conn.lock:
+        with self._conn.lock, _store_errors():
             other_tree = self._conn.store.commit_info(other.id).tree
             return _diffs(self._conn.store.diff(other_tree, self._info.tree))
 
@@ -375,20 +393,20 @@ class GitBranch(Branch):
         self.name = name
 
     def head(self) -> GitCommit | None:
-        with self._conn.lock:
+        with self._conn.lock, _store_errors():
             sha = self._conn.store.head(self.name)
             return self._conn.commit_of(sha) if sha else None
 
     def fast_forward(self, commit: CommitLike) -> None:
         sha = self._conn._commit_id(commit)
-        with self._conn.lock:
+        with self._conn.lock, _store_errors():
             try:
                 self._conn.store.fast_forward(self.name, sha)
             except st.StoreError as exc:
                 raise translate(exc) from None
 
     def transaction(self) -> GitTransaction:
-        with self._conn.lock:
+        with self._conn.lock, _store_errors():
             head = self._conn.store.head(self.name)
             base = self._conn.store.commit_info(head).tree if head else None
             tree = self._conn.store.edit(base)
@@ -423,7 +441,7 @@ class GitBranch(Branch):
             return
         while True:
             version = conn.watch_version()
-            with conn.lock:
+            with conn.lock, _store_errors():
                 head = conn.store.head(self.name)
                 if head is None:
                     entry = st.Entry(st.Kind.DIR, st.EMPTY_TREE) if not path else None
@@ -498,7 +516,7 @@ class GitTransaction(Transaction):
 
     def read(self, path: PathLike) -> Value:
         steps = self._steps(path)
-        with self._conn.lock:
+        with self._conn.lock, _store_errors():
             kind = self._tree.kind(steps)
             if kind is None:
                 raise DoesNotExist()
@@ -511,7 +529,7 @@ class GitTransaction(Transaction):
 
     def stat(self, path: PathLike) -> Stat | None:
         steps = self._steps(path)
-        with self._conn.lock:
+        with self._conn.lock, _store_errors():
             found = self._tree.stat(steps)
         if found is None:
             return None
@@ -522,16 +540,22 @@ class GitTransaction(Transaction):
 
     def create_dir(self, path: PathLike) -> None:
         steps = self._steps(path)
-        with self._conn.lock:
-            if not steps or self._kind(steps) is not None:
+        with self._conn.lock, _store_errors():
+            if not steps:
+                raise AlreadyExists()
+            check_new_name(steps[-1])  # first, as the 9p backend does
+            if self._kind(steps) is not None:
                 raise AlreadyExists()
             self._require_parent(steps)
             self._tree.mkdir(steps)
 
     def _put(self, path: PathLike, data: bytes, kind: st.Kind) -> None:
         steps = self._steps(path)
-        with self._conn.lock:
-            if not steps or self._kind(steps) is st.Kind.DIR:
+        with self._conn.lock, _store_errors():
+            if not steps:
+                raise IsADirectory()
+            check_new_name(steps[-1], symlink=kind is st.Kind.LINK)  # first, as on 9p
+            if self._kind(steps) is st.Kind.DIR:
                 raise IsADirectory()
             self._require_parent(steps)
             self._tree.put(steps, bytes(data), kind)
@@ -552,7 +576,7 @@ class GitTransaction(Transaction):
 
     def replace_file(self, path: PathLike, data: bytes) -> None:
         steps = self._steps(path)
-        with self._conn.lock:
+        with self._conn.lock, _store_errors():
             kind = self._existing_file(steps)
             if kind is st.Kind.GITLINK:
                 raise translate(st.ReadOnlyEntry())
@@ -560,7 +584,7 @@ class GitTransaction(Transaction):
 
     def set_executable(self, path: PathLike, executable: bool) -> None:
         steps = self._steps(path)
-        with self._conn.lock:
+        with self._conn.lock, _store_errors():
             self._existing_file(steps)
             try:
                 self._tree.set_kind(steps, st.Kind.EXEC if executable else st.Kind.FILE)
@@ -569,7 +593,7 @@ class GitTransaction(Transaction):
 
     def remove(self, path: PathLike) -> None:
         steps = self._steps(path)
-        with self._conn.lock:
+        with self._conn.lock, _store_errors():
             if steps and self._kind(steps) is None:
                 raise DoesNotExist()
             self._tree.remove(steps)
@@ -578,7 +602,7 @@ class GitTransaction(Transaction):
         if length < 0:
             raise ValueError(f"Negative offset {length}")
         steps = self._steps(path)
-        with self._conn.lock:
+        with self._conn.lock, _store_errors():
             if self._kind(steps) is None:
                 raise DoesNotExist()
             try:
@@ -593,7 +617,7 @@ class GitTransaction(Transaction):
         theirs = self._conn._commit_id(commit)
         conn = self._conn
         store = conn.store
-        with conn.lock:
+        with conn.lock, _store_errors():
             if self._tree.conflicts:
                 raise ConflictsRemain()
             ours_tree = self._tree.write_tree()
@@ -629,20 +653,20 @@ class GitTransaction(Transaction):
 
     def conflicts(self) -> list[str]:
         self._check_open()
-        with self._conn.lock:
+        with self._conn.lock, _store_errors():
             return sorted((path_str(p) for p in self._tree.conflicts), key=path_key)
 
     def diff(self, commit: CommitLike) -> list[Diff]:
         self._check_open()
         sha = self._conn._commit_id(commit)
-        with self._conn.lock:
+        with self._conn.lock, _store_errors():
             store = self._conn.store
             return _diffs(store.diff(store.commit_info(sha).tree, self._tree.write_tree()))
 
     def commit(self, message: str) -> None:
         self._check_open()
         conn = self._conn
-        with conn.lock:
+        with conn.lock, _store_errors():
             if self._tree.conflicts:
                 raise ConflictsRemain()
             store = conn.store

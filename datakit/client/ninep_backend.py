@@ -26,6 +26,7 @@ from datakit.client.api import (
     Tree,
     aborted,
     check_branch_name,
+    check_new_name,
     check_remote_branch,
     parse_id,
 )
@@ -39,7 +40,9 @@ from datakit.client.errors import (
     FetchFailed,
     InvalidBranchName,
     InvalidHash,
+    InvalidName,
     IsADirectory,
+    NameTooLong,
     NotADirectory,
     NotFastForward,
 )
@@ -117,6 +120,10 @@ def translate(exc: RemoteError) -> DataKitError:
         return InvalidHash(msg)
     if msg.endswith("is not a valid branch name."):
         return InvalidBranchName(msg)
+    if msg.startswith("Invalid name "):
+        return InvalidName(msg)
+    if exc.errno == E.ENAMETOOLONG:
+        return NameTooLong(msg)
     cls = _BY_ERRNO.get(exc.errno)
     if cls is not None:
         return cls()
@@ -505,6 +512,7 @@ class NinepTransaction(Transaction):
         full = self._path(path)
         if full == self._rw:
             raise AlreadyExists()
+        check_new_name(full[-1])
         with _errors():
             self._client.mkdir(full)
 
@@ -512,6 +520,7 @@ class NinepTransaction(Transaction):
         full = self._path(path)
         if full == self._rw:
             raise IsADirectory()
+        check_new_name(full[-1], symlink=bool(perm & ninep.DMSYMLINK))
         with _errors():
             self._client.create(full, data, perm=perm, extension=extension)
 

@@ -71,8 +71,10 @@ class BranchesDir(Directory):
         raise fserr.only_directories()
 
     async def mkdir(self, name: str) -> Node:
-        if "/" in name or not self.store.is_valid_branch_name(name):
+        if "/" in name:
             raise FsError(f"{name} is not a valid branch name.", E.EINVAL)
+        with store_errors():
+            self.store.check_branch_name(name)
         return self._dir(name)
 
     async def remove(self, child: Node) -> None:
@@ -87,8 +89,10 @@ class BranchesDir(Directory):
         assert isinstance(child, BranchDir)
         if new_dir is not self:
             raise FsError("Invalid cross-device link", E.EXDEV)
-        if "/" in new_name or not self.store.is_valid_branch_name(new_name):
+        if "/" in new_name:
             raise FsError(f"{new_name} is not a valid branch name.", E.EINVAL)
+        with store_errors():
+            self.store.check_branch_name(new_name)
         old = child.branch_name
         if self.known.get(old) is not child:
             raise fserr.not_found()
@@ -210,7 +214,8 @@ class WatchDir(Directory):
         def render(head: str | None) -> bytes:
             if head is None:
                 return b"D-" + st.EMPTY_TREE.encode() + b"\n" if not path else b"\n"
-            entry = store.tree(store.commit_info(head).tree).lookup(path)
+            with store_errors():  # a corrupt tree on the way: EIO for this watch
+                entry = store.tree(store.commit_info(head).tree).lookup(path)
             if entry is None:
                 return b"\n"
             return f"{_PREFIX[entry.kind]}-{entry.sha}\n".encode()
@@ -234,10 +239,15 @@ class WatchDir(Directory):
         nodes: list[Node] = [self._live]
         tree = self._branch.head_tree()
         if tree is not None:
-            entry = tree.lookup(self._path)
-            if entry is not None and entry.kind is st.Kind.DIR:
-                for name, _ in tree.listdir(self._path):
-                    nodes.append(await self.lookup(f"{name}.node"))
+            with store_errors():
+                entry = tree.lookup(self._path)
+                names = (
+                    []
+                    if entry is None or entry.kind is not st.Kind.DIR
+                    else [name for name, _ in tree.listdir(self._path)]
+                )
+            for name in names:
+                nodes.append(await self.lookup(f"{name}.node"))
         return nodes
 
 

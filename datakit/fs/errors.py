@@ -27,6 +27,7 @@ _ERRNO: list[tuple[type[Exception], int]] = [
     (st.NameTooLong, E.ENAMETOOLONG),
     (st.ReadOnlyEntry, E.EROFS),
     (st.FetchError, E.EIO),
+    (st.CorruptTree, E.EIO),
 ]
 
 

@@ -69,7 +69,8 @@ class RwDir(Directory):
         self.path = path
 
     def attr(self) -> Attr:
-        kind = self.rw.tree.kind(self.path)
+        with store_errors():
+            kind = self.rw.tree.kind(self.path)
         if kind is None:
             raise fserr.not_found()
         if kind is not st.Kind.DIR:

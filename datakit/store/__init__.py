@@ -4,6 +4,7 @@ DataKit's branches, commits and trees. Synchronous; knows nothing of 9p."""
 from ._content import Limits
 from ._errors import (
     AlreadyExists,
+    CorruptTree,
     FetchError,
     FileTooLarge,
     InvalidBranchName,
@@ -21,7 +22,7 @@ from ._errors import (
 )
 from ._names import check_name
 from ._objects import AUTHOR, EMPTY_TREE, BlobReader, CommitInfo, Entry, Kind, Path
-from ._refs import is_valid_branch_name
+from ._refs import check_branch_name, is_valid_branch_name
 from ._store import Store
 from ._transport import ALLOW_ALL, FetchGuard, RemotePolicy, parse_schemes
 from ._tree import EditableTree, TreeView, conflict_bytes
@@ -33,6 +34,7 @@ __all__ = [
     "AlreadyExists",
     "BlobReader",
     "CommitInfo",
+    "CorruptTree",
     "EditableTree",
     "Entry",
     "FetchError",
@@ -56,6 +58,7 @@ __all__ = [
     "Store",
     "StoreError",
     "TreeView",
+    "check_branch_name",
     "check_name",
     "conflict_bytes",
     "is_valid_branch_name",

@@ -93,6 +93,15 @@ class ReadOnlyEntry(StoreError):
     message = "Read-only file: a submodule (gitlink) can only be removed"
 
 
+class CorruptTree(StoreError):
+    """A stored tree object that cannot be parsed; EIO for that one
+    directory, the rest of the branch stays readable."""
+
+    def __init__(self, sha: str, detail: str) -> None:
+        self.sha = sha
+        super().__init__(f"corrupt tree {sha}: {detail}")
+
+
 class FetchError(StoreError):
     """One of ``error: no head to fetch`` / ``error: cannot fetch <url>`` /
     ``error: remote url is not defined``."""

@@ -75,6 +75,11 @@ def is_hfs_dotgit(raw: bytes, base: str = ".git") -> bool:
 def problem(name: str | bytes, *, symlink: bool = False) -> str | None:
     """Why ``name`` may not be stored as a tree entry, or None if it may."""
     raw = _as_bytes(name)
+    if raw and raw[0] not in b".gG" and raw.isascii() and not any(c in raw for c in b"/\\\0"):
+        # The common name, decided fast (tree parsing asks for every entry):
+        # each refusal below needs an empty name, a leading '.', 'g' or 'G',
+        # a '/', '\\' or NUL, or non-ASCII bytes (HFS+ ignorable code points).
+        return None
     if raw == b"":
         return "empty name"
     if raw in (b".", b".."):

@@ -17,9 +17,12 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from dulwich.errors import ObjectFormatException
+
 from ._content import CHUNK, Content, Limits, pread_all, temporary_file
 from ._durable import datasync, fsync_dir, new_temporary, write_all
-from ._errors import NotFound, StoreError
+from ._errors import CorruptTree, NotFound, StoreError
+from ._names import problem
 from ._packs import write_pack
 
 AUTHOR = b"datakit <datakit@mobyproject.org>"
@@ -38,6 +41,7 @@ Path = tuple[str, ...]
 COMMIT, TREE, BLOB, TAG = 1, 2, 3, 4
 TYPE_NAMES = {COMMIT: "commit", TREE: "tree", BLOB: "blob", TAG: "tag"}
 _TYPE_HEADERS = {COMMIT: b"commit", TREE: b"tree", BLOB: b"blob", TAG: b"tag"}
+_TYPE_NUMBERS = {header: num for num, header in _TYPE_HEADERS.items()}
 
 
 class Kind(enum.Enum):
@@ -122,17 +126,52 @@ def hash_object(type_num: int, raw: bytes) -> str:
     return h.hexdigest()
 
 
-def _tree_sort_key(item: tuple[bytes, Entry]) -> bytes:
-    name, entry = item
-    return name + b"/" if entry.kind is Kind.DIR else name
+@dataclass(frozen=True, slots=True)
+class HiddenEntry:
+    """A tree entry DataKit cannot show: a name git refuses (``.git``, ``..``,
+    a ``/`` ...) or a mode outside the data model. Written by some other tool;
+    kept byte for byte (``raw``) when the tree is rewritten."""
+
+    name: bytes
+    is_dir: bool
+    raw: bytes  # "<mode> <name>\0<20-byte id>"
 
 
-def serialize_tree(entries: Iterable[tuple[bytes, Entry]]) -> bytes:
-    """Git tree body; directories sort as if their name ended with ``/``."""
-    return b"".join(
-        entry.mode_bytes + b" " + name + b"\0" + bytes.fromhex(entry.sha)
-        for name, entry in sorted(entries, key=_tree_sort_key)
-    )
+class TreeEntries(dict[str, Entry]):
+    """The entries of a tree that DataKit shows, by name; ``hidden`` holds
+    the others."""
+
+    __slots__ = ("hidden",)
+
+    def __init__(
+        self, entries: dict[str, Entry] | None = None, hidden: tuple[HiddenEntry, ...] = ()
+    ) -> None:
+        super().__init__(entries or {})
+        self.hidden = hidden
+
+
+class MalformedTree(ValueError):
+    """A tree body git's own parser would reject too."""
+
+
+def _tree_sort_key(item: tuple[bytes, bool, bytes]) -> bytes:
+    name, is_dir, _ = item
+    return name + b"/" if is_dir else name
+
+
+def serialize_tree(
+    entries: Iterable[tuple[bytes, Entry]], hidden: Iterable[HiddenEntry] = ()
+) -> bytes:
+    """Git tree body; directories sort as if their name ended with ``/``.
+    ``hidden`` entries go in verbatim, except one whose name is now taken by
+    a visible entry (git refuses duplicate names)."""
+    items = [
+        (name, e.kind is Kind.DIR, e.mode_bytes + b" " + name + b"\0" + bytes.fromhex(e.sha))
+        for name, e in entries
+    ]
+    taken = {name for name, _, _ in items}
+    items.extend((h.name, h.is_dir, h.raw) for h in hidden if h.name not in taken)
+    return b"".join(raw for _, _, raw in sorted(items, key=_tree_sort_key))
 
 
 def serialize_commit(
@@ -146,20 +185,31 @@ def serialize_commit(
     return b"\n".join(lines) + b"\n\n" + message
 
 
-def parse_tree_body(raw: bytes) -> dict[str, Entry]:
+def parse_tree_body(raw: bytes) -> TreeEntries:
+    """Parse a tree body as git does; MalformedTree where git would fail
+    (a name with NUL, written by a buggy tool, shifts everything after it).
+    Entries that cannot be shown go to ``hidden`` (see :class:`HiddenEntry`)."""
     out: dict[str, Entry] = {}
+    hidden: list[HiddenEntry] = []
     pos, n = 0, len(raw)
     while pos < n:
-        sp = raw.index(b" ", pos)
-        nul = raw.index(b"\0", sp)
-        mode = raw[pos:sp]
+        sp = raw.find(b" ", pos)
+        mode = raw[pos:sp] if sp >= 0 else b""
+        if not mode or mode.strip(b"01234567"):
+            raise MalformedTree(f"bad mode {raw[pos : pos + 8]!r} at byte {pos}")
+        nul = raw.find(b"\0", sp)
+        if nul < 0 or nul + 21 > n:
+            raise MalformedTree(f"truncated entry at byte {pos}")
+        name, end = raw[sp + 1 : nul], nul + 21
         kind = kind_of_mode(mode)
-        sha = raw[nul + 1 : nul + 21].hex()
-        out[decode_name(raw[sp + 1 : nul])] = Entry(
-            kind, sha, b"" if mode == _MODE_BYTES[kind] else mode
-        )
-        pos = nul + 21
-    return out
+        if problem(name, symlink=kind is Kind.LINK) is not None:
+            hidden.append(HiddenEntry(name, kind is Kind.DIR, raw[pos:end]))
+        else:
+            out[decode_name(name)] = Entry(
+                kind, raw[nul + 1 : end].hex(), b"" if mode == _MODE_BYTES[kind] else mode
+            )
+        pos = end
+    return TreeEntries(out, tuple(hidden))
 
 
 def _parse_ident_time(value: bytes) -> int:
@@ -346,9 +396,25 @@ class ObjectDB:
                     return self.backend.get_raw(key)
             except KeyError:
                 continue
+            except ObjectFormatException:
+                # dulwich parses a loose object and refuses a malformed one:
+                # read its bytes here, so the reader can say what is wrong.
+                return self._read_loose(sha)
             except (ValueError, AssertionError):
                 return None
         return None
+
+    def _read_loose(self, sha: str) -> tuple[int, bytes] | None:
+        if self.objects_dir is None:
+            return None
+        try:
+            with open(os.path.join(self.objects_dir, sha[:2], sha[2:]), "rb") as f:
+                data = zlib.decompress(f.read())
+        except (OSError, zlib.error):
+            return None
+        header, _, body = data.partition(b"\0")
+        type_num = _TYPE_NUMBERS.get(header.partition(b" ")[0])
+        return (type_num, body) if type_num is not None else None
 
     def object_type(self, sha: str) -> int | None:
         item = self.overlay.get(sha)
@@ -372,20 +438,26 @@ class ObjectDB:
         if type_num == BLOB:
             self.blobs.put(sha, raw, len(raw) + 64)
         elif type_num == TREE:
-            self.trees.put(sha, parse_tree_body(raw))
+            # A malformed tree is reported by tree_entries, to whoever reads it.
+            with contextlib.suppress(MalformedTree):
+                self.trees.put(sha, parse_tree_body(raw))
         elif type_num == COMMIT:
             self.commits.put(sha, parse_commit_body(sha, raw))
 
-    def tree_entries(self, sha: str) -> dict[str, Entry]:
+    def tree_entries(self, sha: str) -> TreeEntries:
+        """The entries of tree ``sha``; CorruptTree if it cannot be parsed."""
         entries = self.trees.get(sha)
         if entries is not None:
-            return entries
+            return entries  # type: ignore[no-any-return]
         raw = self.get_raw(sha)
         if raw is None or raw[0] != TREE:
             if sha == EMPTY_TREE:
-                return {}
+                return TreeEntries()
             raise NotFound()
-        entries = parse_tree_body(raw[1])
+        try:
+            entries = parse_tree_body(raw[1])
+        except MalformedTree as exc:
+            raise CorruptTree(sha, str(exc)) from None
         self.trees.put(sha, entries)
         return entries
 
@@ -650,10 +722,15 @@ class ObjectDB:
             self.flush(list(self.overlay))
         return sha
 
-    def put_tree(self, entries: dict[str, Entry]) -> str:
-        raw = serialize_tree((encode_name(n), e) for n, e in entries.items())
+    def put_tree(self, entries: dict[str, Entry], hidden: tuple[HiddenEntry, ...] = ()) -> str:
+        """Store a tree of ``entries`` plus ``hidden`` ones kept from the tree it replaces."""
+        items = [(encode_name(n), e) for n, e in entries.items()]
+        raw = serialize_tree(items, hidden)
         sha = self.put(TREE, raw)
-        self.trees.put(sha, dict(entries))
+        if hidden:
+            taken = {name for name, _ in items}
+            hidden = tuple(h for h in hidden if h.name not in taken)
+        self.trees.put(sha, TreeEntries(dict(entries), hidden))
         return sha
 
     def put_blob(self, data: bytes) -> str:
@@ -695,10 +772,10 @@ class ObjectDB:
                 todo.append(info.tree)
                 todo.extend(info.parents)
             elif type_num == TREE:
+                entries = self.tree_entries(sha)
                 # (a gitlink's commit is in another repository: never ours)
-                todo.extend(
-                    e.sha for e in self.tree_entries(sha).values() if e.kind is not Kind.GITLINK
-                )
+                todo.extend(e.sha for e in entries.values() if e.kind is not Kind.GITLINK)
+                todo.extend(h.raw[-20:].hex() for h in entries.hidden)
             batch.append((sha, type_num, raw))
         if len(batch) >= PACK_MIN_OBJECTS:
             assert self.objects_dir is not None

@@ -10,12 +10,13 @@ are older than ``STALE_LOCK_SECONDS``; a live competitor is waited for.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import time
 
 from ._durable import fsync_dir, write_all
-from ._errors import StoreError
+from ._errors import InvalidBranchName, NameTooLong, StoreError
 
 _NAME_CHARS = re.compile(r"[A-Za-z0-9/_.\-]+\Z")
 _HEX40 = re.compile(r"[0-9a-f]{40}\Z")
@@ -24,19 +25,49 @@ STALE_LOCK_SECONDS = 5.0
 LOCK_WAIT_SECONDS = 2 * STALE_LOCK_SECONDS
 
 
-def is_valid_branch_name(name: str) -> bool:
+# A loose ref is the file refs/heads/<name>, locked by creating <name>.lock:
+# each component needs room for that suffix within NAME_MAX (255 bytes). The
+# whole name is bounded too, so the ref's path fits in PATH_MAX (4,096) with
+# the repository's own path. Memory stores apply the same limits, so a name
+# works on both kinds of store or on neither.
+BRANCH_COMPONENT_MAX = 255 - len(".lock")
+BRANCH_NAME_MAX = 2048
+
+
+def _branch_name_problem(name: str) -> str | None:
     """DataKit's character set, intersected with what ``git check-ref-format
     --branch`` accepts."""
     if not name or not _NAME_CHARS.match(name):
-        return False
+        return "invalid"
     if name.startswith("-") or name == "HEAD":
-        return False
+        return "invalid"
     if ".." in name or name.endswith(".") or name.endswith("/") or name.startswith("/"):
-        return False
+        return "invalid"
     for part in name.split("/"):
         if not part or part.startswith(".") or part.endswith(".lock"):
-            return False
-    return True
+            return "invalid"
+    if len(name) > BRANCH_NAME_MAX or any(
+        len(part) > BRANCH_COMPONENT_MAX for part in name.split("/")
+    ):
+        return "too long"
+    return None
+
+
+def check_branch_name(name: str) -> None:
+    """InvalidBranchName (EINVAL) or NameTooLong (ENAMETOOLONG) unless
+    ``name`` may name a branch."""
+    problem = _branch_name_problem(name)
+    if problem == "too long":
+        raise NameTooLong(
+            f"Branch name too long ({len(name)} bytes; at most {BRANCH_COMPONENT_MAX}"
+            f" between slashes, {BRANCH_NAME_MAX} in all)"
+        )
+    if problem is not None:
+        raise InvalidBranchName(name)
+
+
+def is_valid_branch_name(name: str) -> bool:
+    return _branch_name_problem(name) is None
 
 
 class MemoryRefs:
@@ -154,6 +185,10 @@ class DiskRefs:
                 data = f.read().strip()
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             return False
+        except OSError as e:
+            if e.errno == errno.ENAMETOOLONG:  # a repository path near PATH_MAX
+                return False
+            raise
         text = data.decode("ascii", "replace")
         return text if _HEX40.match(text) else None
 
@@ -222,6 +257,10 @@ class DiskRefs:
             lock.acquire()
         except NotADirectoryError as e:  # a prefix of the name is a branch
             raise StoreError(f"cannot lock ref {name}: a parent ref exists") from e
+        except OSError as e:
+            if e.errno == errno.ENAMETOOLONG:  # the repository's path is long too
+                raise NameTooLong(f"cannot lock ref {name}: {e.strerror}") from e
+            raise
         try:
             if self.read(name) != expected:
                 return False

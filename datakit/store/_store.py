@@ -21,7 +21,6 @@ from typing import Any
 from ._content import Limits
 from ._errors import (
     FetchError,
-    InvalidBranchName,
     InvalidHash,
     IsADirectory,
     MergeConflict,
@@ -46,7 +45,7 @@ from ._objects import (
     parse_commit_body,
     serialize_commit,
 )
-from ._refs import DiskRefs, MemoryRefs, is_valid_branch_name
+from ._refs import DiskRefs, MemoryRefs, check_branch_name, is_valid_branch_name
 from ._transport import FetchGuard, RemotePolicy
 from ._tree import EditableTree, TreeView, diff_trees
 
@@ -189,7 +188,9 @@ class Store:
         return self._db.limits
 
     def tree(self, sha: str) -> TreeView:
-        self._db.tree_entries(sha)  # NotFound unless it is a tree
+        # Only the type is checked: a corrupt tree fails where it is read.
+        if sha != EMPTY_TREE and self._db.object_type(sha) != TREE:
+            raise NotFound()
         return TreeView(self._db, sha)
 
     def empty_tree(self) -> TreeView:
@@ -253,8 +254,8 @@ class Store:
         self._db.flush(shas)
 
     def edit(self, base_tree_sha: str | None) -> EditableTree:
-        if base_tree_sha is not None and base_tree_sha != EMPTY_TREE:
-            self._db.tree_entries(base_tree_sha)
+        if base_tree_sha not in (None, EMPTY_TREE) and self._db.object_type(base_tree_sha) != TREE:
+            raise NotFound()  # only the type: a corrupt tree fails where it is read
         return EditableTree(self._db, base_tree_sha)
 
     def diff(
@@ -316,10 +317,8 @@ class Store:
 
     # -- branches ------------------------------------------------------------
     is_valid_branch_name = staticmethod(is_valid_branch_name)
-
-    def _check_name(self, name: str) -> None:
-        if not is_valid_branch_name(name):
-            raise InvalidBranchName(name)
+    check_branch_name = staticmethod(check_branch_name)
+    _check_name = check_branch_name
 
     def branches(self) -> list[str]:
         return sorted(self._refs.read_all())

@@ -1,10 +1,14 @@
 """Tree views (immutable), the editable tree of a transaction, the
 file-level three-way merge (spec section 4.2) and tree diffs (section 3.6).
+
+Walks over trees use explicit stacks, never recursion: git allows trees
+4,096 levels deep, Python's recursion limit is about 1,000.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import NamedTuple
 
 from ._content import Content
 from ._errors import (
@@ -16,11 +20,13 @@ from ._errors import (
     ReadOnlyEntry,
     StoreError,
 )
+from ._names import check_name
 from ._objects import (
     EMPTY_TREE,
     BlobReader,
     BytesReader,
     Entry,
+    HiddenEntry,
     Kind,
     ObjectDB,
     Path,
@@ -98,44 +104,47 @@ class TreeView:
 
 
 def _walk_files(db: ObjectDB, path: Path, entry: Entry) -> Iterator[tuple[Path, Entry]]:
-    if entry.kind is not Kind.DIR:
-        yield path, entry
-        return
-    for name, child in db.tree_entries(entry.sha).items():
-        yield from _walk_files(db, (*path, name), child)
+    stack = [(path, entry)]
+    while stack:
+        p, e = stack.pop()
+        if e.kind is not Kind.DIR:
+            yield p, e
+            continue
+        children = list(db.tree_entries(e.sha).items())
+        stack.extend(((*p, name), child) for name, child in reversed(children))
 
 
 def diff_trees(db: ObjectDB, old: str, new: str) -> list[tuple[str, Path]]:
     """Changed files between two trees: ``+`` only in new, ``-`` only in old,
     ``*`` in both with different content or kind."""
     out: list[tuple[str, Path]] = []
-
-    def files(path: Path, entry: Entry, op: str) -> None:
-        out.extend((op, p) for p, _ in _walk_files(db, path, entry))
-
-    def walk(path: Path, old_sha: str, new_sha: str) -> None:
-        o = db.tree_entries(old_sha)
-        n = db.tree_entries(new_sha)
-        for name in sorted(o.keys() | n.keys(), key=encode_name):
-            oe, ne = o.get(name), n.get(name)
-            if oe == ne:
-                continue
-            p = (*path, name)
-            o_dir = oe is not None and oe.kind is Kind.DIR
-            n_dir = ne is not None and ne.kind is Kind.DIR
-            if o_dir and n_dir:
-                assert oe is not None and ne is not None
-                walk(p, oe.sha, ne.sha)
-            elif oe is not None and ne is not None and not o_dir and not n_dir:
-                out.append(("*", p))
-            else:
-                if oe is not None:
-                    files(p, oe, "-")
-                if ne is not None:
-                    files(p, ne, "+")
-
-    if old != new:
-        walk((), old, new)
+    if old == new:
+        return out
+    # (path, old entry, new entry) still to compare, next one last.
+    stack: list[tuple[Path, Entry | None, Entry | None]] = [
+        ((), Entry(Kind.DIR, old), Entry(Kind.DIR, new))
+    ]
+    while stack:
+        path, oe, ne = stack.pop()
+        o_dir = oe is not None and oe.kind is Kind.DIR
+        n_dir = ne is not None and ne.kind is Kind.DIR
+        if o_dir and n_dir:
+            assert oe is not None and ne is not None
+            o = db.tree_entries(oe.sha)
+            n = db.tree_entries(ne.sha)
+            names = sorted(o.keys() | n.keys(), key=encode_name, reverse=True)
+            stack.extend(
+                ((*path, name), o.get(name), n.get(name))
+                for name in names
+                if o.get(name) != n.get(name)
+            )
+        elif oe is not None and ne is not None and not o_dir and not n_dir:
+            out.append(("*", path))
+        else:
+            if oe is not None:
+                out.extend(("-", p) for p, _ in _walk_files(db, path, oe))
+            if ne is not None:
+                out.extend(("+", p) for p, _ in _walk_files(db, path, ne))
     return out
 
 
@@ -158,7 +167,7 @@ class _File:
 
 
 class _Dir:
-    __slots__ = ("children", "dirty", "mode", "sha")
+    __slots__ = ("children", "dirty", "hidden", "mode", "sha")
 
     def __init__(
         self, sha: str | None, children: dict[str, _File | _Dir] | None, mode: bytes = b""
@@ -167,6 +176,8 @@ class _Dir:
         self.children = children  # None until loaded from ``sha``
         self.dirty = children is not None and sha is None
         self.mode = mode  # git's own spelling of the mode (Entry.mode), kept
+        # Entries of the loaded tree that cannot be shown, written back as they were.
+        self.hidden: tuple[HiddenEntry, ...] = ()
 
 
 _Node = _File | _Dir
@@ -197,8 +208,26 @@ class EditableTree:
     # -- internals -----------------------------------------------------------
     def _children(self, d: _Dir) -> dict[str, _Node]:
         if d.children is None:
-            d.children = {n: _node_of(e) for n, e in self._db.tree_entries(d.sha).items()}  # type: ignore[arg-type]
+            assert d.sha is not None
+            entries = self._db.tree_entries(d.sha)
+            d.children = {n: _node_of(e) for n, e in entries.items()}
+            d.hidden = entries.hidden
         return d.children
+
+    def _check_new(self, path: Path, *, symlink: bool = False) -> None:
+        """Refuse, before anything changes, a name git would refuse among
+        those an edit of ``path`` creates: its last step and every missing
+        directory on the way (InvalidName / NameTooLong)."""
+        node: _Node = self._root
+        for i, name in enumerate(path[:-1]):
+            child = self._children(node).get(name) if isinstance(node, _Dir) else None
+            if child is None:
+                for missing in path[i:-1]:
+                    check_name(missing)
+                break
+            node = child
+        if path:
+            check_name(path[-1], symlink=symlink)
 
     def _find(self, path: Path) -> _Node | None:
         """The node at ``path``; None if missing, NotADirectory if a proper
@@ -225,6 +254,9 @@ class EditableTree:
         create: make missing directories; force: also replace files in the way.
         """
         node = self._root
+        # Each directory is read before it is marked dirty: one that cannot
+        # be read (CorruptTree) must stay clean, or the next commit fails too.
+        self._children(node)
         node.dirty = True
         for name in path:
             children = self._children(node)
@@ -232,11 +264,13 @@ class EditableTree:
             if child is None:
                 if not create:
                     raise NotFound()
+                check_name(name)
                 child = children[name] = _Dir(None, {})
             elif isinstance(child, _File):
                 if not force:
                     raise NotADirectory()
                 child = children[name] = _Dir(None, {})
+            self._children(child)
             child.dirty = True
             node = child
         return node
@@ -359,6 +393,7 @@ class EditableTree:
         children = self._children(parent)
         node = children.get(path[-1])
         if node is None:
+            check_name(path[-1])
             node = children[path[-1]] = _File(Kind.FILE, None, bytearray())
         elif isinstance(node, _Dir):
             raise IsADirectory()
@@ -385,6 +420,7 @@ class EditableTree:
             raise StoreError(f"create_file cannot create a {kind.name.lower()}")
         if not path:
             raise IsADirectory()
+        self._check_new(path, symlink=kind is Kind.LINK)
         parent = self._dir_for_edit(path[:-1], create=True)
         children = self._children(parent)
         old = children.get(path[-1])
@@ -402,6 +438,7 @@ class EditableTree:
     def mkdir(self, path: Path) -> None:
         if not path or self._find(path) is not None:
             raise AlreadyExists()
+        self._check_new(path)
         parent = self._dir_for_edit(path[:-1], create=True)
         self._children(parent)[path[-1]] = _Dir(None, {})
         self._clear_conflict(path)
@@ -429,6 +466,7 @@ class EditableTree:
             raise NotFound()
         if old == new:
             return
+        check_name(new, symlink=isinstance(src, _File) and src.kind is Kind.LINK)
         dst = children.get(new)
         if isinstance(dst, _Dir) and self._children(dst):
             raise IsADirectory()
@@ -445,6 +483,8 @@ class EditableTree:
             raise IsADirectory()
         if node.kind is Kind.GITLINK or kind is Kind.GITLINK:
             raise ReadOnlyEntry()
+        if kind is Kind.LINK:
+            check_name(path[-1], symlink=True)
         self._dir_for_edit(path[:-1], create=False)
         if kind is not node.kind:
             node.mode = b""  # a new kind is written with our spelling of its mode
@@ -457,6 +497,7 @@ class EditableTree:
         """Put a file, destroying whatever is in the way (merge-internal)."""
         if not path:
             raise IsADirectory()
+        self._check_new(path, symlink=kind is Kind.LINK)
         parent = self._dir_for_edit(path[:-1], create=True, force=True)
         self._children(parent)[path[-1]] = _File(kind, None, bytearray(data))
 
@@ -511,20 +552,29 @@ class EditableTree:
                 f.sha = self._db.put_blob(bytes(f.data))
         return f.sha
 
-    def _write(self, d: _Dir) -> str | None:
-        if not d.dirty:
-            return d.sha
-        entries: dict[str, Entry] = {}
-        for name, child in self._children(d).items():
-            if isinstance(child, _Dir):
-                sha = self._write(child)
-                if sha is not None:
-                    entries[name] = Entry(Kind.DIR, sha, child.mode)
-            else:
-                entries[name] = Entry(child.kind, self._write_file(child), child.mode)
-        d.sha = self._db.put_tree(entries) if entries else None
-        d.dirty = False
-        return d.sha
+    def _write(self, top: _Dir) -> str | None:
+        """Store the edited directories under ``top``, deepest first."""
+        stack = [(top, False)]
+        while stack:
+            d, below_done = stack.pop()
+            if not d.dirty:
+                continue
+            children = self._children(d)
+            if not below_done:
+                stack.append((d, True))
+                stack.extend((c, False) for c in children.values() if isinstance(c, _Dir))
+                continue
+            entries: dict[str, Entry] = {}
+            for name, child in children.items():
+                if isinstance(child, _Dir):
+                    if child.sha is not None:
+                        entries[name] = Entry(Kind.DIR, child.sha, child.mode)
+                else:
+                    entries[name] = Entry(child.kind, self._write_file(child), child.mode)
+            # A directory holding only hidden entries is kept: they are data.
+            d.sha = self._db.put_tree(entries, d.hidden) if entries or d.hidden else None
+            d.dirty = False
+        return top.sha
 
     def write_tree(self) -> str:
         """Store the content (empty directories dropped); return the tree id."""
@@ -541,24 +591,20 @@ class EditableTree:
         :attr:`conflicts` and hold a conflict file.
         """
         db = self._db
-        new_conflicts: list[Path] = []
 
-        def conflict(path: Path, reason: bytes) -> None:
-            self.force_put(path, Kind.FILE, conflict_bytes(reason))
-            self.conflicts.add(path)
-            new_conflicts.append(path)
-
-        def walk(path: Path, o_sha: str | None, t_sha: str | None, b_sha: str | None) -> None:
-            o = db.tree_entries(o_sha) if o_sha else {}
-            t = db.tree_entries(t_sha) if t_sha else {}
-            b = db.tree_entries(b_sha) if b_sha else {}
+        def walk(w: _MergeWalk) -> list[_MergeWalk | _MergeEdit]:
+            """One directory's edits and sub-directories to walk, in path order."""
+            todo: list[_MergeWalk | _MergeEdit] = []
+            o = db.tree_entries(w.ours) if w.ours else {}
+            t = db.tree_entries(w.theirs) if w.theirs else {}
+            b = db.tree_entries(w.base) if w.base else {}
             for name in sorted(o.keys() | t.keys(), key=encode_name):
                 oe, te, be = o.get(name), t.get(name), b.get(name)
-                p = (*path, name)
+                p = (*w.path, name)
                 o_dir = oe is not None and oe.kind is Kind.DIR
                 t_dir = te is not None and te.kind is Kind.DIR
                 if oe is not None and te is not None and o_dir != t_dir:
-                    conflict(p, CONFLICT_FILE_VS_DIR)
+                    todo.append(_MergeEdit(p, None, CONFLICT_FILE_VS_DIR))
                     continue
                 if o_dir or t_dir:
                     b_sub = be.sha if be is not None and be.kind is Kind.DIR else None
@@ -567,20 +613,59 @@ class EditableTree:
                     if o_sub == t_sub or t_sub == b_sub:
                         continue  # identical, or theirs unchanged: keep ours
                     if o_sub == b_sub:
-                        self._force_entry(p, te)  # ours unchanged: take theirs
+                        todo.append(_MergeEdit(p, te))  # ours unchanged: take theirs
                         continue
-                    walk(p, o_sub, t_sub, b_sub)
+                    todo.append(_MergeWalk(p, o_sub, t_sub, b_sub))
                     continue
                 bf = be if be is not None and be.kind is not Kind.DIR else None
                 if oe == bf:
                     if te != bf:
-                        self._force_entry(p, te)
+                        todo.append(_MergeEdit(p, te))
                 elif te == bf or oe == te:
                     pass
                 elif oe is not None and te is not None:
-                    conflict(p, CONFLICT_ADD_ADD if bf is None else CONFLICT_BOTH_CHANGED)
+                    reason = CONFLICT_ADD_ADD if bf is None else CONFLICT_BOTH_CHANGED
+                    todo.append(_MergeEdit(p, None, reason))
                 else:
-                    conflict(p, CONFLICT_ADD_DEL)
+                    todo.append(_MergeEdit(p, None, CONFLICT_ADD_DEL))
+            return todo
 
-        walk((), ours.sha, theirs.sha, base.sha if base is not None else None)
+        # Every tree is read before the first edit: one that cannot be read
+        # (CorruptTree) fails the merge with this tree untouched.
+        edits: list[_MergeEdit] = []
+        stack: list[_MergeWalk | _MergeEdit] = [
+            _MergeWalk((), ours.sha, theirs.sha, base.sha if base is not None else None)
+        ]
+        while stack:
+            item = stack.pop()
+            if isinstance(item, _MergeWalk):
+                stack.extend(reversed(walk(item)))
+            else:
+                edits.append(item)
+
+        new_conflicts: list[Path] = []
+        for edit in edits:
+            if edit.conflict is None:
+                self._force_entry(edit.path, edit.entry)
+            else:
+                self.force_put(edit.path, Kind.FILE, conflict_bytes(edit.conflict))
+                self.conflicts.add(edit.path)
+                new_conflicts.append(edit.path)
         return new_conflicts
+
+
+class _MergeWalk(NamedTuple):
+    """A directory changed on both sides, to merge entry by entry."""
+
+    path: Path
+    ours: str | None
+    theirs: str | None
+    base: str | None
+
+
+class _MergeEdit(NamedTuple):
+    """Take ``entry`` (None: remove) at ``path``, or write a conflict file."""
+
+    path: Path
+    entry: Entry | None
+    conflict: bytes | None = None

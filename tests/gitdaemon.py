@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import time
@@ -11,19 +10,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.gitrepo import GIT_ENV, git
 from tests.ports import free_port
-
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "t",
-    "GIT_AUTHOR_EMAIL": "t@example.com",
-    "GIT_COMMITTER_NAME": "t",
-    "GIT_COMMITTER_EMAIL": "t@example.com",
-    "GIT_AUTHOR_DATE": "2017-01-01T00:00:00 +0000",
-    "GIT_COMMITTER_DATE": "2017-01-01T00:00:00 +0000",
-    "HOME": "/nonexistent",
-    "GIT_CONFIG_NOSYSTEM": "1",
-    "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-}
 
 
 @dataclass(frozen=True)
@@ -32,20 +20,15 @@ class GitRemote:
     master: str  # what `git rev-parse master` says
 
 
-def git(*args: str, cwd: Path) -> str:
-    out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, check=True, env=GIT_ENV)
-    return out.stdout.decode().strip()
-
-
 @contextmanager
 def serve_repository(repo: Path) -> Iterator[GitRemote]:
     """Make `repo` a repository whose master holds `foo` and `x`, and serve it."""
-    git("init", "-q", "-b", "master", str(repo), cwd=repo)
+    git(repo, "init", "-q", "-b", "master", str(repo))
     (repo / "foo").write_text("foo\n")
     (repo / "x").write_text("x\n")
-    git("add", "foo", "x", cwd=repo)
-    git("commit", "-q", "-m", "initial", cwd=repo)
-    master = git("rev-parse", "master", cwd=repo)
+    git(repo, "add", "foo", "x")
+    git(repo, "commit", "-q", "-m", "initial")
+    master = git(repo, "rev-parse", "master")
     with git_daemon(repo) as url:
         yield GitRemote(url, master)
 

@@ -268,11 +268,8 @@ class GitConnection(Connection):
 
     def commit(self, id: str) -> GitCommit:
         sha = parse_id(id)
-        with self.lock:
-            try:
-                info = self.store.commit_info(sha)
-            except st.StoreError as exc:
-                raise translate(exc) from None
+        with self.lock, _store_errors():
+            info = self.store.commit_info(sha)
         return GitCommit(self, info)
 
     def commit_of(self, sha: str) -> GitCommit:
@@ -281,20 +278,14 @@ class GitConnection(Connection):
 
     def tree(self, id: str) -> GitTree:
         sha = parse_id(id.removeprefix("D-"), "tree")
-        with self.lock:
-            try:
-                return GitTree(self, self.store.tree(sha))
-            except st.StoreError as exc:
-                raise translate(exc) from None
+        with self.lock, _store_errors():
+            return GitTree(self, self.store.tree(sha))
 
     def fetch(self, url: str, branch: str) -> GitCommit:
         check_remote_branch(branch)
-        with self.lock:
-            try:
-                # The operator is the user here: every scheme is allowed.
-                sha = self.store.fetch(url, branch, policy=st.ALLOW_ALL)
-            except st.StoreError as exc:
-                raise translate(exc) from None
+        with self.lock, _store_errors():
+            # The operator is the user here: every scheme is allowed.
+            sha = self.store.fetch(url, branch, policy=st.ALLOW_ALL)
             return self.commit_of(sha)
 
     # -- change notification ---------------------------------------------------------
@@ -400,10 +391,7 @@ class GitBranch(Branch):
     def fast_forward(self, commit: CommitLike) -> None:
         sha = self._conn._commit_id(commit)
         with self._conn.lock, _store_errors():
-            try:
-                self._conn.store.fast_forward(self.name, sha)
-            except st.StoreError as exc:
-                raise translate(exc) from None
+            self._conn.store.fast_forward(self.name, sha)
 
     def transaction(self) -> GitTransaction:
         with self._conn.lock, _store_errors():
@@ -579,17 +567,14 @@ class GitTransaction(Transaction):
         with self._conn.lock, _store_errors():
             kind = self._existing_file(steps)
             if kind is st.Kind.GITLINK:
-                raise translate(st.ReadOnlyEntry())
+                raise st.ReadOnlyEntry()
             self._tree.put(steps, bytes(data), kind)
 
     def set_executable(self, path: PathLike, executable: bool) -> None:
         steps = self._steps(path)
         with self._conn.lock, _store_errors():
             self._existing_file(steps)
-            try:
-                self._tree.set_kind(steps, st.Kind.EXEC if executable else st.Kind.FILE)
-            except st.StoreError as exc:
-                raise translate(exc) from None
+            self._tree.set_kind(steps, st.Kind.EXEC if executable else st.Kind.FILE)
 
     def remove(self, path: PathLike) -> None:
         steps = self._steps(path)
@@ -605,10 +590,7 @@ class GitTransaction(Transaction):
         with self._conn.lock, _store_errors():
             if self._kind(steps) is None:
                 raise DoesNotExist()
-            try:
-                self._tree.truncate(steps, length)
-            except st.StoreError as exc:
-                raise translate(exc) from None
+            self._tree.truncate(steps, length)
 
     # -- merging and history ----------------------------------------------------------
 
@@ -670,15 +652,12 @@ class GitTransaction(Transaction):
             if self._tree.conflicts:
                 raise ConflictsRemain()
             store = conn.store
-            try:
-                sha = store.make_commit(
-                    self._tree.write_tree(), self._parents, message.encode(), conn.author
-                )
-                # Automatic merges say "Merge", as the server's do (upstream's
-                # Git backend reused the transaction message instead).
-                store.integrate(self.branch.name, sha, b"Merge")
-            except st.StoreError as exc:
-                raise translate(exc) from None
+            sha = store.make_commit(
+                self._tree.write_tree(), self._parents, message.encode(), conn.author
+            )
+            # Automatic merges say "Merge", as the server's do (upstream's
+            # Git backend reused the transaction message instead).
+            store.integrate(self.branch.name, sha, b"Merge")
             self._closed = True
 
     def abort(self) -> None:

@@ -53,7 +53,11 @@ class SnapshotsDir(_LookupOnly):
         )
 
 
-_TREE_KINDS = {"F": ("blob", Kind.FILE), "X": ("blob", Kind.EXEC), "L": ("blob", Kind.SYMLINK)}
+_TREE_KINDS = {
+    "F": ("blob", st.Kind.FILE),
+    "X": ("blob", st.Kind.EXEC),
+    "L": ("blob", st.Kind.LINK),
+}
 
 
 class TreesDir(_LookupOnly):
@@ -69,7 +73,7 @@ class TreesDir(_LookupOnly):
         if prefix == "D" and kind_of == "tree":
             return tree_view(name, self.store, fixed_tree(self.store, sha))
         if prefix in _TREE_KINDS and kind_of == _TREE_KINDS[prefix][0]:
-            return BlobFile(name, self.store, sha, _TREE_KINDS[prefix][1])
+            return BlobFile(name, self.store, st.Entry(_TREE_KINDS[prefix][1], sha))
         raise fserr.not_found()
 
 

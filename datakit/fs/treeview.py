@@ -106,18 +106,10 @@ class TreeFile(File):
         return entry
 
     def attr(self) -> Attr:
-        entry = self._entry()
-        kind = KINDS[entry.kind]
-        with store_errors():
-            if kind is not Kind.SYMLINK:
-                return Attr(kind, self._view.store.content_size(entry))
-            data = self._view.store.read_blob(entry.sha)
-        return Attr(kind, len(data), data.decode("utf-8", "surrogateescape"))
+        return entry_attr(self._view.store, self._entry())
 
     async def open(self) -> Handle:
-        entry = self._entry()
-        with store_errors():
-            return BlobHandle(self._view.store.reader(entry))
+        return open_entry(self._view.store, self._entry())
 
     async def truncate(self, length: int) -> None:
         # Upstream quirk kept: "truncating" to the current non-zero size is a no-op.
@@ -148,22 +140,31 @@ class BlobHandle(Handle):
 class BlobFile(File):
     """A read-only file showing one blob (`trees/F-<sha>`)."""
 
-    def __init__(self, name: str, store: st.Store, sha: str, kind: Kind) -> None:
+    def __init__(self, name: str, store: st.Store, entry: st.Entry) -> None:
         super().__init__(name)
         self._store = store
-        self._sha = sha
-        self._kind = kind
+        self._entry = entry
 
     def attr(self) -> Attr:
-        with store_errors():
-            if self._kind is not Kind.SYMLINK:
-                return Attr(self._kind, self._store.blob_size(self._sha))
-            data = self._store.read_blob(self._sha)
-        return Attr(self._kind, len(data), data.decode("utf-8", "surrogateescape"))
+        return entry_attr(self._store, self._entry)
 
     async def open(self) -> Handle:
-        with store_errors():
-            return BlobHandle(self._store.blob_reader(self._sha))
+        return open_entry(self._store, self._entry)
+
+
+def entry_attr(store: st.Store, entry: st.Entry) -> Attr:
+    """A file entry's attributes: its size, and a symlink's target."""
+    kind = KINDS[entry.kind]
+    with store_errors():
+        if kind is not Kind.SYMLINK:
+            return Attr(kind, store.content_size(entry))
+        data = store.read_blob(entry.sha)
+    return Attr(kind, len(data), data.decode("utf-8", "surrogateescape"))
+
+
+def open_entry(store: st.Store, entry: st.Entry) -> Handle:
+    with store_errors():
+        return BlobHandle(store.reader(entry))
 
 
 def tree_view(name: str, store: st.Store, source: Source) -> TreeDir:

@@ -615,6 +615,20 @@ class ObjectDB:
             raise NotFound()
         return size
 
+    # What a file entry reads as: its blob, except a submodule entry
+    # (gitlink), whose commit is in another repository: it reads as its id
+    # and a newline.
+    def file_content(self, kind: Kind, sha: str) -> bytes:
+        return gitlink_content(sha) if kind is Kind.GITLINK else self.blob(sha)
+
+    def file_size(self, kind: Kind, sha: str) -> int:
+        return len(gitlink_content(sha)) if kind is Kind.GITLINK else self.blob_size(sha)
+
+    def file_reader(self, kind: Kind, sha: str) -> BlobReader:
+        if kind is Kind.GITLINK:
+            return BytesReader(gitlink_content(sha))
+        return self.blob_reader(sha)
+
     def blob_chunks(self, sha: str) -> Iterator[bytes]:
         reader = self.blob_reader(sha)
         for offset in range(0, reader.size, CHUNK):

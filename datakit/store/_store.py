@@ -36,12 +36,9 @@ from ._objects import (
     TREE,
     TYPE_NAMES,
     BlobReader,
-    BytesReader,
     CommitInfo,
     Entry,
-    Kind,
     ObjectDB,
-    gitlink_content,
     parse_commit_body,
     serialize_commit,
 )
@@ -164,14 +161,11 @@ class Store:
     def content(self, entry: Entry) -> bytes:
         """What a file entry reads as (a gitlink's commit is not in this
         repository: it reads as its id and a newline)."""
-        if entry.kind is Kind.GITLINK:
-            return gitlink_content(entry.sha)
-        return self._db.blob(entry.sha)
+        return self._db.file_content(entry.kind, entry.sha)
 
     def content_size(self, entry: Entry) -> int:
-        if entry.kind is Kind.GITLINK:
-            return len(gitlink_content(entry.sha))
-        return self._db.blob_size(entry.sha)
+        return self._db.file_size(entry.kind, entry.sha)
+
     def blob_reader(self, sha: str) -> BlobReader:
         """Range reads of a blob (``.size``, ``.read(offset, count)``) that
         hold no private copy: many opens of one file share one."""
@@ -179,9 +173,7 @@ class Store:
 
     def reader(self, entry: Entry) -> BlobReader:
         """Range reads of what a file entry reads as (see :meth:`content`)."""
-        if entry.kind is Kind.GITLINK:
-            return BytesReader(gitlink_content(entry.sha))
-        return self._db.blob_reader(entry.sha)
+        return self._db.file_reader(entry.kind, entry.sha)
 
     @property
     def limits(self) -> Limits:

@@ -24,14 +24,12 @@ from ._names import check_name
 from ._objects import (
     EMPTY_TREE,
     BlobReader,
-    BytesReader,
     Entry,
     HiddenEntry,
     Kind,
     ObjectDB,
     Path,
     encode_name,
-    gitlink_content,
 )
 
 CONFLICT_FILE_VS_DIR = b"File vs dir"
@@ -93,9 +91,7 @@ class TreeView:
             raise NotFound()
         if entry.kind is Kind.DIR:
             raise IsADirectory()
-        if entry.kind is Kind.GITLINK:
-            return gitlink_content(entry.sha)
-        return self._db.blob(entry.sha)
+        return self._db.file_content(entry.kind, entry.sha)
 
     def walk_files(self, path: Path = ()) -> Iterator[tuple[Path, Entry]]:
         entry = self.lookup(path)
@@ -286,9 +282,7 @@ class EditableTree:
         """What to read ``f`` from: its edited content, or the shared blob."""
         if f.data is None:
             assert f.sha is not None
-            if f.kind is Kind.GITLINK:  # its commit is in another repository
-                return BytesReader(gitlink_content(f.sha))
-            return self._db.blob_reader(f.sha)
+            return self._db.file_reader(f.kind, f.sha)
         return self._edited(f)
 
     def _edited(self, f: _File) -> Content:
@@ -335,9 +329,7 @@ class EditableTree:
             return (Kind.DIR, 0)
         if node.data is None:
             assert node.sha is not None
-            if node.kind is Kind.GITLINK:
-                return (node.kind, len(gitlink_content(node.sha)))
-            return (node.kind, self._db.blob_size(node.sha))
+            return (node.kind, self._db.file_size(node.kind, node.sha))
         return (node.kind, len(node.data))
 
     def entry(self, path: Path) -> Entry | None:
@@ -377,9 +369,7 @@ class EditableTree:
         f = self._existing_file(path)
         if f.data is None:
             assert f.sha is not None
-            if f.kind is Kind.GITLINK:
-                return gitlink_content(f.sha)
-            return self._db.blob(f.sha)
+            return self._db.file_content(f.kind, f.sha)
         return self._edited(f).getvalue()
 
     # -- edits ---------------------------------------------------------------

@@ -11,7 +11,6 @@ process and against the Git backend; ``git`` checks the result.
 from __future__ import annotations
 
 import errno
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,51 +19,16 @@ import pytest
 from datakit import ninep
 from datakit.client import Added, BackendError, Connection, File, Kind, Link, Stat, connect
 from datakit.client.ninep_client import Client
+from tests.gitrepo import RAW_NAME, RAW_TARGET, SUB, git, git_bytes, git_written_repo
 from tests.ops.procs import datakit_process
 
-SUB = "0123456789abcdef0123456789abcdef01234567"  # a commit of another repository
-RAW_NAME = b"\xff\xfe-latin1"
-RAW_TARGET = b"caf\xe9/\xff"  # latin-1, as an old system would write it
 NAME = RAW_NAME.decode("utf-8", "surrogateescape")
 TARGET = RAW_TARGET.decode("utf-8", "surrogateescape")
 
 
-def git(repo: Path, *args: str, input: bytes | None = None) -> bytes:
-    env = {
-        "GIT_AUTHOR_NAME": "t",
-        "GIT_AUTHOR_EMAIL": "t@example.com",
-        "GIT_COMMITTER_NAME": "t",
-        "GIT_COMMITTER_EMAIL": "t@example.com",
-        "HOME": "/nonexistent",
-        "GIT_CONFIG_NOSYSTEM": "1",
-        "PATH": "/usr/local/bin:/usr/bin:/bin",
-    }
-    return subprocess.run(
-        ["git", "-C", str(repo), *args], input=input, capture_output=True, check=True, env=env
-    ).stdout
-
-
-def _blob(repo: Path, data: bytes) -> str:
-    return git(repo, "hash-object", "-w", "--stdin", input=data).decode().strip()
-
-
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
-    """master, committed by git: a file with a Latin-1 name, a symlink with a
-    Latin-1 target, a submodule ``sub``, and plain entries around them."""
-    path = tmp_path / "db.git"
-    subprocess.run(["git", "init", "-q", "--bare", str(path)], check=True)
-    hello, target = _blob(path, b"hello\n"), _blob(path, RAW_TARGET)
-    lines = [
-        b"100644 blob %s\t%s" % (hello.encode(), RAW_NAME),
-        b"120000 blob %s\tbadlink" % target.encode(),
-        b"160000 commit %s\tsub" % SUB.encode(),
-        b"100644 blob %s\tplain" % hello.encode(),
-    ]
-    tree = git(path, "mktree", "-z", input=b"\0".join(lines) + b"\0").decode().strip()
-    commit = git(path, "commit-tree", tree, "-m", "by git").decode().strip()
-    git(path, "update-ref", "refs/heads/master", commit)
-    return path
+    return git_written_repo(tmp_path / "db.git")
 
 
 @pytest.fixture(params=["9p", "git"])
@@ -79,7 +43,7 @@ def conn(request: pytest.FixtureRequest, repo: Path) -> Iterator[Connection]:
 
 
 def _ls_tree(repo: Path) -> bytes:
-    return git(repo, "ls-tree", "-z", "master")
+    return git_bytes(repo, "ls-tree", "-z", "master")
 
 
 def test_git_written_tree_reads_as_its_bytes(conn: Connection) -> None:
@@ -153,8 +117,8 @@ def test_names_and_targets_created_through_datakit_are_stored_as_bytes(
         t.abort()
     listing = _ls_tree(repo)
     assert b"\t" + raw + b"\0" in listing
-    link_sha = git(repo, "rev-parse", "master:link2").decode().strip()
-    assert git(repo, "cat-file", "blob", link_sha) == RAW_TARGET
+    link_sha = git(repo, "rev-parse", "master:link2")
+    assert git_bytes(repo, "cat-file", "blob", link_sha) == RAW_TARGET
 
 
 @pytest.mark.parametrize("version", ["9P2000", "9P2000.u", "9P2000.L"])

@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import errno
-import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,24 +23,11 @@ import pytest
 from datakit import ninep
 from datakit.client import BackendError, NameTooLong, connect
 from datakit.client.ninep_client import Client, RemoteError
+from tests.gitrepo import blob, commit_tree, git, git_bytes, init_bare, literal_tree
 from tests.ops.procs import datakit_process
 
 TX = ("branch", "master", "transactions", "t")
 REFUSED = [".git", ".GIT", "git~1", ".git.", "a\0b", ".", ".."]
-
-
-def git(repo: Path, *args: str, input: bytes | None = None) -> str:
-    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@x", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@x", "HOME": "/nonexistent", "GIT_CONFIG_NOSYSTEM": "1",
-           "PATH": "/usr/local/bin:/usr/bin:/bin"}  # fmt: skip
-    out = subprocess.run(
-        ["git", "--git-dir", str(repo), *args],
-        input=input,
-        capture_output=True,
-        check=True,
-        env=env,
-    )
-    return out.stdout.decode().strip()
 
 
 @contextmanager
@@ -119,15 +105,10 @@ def test_names_git_refuses_are_einval_through_9p(tmp_path: Path) -> None:
 # -- point 2 -------------------------------------------------------------------
 
 
-def literal_tree(repo: Path, entries: list[tuple[bytes, bytes, str]]) -> str:
-    body = b"".join(mode + b" " + name + b"\0" + bytes.fromhex(sha) for mode, name, sha in entries)
-    return git(repo, "hash-object", "-t", "tree", "--literally", "-w", "--stdin", input=body)
-
-
 def test_trees_git_wrote_with_bad_entries_stay_local(tmp_path: Path) -> None:
     repo = tmp_path / "db.git"
-    subprocess.run(["git", "init", "-q", "--bare", str(repo)], check=True)
-    f = git(repo, "hash-object", "-w", "--stdin", input=b"file\n")
+    init_bare(repo)
+    f = blob(repo, b"file\n")
     sub = literal_tree(repo, [(b"100644", b"inner", f)])
     broken = literal_tree(repo, [(b"100644", b"a\0b", f), (b"100644", b"z", f)])
     root_entries = [
@@ -141,7 +122,7 @@ def test_trees_git_wrote_with_bad_entries_stay_local(tmp_path: Path) -> None:
         (b"40000", b"sub", sub),
     ]
     root = literal_tree(repo, root_entries)
-    git(repo, "update-ref", "refs/heads/master", git(repo, "commit-tree", root, "-m", "bad"))
+    commit_tree(repo, root, "bad", branch="master")
 
     for round_ in (1, 2):  # the second time on the commit made the first time
         with datakit_process("--git", str(repo)) as (port, _, _proc):
@@ -166,9 +147,7 @@ def test_trees_git_wrote_with_bad_entries_stay_local(tmp_path: Path) -> None:
                             t.create_file("broken/x", b"x")
                         t.commit("on top")
     new_root = git(repo, "rev-parse", "master^{tree}")
-    raw = subprocess.run(
-        ["git", "--git-dir", str(repo), "cat-file", "tree", new_root], capture_output=True
-    ).stdout
+    raw = git_bytes(repo, "cat-file", "tree", new_root)
     for mode, name, sha in root_entries:
         if name not in (b"good", b"sub"):  # kept byte for byte, untouched subtrees too
             assert mode + b" " + name + b"\0" + bytes.fromhex(sha) in raw

@@ -1,28 +1,16 @@
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from datakit.store import Store
+from tests.gitrepo import git_bytes
 
 
 def run_git(*args: str, cwd: Path | str | None = None, input: bytes | None = None) -> str:
-    env = {
-        "GIT_AUTHOR_NAME": "t",
-        "GIT_AUTHOR_EMAIL": "t@example.com",
-        "GIT_COMMITTER_NAME": "t",
-        "GIT_COMMITTER_EMAIL": "t@example.com",
-        "HOME": "/nonexistent",
-        "GIT_CONFIG_NOSYSTEM": "1",
-        "PATH": "/usr/local/bin:/usr/bin:/bin",
-    }
-    out = subprocess.run(
-        ["git", *args], cwd=cwd, input=input, capture_output=True, check=True, env=env
-    )
-    return out.stdout.decode()
+    return git_bytes(cwd, *args, input=input).decode()
 
 
 @pytest.fixture(params=["memory", "disk"])

@@ -13,24 +13,10 @@ from pathlib import Path
 import pytest
 
 from datakit.store import FetchError, Store
-from tests.gitdaemon import GIT_ENV, git_daemon
+from tests.gitdaemon import git_daemon
+from tests.gitrepo import TreeEntry, git, literal, literal_tree
 
 IDENT = b"t <t@example.com> 1483228800 +0000"
-
-
-def git(repo: Path, *args: str, input: bytes | None = None) -> str:
-    out = subprocess.run(
-        ["git", *args], cwd=repo, input=input, capture_output=True, check=True, env=GIT_ENV
-    )
-    return out.stdout.decode().strip()
-
-
-def put(repo: Path, kind: str, body: bytes) -> str:
-    return git(repo, "hash-object", "--literally", "-t", kind, "-w", "--stdin", input=body)
-
-
-def tree(*entries: tuple[bytes, bytes, str]) -> bytes:
-    return b"".join(mode + b" " + name + b"\0" + bytes.fromhex(sha) for mode, name, sha in entries)
 
 
 def commit(tree_sha: str, headers: bytes | None = None) -> bytes:
@@ -41,20 +27,20 @@ def commit(tree_sha: str, headers: bytes | None = None) -> bytes:
 
 # name -> (how to build the branch head, a fragment of the expected reason)
 def _cases(repo: Path) -> dict[str, tuple[str, str]]:
-    blob = put(repo, "blob", b"data\n")
-    sub = put(repo, "tree", tree((b"100644", b"f", blob)))
+    blob = literal(repo, "blob", b"data\n")
+    sub = literal_tree(repo, [(b"100644", b"f", blob)])
 
-    def with_tree(*entries: tuple[bytes, bytes, str]) -> str:
-        return put(repo, "commit", commit(put(repo, "tree", tree(*entries))))
+    def with_tree(*entries: TreeEntry) -> str:
+        return literal(repo, "commit", commit(literal_tree(repo, list(entries))))
 
-    good_tree = put(repo, "tree", tree((b"100644", b"a", blob)))
+    good_tree = literal_tree(repo, [(b"100644", b"a", blob)])
     committer = b"committer " + IDENT + b"\n"
 
     def with_headers(headers: bytes) -> str:
-        return put(repo, "commit", commit(good_tree, headers))
+        return literal(repo, "commit", commit(good_tree, headers))
 
     def gitmodules(text: bytes, name: bytes = b".gitmodules") -> str:
-        return with_tree((b"100644", name, put(repo, "blob", text)))
+        return with_tree((b"100644", name, literal(repo, "blob", text)))
 
     sm = b'[submodule "m"]\n\tpath = m\n'
     return {
@@ -111,16 +97,19 @@ def bad_remote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
     for name, (head, reason) in _cases(repo).items():
         git(repo, "update-ref", f"refs/heads/{name}", head)
         reasons[name] = reason
-    blob = put(repo, "blob", b"fine\n")
-    sub = put(repo, "tree", tree((b"100755", b"run", blob)))
-    fine = tree(
-        (b"100644", b"a-b", blob),
-        (b"100644", b"a.b", blob),
-        (b"40000", b"a", sub),  # sorted as "a/": after "a.b"
-        (b"120000", b"link", blob),
-        (b"160000", b"module", "1" * 40),  # a submodule commit: never fetched
+    blob = literal(repo, "blob", b"fine\n")
+    sub = literal_tree(repo, [(b"100755", b"run", blob)])
+    fine = literal_tree(
+        repo,
+        [
+            (b"100644", b"a-b", blob),
+            (b"100644", b"a.b", blob),
+            (b"40000", b"a", sub),  # sorted as "a/": after "a.b"
+            (b"120000", b"link", blob),
+            (b"160000", b"module", "1" * 40),  # a submodule commit: never fetched
+        ],
     )
-    good = put(repo, "commit", commit(put(repo, "tree", fine)))
+    good = literal(repo, "commit", commit(fine))
     git(repo, "update-ref", "refs/heads/good", good)
     with git_daemon(repo.parent) as url:
         yield url + "bad.git", reasons

@@ -12,16 +12,9 @@ import pytest
 
 from datakit import store as st
 from datakit.store import Entry, Kind, Store
+from tests.gitrepo import literal_tree
 
 SUB = "0123456789abcdef0123456789abcdef01234567"  # a commit of another repository
-
-
-def _literal_tree(git, repo: Path, entries: list[tuple[bytes, bytes, str]]) -> str:  # type: ignore[no-untyped-def]
-    """A tree object holding exactly these (mode, name, sha) entries, in order."""
-    body = b"".join(mode + b" " + name + b"\0" + bytes.fromhex(sha) for mode, name, sha in entries)
-    return git(
-        "hash-object", "-t", "tree", "-w", "--literally", "--stdin", cwd=repo, input=body
-    ).strip()
 
 
 @pytest.fixture
@@ -124,14 +117,14 @@ def test_every_entry_git_accepts_is_re_serialised_exactly(tmp_path: Path, git, m
     elif mode == b"160000":
         target = SUB
     odd = (mode, b"odd\xff", target)
-    root = _literal_tree(git, path, [(b"100644", b"a", blob), odd])
+    root = literal_tree(path, [(b"100644", b"a", blob), odd])
     commit = git("commit-tree", root, "-m", "by git", cwd=path).strip()
     git("update-ref", "refs/heads/master", commit, cwd=path)
     with Store.open(path) as store:
         _commit_on_master(store, lambda t: t.put(("z",), b"new"))
     new_root = git("rev-parse", "master^{tree}", cwd=path).strip()
-    expected = _literal_tree(
-        git, path, [(b"100644", b"a", blob), odd, (b"100644", b"z", blob_z(git, path))]
+    expected = literal_tree(
+        path, [(b"100644", b"a", blob), odd, (b"100644", b"z", blob_z(git, path))]
     )
     assert new_root == expected
 
@@ -146,7 +139,7 @@ def test_an_edited_entry_keeps_gits_mode_until_its_kind_changes(tmp_path: Path, 
     path = tmp_path / "repo.git"
     git("init", "-q", "--bare", str(path))
     blob = git("hash-object", "-w", "--stdin", cwd=path, input=b"data\n").strip()
-    root = _literal_tree(git, path, [(b"100664", b"a", blob), (b"100664", b"b", blob)])
+    root = literal_tree(path, [(b"100664", b"a", blob), (b"100664", b"b", blob)])
     with Store.open(path) as store:
         tree = store.edit(root)
         tree.write(("a",), 0, b"D")

@@ -9,6 +9,7 @@ import subprocess
 import pytest
 
 from datakit.store import InvalidName, NameTooLong, check_name
+from tests.gitrepo import blob, commit_tree, init_bare, literal_tree
 
 REFUSED = [
     b"",
@@ -85,36 +86,9 @@ def test_message_is_bounded() -> None:
 
 
 def _fsck_tree_with(tmp_path, name: bytes, mode: bytes = b"100644") -> subprocess.CompletedProcess:
-    repo = tmp_path / "r.git"
-    subprocess.run(["git", "init", "-q", "--bare", str(repo)], check=True)
-    blob = subprocess.run(
-        ["git", "-C", str(repo), "hash-object", "-w", "--stdin"],
-        input=b"x",
-        capture_output=True,
-        check=True,
-    ).stdout.strip()
-    body = mode + b" " + name + b"\0" + bytes.fromhex(blob.decode())
-    tree = subprocess.run(
-        ["git", "-C", str(repo), "hash-object", "-w", "-t", "tree", "--literally", "--stdin"],
-        input=body,
-        capture_output=True,
-        check=True,
-    ).stdout.strip()
-    commit = subprocess.run(
-        ["git", "-C", str(repo), "commit-tree", tree.decode(), "-m", "t"],
-        capture_output=True,
-        check=True,
-        env={
-            "GIT_AUTHOR_NAME": "a",
-            "GIT_AUTHOR_EMAIL": "a@b",
-            "GIT_COMMITTER_NAME": "a",
-            "GIT_COMMITTER_EMAIL": "a@b",
-            "PATH": "/usr/bin:/bin",
-        },
-    ).stdout.strip()
-    subprocess.run(
-        ["git", "-C", str(repo), "update-ref", "refs/heads/m", commit.decode()], check=True
-    )
+    repo = init_bare(tmp_path / "r.git")
+    tree = literal_tree(repo, [(mode, name, blob(repo, b"x"))])
+    commit_tree(repo, tree, "t", branch="m")
     return subprocess.run(["git", "-C", str(repo), "fsck", "--strict"], capture_output=True)
 
 

@@ -6,7 +6,6 @@ names too long for the ref store are NameTooLong on both kinds of store."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -21,21 +20,14 @@ from datakit.store import (
     NameTooLong,
     Store,
 )
-
-
-def run_git(*args: str, input: bytes | None = None) -> str:
-    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@x", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@x", "HOME": "/nonexistent", "GIT_CONFIG_NOSYSTEM": "1",
-           "PATH": "/usr/local/bin:/usr/bin:/bin"}  # fmt: skip
-    out = subprocess.run(["git", *args], input=input, capture_output=True, check=True, env=env)
-    return out.stdout.decode()
-
+from tests.gitrepo import blob, git, git_bytes, init_bare, literal_tree
+from tests.gitrepo import commit_tree as git_commit_tree
 
 BAD = [".git", ".GIT", "git~1", ".git.", "", ".", "..", "a/b", "a\0b"]
 
 
 def fsck_strict(repo: Path) -> None:
-    run_git("--git-dir", str(repo), "fsck", "--strict", "--no-dangling")
+    git(repo, "fsck", "--strict", "--no-dangling")
 
 
 def commit_tree(store: Store, tree: EditableTree, branch: str = "master") -> str:
@@ -98,19 +90,6 @@ def test_symlink_rules_and_long_names(store: Store) -> None:
 # -- point 2: trees written elsewhere ------------------------------------------
 
 
-def literal_tree(repo: Path, entries: list[tuple[bytes, bytes, str]]) -> str:
-    """A tree object written by git without any check, entries as given."""
-    body = b"".join(mode + b" " + name + b"\0" + bytes.fromhex(sha) for mode, name, sha in entries)
-    return run_git(
-        "--git-dir", str(repo), "hash-object", "-t", "tree", "--literally", "-w", "--stdin",
-        input=body,
-    ).strip()  # fmt: skip
-
-
-def blob(repo: Path, data: bytes) -> str:
-    return run_git("--git-dir", str(repo), "hash-object", "-w", "--stdin", input=data).strip()
-
-
 @pytest.fixture
 def hostile_repo(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     """A repository whose master holds entries git refuses, written by git
@@ -118,7 +97,7 @@ def hostile_repo(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     files, a good subdirectory, and a subdirectory whose tree holds a name
     with NUL (which shifts git's own parse: it cannot be read at all)."""
     repo = tmp_path / "repo.git"
-    run_git("init", "-q", "--bare", str(repo))
+    init_bare(repo)
     f = blob(repo, b"file\n")
     sub = literal_tree(repo, [(b"100644", b"inner", f)])
     nul = literal_tree(repo, [(b"100644", b"a\0b", f), (b"100644", b"z", f)])
@@ -136,15 +115,12 @@ def hostile_repo(tmp_path: Path) -> tuple[Path, dict[str, str]]:
             (b"40000", b"sub", sub),
         ],
     )
-    commit = run_git("--git-dir", str(repo), "commit-tree", root, "-m", "hostile").strip()
-    run_git("--git-dir", str(repo), "update-ref", "refs/heads/master", commit)
+    commit = git_commit_tree(repo, root, "hostile", branch="master")
     return repo, {"root": root, "sub": sub, "broken": nul, "commit": commit}
 
 
 def raw_tree(repo: Path, sha: str) -> bytes:
-    return subprocess.run(
-        ["git", "--git-dir", str(repo), "cat-file", "tree", sha], capture_output=True, check=True
-    ).stdout
+    return git_bytes(repo, "cat-file", "tree", sha)
 
 
 def test_entries_git_refuses_are_hidden_and_kept(hostile_repo: tuple[Path, dict[str, str]]) -> None:
@@ -172,7 +148,7 @@ def test_entries_git_refuses_are_hidden_and_kept(hostile_repo: tuple[Path, dict[
 
 
 def store_tree_of(repo: Path, commit: str) -> str:
-    return run_git("--git-dir", str(repo), "rev-parse", f"{commit}^{{tree}}").strip()
+    return git(repo, "rev-parse", f"{commit}^{{tree}}")
 
 
 def test_a_tree_that_cannot_be_parsed_fails_alone(

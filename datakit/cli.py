@@ -36,6 +36,12 @@ def _msize(text: str) -> int:
     return value
 
 
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"not a positive number: {text!r}")
+    return int(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="datakit",
@@ -82,6 +88,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=1024 * 1024,
         metavar="BYTES",
         help="largest 9p message size offered to clients (default: %(default)s)",
+    )
+    listen.add_argument(
+        "--max-connections",
+        type=_positive,
+        metavar="N",
+        help="serve at most N 9p connections at once; more are closed at once "
+        "(default: half the file descriptors left after 64 kept for the store)",
     )
     listen.add_argument(
         "--read-only",

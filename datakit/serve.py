@@ -13,6 +13,7 @@ import trio
 
 from datakit import __version__, metrics
 from datakit.server import EndpointError, Limits, bind_all, parse_endpoints, serve_9p
+from datakit.server.accept import default_max_connections, raise_fd_limit
 from datakit.server.endpoints import Endpoint
 from datakit.vfs import Directory
 
@@ -30,6 +31,7 @@ class ServeConfig:
     max_msize: int = 1024 * 1024
     read_only: bool = False
     example_tree: bool = False
+    max_connections: int | None = None  # None: from the fd limit (server.accept)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ServeConfig:
@@ -54,6 +56,7 @@ class ServeConfig:
             max_msize=args.max_msize,
             read_only=args.read_only,
             example_tree=args.example_tree,
+            max_connections=args.max_connections,
         )
 
 
@@ -83,6 +86,7 @@ async def _serve_until_signal(config: ServeConfig) -> None:
 
 def run(config: ServeConfig) -> int:
     logging.getLogger().addHandler(metrics.LogCounter())
+    raise_fd_limit()  # before anything opens files; the connection bound derives from it
     try:
         trio.run(_serve_until_signal, config)
     except BaseException as exc:
@@ -141,6 +145,8 @@ async def serve(
                 exc.errno, f"Failed to listen for Prometheus on {host}:{port}: {exc.strerror}"
             ) from exc
     limits = Limits(max_msize=config.max_msize)
+    max_connections = config.max_connections or default_max_connections()
+    log.info("Serving at most %d connections at once", max_connections)
     async with trio.open_nursery() as nursery:
         await nursery.start(
             lambda task_status: serve_9p(
@@ -148,6 +154,7 @@ async def serve(
                 make_root,
                 limits=limits,
                 read_only=config.read_only,
+                max_connections=max_connections,
                 task_status=task_status,
             )
         )

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import trio
 
+from datakit.server.accept import default_max_connections, serve_bounded
 from datakit.server.endpoints import Endpoint, open_listeners
 from datakit.server.session import Limits, Session
 from datakit.vfs import Directory
@@ -21,9 +22,12 @@ async def serve_9p(
     *,
     limits: Limits | None = None,
     read_only: bool = False,
+    max_connections: int | None = None,
     task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve until cancelled; `make_root` builds each connection's filesystem."""
+    """Serve until cancelled; `make_root` builds each connection's filesystem.
+
+    At most `max_connections` at once (default: from the fd limit, see `accept`)."""
 
     async def handle(stream: trio.SocketStream) -> None:
         try:
@@ -37,7 +41,9 @@ async def serve_9p(
         except Exception:  # one connection's failure must never stop the server
             log.exception("9p session ended with an internal error")
 
-    await trio.serve_listeners(handle, listeners, task_status=task_status)
+    if max_connections is None:
+        max_connections = default_max_connections()
+    await serve_bounded(handle, listeners, max_connections=max_connections, task_status=task_status)
 
 
 async def bind_all(endpoints: list[Endpoint]) -> list[trio.SocketListener]:

@@ -42,6 +42,12 @@ def _positive(text: str) -> int:
     return int(text)
 
 
+def _port(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"not a port number (1-65535): {text!r}")
+    return int(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="datakit",
@@ -127,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
         "host", nargs="?", default="127.0.0.1", help="server address (default 127.0.0.1)"
     )
     mount.add_argument("mountpoint", nargs="?", default="/db", help="where to mount (default /db)")
-    mount.add_argument("-p", "--port", type=int, default=5640, help="server port (default 5640)")
+    mount.add_argument("-p", "--port", type=_port, default=5640, help="server port (default 5640)")
     mount.add_argument(
         "--version-9p",
         dest="protocol",

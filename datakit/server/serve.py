@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import socket
 from collections.abc import Callable
@@ -48,15 +49,27 @@ async def serve_9p(
 
 async def bind_all(endpoints: list[Endpoint]) -> list[trio.SocketListener]:
     """Bind every endpoint, or raise OSError naming the one that failed."""
-    listeners: list[trio.SocketListener] = []
+    return [listener for bound in await bind_each(endpoints) for listener in bound]
+
+
+async def bind_each(endpoints: list[Endpoint]) -> list[list[trio.SocketListener]]:
+    """The listeners of each endpoint, in order (tcp://localhost binds two)."""
+    bound: list[list[trio.SocketListener]] = []
     for endpoint in endpoints:
         try:
-            listeners.extend(await open_listeners(endpoint))
+            bound.append(await open_listeners(endpoint))
         except OSError as exc:
-            for listener in listeners:
+            for listener in (lst for group in bound for lst in group):
                 await listener.aclose()
             raise OSError(
                 exc.errno,
                 f"Failed to set up server socket listening on {endpoint}: {exc.strerror or exc}",
             ) from exc
-    return listeners
+    return bound
+
+
+def bound_address(endpoint: Endpoint, listeners: list[trio.SocketListener]) -> Endpoint:
+    """`endpoint` with the port the system chose for tcp://HOST:0."""
+    if endpoint.scheme != "tcp" or endpoint.port or not listeners:
+        return endpoint
+    return dataclasses.replace(endpoint, port=listeners[0].socket.getsockname()[1])

@@ -155,11 +155,12 @@ async def serve(
         host, port = config.prometheus
         try:
             metric_listeners = await trio.open_tcp_listeners(port, host=host)
-        except OSError as exc:
+        except (OSError, UnicodeError) as exc:  # UnicodeError: IDNA refused the host name
             for listener in listeners:
                 await listener.aclose()
+            reason = exc.strerror if isinstance(exc, OSError) else "invalid host name"
             raise StartupError(
-                f"Failed to listen for Prometheus on {host}:{port}: {exc.strerror or exc}"
+                f"Failed to listen for Prometheus on {host}:{port}: {reason or exc}"
             ) from exc
     limits = Limits(max_msize=config.max_msize)
     max_connections = config.max_connections or default_max_connections()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno as E
 import os
 import socket
 import stat
@@ -38,7 +39,9 @@ def parse_endpoint(text: str, default_port: int = DEFAULT_PORT) -> Endpoint:
     if text.startswith("tcp://"):
         rest = text[len("tcp://") :]
         if rest.startswith("["):  # [v6]:port
-            host, _, tail = rest[1:].partition("]")
+            host, bracket, tail = rest[1:].partition("]")
+            if not bracket or (tail and not tail.startswith(":")):
+                raise EndpointError(f"{text}: use tcp://[v6-address]:port")
             port_text = tail[1:] if tail.startswith(":") else ""
         elif rest.count(":") == 1:
             host, _, port_text = rest.rpartition(":")
@@ -72,7 +75,10 @@ def parse_endpoints(text: str) -> list[Endpoint]:
 async def open_listeners(endpoint: Endpoint) -> list[trio.SocketListener]:
     """Bind the endpoint (SO_REUSEADDR, backlog 128); raises OSError on failure."""
     if endpoint.scheme == "tcp":
-        return await trio.open_tcp_listeners(endpoint.port, host=endpoint.host, backlog=128)
+        try:
+            return await trio.open_tcp_listeners(endpoint.port, host=endpoint.host, backlog=128)
+        except UnicodeError as exc:  # from IDNA: a label too long or empty, a bad character
+            raise OSError(E.EINVAL, f"invalid host name {endpoint.host!r}") from exc
     if endpoint.scheme == "unix":
         _remove_stale_socket(endpoint.path)
         sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -115,6 +115,10 @@ def bad_inputs(tmp: Path) -> list[tuple[list[str], int, str]]:
         (["serve", "--listen-prometheus", "x:y"], 2, "--listen-prometheus"),
         (["serve", "--listen-9p", port, "--listen-prometheus", "192.0.2.1:9"], 2, "Prometheus"),
         (["serve", "--max-connections", "0"], 2, "--max-connections"),
+        (["serve", "--listen-9p", "tcp://[::1"], 2, "tcp://[::1"),
+        (["serve", "--listen-9p", f"tcp://{'a' * 300}:1"], 2, "invalid host name"),
+        (["serve", "--listen-9p", "tcp://a..b:1"], 2, "invalid host name"),
+        (["serve", "--listen-9p", port, "--listen-prometheus", "a..b:1"], 2, "invalid host"),
         (["mount", "--dry-run", "-p", "99999"], 2, "--port"),
         (["mount", "127.0.0.1", str(plain)], 1, "datakit mount"),
     ]

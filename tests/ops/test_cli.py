@@ -28,6 +28,7 @@ def test_help_lists_every_option() -> None:
         "--url",
         "--listen-prometheus",
         "--max-msize",
+        "--max-connections",
         "--read-only",
         "-v",
         "-q",

@@ -27,10 +27,7 @@ class UsageError(Exception):
 
 
 def _msize(text: str) -> int:
-    try:
-        value = int(text[:-1]) * 1024 if text.lower().endswith("k") else int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a size: {text!r}") from None
+    value = _bytes(text)
     if not 4096 <= value <= 16 * 1024 * 1024:
         raise argparse.ArgumentTypeError("must be between 4096 and 16777216 bytes")
     return value
@@ -86,6 +83,18 @@ def _bytes(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"not a size: {text!r}")
     return value
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"not a positive number: {text!r}")
+    return int(text)
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"not a port number (1-65535): {text!r}")
+    return int(text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -159,6 +168,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="largest 9p message size offered to clients (default: %(default)s)",
     )
     listen.add_argument(
+        "--max-connections",
+        type=_positive,
+        metavar="N",
+        help="serve at most N 9p connections at once; more are closed at once "
+        "(default: half the file descriptors left after 64 kept for the store)",
+    )
+    listen.add_argument(
         "--read-only",
         action="store_true",
         help="refuse every change (writes, creates, removes, renames)",
@@ -189,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
         "host", nargs="?", default="127.0.0.1", help="server address (default 127.0.0.1)"
     )
     mount.add_argument("mountpoint", nargs="?", default="/db", help="where to mount (default /db)")
-    mount.add_argument("-p", "--port", type=int, default=5640, help="server port (default 5640)")
+    mount.add_argument("-p", "--port", type=_port, default=5640, help="server port (default 5640)")
     mount.add_argument(
         "--version-9p",
         dest="protocol",

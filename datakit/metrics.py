@@ -165,9 +165,17 @@ async def _handle_http(stream: trio.SocketStream) -> None:
         await stream.aclose()
 
 
+MAX_SCRAPERS = 16
+
+
 async def serve_metrics(
     listeners: list[trio.SocketListener],
     *,
     task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    await trio.serve_listeners(_handle_http, listeners, task_status=task_status)
+    from datakit.server.accept import serve_bounded
+
+    # Scrapes are few: a flood of connections here must not take the store's fds.
+    await serve_bounded(
+        _handle_http, listeners, max_connections=MAX_SCRAPERS, task_status=task_status
+    )

@@ -53,8 +53,12 @@ def mount(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    os.makedirs(args.mountpoint, exist_ok=True)
-    result = subprocess.run(cmd, check=False, capture_output=True, text=True)
+    try:
+        os.makedirs(args.mountpoint, exist_ok=True)
+        result = subprocess.run(cmd, check=False, capture_output=True, text=True)
+    except OSError as exc:  # a mount point that is a file, no `mount` program...
+        print(f"datakit mount: {exc.filename or args.mountpoint}: {exc.strerror}", file=sys.stderr)
+        return 1
     if result.returncode != 0:
         print(f"datakit mount: {shlex.join(cmd)} failed: {result.stderr.strip()}", file=sys.stderr)
         return result.returncode

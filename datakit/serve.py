@@ -8,15 +8,21 @@ import signal
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import trio
 
 from datakit import __version__, metrics
-from datakit.server import EndpointError, Limits, bind_all, parse_endpoints, serve_9p
-from datakit.server.endpoints import Endpoint
+from datakit.server import EndpointError, Limits, parse_endpoints, serve_9p
+from datakit.server.accept import default_max_connections, raise_fd_limit
+from datakit.server.endpoints import Endpoint, remove_socket_file, socket_file_id
+from datakit.server.serve import bind_each, bound_address
 from datakit.store import Limits as StoreLimits
 from datakit.store import RemotePolicy
 from datakit.vfs import Directory
+
+if TYPE_CHECKING:
+    from datakit.store import Store
 
 log = logging.getLogger("datakit")
 
@@ -37,6 +43,7 @@ class ServeConfig:
     cache_size: int | None = None
     max_file_size: int | None = None
     spill_threshold: int | None = None
+    max_connections: int | None = None  # None: from the fd limit (server.accept)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ServeConfig:
@@ -66,6 +73,7 @@ class ServeConfig:
             cache_size=args.cache_size,
             max_file_size=args.max_file_size,
             spill_threshold=args.spill_threshold,
+            max_connections=args.max_connections,
         )
 
     def store_limits(self) -> StoreLimits:
@@ -119,16 +127,21 @@ async def _serve_until_signal(config: ServeConfig) -> None:
                 break
 
 
+class StartupError(Exception):
+    """Bad input found while starting (a repository, an address): one line, exit 2."""
+
+
 def run(config: ServeConfig) -> int:
     logging.getLogger().addHandler(metrics.LogCounter())
+    raise_fd_limit()  # before anything opens files; the connection bound derives from it
     try:
         trio.run(_serve_until_signal, config)
     except BaseException as exc:
         # trio >= 0.25 wraps errors raised in a nursery in an exception group.
         leaves = _leaves(exc)
-        bad_address = next((e for e in leaves if isinstance(e, OSError)), None)
-        if bad_address is not None:  # an address we cannot listen on: a usage problem
-            print(f"datakit: {bad_address.strerror or bad_address}", file=sys.stderr)
+        bad_input = next((e for e in leaves if isinstance(e, StartupError)), None)
+        if bad_input is not None:
+            print(f"datakit: {bad_input}", file=sys.stderr)
             return 2
         if all(isinstance(e, KeyboardInterrupt) for e in leaves):
             return 1
@@ -160,47 +173,113 @@ async def serve(
         from datakit.store import Store
 
         if config.git:
-            store = Store.open(config.git, limits=config.store_limits())
+            store = _open_store(config.git, config.store_limits())
             log.info("Using Git repository at %s", config.git)
+            _warn_if_work_tree(config.git)
         else:
             store = Store.memory(config.store_limits())
             log.info("Using an in-memory store (use --git PATH for a persistent one)")
         database = Database(store, remotes=config.remotes)
         make_root = database.connect
 
-    listeners = await bind_all(config.endpoints)
+    try:
+        bound = await bind_each(config.endpoints)
+    except OSError as exc:
+        raise StartupError(exc.strerror or str(exc)) from exc
+    listeners = [listener for group in bound for listener in group]
+    socket_files = [socket_file_id(endpoint) for endpoint in config.endpoints]
     metric_listeners = []
     if config.prometheus:
         host, port = config.prometheus
         try:
             metric_listeners = await trio.open_tcp_listeners(port, host=host)
-        except OSError as exc:
-            raise OSError(
-                exc.errno, f"Failed to listen for Prometheus on {host}:{port}: {exc.strerror}"
+        except (OSError, UnicodeError) as exc:  # UnicodeError: IDNA refused the host name
+            for listener in listeners:
+                await listener.aclose()
+            reason = exc.strerror if isinstance(exc, OSError) else "invalid host name"
+            raise StartupError(
+                f"Failed to listen for Prometheus on {host}:{port}: {reason or exc}"
             ) from exc
     limits = Limits(max_msize=config.max_msize)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(
-            lambda task_status: serve_9p(
-                listeners,
-                make_root,
-                limits=limits,
-                read_only=config.read_only,
-                task_status=task_status,
+    max_connections = config.max_connections or default_max_connections()
+    log.info("Serving at most %d connections at once", max_connections)
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(
+                lambda task_status: serve_9p(
+                    listeners,
+                    make_root,
+                    limits=limits,
+                    read_only=config.read_only,
+                    max_connections=max_connections,
+                    task_status=task_status,
+                )
             )
-        )
-        for endpoint in config.endpoints:
-            log.info("Listening for 9p on %s", endpoint)
-        if metric_listeners:
-            await nursery.start(metrics.serve_metrics, metric_listeners)
-        if store is not None:
-            nursery.start_soon(_poll_refs, store)
-            if config.auto_push:
-                from datakit.push import AutoPusher
+            for endpoint, group in zip(config.endpoints, bound, strict=True):
+                _announce(f"listening on {bound_address(endpoint, group)}")
+            if metric_listeners:
+                await nursery.start(metrics.serve_metrics, metric_listeners)
+                host, port = _sockname(metric_listeners[0])
+                _announce(f"metrics at http://{host}:{port}/metrics")
+            if store is not None:
+                nursery.start_soon(_poll_refs, store)
+                if config.auto_push:
+                    from datakit.push import AutoPusher
 
-                pusher = AutoPusher(store, config.git or "", config.auto_push)
-                nursery.start_soon(pusher.run)
-        task_status.started()
+                    pusher = AutoPusher(store, config.git or "", config.auto_push)
+                    nursery.start_soon(pusher.run)
+            task_status.started()
+    finally:
+        # On a clean shutdown (SIGTERM, Ctrl-C) the Unix sockets go too.
+        for endpoint, file_id in zip(config.endpoints, socket_files, strict=True):
+            remove_socket_file(endpoint, file_id)
+
+
+def _open_store(path: str, limits: StoreLimits) -> Store:
+    from datakit.store import Store, StoreError
+
+    try:
+        return Store.open(path, limits=limits)
+    except (StoreError, OSError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise StartupError(reason if path in reason else f"--git {path}: {reason}") from exc
+
+
+def _warn_if_work_tree(path: str) -> None:
+    """The server moves branches in the git directory only; a checked-out one
+    then looks, to `git status` in the work tree, like the commits reversed."""
+    from dulwich.refs import Ref
+    from dulwich.repo import Repo
+
+    with Repo(path) as repo:
+        if repo.bare:
+            return
+        head = repo.refs.read_ref(Ref(b"HEAD")) or b""
+    branch = head.removeprefix(b"ref: refs/heads/").decode("utf-8", "replace")
+    log.warning(
+        "%s has a work tree: commits made through DataKit move its branches but not its "
+        "files, so once the checked-out branch (%s) moves, `git status` there shows the "
+        "commits as reversed staged changes. Serve a bare repository (git clone --bare), or "
+        "run `git reset --hard` in the work tree to catch up (see docs/operations.md).",
+        path,
+        branch,
+    )
+
+
+def _announce(text: str) -> None:
+    """Where the server listens, said at the default verbosity as servers do.
+
+    Not a log warning (it would count as one in the metrics); with -v it is
+    logged at info like the rest; with -q or --verbosity error it is not said."""
+    if log.isEnabledFor(logging.INFO):
+        log.info("%s", text[:1].upper() + text[1:])
+    elif log.isEnabledFor(logging.WARNING):
+        print(f"datakit: {text}", file=sys.stderr, flush=True)
+
+
+def _sockname(listener: trio.SocketListener) -> tuple[str, int]:
+    host, port = listener.socket.getsockname()[:2]
+    return (f"[{host}]" if ":" in host else host), port
 
 
 async def _poll_refs(store: object) -> None:

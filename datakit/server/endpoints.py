@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import errno as E
 import os
 import socket
+import stat
 from dataclasses import dataclass
 
 import trio
@@ -37,7 +39,9 @@ def parse_endpoint(text: str, default_port: int = DEFAULT_PORT) -> Endpoint:
     if text.startswith("tcp://"):
         rest = text[len("tcp://") :]
         if rest.startswith("["):  # [v6]:port
-            host, _, tail = rest[1:].partition("]")
+            host, bracket, tail = rest[1:].partition("]")
+            if not bracket or (tail and not tail.startswith(":")):
+                raise EndpointError(f"{text}: use tcp://[v6-address]:port")
             port_text = tail[1:] if tail.startswith(":") else ""
         elif rest.count(":") == 1:
             host, _, port_text = rest.rpartition(":")
@@ -71,14 +75,60 @@ def parse_endpoints(text: str) -> list[Endpoint]:
 async def open_listeners(endpoint: Endpoint) -> list[trio.SocketListener]:
     """Bind the endpoint (SO_REUSEADDR, backlog 128); raises OSError on failure."""
     if endpoint.scheme == "tcp":
-        return await trio.open_tcp_listeners(endpoint.port, host=endpoint.host, backlog=128)
+        try:
+            return await trio.open_tcp_listeners(endpoint.port, host=endpoint.host, backlog=128)
+        except UnicodeError as exc:  # from IDNA: a label too long or empty, a bad character
+            raise OSError(E.EINVAL, f"invalid host name {endpoint.host!r}") from exc
     if endpoint.scheme == "unix":
-        with contextlib.suppress(FileNotFoundError):
-            if not os.path.isdir(endpoint.path):
-                os.unlink(endpoint.path)  # a stale socket from an earlier run
+        _remove_stale_socket(endpoint.path)
         sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        await sock.bind(endpoint.path)
-        sock.listen(128)
+        try:
+            await sock.bind(endpoint.path)
+            sock.listen(128)
+        except OSError:
+            sock.close()
+            raise
         return [trio.SocketListener(sock)]
     raw = socket.socket(fileno=endpoint.fd)
     return [trio.SocketListener(trio.socket.from_stdlib_socket(raw))]
+
+
+def _remove_stale_socket(path: str) -> None:
+    """Unlink a socket file nothing answers on (left by a server that was killed).
+
+    A socket a server still answers on is left alone, and so is anything that
+    is not a socket: bind then fails with "Address already in use"."""
+    try:
+        if not stat.S_ISSOCK(os.stat(path).st_mode):
+            return
+    except OSError:
+        return  # missing (the common case) or unreachable: bind will say
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1)
+        try:
+            probe.connect(path)
+        except ConnectionRefusedError:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        except OSError:
+            pass  # e.g. a busy server (backlog full): not ours to remove
+
+
+def socket_file_id(endpoint: Endpoint) -> tuple[int, int] | None:
+    """What identifies the socket file a Unix endpoint bound (None for others)."""
+    if endpoint.scheme != "unix":
+        return None
+    try:
+        st = os.stat(endpoint.path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def remove_socket_file(endpoint: Endpoint, file_id: tuple[int, int] | None) -> None:
+    """Unlink a Unix endpoint's socket on shutdown, unless another server has
+    replaced it since (then it is not ours)."""
+    if file_id is None or socket_file_id(endpoint) != file_id:
+        return
+    with contextlib.suppress(OSError):
+        os.unlink(endpoint.path)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import socket
 from collections.abc import Callable
 
 import trio
 
+from datakit.server.accept import default_max_connections, serve_bounded
 from datakit.server.endpoints import Endpoint, open_listeners
 from datakit.server.session import Limits, Session
 from datakit.vfs import Directory
@@ -21,9 +23,12 @@ async def serve_9p(
     *,
     limits: Limits | None = None,
     read_only: bool = False,
+    max_connections: int | None = None,
     task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve until cancelled; `make_root` builds each connection's filesystem."""
+    """Serve until cancelled; `make_root` builds each connection's filesystem.
+
+    At most `max_connections` at once (default: from the fd limit, see `accept`)."""
 
     async def handle(stream: trio.SocketStream) -> None:
         try:
@@ -37,20 +42,34 @@ async def serve_9p(
         except Exception:  # one connection's failure must never stop the server
             log.exception("9p session ended with an internal error")
 
-    await trio.serve_listeners(handle, listeners, task_status=task_status)
+    if max_connections is None:
+        max_connections = default_max_connections()
+    await serve_bounded(handle, listeners, max_connections=max_connections, task_status=task_status)
 
 
 async def bind_all(endpoints: list[Endpoint]) -> list[trio.SocketListener]:
     """Bind every endpoint, or raise OSError naming the one that failed."""
-    listeners: list[trio.SocketListener] = []
+    return [listener for bound in await bind_each(endpoints) for listener in bound]
+
+
+async def bind_each(endpoints: list[Endpoint]) -> list[list[trio.SocketListener]]:
+    """The listeners of each endpoint, in order (tcp://localhost binds two)."""
+    bound: list[list[trio.SocketListener]] = []
     for endpoint in endpoints:
         try:
-            listeners.extend(await open_listeners(endpoint))
+            bound.append(await open_listeners(endpoint))
         except OSError as exc:
-            for listener in listeners:
+            for listener in (lst for group in bound for lst in group):
                 await listener.aclose()
             raise OSError(
                 exc.errno,
                 f"Failed to set up server socket listening on {endpoint}: {exc.strerror or exc}",
             ) from exc
-    return listeners
+    return bound
+
+
+def bound_address(endpoint: Endpoint, listeners: list[trio.SocketListener]) -> Endpoint:
+    """`endpoint` with the port the system chose for tcp://HOST:0."""
+    if endpoint.scheme != "tcp" or endpoint.port or not listeners:
+        return endpoint
+    return dataclasses.replace(endpoint, port=listeners[0].socket.getsockname()[1])

@@ -5,7 +5,10 @@ block: a read of a live file or a write to a command file runs in a task of
 its own, so it never delays other requests multiplexed on the same connection
 (the Linux client sends every process's I/O over one connection).  Later
 requests on the same fid wait for such a task (`ordering`), which lets a
-client pipeline dependent requests.  Replies are queued whole and written in
+client pipeline dependent requests.  At most `Limits.max_pending` such tasks
+run at once; past that a request that would need one is refused at once
+(EAGAIN) and the read loop keeps reading, so a Tflush always gets through.
+Replies are queued whole and written in
 as few syscalls as possible.  `Tflush` cancels the flushed task's cancel
 scope, so a blocked read really stops, and its reply is never sent.
 """
@@ -21,7 +24,7 @@ from dataclasses import dataclass, field
 import trio
 
 from datakit import metrics, ninep
-from datakit.server import ops, ordering
+from datakit.server import ops, ordering, replies
 from datakit.server.fids import FidTable
 from datakit.vfs import Directory, FsError
 
@@ -75,25 +78,36 @@ class Session:
         self._writer_error: BaseException | None = None
         self._pending: dict[int, _Request] = {}
         self._order = ordering.FidOrder()
-        self._slots = trio.Semaphore(self.limits.max_pending)
         self._closed = False
 
     # -- replies -----------------------------------------------------------
 
     def error_reply(self, tag: int, err: FsError) -> ninep.Message:
-        if self.dialect is ninep.Dialect.L:
-            return ninep.Rlerror(tag=tag, ecode=err.errno)
-        return ninep.Rerror(tag=tag, ename=err.message, errno=err.errno)
+        return replies.error_reply(tag, err, self.dialect, self.msize)
+
+    def encode(self, reply: ninep.Message) -> bytes:
+        """Never raises: a reply that cannot be sent becomes an error for its tag."""
+        return replies.encode_reply(reply, self.dialect, self.msize)
 
     async def send(self, msg: ninep.Message) -> None:
-        await self._queue(ninep.encode(msg, self.dialect))
+        await self._queue(self.encode(msg))
+
+    async def _reply_error(self, tag: int, err: FsError) -> None:
+        await self._queue(self.encode(self.error_reply(tag, err)), defer=True)
 
     async def _queue(self, data: bytes, *, defer: bool = False) -> None:
         """Queue a reply; unless `defer`, also write out everything queued.
 
         The read loop defers: it answers every request already received
         before it writes, so a pipelined burst gets one write back."""
-        # Bound what a client that does not read can make us hold.
+        await self._wait_for_room()
+        self._out.append(data)
+        self._out_bytes += len(data)
+        if not (defer or self._writing):  # else the task writing sends this too
+            await self._write_out()
+
+    async def _wait_for_room(self) -> None:
+        """Bound what a client that does not read its replies makes us hold."""
         while self._out_bytes > MAX_QUEUED_BYTES:
             if self._writer_error is not None:
                 raise trio.BrokenResourceError from self._writer_error
@@ -101,10 +115,6 @@ class Session:
                 await self._out_drained.wait()
             else:
                 await self._write_out()
-        self._out.append(data)
-        self._out_bytes += len(data)
-        if not (defer or self._writing):  # else the task writing sends this too
-            await self._write_out()
 
     async def _write_out(self) -> None:
         # The caller becomes the writer: no hop through a writer task for the
@@ -227,7 +237,14 @@ class Session:
                 if not waits and not self._may_block(msg):
                     await self._run_inline(msg)
                     continue
-                await self._slots.acquire()
+                if len(self._pending) >= self.limits.max_pending:
+                    # Refuse rather than stop reading: a stalled read loop would
+                    # leave even the Tflush that frees a place unanswered.
+                    await self._reply_error(tag, self._too_many_waiting())
+                    continue
+                # Answered requests waiting to queue their reply no longer count
+                # as pending: stop taking new work while the client does not read.
+                await self._wait_for_room()
                 req = _Request(tag)
                 self._pending[tag] = req
                 self._order.enter(shared, owned, req.done)
@@ -265,6 +282,13 @@ class Session:
             req.flushed = True
             req.scope.cancel()
 
+    def _too_many_waiting(self) -> FsError:
+        return FsError(
+            f"Too many outstanding requests that wait ({self.limits.max_pending}) "
+            "on this connection; flush some or try again later",
+            E.EAGAIN,
+        )
+
     def _may_block(self, msg: object) -> bool:
         """Whether a request can wait on something else than the CPU."""
         if not isinstance(msg, ninep.Tread | ninep.Twrite):
@@ -277,7 +301,7 @@ class Session:
         reply = await self._dispatch_reply(msg)
         outcome = "error" if isinstance(reply, ninep.Rerror | ninep.Rlerror) else "ok"
         metrics.count_request(type(msg), outcome, time.perf_counter() - start)
-        await self._queue(ninep.encode(reply, self.dialect), defer=True)
+        await self._queue(self.encode(reply), defer=True)
 
     async def _run_request(
         self, msg: object, req: _Request, waits: list[trio.Event], fids: tuple[int, ...]
@@ -294,19 +318,24 @@ class Session:
             if req.flushed:
                 outcome = "flushed"
                 return
-            data = ninep.encode(reply, self.dialect)
-            # Drop the tag before the reply leaves: the client may reuse it at once.
+            data = self.encode(reply)
+            # Drop the tag and free the place before the reply leaves: the
+            # client may reuse the tag, or send another waiting request, at once.
             # Queueing is synchronous unless the output is over its bound.
-            self._pending.pop(req.tag, None)
+            self._finish(req)
             await self._queue(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
         finally:
-            self._pending.pop(req.tag, None)
+            self._finish(req)
             req.done.set()
             self._order.leave(fids)
-            self._slots.release()
             metrics.count_request(type(msg), outcome, time.perf_counter() - start)
+
+    def _finish(self, req: _Request) -> None:
+        # By identity: once answered, its tag may already name a newer request.
+        if self._pending.get(req.tag) is req:
+            del self._pending[req.tag]
 
     async def _dispatch(self, msg: object) -> None:
         await self.send(await self._dispatch_reply(msg))
@@ -320,6 +349,9 @@ class Session:
             return await handler(self, msg)  # type: ignore[return-value]
         except FsError as err:
             return self.error_reply(tag, err)
+        except ninep.EncodeError:  # e.g. a stat record inside a directory read
+            log.exception("cannot encode part of the %s reply", type(msg).__name__)
+            return self.error_reply(tag, FsError("Reply cannot be encoded", E.EIO))
         except Exception as exc:  # a bug must cost one request, never the session
             log.exception("internal error handling %s", type(msg).__name__)
             return self.error_reply(tag, FsError(f"Internal error: {exc!r}", E.EIO))

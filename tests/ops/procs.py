@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import resource
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import IO
 
 from tests.ports import free_port
 
@@ -28,9 +30,18 @@ def wait_for_port(
 
 
 @contextmanager
-def datakit_process(*args: str) -> Iterator[tuple[int, int, subprocess.Popen[bytes]]]:
-    """Yield (9p port, metrics port, process) of a server started with `args`."""
+def datakit_process(
+    *args: str, nofile: tuple[int, int] | None = None, stderr: int | IO[bytes] = subprocess.PIPE
+) -> Iterator[tuple[int, int, subprocess.Popen[bytes]]]:
+    """Yield (9p port, metrics port, process) of a server started with `args`.
+
+    `nofile`: the RLIMIT_NOFILE (soft, hard) the server starts under."""
     port, mport = free_port(), free_port()
+
+    def limit_fds() -> None:
+        if nofile is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, nofile)
+
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -43,7 +54,8 @@ def datakit_process(*args: str) -> Iterator[tuple[int, int, subprocess.Popen[byt
             f"127.0.0.1:{mport}",
             *args,
         ],
-        stderr=subprocess.PIPE,
+        stderr=stderr,
+        preexec_fn=limit_fds,
     )
     try:
         wait_for_port(port, proc)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 from tests.ops.procs import free_port
 
@@ -27,6 +28,7 @@ def test_help_lists_every_option() -> None:
         "--url",
         "--listen-prometheus",
         "--max-msize",
+        "--max-connections",
         "--read-only",
         "-v",
         "-q",
@@ -97,3 +99,38 @@ def test_mount_dry_run_prints_the_mount_command() -> None:
         "10.1.2.3",
         "/mnt/db",
     ]
+
+
+def bad_inputs(tmp: Path) -> list[tuple[list[str], int, str]]:
+    """(arguments, exit status, what the one line says) for inputs that must fail."""
+    plain = tmp / "plain"
+    plain.write_text("not a repository")
+    port = f"tcp://127.0.0.1:{free_port()}"
+    return [
+        (["serve", "--git", str(plain), "--listen-9p", port], 2, f"{plain}"),
+        (["serve", "--git", "/proc/self/no/x", "--listen-9p", port], 2, "/proc/self/no/x"),
+        (["serve", "--git", str(plain / "below"), "--listen-9p", port], 2, str(plain)),
+        (["serve", "--listen-9p", "gopher://h"], 2, "invalid endpoint"),
+        (["serve", "--listen-9p", "unix:///no/such/dir/sock"], 2, "/no/such/dir/sock"),
+        (["serve", "--listen-9p", "fd://987"], 2, "fd://987"),
+        (["serve", "--listen-prometheus", "x:y"], 2, "--listen-prometheus"),
+        (["serve", "--listen-9p", port, "--listen-prometheus", "192.0.2.1:9"], 2, "Prometheus"),
+        (["serve", "--max-connections", "0"], 2, "--max-connections"),
+        (["serve", "--listen-9p", "tcp://[::1"], 2, "tcp://[::1"),
+        (["serve", "--listen-9p", f"tcp://{'a' * 300}:1"], 2, "invalid host name"),
+        (["serve", "--listen-9p", "tcp://a..b:1"], 2, "invalid host name"),
+        (["serve", "--listen-9p", port, "--listen-prometheus", "a..b:1"], 2, "invalid host"),
+        (["mount", "--dry-run", "-p", "99999"], 2, "--port"),
+        (["mount", "127.0.0.1", str(plain)], 1, "datakit mount"),
+    ]
+
+
+def test_bad_input_is_one_line_without_traceback(tmp_path: Path) -> None:
+    for args, status, says in bad_inputs(tmp_path):
+        result = run(*args)
+        lines = result.stderr.strip().splitlines()
+        assert "Traceback" not in result.stderr, (args, result.stderr)
+        assert result.returncode == status, (args, result.stderr)
+        assert says in lines[-1], (args, result.stderr)
+        if not lines[0].startswith("usage:"):  # argparse shows the usage, then one line
+            assert len(lines) == 1, (args, result.stderr)

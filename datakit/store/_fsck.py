@@ -15,7 +15,7 @@ import re
 from urllib.parse import unquote_to_bytes
 
 from ._errors import StoreError
-from ._names import check_name, is_hfs_dotgit, is_ntfs_dotgit
+from ._names import check_name, is_hfs_dotgit, is_ntfs_dotfile, is_ntfs_dotgitmodules, ntfs_parts
 
 BLOB, TREE, COMMIT, TAG = 3, 2, 1, 4
 TYPE_NUMS = {b"commit": COMMIT, b"tree": TREE, b"blob": BLOB, b"tag": TAG}
@@ -40,7 +40,6 @@ Link = tuple[str, int]  # (object id, the type it must have)
 # Files git reads from a checkout with security consequences: their blobs
 # get checks of their own (check_special), as in git's fsck_blob.
 GITMODULES, GITATTRIBUTES = ".gitmodules", ".gitattributes"
-_SPECIAL = {GITMODULES: b"gitmod~1", GITATTRIBUTES: b"gitatt~1"}
 _MAX_GITMODULES = 512 * 1024 * 1024  # git's big_file_threshold
 _MAX_GITATTRIBUTES = 100 * 1024 * 1024
 _MAX_ATTRIBUTE_LINE = 2048
@@ -85,9 +84,10 @@ class _Bad(Exception):
 def special_file(name: bytes) -> str | None:
     """``.gitmodules`` or ``.gitattributes`` if a checkout (on any OS) would
     read this entry as that file."""
-    for special, short in _SPECIAL.items():
-        if is_hfs_dotgit(name, special) or is_ntfs_dotgit(name, special.encode(), short):
-            return special
+    if is_hfs_dotgit(name, GITMODULES) or any(map(is_ntfs_dotgitmodules, ntfs_parts(name))):
+        return GITMODULES
+    if is_hfs_dotgit(name, GITATTRIBUTES) or is_ntfs_dotfile(name, b"gitattributes", b"gi7d29"):
+        return GITATTRIBUTES
     return None
 
 

@@ -45,20 +45,68 @@ def _only_spaces_and_periods(rest: bytes) -> bool:
     return all(c in b" ." for c in rest)
 
 
-def is_ntfs_dotgit(raw: bytes, base: bytes = b".git", short: bytes = b"git~1") -> bool:
-    """True if NTFS would open ``.git`` (or ``base``) for this name: the name up
-    to the first backslash or colon (an alternate data stream) is ``base`` or
-    its 8.3 short name, case-insensitively, followed only by spaces and dots."""
+def is_ntfs_dotgit(raw: bytes) -> bool:
+    """True if NTFS would open ``.git`` for this name: the name up to the
+    first backslash or colon (an alternate data stream) is ``.git`` or its
+    8.3 short name ``git~1``, case-insensitively, followed only by spaces
+    and dots."""
     end = len(raw)
     for sep in (b"\\", b":"):
         pos = raw.find(sep)
         if pos >= 0:
             end = min(end, pos)
     head = raw[:end].lower()
-    for prefix in (base, short):
+    for prefix in (b".git", b"git~1"):
         if head.startswith(prefix) and _only_spaces_and_periods(head[len(prefix) :]):
             return True
     return False
+
+
+def ntfs_parts(raw: bytes) -> list[bytes]:
+    """The name, and what follows each backslash in it: NTFS treats a
+    backslash as a separator, so git's fsck checks each part as if it began
+    a name."""
+    return [raw, *(raw[i + 1 :] for i in range(len(raw)) if raw[i] == 0x5C)]
+
+
+def _spaces_and_periods_to_stream(raw: bytes, start: int) -> bool:
+    """Only spaces and periods from ``start`` to the end or to a ``:`` (an
+    alternate data stream): NTFS drops them."""
+    end = raw.find(b":", start)
+    return _only_spaces_and_periods(raw[start:] if end < 0 else raw[start:end])
+
+
+def _hashed_short_name_end(raw: bytes, prefix: bytes) -> int:
+    """Where the rest begins if ``raw`` starts with the hashed 8.3 short name
+    NTFS may give a long name: up to 6 letters of ``prefix``, ``~``, a digit
+    1-9 and more digits, 8 characters in all (git's fall-back rule); else -1."""
+    tilde = raw.find(b"~", 0, 7)
+    if tilde < 0 or not raw[:tilde].isascii() or raw[:tilde].lower() != prefix[:tilde]:
+        return -1
+    digits = raw[tilde + 1 : 8]
+    if len(digits) != 7 - tilde or not digits.isdigit() or digits.startswith(b"0"):
+        return -1
+    return 8
+
+
+def is_ntfs_dotfile(raw: bytes, base: bytes, hashed_prefix: bytes) -> bool:
+    """True if NTFS would open ``.<base>`` (``base`` without its dot, lower
+    case, like ``gitmodules``) for this name, as git's ``is_ntfs_dot_generic``
+    decides: ``.<base>`` in any case, its short names ``<base[:6]>~1`` to
+    ``~4``, or the hashed short name ``hashed_prefix`` gives (``gi7eba`` for
+    gitmodules), each followed only by spaces and periods up to the end or
+    a ``:``. (``.git`` itself is :func:`is_ntfs_dotgit`: only ``git~1``.)"""
+    lower = raw.lower()
+    if lower.startswith(b"." + base):
+        return _spaces_and_periods_to_stream(raw, len(base) + 1)
+    if lower[:6] == base[:6] and lower[6:7] == b"~" and lower[7:8] in (b"1", b"2", b"3", b"4"):
+        return _spaces_and_periods_to_stream(raw, 8)
+    end = _hashed_short_name_end(raw, hashed_prefix)
+    return end >= 0 and _spaces_and_periods_to_stream(raw, end)
+
+
+def is_ntfs_dotgitmodules(raw: bytes) -> bool:
+    return is_ntfs_dotfile(raw, b"gitmodules", b"gi7eba")
 
 
 def is_hfs_dotgit(raw: bytes, base: str = ".git") -> bool:
@@ -88,14 +136,11 @@ def problem(name: str | bytes, *, symlink: bool = False) -> str | None:
         return "a name cannot contain '/'"
     if b"\0" in raw:
         return "a name cannot contain NUL"
-    # NTFS also treats a backslash as a separator: git's fsck checks the part
-    # after each one as if it began a name.
-    parts = [raw, *(raw[i + 1 :] for i in range(len(raw)) if raw[i] == 0x5C)]
+    parts = ntfs_parts(raw)
     if is_hfs_dotgit(raw) or any(is_ntfs_dotgit(p) for p in parts):
         return "git reserves the name .git (in any case, and its NTFS and HFS+ forms)"
     if symlink and (
-        is_hfs_dotgit(raw, ".gitmodules")
-        or any(is_ntfs_dotgit(p, b".gitmodules", b"gitmod~1") for p in parts)
+        is_hfs_dotgit(raw, ".gitmodules") or any(is_ntfs_dotgitmodules(p) for p in parts)
     ):
         return ".gitmodules cannot be a symbolic link"
     return None

@@ -531,7 +531,7 @@ class GitTransaction(Transaction):
         with self._conn.lock, _store_errors():
             if not steps:
                 raise AlreadyExists()
-            check_new_name(steps[-1])  # first, as the 9p backend does
+            check_new_name(steps[-1], directory=True)  # first, as the 9p backend does
             if self._kind(steps) is not None:
                 raise AlreadyExists()
             self._require_parent(steps)

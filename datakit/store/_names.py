@@ -120,13 +120,15 @@ def is_hfs_dotgit(raw: bytes, base: str = ".git") -> bool:
     return folded.isascii() and folded.lower() == base
 
 
-def problem(name: str | bytes, *, symlink: bool = False) -> str | None:
-    """Why ``name`` may not be stored as a tree entry, or None if it may."""
+def problem(name: str | bytes, *, symlink: bool = False, directory: bool = False) -> str | None:
+    """Why ``name`` may not be stored as a tree entry, or None if it may;
+    ``symlink``/``directory``: the entry is a symbolic link / not a blob."""
     raw = _as_bytes(name)
-    if raw and raw[0] not in b".gG" and raw.isascii() and not any(c in raw for c in b"/\\\0"):
+    if raw and raw[0] not in b".gG~" and raw.isascii() and not any(c in raw for c in b"/\\\0"):
         # The common name, decided fast (tree parsing asks for every entry):
-        # each refusal below needs an empty name, a leading '.', 'g' or 'G',
-        # a '/', '\\' or NUL, or non-ASCII bytes (HFS+ ignorable code points).
+        # each refusal below needs an empty name, a leading '.', 'g', 'G' or
+        # '~' (a short name NTFS may give .gitmodules), a '/', '\\' or NUL,
+        # or non-ASCII bytes (HFS+ ignorable code points).
         return None
     if raw == b"":
         return "empty name"
@@ -139,18 +141,20 @@ def problem(name: str | bytes, *, symlink: bool = False) -> str | None:
     parts = ntfs_parts(raw)
     if is_hfs_dotgit(raw) or any(is_ntfs_dotgit(p) for p in parts):
         return "git reserves the name .git (in any case, and its NTFS and HFS+ forms)"
-    if symlink and (
+    if (symlink or directory) and (
         is_hfs_dotgit(raw, ".gitmodules") or any(is_ntfs_dotgitmodules(p) for p in parts)
     ):
-        return ".gitmodules cannot be a symbolic link"
+        # git's fsck reads whatever a checkout would take for .gitmodules,
+        # and refuses it unless it is a blob that is no symlink.
+        return ".gitmodules cannot be a symbolic link" if symlink else ".gitmodules must be a file"
     return None
 
 
-def check_name(name: str | bytes, *, symlink: bool = False) -> None:
+def check_name(name: str | bytes, *, symlink: bool = False, directory: bool = False) -> None:
     """Raise :class:`InvalidName` (EINVAL) or :class:`NameTooLong`
     (ENAMETOOLONG) unless ``name`` may be stored as a tree entry;
-    ``symlink``: the entry is a symbolic link."""
-    reason = problem(name, symlink=symlink)
+    ``symlink``: the entry is a symbolic link, ``directory``: a directory."""
+    reason = problem(name, symlink=symlink, directory=directory)
     raw = _as_bytes(name)
     if reason is not None:
         raise InvalidName(f"Invalid name {_shown(raw)}: {reason}")

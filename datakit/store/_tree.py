@@ -210,7 +210,7 @@ class EditableTree:
             d.hidden = entries.hidden
         return d.children
 
-    def _check_new(self, path: Path, *, symlink: bool = False) -> None:
+    def _check_new(self, path: Path, *, symlink: bool = False, directory: bool = False) -> None:
         """Refuse, before anything changes, a name git would refuse among
         those an edit of ``path`` creates: its last step and every missing
         directory on the way (InvalidName / NameTooLong)."""
@@ -219,11 +219,11 @@ class EditableTree:
             child = self._children(node).get(name) if isinstance(node, _Dir) else None
             if child is None:
                 for missing in path[i:-1]:
-                    check_name(missing)
+                    check_name(missing, directory=True)
                 break
             node = child
         if path:
-            check_name(path[-1], symlink=symlink)
+            check_name(path[-1], symlink=symlink, directory=directory)
 
     def _find(self, path: Path) -> _Node | None:
         """The node at ``path``; None if missing, NotADirectory if a proper
@@ -260,7 +260,7 @@ class EditableTree:
             if child is None:
                 if not create:
                     raise NotFound()
-                check_name(name)
+                check_name(name, directory=True)
                 child = children[name] = _Dir(None, {})
             elif isinstance(child, _File):
                 if not force:
@@ -428,7 +428,7 @@ class EditableTree:
     def mkdir(self, path: Path) -> None:
         if not path or self._find(path) is not None:
             raise AlreadyExists()
-        self._check_new(path)
+        self._check_new(path, directory=True)
         parent = self._dir_for_edit(path[:-1], create=True)
         self._children(parent)[path[-1]] = _Dir(None, {})
         self._clear_conflict(path)
@@ -456,7 +456,11 @@ class EditableTree:
             raise NotFound()
         if old == new:
             return
-        check_name(new, symlink=isinstance(src, _File) and src.kind is Kind.LINK)
+        check_name(
+            new,
+            symlink=isinstance(src, _File) and src.kind is Kind.LINK,
+            directory=isinstance(src, _Dir) or src.kind is Kind.GITLINK,
+        )
         dst = children.get(new)
         if isinstance(dst, _Dir) and self._children(dst):
             raise IsADirectory()

@@ -91,3 +91,19 @@ def fsck(backend: Backend) -> None:
             check=True,
             capture_output=True,
         )
+
+
+def test_gitmodules_must_be_a_file(conn: Connection, backend: Backend) -> None:
+    """git's fsck refuses a tree whose .gitmodules (or a name NTFS or HFS+
+    opens as it) is not a blob: "non-blob found at .gitmodules"."""
+    master = conn.branch("master")
+    with master.transaction() as t:
+        for name in (".gitmodules", ".GitModules", "GITMOD~1", "gi7eba~1", ".gitmodules "):
+            with pytest.raises(InvalidName, match="must be a file"):
+                t.create_dir(name)
+            with pytest.raises(InvalidName, match="must be a file"):
+                t.make_dirs(f"{name}/sub")
+        t.create_file("GITMOD~1", b"")  # as a file it is fine
+        t.commit("files only")
+    assert head_or_fail(conn, "master").tree().read_dir("") == ["GITMOD~1"]
+    fsck(backend)

@@ -121,6 +121,8 @@ SYMLINK_REFUSED = [
     b"gi7e~123 ",
     b"a\\gitmod~4",
     b".gitmodules:x",
+    b"~1234567",  # the hashed short name cut to nothing before the '~'
+    b"g~123456",
 ]
 # ... and names that only look alike, which git stores as symlinks.
 SYMLINK_ACCEPTED = [
@@ -147,3 +149,14 @@ def test_symlink_names_git_accepts_are_accepted(tmp_path, name: bytes) -> None:
     result = _fsck_tree_with(tmp_path, name, b"120000")
     assert result.returncode == 0, result.stderr
     check_name(name, symlink=True)
+
+
+@pytest.mark.parametrize("name", [b".gitmodules", b".GITMODULES", b"gitmod~2", b"gi7eba~1"])
+def test_gitmodules_may_not_be_a_directory(tmp_path, name: bytes) -> None:
+    repo = init_bare(tmp_path / "r.git")
+    sub = literal_tree(repo, [(b"100644", b"f", blob(repo, b"x"))])
+    commit_tree(repo, literal_tree(repo, [(b"40000", name, sub)]), "t", branch="m")
+    result = subprocess.run(["git", "-C", str(repo), "fsck", "--strict"], capture_output=True)
+    assert b"non-blob found at .gitmodules" in result.stderr
+    with pytest.raises(InvalidName, match="must be a file"):
+        check_name(name, directory=True)

@@ -119,6 +119,8 @@ def translate(exc: st.StoreError) -> DataKitError:
         return InvalidName(str(exc))
     if isinstance(exc, st.NameTooLong):
         return NameTooLong(str(exc))
+    if isinstance(exc, st.InvalidContent):
+        return BackendError(str(exc), errno.EINVAL)  # as the server's EINVAL reply
     if isinstance(exc, st.CorruptTree):
         return BackendError(str(exc), errno.EIO)  # what the server reports
     return BackendError(str(exc))

@@ -41,6 +41,11 @@ def _shown(raw: bytes) -> str:
     return text + ("..." if len(raw) > _MESSAGE_NAME_MAX else "")
 
 
+def shown_name(name: str | bytes) -> str:
+    """A name as an error message may quote it: bounded, printable."""
+    return _shown(_as_bytes(name))
+
+
 def _only_spaces_and_periods(rest: bytes) -> bool:
     return all(c in b" ." for c in rest)
 
@@ -120,6 +125,21 @@ def is_hfs_dotgit(raw: bytes, base: str = ".git") -> bool:
     return folded.isascii() and folded.lower() == base
 
 
+GITMODULES, GITATTRIBUTES = ".gitmodules", ".gitattributes"
+
+
+def special_file(name: str | bytes) -> str | None:
+    """``.gitmodules`` or ``.gitattributes`` if a checkout (on any OS) would
+    read this entry as that file: git's fsck then checks its content, and
+    refuses it unless it is a blob (and, for .gitmodules, no symlink)."""
+    raw = _as_bytes(name)
+    if is_hfs_dotgit(raw, GITMODULES) or any(map(is_ntfs_dotgitmodules, ntfs_parts(raw))):
+        return GITMODULES
+    if is_hfs_dotgit(raw, GITATTRIBUTES) or is_ntfs_dotfile(raw, b"gitattributes", b"gi7d29"):
+        return GITATTRIBUTES
+    return None
+
+
 def problem(name: str | bytes, *, symlink: bool = False, directory: bool = False) -> str | None:
     """Why ``name`` may not be stored as a tree entry, or None if it may;
     ``symlink``/``directory``: the entry is a symbolic link / not a blob."""
@@ -141,12 +161,11 @@ def problem(name: str | bytes, *, symlink: bool = False, directory: bool = False
     parts = ntfs_parts(raw)
     if is_hfs_dotgit(raw) or any(is_ntfs_dotgit(p) for p in parts):
         return "git reserves the name .git (in any case, and its NTFS and HFS+ forms)"
-    if (symlink or directory) and (
-        is_hfs_dotgit(raw, ".gitmodules") or any(is_ntfs_dotgitmodules(p) for p in parts)
-    ):
-        # git's fsck reads whatever a checkout would take for .gitmodules,
-        # and refuses it unless it is a blob that is no symlink.
-        return ".gitmodules cannot be a symbolic link" if symlink else ".gitmodules must be a file"
+    special = special_file(raw) if symlink or directory else None
+    if special == GITMODULES and symlink:
+        return ".gitmodules cannot be a symbolic link"
+    if special is not None and directory:
+        return f"{special} must be a file"
     return None
 
 

@@ -88,7 +88,7 @@ def check_branch_name(name: str) -> str:
     return name
 
 
-def check_new_name(name: str, *, symlink: bool = False) -> None:
+def check_new_name(name: str, *, symlink: bool = False, directory: bool = False) -> None:
     """The store's name rule (git's) for a file, directory or symlink about
     to be created, checked by both backends before anything else, so they
     refuse the same names with the same error and message. Only the created
@@ -96,7 +96,7 @@ def check_new_name(name: str, *, symlink: bool = False) -> None:
     from datakit import store as st
 
     try:
-        st.check_name(name, symlink=symlink)
+        st.check_name(name, symlink=symlink, directory=directory)
     except st.InvalidName as exc:
         raise InvalidName(str(exc)) from None
     except st.NameTooLong as exc:

@@ -119,6 +119,8 @@ def translate(exc: st.StoreError) -> DataKitError:
         return InvalidName(str(exc))
     if isinstance(exc, st.NameTooLong):
         return NameTooLong(str(exc))
+    if isinstance(exc, st.InvalidContent):
+        return BackendError(str(exc), errno.EINVAL)  # as the server's EINVAL reply
     if isinstance(exc, st.CorruptTree):
         return BackendError(str(exc), errno.EIO)  # what the server reports
     return BackendError(str(exc))
@@ -531,7 +533,7 @@ class GitTransaction(Transaction):
         with self._conn.lock, _store_errors():
             if not steps:
                 raise AlreadyExists()
-            check_new_name(steps[-1])  # first, as the 9p backend does
+            check_new_name(steps[-1], directory=True)  # first, as the 9p backend does
             if self._kind(steps) is not None:
                 raise AlreadyExists()
             self._require_parent(steps)

@@ -512,7 +512,7 @@ class NinepTransaction(Transaction):
         full = self._path(path)
         if full == self._rw:
             raise AlreadyExists()
-        check_new_name(full[-1])
+        check_new_name(full[-1], directory=True)
         with _errors():
             self._client.mkdir(full)
 

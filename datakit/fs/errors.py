@@ -24,6 +24,7 @@ _ERRNO: list[tuple[type[Exception], int]] = [
     (st.MergeConflict, E.EINVAL),
     (st.InvalidBranchName, E.EINVAL),
     (st.InvalidName, E.EINVAL),
+    (st.InvalidContent, E.EINVAL),
     (st.NameTooLong, E.ENAMETOOLONG),
     (st.ReadOnlyEntry, E.EROFS),
     (st.FetchError, E.EIO),

@@ -16,6 +16,7 @@ from datakit.server.attrs import DIRENT_TYPE, getattr_of, qid_of, stat_of
 from datakit.server.fids import Fid
 from datakit.vfs import Directory, FsError, Kind, Node
 from datakit.vfs import errors as fserr
+from datakit.vfs.names import check_new_name
 
 if TYPE_CHECKING:
     from datakit.server.session import Session
@@ -164,6 +165,7 @@ async def _create(s: Session, entry: Fid, name: str, kind: Kind, target: str | N
     if entry.is_open:
         raise FsError("Can't create in an opened fid", E.EBADF)
     directory = _dir_of(entry)
+    check_new_name(name)
     if kind is Kind.DIR:
         return await directory.mkdir(name)
     return await directory.create(name, kind, target)
@@ -204,6 +206,7 @@ async def lcreate(s: Session, m: ninep.Tlcreate) -> object:
 async def mkdir(s: Session, m: ninep.Tmkdir) -> object:
     entry = s.fids.get(m.dfid)
     _check_writable(s)
+    check_new_name(m.name)
     node = await _dir_of(entry).mkdir(m.name)
     return ninep.Rmkdir(tag=m.tag, qid=qid_of(node))
 
@@ -212,6 +215,7 @@ async def mkdir(s: Session, m: ninep.Tmkdir) -> object:
 async def symlink(s: Session, m: ninep.Tsymlink) -> object:
     entry = s.fids.get(m.fid)
     _check_writable(s)
+    check_new_name(m.name)
     node = await _dir_of(entry).create(m.name, Kind.SYMLINK, m.symtgt)
     return ninep.Rsymlink(tag=m.tag, qid=qid_of(node))
 
@@ -223,6 +227,7 @@ async def mknod(s: Session, m: ninep.Tmknod) -> object:
     if m.mode & 0o170000 not in (0, 0o100000):
         raise fserr.not_permitted()  # no devices, fifos or sockets in a Git tree
     kind = Kind.EXEC if m.mode & 0o100 else Kind.FILE
+    check_new_name(m.name)
     node = await _dir_of(entry).create(m.name, kind, None)
     return ninep.Rmknod(tag=m.tag, qid=qid_of(node))
 
@@ -343,6 +348,7 @@ async def wstat(s: Session, m: ninep.Twstat) -> object:
     if st.name:
         parent = _parent_of(entry)
         if st.name != entry.node.name:
+            check_new_name(st.name)
             await parent.rename(entry.node, parent, st.name)
     elif st.length != NO_LENGTH:
         await entry.node.truncate(st.length)
@@ -446,6 +452,7 @@ async def rename(s: Session, m: ninep.Trename) -> object:
     entry = s.fids.get(m.fid)
     new_dir = _dir_of(s.fids.get(m.dfid))
     _check_writable(s)
+    check_new_name(m.name)
     await _parent_of(entry).rename(entry.node, new_dir, m.name)
     return ninep.Rrename(tag=m.tag)
 
@@ -455,6 +462,7 @@ async def renameat(s: Session, m: ninep.Trenameat) -> object:
     old_dir = _dir_of(s.fids.get(m.olddirfid))
     new_dir = _dir_of(s.fids.get(m.newdirfid))
     _check_writable(s)
+    check_new_name(m.newname)
     child = await old_dir.lookup(m.oldname)
     await old_dir.rename(child, new_dir, m.newname)
     return ninep.Rrenameat(tag=m.tag)

@@ -80,6 +80,11 @@ class InvalidName(StoreError):
         super().__init__(message)
 
 
+class InvalidContent(StoreError):
+    """A file git's fsck would refuse, such as a ``.gitmodules`` naming a
+    submodule ``../x`` (``_fsck.special_problem``); EINVAL."""
+
+
 class NameTooLong(StoreError):
     """A name longer than a filesystem or the ref store can hold; ENAMETOOLONG."""
 

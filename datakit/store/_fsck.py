@@ -15,7 +15,7 @@ import re
 from urllib.parse import unquote_to_bytes
 
 from ._errors import StoreError
-from ._names import check_name, is_hfs_dotgit, is_ntfs_dotgit
+from ._names import GITMODULES, check_name, special_file
 
 BLOB, TREE, COMMIT, TAG = 3, 2, 1, 4
 TYPE_NUMS = {b"commit": COMMIT, b"tree": TREE, b"blob": BLOB, b"tag": TAG}
@@ -37,10 +37,9 @@ _MAX_DATE = 2**63 - 1
 
 Link = tuple[str, int]  # (object id, the type it must have)
 
-# Files git reads from a checkout with security consequences: their blobs
-# get checks of their own (check_special), as in git's fsck_blob.
-GITMODULES, GITATTRIBUTES = ".gitmodules", ".gitattributes"
-_SPECIAL = {GITMODULES: b"gitmod~1", GITATTRIBUTES: b"gitatt~1"}
+# Files git reads from a checkout with security consequences (which names
+# are read as them: _names.special_file): their blobs get checks of their
+# own (check_special), as in git's fsck_blob.
 _MAX_GITMODULES = 512 * 1024 * 1024  # git's big_file_threshold
 _MAX_GITATTRIBUTES = 100 * 1024 * 1024
 _MAX_ATTRIBUTE_LINE = 2048
@@ -82,27 +81,27 @@ class _Bad(Exception):
     pass
 
 
-def special_file(name: bytes) -> str | None:
-    """``.gitmodules`` or ``.gitattributes`` if a checkout (on any OS) would
-    read this entry as that file."""
-    for special, short in _SPECIAL.items():
-        if is_hfs_dotgit(name, special) or is_ntfs_dotgit(name, special.encode(), short):
-            return special
-    return None
-
-
 def check_special(sha: str, file: str, type_num: int, raw: bytes) -> None:
     """The checks git's fsck makes of a ``.gitmodules`` or
     ``.gitattributes`` blob; FsckError if one fails."""
     if type_num != BLOB:
         raise FsckError(sha, type_num, f"{file} is not a file")
+    reason = special_problem(file, raw)
+    if reason is not None:
+        raise FsckError(sha, type_num, f"{file}: {reason}")
+
+
+def special_problem(file: str, raw: bytes) -> str | None:
+    """Why git's fsck refuses this content of a ``.gitmodules`` or
+    ``.gitattributes`` file, or None if it accepts it."""
     try:
         if file == GITMODULES:
             _gitmodules(raw)
         else:
             _gitattributes(raw)
     except _Bad as bad:
-        raise FsckError(sha, type_num, f"{file}: {bad}") from None
+        return str(bad)
+    return None
 
 
 def _gitattributes(raw: bytes) -> None:

@@ -41,24 +41,77 @@ def _shown(raw: bytes) -> str:
     return text + ("..." if len(raw) > _MESSAGE_NAME_MAX else "")
 
 
+def shown_name(name: str | bytes) -> str:
+    """A name as an error message may quote it: bounded, printable."""
+    return _shown(_as_bytes(name))
+
+
 def _only_spaces_and_periods(rest: bytes) -> bool:
     return all(c in b" ." for c in rest)
 
 
-def is_ntfs_dotgit(raw: bytes, base: bytes = b".git", short: bytes = b"git~1") -> bool:
-    """True if NTFS would open ``.git`` (or ``base``) for this name: the name up
-    to the first backslash or colon (an alternate data stream) is ``base`` or
-    its 8.3 short name, case-insensitively, followed only by spaces and dots."""
+def is_ntfs_dotgit(raw: bytes) -> bool:
+    """True if NTFS would open ``.git`` for this name: the name up to the
+    first backslash or colon (an alternate data stream) is ``.git`` or its
+    8.3 short name ``git~1``, case-insensitively, followed only by spaces
+    and dots."""
     end = len(raw)
     for sep in (b"\\", b":"):
         pos = raw.find(sep)
         if pos >= 0:
             end = min(end, pos)
     head = raw[:end].lower()
-    for prefix in (base, short):
+    for prefix in (b".git", b"git~1"):
         if head.startswith(prefix) and _only_spaces_and_periods(head[len(prefix) :]):
             return True
     return False
+
+
+def ntfs_parts(raw: bytes) -> list[bytes]:
+    """The name, and what follows each backslash in it: NTFS treats a
+    backslash as a separator, so git's fsck checks each part as if it began
+    a name."""
+    return [raw, *(raw[i + 1 :] for i in range(len(raw)) if raw[i] == 0x5C)]
+
+
+def _spaces_and_periods_to_stream(raw: bytes, start: int) -> bool:
+    """Only spaces and periods from ``start`` to the end or to a ``:`` (an
+    alternate data stream): NTFS drops them."""
+    end = raw.find(b":", start)
+    return _only_spaces_and_periods(raw[start:] if end < 0 else raw[start:end])
+
+
+def _hashed_short_name_end(raw: bytes, prefix: bytes) -> int:
+    """Where the rest begins if ``raw`` starts with the hashed 8.3 short name
+    NTFS may give a long name: up to 6 letters of ``prefix``, ``~``, a digit
+    1-9 and more digits, 8 characters in all (git's fall-back rule); else -1."""
+    tilde = raw.find(b"~", 0, 7)
+    if tilde < 0 or not raw[:tilde].isascii() or raw[:tilde].lower() != prefix[:tilde]:
+        return -1
+    digits = raw[tilde + 1 : 8]
+    if len(digits) != 7 - tilde or not digits.isdigit() or digits.startswith(b"0"):
+        return -1
+    return 8
+
+
+def is_ntfs_dotfile(raw: bytes, base: bytes, hashed_prefix: bytes) -> bool:
+    """True if NTFS would open ``.<base>`` (``base`` without its dot, lower
+    case, like ``gitmodules``) for this name, as git's ``is_ntfs_dot_generic``
+    decides: ``.<base>`` in any case, its short names ``<base[:6]>~1`` to
+    ``~4``, or the hashed short name ``hashed_prefix`` gives (``gi7eba`` for
+    gitmodules), each followed only by spaces and periods up to the end or
+    a ``:``. (``.git`` itself is :func:`is_ntfs_dotgit`: only ``git~1``.)"""
+    lower = raw.lower()
+    if lower.startswith(b"." + base):
+        return _spaces_and_periods_to_stream(raw, len(base) + 1)
+    if lower[:6] == base[:6] and lower[6:7] == b"~" and lower[7:8] in (b"1", b"2", b"3", b"4"):
+        return _spaces_and_periods_to_stream(raw, 8)
+    end = _hashed_short_name_end(raw, hashed_prefix)
+    return end >= 0 and _spaces_and_periods_to_stream(raw, end)
+
+
+def is_ntfs_dotgitmodules(raw: bytes) -> bool:
+    return is_ntfs_dotfile(raw, b"gitmodules", b"gi7eba")
 
 
 def is_hfs_dotgit(raw: bytes, base: str = ".git") -> bool:
@@ -72,13 +125,30 @@ def is_hfs_dotgit(raw: bytes, base: str = ".git") -> bool:
     return folded.isascii() and folded.lower() == base
 
 
-def problem(name: str | bytes, *, symlink: bool = False) -> str | None:
-    """Why ``name`` may not be stored as a tree entry, or None if it may."""
+GITMODULES, GITATTRIBUTES = ".gitmodules", ".gitattributes"
+
+
+def special_file(name: str | bytes) -> str | None:
+    """``.gitmodules`` or ``.gitattributes`` if a checkout (on any OS) would
+    read this entry as that file: git's fsck then checks its content, and
+    refuses it unless it is a blob (and, for .gitmodules, no symlink)."""
     raw = _as_bytes(name)
-    if raw and raw[0] not in b".gG" and raw.isascii() and not any(c in raw for c in b"/\\\0"):
+    if is_hfs_dotgit(raw, GITMODULES) or any(map(is_ntfs_dotgitmodules, ntfs_parts(raw))):
+        return GITMODULES
+    if is_hfs_dotgit(raw, GITATTRIBUTES) or is_ntfs_dotfile(raw, b"gitattributes", b"gi7d29"):
+        return GITATTRIBUTES
+    return None
+
+
+def problem(name: str | bytes, *, symlink: bool = False, directory: bool = False) -> str | None:
+    """Why ``name`` may not be stored as a tree entry, or None if it may;
+    ``symlink``/``directory``: the entry is a symbolic link / not a blob."""
+    raw = _as_bytes(name)
+    if raw and raw[0] not in b".gG~" and raw.isascii() and not any(c in raw for c in b"/\\\0"):
         # The common name, decided fast (tree parsing asks for every entry):
-        # each refusal below needs an empty name, a leading '.', 'g' or 'G',
-        # a '/', '\\' or NUL, or non-ASCII bytes (HFS+ ignorable code points).
+        # each refusal below needs an empty name, a leading '.', 'g', 'G' or
+        # '~' (a short name NTFS may give .gitmodules), a '/', '\\' or NUL,
+        # or non-ASCII bytes (HFS+ ignorable code points).
         return None
     if raw == b"":
         return "empty name"
@@ -88,24 +158,22 @@ def problem(name: str | bytes, *, symlink: bool = False) -> str | None:
         return "a name cannot contain '/'"
     if b"\0" in raw:
         return "a name cannot contain NUL"
-    # NTFS also treats a backslash as a separator: git's fsck checks the part
-    # after each one as if it began a name.
-    parts = [raw, *(raw[i + 1 :] for i in range(len(raw)) if raw[i] == 0x5C)]
+    parts = ntfs_parts(raw)
     if is_hfs_dotgit(raw) or any(is_ntfs_dotgit(p) for p in parts):
         return "git reserves the name .git (in any case, and its NTFS and HFS+ forms)"
-    if symlink and (
-        is_hfs_dotgit(raw, ".gitmodules")
-        or any(is_ntfs_dotgit(p, b".gitmodules", b"gitmod~1") for p in parts)
-    ):
+    special = special_file(raw) if symlink or directory else None
+    if special == GITMODULES and symlink:
         return ".gitmodules cannot be a symbolic link"
+    if special is not None and directory:
+        return f"{special} must be a file"
     return None
 
 
-def check_name(name: str | bytes, *, symlink: bool = False) -> None:
+def check_name(name: str | bytes, *, symlink: bool = False, directory: bool = False) -> None:
     """Raise :class:`InvalidName` (EINVAL) or :class:`NameTooLong`
     (ENAMETOOLONG) unless ``name`` may be stored as a tree entry;
-    ``symlink``: the entry is a symbolic link."""
-    reason = problem(name, symlink=symlink)
+    ``symlink``: the entry is a symbolic link, ``directory``: a directory."""
+    reason = problem(name, symlink=symlink, directory=directory)
     raw = _as_bytes(name)
     if reason is not None:
         raise InvalidName(f"Invalid name {_shown(raw)}: {reason}")

@@ -59,6 +59,9 @@ class Kind(enum.Enum):
         return self is Kind.DIR
 
 
+_NOT_BLOBS = (Kind.DIR, Kind.GITLINK)
+
+
 _MODE_BYTES = {
     Kind.FILE: b"100644",
     Kind.EXEC: b"100755",
@@ -202,7 +205,8 @@ def parse_tree_body(raw: bytes) -> TreeEntries:
             raise MalformedTree(f"truncated entry at byte {pos}")
         name, end = raw[sp + 1 : nul], nul + 21
         kind = kind_of_mode(mode)
-        if problem(name, symlink=kind is Kind.LINK) is not None:
+        # (a gitlink, like a directory, is no blob: not a .gitmodules either)
+        if problem(name, symlink=kind is Kind.LINK, directory=kind in _NOT_BLOBS) is not None:
             hidden.append(HiddenEntry(name, kind is Kind.DIR, raw[pos:end]))
         else:
             out[decode_name(name)] = Entry(

@@ -13,6 +13,7 @@ from typing import NamedTuple
 from ._content import Content
 from ._errors import (
     AlreadyExists,
+    InvalidContent,
     InvalidOffset,
     IsADirectory,
     NotADirectory,
@@ -20,7 +21,8 @@ from ._errors import (
     ReadOnlyEntry,
     StoreError,
 )
-from ._names import check_name
+from ._fsck import special_problem
+from ._names import check_name, shown_name, special_file
 from ._objects import (
     EMPTY_TREE,
     BlobReader,
@@ -200,6 +202,9 @@ class EditableTree:
         else:
             self._root = _Dir(base_tree, None)
         self.conflicts: set[Path] = set()
+        # Entries a merge took from another commit's tree: stored already,
+        # so kept as they are (see _check_special_files).
+        self._merged_in: set[tuple[str, Entry]] = set()
 
     # -- internals -----------------------------------------------------------
     def _children(self, d: _Dir) -> dict[str, _Node]:
@@ -210,7 +215,7 @@ class EditableTree:
             d.hidden = entries.hidden
         return d.children
 
-    def _check_new(self, path: Path, *, symlink: bool = False) -> None:
+    def _check_new(self, path: Path, *, symlink: bool = False, directory: bool = False) -> None:
         """Refuse, before anything changes, a name git would refuse among
         those an edit of ``path`` creates: its last step and every missing
         directory on the way (InvalidName / NameTooLong)."""
@@ -219,11 +224,11 @@ class EditableTree:
             child = self._children(node).get(name) if isinstance(node, _Dir) else None
             if child is None:
                 for missing in path[i:-1]:
-                    check_name(missing)
+                    check_name(missing, directory=True)
                 break
             node = child
         if path:
-            check_name(path[-1], symlink=symlink)
+            check_name(path[-1], symlink=symlink, directory=directory)
 
     def _find(self, path: Path) -> _Node | None:
         """The node at ``path``; None if missing, NotADirectory if a proper
@@ -260,7 +265,7 @@ class EditableTree:
             if child is None:
                 if not create:
                     raise NotFound()
-                check_name(name)
+                check_name(name, directory=True)
                 child = children[name] = _Dir(None, {})
             elif isinstance(child, _File):
                 if not force:
@@ -428,7 +433,7 @@ class EditableTree:
     def mkdir(self, path: Path) -> None:
         if not path or self._find(path) is not None:
             raise AlreadyExists()
-        self._check_new(path)
+        self._check_new(path, directory=True)
         parent = self._dir_for_edit(path[:-1], create=True)
         self._children(parent)[path[-1]] = _Dir(None, {})
         self._clear_conflict(path)
@@ -456,7 +461,11 @@ class EditableTree:
             raise NotFound()
         if old == new:
             return
-        check_name(new, symlink=isinstance(src, _File) and src.kind is Kind.LINK)
+        check_name(
+            new,
+            symlink=isinstance(src, _File) and src.kind is Kind.LINK,
+            directory=isinstance(src, _Dir) or src.kind is Kind.GITLINK,
+        )
         dst = children.get(new)
         if isinstance(dst, _Dir) and self._children(dst):
             raise IsADirectory()
@@ -561,10 +570,28 @@ class EditableTree:
                         entries[name] = Entry(Kind.DIR, child.sha, child.mode)
                 else:
                     entries[name] = Entry(child.kind, self._write_file(child), child.mode)
+            self._check_special_files(d.sha, entries)
             # A directory holding only hidden entries is kept: they are data.
             d.sha = self._db.put_tree(entries, d.hidden) if entries or d.hidden else None
             d.dirty = False
         return top.sha
+
+    def _check_special_files(self, old_tree: str | None, entries: dict[str, Entry]) -> None:
+        """A new or changed .gitmodules or .gitattributes (by any name a
+        checkout reads as one) must pass git's fsck checks of its content;
+        InvalidContent, before anything of the tree is stored. One the
+        directory already held, or a merge took from another commit, is kept
+        as it is even if git would refuse it: a tree written elsewhere must
+        stay committable (issue #8, point 2)."""
+        for name, entry in entries.items():
+            file = special_file(name) if entry.kind in (Kind.FILE, Kind.EXEC) else None
+            if file is None or (name, entry) in self._merged_in:
+                continue
+            if old_tree is not None and self._db.tree_entries(old_tree).get(name) == entry:
+                continue
+            reason = special_problem(file, self._db.blob(entry.sha))
+            if reason is not None:
+                raise InvalidContent(f"Invalid {file} file {shown_name(name)}: {reason}")
 
     def write_tree(self) -> str:
         """Store the content (empty directories dropped); return the tree id."""
@@ -637,6 +664,8 @@ class EditableTree:
         for edit in edits:
             if edit.conflict is None:
                 self._force_entry(edit.path, edit.entry)
+                if edit.entry is not None:
+                    self._merged_in.add((edit.path[-1], edit.entry))
             else:
                 self.force_put(edit.path, Kind.FILE, conflict_bytes(edit.conflict))
                 self.conflicts.add(edit.path)

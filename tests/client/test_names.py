@@ -6,11 +6,13 @@ passes ``git fsck --strict``."""
 
 from __future__ import annotations
 
+import errno
 import subprocess
 
 import pytest
 
 from datakit.client import (
+    BackendError,
     Connection,
     DoesNotExist,
     InvalidName,
@@ -91,3 +93,34 @@ def fsck(backend: Backend) -> None:
             check=True,
             capture_output=True,
         )
+
+
+def test_gitmodules_must_be_a_file(conn: Connection, backend: Backend) -> None:
+    """git's fsck refuses a tree whose .gitmodules (or a name NTFS or HFS+
+    opens as it) is not a blob: "non-blob found at .gitmodules"."""
+    master = conn.branch("master")
+    with master.transaction() as t:
+        for name in (".gitmodules", ".GitModules", "GITMOD~1", "gi7eba~1", ".gitmodules "):
+            with pytest.raises(InvalidName, match="must be a file"):
+                t.create_dir(name)
+            with pytest.raises(InvalidName, match="must be a file"):
+                t.make_dirs(f"{name}/sub")
+        t.create_file("GITMOD~1", b"")  # as a file it is fine
+        t.commit("files only")
+    assert head_or_fail(conn, "master").tree().read_dir("") == ["GITMOD~1"]
+    fsck(backend)
+
+
+def test_a_gitmodules_git_refuses_is_not_committed(conn: Connection, backend: Backend) -> None:
+    master = conn.branch("master")
+    with master.transaction() as t:
+        t.create_file(".gitmodules", b'[submodule "../../x"]\n\tpath = x\n\turl = https://e/x\n')
+        with pytest.raises(BackendError) as info:
+            t.commit("a submodule escaping .git/modules")
+        assert info.value.errno == errno.EINVAL
+        assert str(info.value).startswith("Invalid .gitmodules file '.gitmodules': bad submodule")
+        # The transaction is still open; fixed, it commits.
+        t.replace_file(".gitmodules", b'[submodule "x"]\n\tpath = x\n\turl = https://e/x\n')
+        t.commit("a good one")
+    assert head_or_fail(conn, "master").tree().read_dir("") == [".gitmodules"]
+    fsck(backend)

@@ -59,6 +59,14 @@ def _cases(repo: Path) -> dict[str, tuple[str, str]]:
             "runs a command",
         ),
         "gitmodules-ntfs": (gitmodules(sm + b"\turl = -x\n", b"GITMOD~1"), "bad url"),
+        # NTFS opens these as .gitmodules too: short names ~1 to ~4, and the
+        # hashed fall-back short name (git's is_ntfs_dotgitmodules).
+        "gitmodules-ntfs-3": (gitmodules(sm + b"\turl = -x\n", b"gitmod~3"), "bad url"),
+        "gitmodules-ntfs-hashed": (gitmodules(sm + b"\turl = -x\n", b"gi7eba~1"), "bad url"),
+        "gitmodules-link-ntfs": (
+            with_tree((b"120000", b"GI7EB~12", blob)),
+            ".gitmodules cannot be a symbolic link",
+        ),
         "gitmodules-dir": (with_tree((b"40000", b".gitmodules", sub)), "is not a file"),
         "gitattributes-line": (
             gitmodules(b"*" + b"x" * 3000 + b" text\n", b".gitattributes"),
@@ -126,7 +134,8 @@ def _object_files(store: Store) -> list[str]:
 CASES = [
     "gitmodules-name", "gitmodules-url", "gitmodules-url-newline", "gitmodules-path",
     "gitmodules-update",
-    "gitmodules-ntfs", "gitmodules-dir", "gitattributes-line",
+    "gitmodules-ntfs", "gitmodules-ntfs-3", "gitmodules-ntfs-hashed", "gitmodules-link-ntfs",
+    "gitmodules-dir", "gitattributes-line",
     "dotgit", "dotgit-case", "dotgit-ntfs", "dotdot", "slash", "gitmodules-link", "duplicate",
     "duplicate-dir", "unsorted", "zero-padded-mode", "bad-mode", "no-author", "bad-ident",
     "bad-email", "nul-in-header",

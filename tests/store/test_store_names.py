@@ -105,3 +105,58 @@ def test_git_fsck_accepts_what_we_accept(tmp_path, name: bytes) -> None:
 
 def test_git_fsck_refuses_a_gitmodules_symlink(tmp_path) -> None:
     assert _fsck_tree_with(tmp_path, b".gitmodules", b"120000").returncode != 0
+
+
+# Every name NTFS opens as .gitmodules, as git's is_ntfs_dotgitmodules knows
+# them: the 8.3 short names gitmod~1 to ~4 and the hashed fall-back gi7eba~N
+# (cut before a '~' and digits to 8 characters), also after a backslash.
+SYMLINK_REFUSED = [
+    b"gitmod~2",
+    b"GITMOD~4",
+    b"gitmod~3. .",
+    b"gitmod~2:stream",
+    b"gi7eba~1",
+    b"GI7EBA~9",
+    b"gi7eb~12",
+    b"gi7e~123 ",
+    b"a\\gitmod~4",
+    b".gitmodules:x",
+    b"~1234567",  # the hashed short name cut to nothing before the '~'
+    b"g~123456",
+]
+# ... and names that only look alike, which git stores as symlinks.
+SYMLINK_ACCEPTED = [
+    b"gitmod~5",
+    b"gitmod~10",
+    b"gi7eba~0",
+    b"gi7ebax~1",
+    b".gitmodules\\x",
+    b"gitmod~1\\x",
+    b".gitmodulesx",
+]
+
+
+@pytest.mark.parametrize("name", SYMLINK_REFUSED)
+def test_symlink_names_git_refuses_are_refused(tmp_path, name: bytes) -> None:
+    assert _fsck_tree_with(tmp_path, name, b"120000").returncode != 0
+    with pytest.raises(InvalidName, match="symbolic link"):
+        check_name(name, symlink=True)
+    check_name(name)  # as a file it is fine
+
+
+@pytest.mark.parametrize("name", SYMLINK_ACCEPTED)
+def test_symlink_names_git_accepts_are_accepted(tmp_path, name: bytes) -> None:
+    result = _fsck_tree_with(tmp_path, name, b"120000")
+    assert result.returncode == 0, result.stderr
+    check_name(name, symlink=True)
+
+
+@pytest.mark.parametrize("name", [b".gitmodules", b".GITMODULES", b"gitmod~2", b"gi7eba~1"])
+def test_gitmodules_may_not_be_a_directory(tmp_path, name: bytes) -> None:
+    repo = init_bare(tmp_path / "r.git")
+    sub = literal_tree(repo, [(b"100644", b"f", blob(repo, b"x"))])
+    commit_tree(repo, literal_tree(repo, [(b"40000", name, sub)]), "t", branch="m")
+    result = subprocess.run(["git", "-C", str(repo), "fsck", "--strict"], capture_output=True)
+    assert b"non-blob found at .gitmodules" in result.stderr
+    with pytest.raises(InvalidName, match="must be a file"):
+        check_name(name, directory=True)

@@ -15,7 +15,7 @@ import trio
 from datakit import __version__, metrics
 from datakit.server import EndpointError, Limits, parse_endpoints, serve_9p
 from datakit.server.accept import default_max_connections, raise_fd_limit
-from datakit.server.endpoints import Endpoint, remove_socket_file, socket_file_id
+from datakit.server.endpoints import Endpoint, is_decimal, remove_socket_file, socket_file_id
 from datakit.server.serve import bind_each, bound_address
 from datakit.store import Limits as StoreLimits
 from datakit.store import RemotePolicy
@@ -110,7 +110,7 @@ def parse_host_port(text: str) -> tuple[str, int]:
     if not sep:
         host = "0.0.0.0"
     host = host.strip("[]") or "0.0.0.0"
-    if not port.isdigit() or not 0 <= int(port) <= 65535:
+    if not is_decimal(port) or not 0 <= int(port) <= 65535:
         raise UsageError(f"--listen-prometheus {text!r}: use PORT or HOST:PORT")
     return host, int(port)
 

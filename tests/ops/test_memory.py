@@ -211,3 +211,58 @@ def test_a_big_commit_does_not_hold_up_other_connections(tmp_path: Path) -> None
         reply = c.receive()
         assert isinstance(reply, ninep.Rwrite), reply
         assert c.stat("branch/master/ro/big").length == 256 * MiB
+
+
+def test_many_large_files_in_transactions_never_starve_others_of_descriptors(
+    tmp_path: Path,
+) -> None:
+    """Each file past the spill threshold lives in a temporary file: a client
+    making hundreds of them (sparse, so cheap) must not take every descriptor
+    the server has, or nobody else could connect or commit."""
+    limit = 256
+    args = ("--git", str(tmp_path / "repo"), "--spill-threshold", "64K")
+    with datakit_process(*args, nofile=(limit, limit)) as (port, _, _proc):
+        address = f"tcp://127.0.0.1:{port}"
+        with Client.connect(address, msize=MiB, timeout=60) as hog:
+            open_transaction(hog)
+            refused = None
+            for i in range(limit * 2):
+                hog.create(f"{TX}/rw/f{i}")
+                fid = hog.open(f"{TX}/rw/f{i}", 1)
+                try:
+                    hog.write_fid(fid, b"x", MiB)  # past the threshold: a temporary file
+                except RemoteError as exc:
+                    refused = exc
+                    break
+                finally:
+                    hog.clunk(fid)
+            assert refused is not None, "a temporary file per file, without bound"
+            assert refused.errno == E.ENOSPC, refused.message
+            assert "Internal error" not in refused.message
+            # Everyone else still connects and commits.
+            with Client.connect(address, timeout=30) as other:
+                other.mkdir("branch/other")
+                other.mkdir("branch/other/transactions/t")
+                other.create("branch/other/transactions/t/rw/a", b"hello")
+                other.write("branch/other/transactions/t/ctl", b"commit", truncate=False)
+                assert other.read("branch/other/ro/a") == b"hello"
+            commit(hog)  # and the files made before the refusal are all kept
+            assert hog.stat(f"branch/master/ro/f{i - 1}").length == MiB + 1
+
+
+def test_many_files_below_the_spill_threshold_share_one_memory_budget() -> None:
+    """Each file stays below the threshold, together they are far past it:
+    past the memory budget (256 MiB by default) new growth goes to temporary files."""
+    with server() as (c, pid):
+        open_transaction(c)
+        base = vm_kib(pid, "VmHWM")
+        chunk = b"m" * (MiB - 64)
+        for i in range(96):  # 96 files of 6 MiB, each below the 8 MiB threshold
+            name = f"{TX}/rw/f{i}"
+            c.create(name)
+            fid = c.open(name, 1)
+            for k in range(6):
+                c.write_fid(fid, chunk, k * MiB)
+            c.clunk(fid)
+        assert c.stat(f"{TX}/rw/f95").length == 5 * MiB + len(chunk)
+        assert (vm_kib(pid, "VmHWM") - base) * 1024 < 400 * MiB

@@ -196,6 +196,7 @@ async def serve(
         except (OSError, UnicodeError) as exc:  # UnicodeError: IDNA refused the host name
             for listener in listeners:
                 await listener.aclose()
+            _remove_sockets(config.endpoints, socket_files)
             reason = exc.strerror if isinstance(exc, OSError) else "invalid host name"
             raise StartupError(
                 f"Failed to listen for Prometheus on {host}:{port}: {reason or exc}"
@@ -231,8 +232,12 @@ async def serve(
             task_status.started()
     finally:
         # On a clean shutdown (SIGTERM, Ctrl-C) the Unix sockets go too.
-        for endpoint, file_id in zip(config.endpoints, socket_files, strict=True):
-            remove_socket_file(endpoint, file_id)
+        _remove_sockets(config.endpoints, socket_files)
+
+
+def _remove_sockets(endpoints: list[Endpoint], file_ids: list[tuple[int, int] | None]) -> None:
+    for endpoint, file_id in zip(endpoints, file_ids, strict=True):
+        remove_socket_file(endpoint, file_id)
 
 
 def _open_store(path: str, limits: StoreLimits) -> Store:

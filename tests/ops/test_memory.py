@@ -266,3 +266,29 @@ def test_many_files_below_the_spill_threshold_share_one_memory_budget() -> None:
             c.clunk(fid)
         assert c.stat(f"{TX}/rw/f95").length == 5 * MiB + len(chunk)
         assert (vm_kib(pid, "VmHWM") - base) * 1024 < 400 * MiB
+
+
+def test_opening_a_blob_bigger_than_the_cache_does_not_hold_up_others(tmp_path: Path) -> None:
+    """The first open of a blob bigger than the cache inflates it into a
+    temporary file (a GiB takes a while): in a worker thread, so another
+    connection is answered before the open is."""
+    from datakit import ninep
+
+    with server("--git", str(tmp_path / "repo")) as (c, _):
+        port = c.sock.getpeername()[1]
+        open_transaction(c)
+        c.create(f"{TX}/rw/big")
+        fid = c.open(f"{TX}/rw/big", 1)
+        c.write_fid(fid, b"end", 1 << 30)
+        c.clunk(fid)
+        commit(c)
+        with Client.connect(f"tcp://127.0.0.1:{port}", timeout=60) as other:
+            big = c.walk("branch/master/ro/big")
+            c.send(ninep.Topen(tag=c.next_tag(), fid=big, mode=ninep.OREAD))
+            assert c.receive_within(0.1) is None  # inflating: no reply yet
+            assert "branch" in other.ls()  # others are served meanwhile
+            waiting, _, _ = select.select([c.sock], [], [], 0)
+            assert not waiting  # and the open is still not done
+        reply = c.receive()
+        assert isinstance(reply, ninep.Ropen), reply
+        assert c.read_fid(big, 1 << 30, 10) == b"end"

@@ -164,16 +164,16 @@ def entry_attr(store: st.Store, entry: st.Entry) -> Attr:
     return Attr(kind, len(data), data.decode("utf-8", "surrogateescape"))
 
 
-# Inflating big blobs takes at most this many worker threads, so readers
-# never occupy the threads commits need.
-_INFLATERS = trio.CapacityLimiter(2)
+# Inflating or copying big blobs takes at most this many worker threads, so
+# readers and editors never occupy the threads commits need.
+COPIERS = trio.CapacityLimiter(2)
 
 
 async def open_entry(store: st.Store, entry: st.Entry) -> Handle:
     with store_errors():
         if store.reader_is_slow(entry):
             # Seconds for a GiB: on the event loop it would stall every connection.
-            reader = await trio.to_thread.run_sync(store.reader, entry, limiter=_INFLATERS)
+            reader = await trio.to_thread.run_sync(store.reader, entry, limiter=COPIERS)
         else:
             reader = store.reader(entry)
     return BlobHandle(reader)

@@ -292,3 +292,42 @@ def test_opening_a_blob_bigger_than_the_cache_does_not_hold_up_others(tmp_path: 
         reply = c.receive()
         assert isinstance(reply, ninep.Ropen), reply
         assert c.read_fid(big, 1 << 30, 10) == b"end"
+
+
+@pytest.mark.parametrize("change", ["write", "truncate"])
+def test_the_first_change_to_a_big_committed_file_does_not_hold_up_others(
+    tmp_path: Path, change: str
+) -> None:
+    """Changing a committed big file in a transaction copies its blob into a
+    temporary file first (a GiB takes a while): in a worker thread, so other
+    connections are answered before the change is."""
+    from datakit import ninep
+
+    with server("--git", str(tmp_path / "repo")) as (c, _):
+        port = c.sock.getpeername()[1]
+        open_transaction(c)
+        c.create(f"{TX}/rw/big")
+        fid = c.open(f"{TX}/rw/big", 1)
+        c.write_fid(fid, b"end", 1 << 30)
+        c.clunk(fid)
+        commit(c)
+        open_transaction(c)
+        with Client.connect(f"tcp://127.0.0.1:{port}", timeout=60) as other:
+            fid = c.open(f"{TX}/rw/big", 1)
+            if change == "write":
+                c.send(ninep.Twrite(tag=c.next_tag(), fid=fid, offset=0, data=b"start"))
+            else:
+                cls, fields = c._truncate_request(fid, (1 << 30) + 2)
+                c.send(cls(tag=c.next_tag(), **fields))
+            assert c.receive_within(0.1) is None  # copying: no reply yet
+            assert "branch" in other.ls()  # others are served meanwhile
+            waiting, _, _ = select.select([c.sock], [], [], 0)
+            assert not waiting  # and the change is still not done
+        reply = c.receive()
+        assert not isinstance(reply, ninep.Rerror | ninep.Rlerror), reply
+        c.clunk(fid)
+        fid = c.open(f"{TX}/rw/big")
+        expected = b"start" if change == "write" else b"\0\0\0\0\0"
+        assert c.read_fid(fid, 0, 5) == expected
+        assert c.read_fid(fid, 1 << 30, 10) == (b"end" if change == "write" else b"en")
+        c.clunk(fid)

@@ -117,12 +117,14 @@ def parse_host_port(text: str) -> tuple[str, int]:
 
 async def _serve_until_signal(config: ServeConfig) -> None:
     # SIGTERM (docker stop, systemd) stops the server like Ctrl-C: as PID 1 in a
-    # container it would otherwise be ignored until the SIGKILL.
+    # container it would otherwise be ignored until the SIGKILL. SIGHUP (the
+    # terminal went away) too: by default it kills at once, leaving the Unix
+    # socket behind and maybe a ref update half done.
     async with trio.open_nursery() as nursery:
-        with trio.open_signal_receiver(signal.SIGTERM) as signals:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGHUP) as signals:
             await nursery.start(serve, config)
-            async for _ in signals:
-                log.info("SIGTERM: shutting down")
+            async for signum in signals:
+                log.info("%s: shutting down", signal.Signals(signum).name)
                 nursery.cancel_scope.cancel()
                 break
 

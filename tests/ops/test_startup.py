@@ -51,7 +51,7 @@ def wait_for_socket(path: Path, timeout: float = 30) -> None:
         time.sleep(0.05)
 
 
-@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
 def test_startup_lines_and_socket_removed_on_shutdown(tmp_path: Path, stop: int) -> None:
     sock = tmp_path / "dk.sock"
     port, mport = free_port(), free_port()

@@ -85,14 +85,19 @@ def _bytes(text: str) -> int:
     return value
 
 
+def _decimal(text: str) -> bool:
+    # Not str.isdigit() alone: it also accepts digits int() refuses ("\u00b2").
+    return text.isascii() and text.isdigit()
+
+
 def _positive(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
+    if not _decimal(text) or int(text) < 1:
         raise argparse.ArgumentTypeError(f"not a positive number: {text!r}")
     return int(text)
 
 
 def _port(text: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= 65535:
+    if not _decimal(text) or not 1 <= int(text) <= 65535:
         raise argparse.ArgumentTypeError(f"not a port number (1-65535): {text!r}")
     return int(text)
 

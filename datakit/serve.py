@@ -15,7 +15,7 @@ import trio
 from datakit import __version__, metrics
 from datakit.server import EndpointError, Limits, parse_endpoints, serve_9p
 from datakit.server.accept import default_max_connections, raise_fd_limit
-from datakit.server.endpoints import Endpoint, remove_socket_file, socket_file_id
+from datakit.server.endpoints import Endpoint, is_decimal, remove_socket_file, socket_file_id
 from datakit.server.serve import bind_each, bound_address
 from datakit.store import Limits as StoreLimits
 from datakit.store import RemotePolicy
@@ -110,19 +110,21 @@ def parse_host_port(text: str) -> tuple[str, int]:
     if not sep:
         host = "0.0.0.0"
     host = host.strip("[]") or "0.0.0.0"
-    if not port.isdigit() or not 0 <= int(port) <= 65535:
+    if not is_decimal(port) or not 0 <= int(port) <= 65535:
         raise UsageError(f"--listen-prometheus {text!r}: use PORT or HOST:PORT")
     return host, int(port)
 
 
 async def _serve_until_signal(config: ServeConfig) -> None:
     # SIGTERM (docker stop, systemd) stops the server like Ctrl-C: as PID 1 in a
-    # container it would otherwise be ignored until the SIGKILL.
+    # container it would otherwise be ignored until the SIGKILL. SIGHUP (the
+    # terminal went away) too: by default it kills at once, leaving the Unix
+    # socket behind and maybe a ref update half done.
     async with trio.open_nursery() as nursery:
-        with trio.open_signal_receiver(signal.SIGTERM) as signals:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGHUP) as signals:
             await nursery.start(serve, config)
-            async for _ in signals:
-                log.info("SIGTERM: shutting down")
+            async for signum in signals:
+                log.info("%s: shutting down", signal.Signals(signum).name)
                 nursery.cancel_scope.cancel()
                 break
 
@@ -196,6 +198,7 @@ async def serve(
         except (OSError, UnicodeError) as exc:  # UnicodeError: IDNA refused the host name
             for listener in listeners:
                 await listener.aclose()
+            _remove_sockets(config.endpoints, socket_files)
             reason = exc.strerror if isinstance(exc, OSError) else "invalid host name"
             raise StartupError(
                 f"Failed to listen for Prometheus on {host}:{port}: {reason or exc}"
@@ -231,8 +234,12 @@ async def serve(
             task_status.started()
     finally:
         # On a clean shutdown (SIGTERM, Ctrl-C) the Unix sockets go too.
-        for endpoint, file_id in zip(config.endpoints, socket_files, strict=True):
-            remove_socket_file(endpoint, file_id)
+        _remove_sockets(config.endpoints, socket_files)
+
+
+def _remove_sockets(endpoints: list[Endpoint], file_ids: list[tuple[int, int] | None]) -> None:
+    for endpoint, file_id in zip(endpoints, file_ids, strict=True):
+        remove_socket_file(endpoint, file_id)
 
 
 def _open_store(path: str, limits: StoreLimits) -> Store:

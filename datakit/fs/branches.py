@@ -135,7 +135,8 @@ class BranchDir(Directory):
             "transactions": self.transactions,
             "watch": WatchDir("watch", self, ()),
             "head.live": StreamFile("head.live", cell, render_head, on_reader=_count_reader),
-            "fast-forward": CommandFile("fast-forward", self._fast_forward),
+            # A durable ref update: a worker thread, maybe waiting on a lock.
+            "fast-forward": CommandFile("fast-forward", self._fast_forward, may_block=True),
             "reflog": ReflogFile("reflog", self),
             "head": StatusFile("head", lambda: render_head(store.head(name))),
             "diff": DiffDir(store, lambda: t.sha if (t := head_tree()) else None),

@@ -19,6 +19,7 @@ _ERRNO: list[tuple[type[Exception], int]] = [
     (st.AlreadyExists, E.EEXIST),
     (st.InvalidOffset, E.EINVAL),
     (st.FileTooLarge, E.EFBIG),
+    (st.NoSpace, E.ENOSPC),
     (st.InvalidHash, E.EINVAL),
     (st.NotFastForward, E.EINVAL),
     (st.MergeConflict, E.EINVAL),

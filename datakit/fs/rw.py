@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import errno as E
 
+import trio
+
 from datakit import store as st
 from datakit.fs.errors import store_errors
-from datakit.fs.treeview import KINDS
+from datakit.fs.treeview import COPIERS, KINDS
 from datakit.vfs import Attr, Directory, File, FsError, Handle, Kind, Node
 from datakit.vfs import errors as fserr
 
@@ -144,8 +146,21 @@ class RwFile(File):
         return _RwHandle(self)
 
     async def truncate(self, length: int) -> None:
+        if length:  # emptying a file (O_TRUNC) needs no copy of what it held
+            await self.copy_big_blob()
         with store_errors():
             self.rw.tree.truncate(self.path, length)
+
+    async def copy_big_blob(self) -> None:
+        """Before the first change to a big committed file, copy its blob in
+        a worker thread: seconds for a GiB, which on the event loop would
+        hold up every connection."""
+        tree = self.rw.tree
+        with store_errors():
+            sha = tree.big_blob_to_copy(self.path)
+            if sha is not None:
+                copy = await trio.to_thread.run_sync(tree.copy_blob, sha, limiter=COPIERS)
+                tree.adopt_copy(self.path, sha, copy)
 
     async def chmod(self, kind: Kind, target: str | None) -> None:
         with store_errors():
@@ -163,6 +178,7 @@ class _RwHandle(Handle):
             return self._file.rw.tree.read(self._file.path, offset, count)
 
     async def write(self, offset: int, data: bytes) -> int:
+        await self._file.copy_big_blob()
         with store_errors():
             self._file.rw.tree.write(self._file.path, offset, data)
         return len(data)

@@ -96,8 +96,10 @@ class TransactionDir(Directory):
         self.rw_root = self.rw.node((), True)
         self.msg = BufferFile("msg")
         self.parents = BufferFile("parents", f"{head}\n".encode() if head else b"")
-        self.ctl = CommandFile("ctl", self._ctl)
-        self.merge_file = CommandFile("merge", self._merge)
+        # A commit or merge waits on worker threads (hashing a big file, a
+        # durable ref update) for up to seconds: never on the read loop.
+        self.ctl = CommandFile("ctl", self._ctl, may_block=True)
+        self.merge_file = CommandFile("merge", self._merge, may_block=True)
         self.origin = StaticFile("origin", b"")
         self.diff = DiffDir(store, self._rw_tree_sha)
         self.merge_views: dict[str, Node] = {}

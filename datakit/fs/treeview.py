@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import trio
+
 from datakit import store as st
 from datakit.fs.errors import store_errors
 from datakit.vfs import Attr, Directory, File, Handle, Kind, Node
@@ -109,7 +111,7 @@ class TreeFile(File):
         return entry_attr(self._view.store, self._entry())
 
     async def open(self) -> Handle:
-        return open_entry(self._view.store, self._entry())
+        return await open_entry(self._view.store, self._entry())
 
     async def truncate(self, length: int) -> None:
         # Upstream quirk kept: "truncating" to the current non-zero size is a no-op.
@@ -149,7 +151,7 @@ class BlobFile(File):
         return entry_attr(self._store, self._entry)
 
     async def open(self) -> Handle:
-        return open_entry(self._store, self._entry)
+        return await open_entry(self._store, self._entry)
 
 
 def entry_attr(store: st.Store, entry: st.Entry) -> Attr:
@@ -162,9 +164,19 @@ def entry_attr(store: st.Store, entry: st.Entry) -> Attr:
     return Attr(kind, len(data), data.decode("utf-8", "surrogateescape"))
 
 
-def open_entry(store: st.Store, entry: st.Entry) -> Handle:
+# Inflating or copying big blobs takes at most this many worker threads, so
+# readers and editors never occupy the threads commits need.
+COPIERS = trio.CapacityLimiter(2)
+
+
+async def open_entry(store: st.Store, entry: st.Entry) -> Handle:
     with store_errors():
-        return BlobHandle(store.reader(entry))
+        if store.reader_is_slow(entry):
+            # Seconds for a GiB: on the event loop it would stall every connection.
+            reader = await trio.to_thread.run_sync(store.reader, entry, limiter=COPIERS)
+        else:
+            reader = store.reader(entry)
+    return BlobHandle(reader)
 
 
 def tree_view(name: str, store: st.Store, source: Source) -> TreeDir:

@@ -12,10 +12,16 @@ from dataclasses import dataclass
 import trio
 
 DEFAULT_PORT = 5640
+MAX_FD = 2**31 - 1  # a C int
 
 
 class EndpointError(ValueError):
     pass
+
+
+def is_decimal(text: str) -> bool:
+    """Only 0-9: str.isdigit() also accepts digits int() refuses ("\u00b2")."""
+    return text.isascii() and text.isdigit()
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +57,7 @@ def parse_endpoint(text: str, default_port: int = DEFAULT_PORT) -> Endpoint:
             raise EndpointError(f"{text}: missing host; use tcp://host:port")
         if not port_text:
             return Endpoint("tcp", host=host, port=default_port)
-        if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        if not is_decimal(port_text) or not 0 <= int(port_text) <= 65535:
             raise EndpointError(f"{text}: use tcp://host:port")
         return Endpoint("tcp", host=host, port=int(port_text))
     for prefix in ("unix://", "file://"):
@@ -62,7 +68,7 @@ def parse_endpoint(text: str, default_port: int = DEFAULT_PORT) -> Endpoint:
             return Endpoint("unix", path=path)
     if text.startswith("fd://"):
         num = text[len("fd://") :]
-        if not num.isdigit():
+        if not is_decimal(num) or int(num) > MAX_FD:
             raise EndpointError(f"{text}: use fd://N")
         return Endpoint("fd", fd=int(num))
     raise EndpointError(f"{text}: invalid endpoint (use tcp://, unix:// or fd://)")
@@ -90,7 +96,11 @@ async def open_listeners(endpoint: Endpoint) -> list[trio.SocketListener]:
             raise
         return [trio.SocketListener(sock)]
     raw = socket.socket(fileno=endpoint.fd)
-    return [trio.SocketListener(trio.socket.from_stdlib_socket(raw))]
+    try:
+        return [trio.SocketListener(trio.socket.from_stdlib_socket(raw))]
+    except ValueError as exc:  # a datagram socket, or one nobody called listen() on
+        raw.detach()  # not ours to close
+        raise OSError(E.EINVAL, "not a listening stream socket") from exc
 
 
 def _remove_stale_socket(path: str) -> None:

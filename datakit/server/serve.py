@@ -10,7 +10,12 @@ from collections.abc import Callable
 import trio
 
 from datakit.server.accept import default_max_connections, serve_bounded
-from datakit.server.endpoints import Endpoint, open_listeners
+from datakit.server.endpoints import (
+    Endpoint,
+    open_listeners,
+    remove_socket_file,
+    socket_file_id,
+)
 from datakit.server.session import Limits, Session
 from datakit.vfs import Directory
 
@@ -61,6 +66,8 @@ async def bind_each(endpoints: list[Endpoint]) -> list[list[trio.SocketListener]
         except OSError as exc:
             for listener in (lst for group in bound for lst in group):
                 await listener.aclose()
+            for done in endpoints[: len(bound)]:  # a failed start leaves no socket file
+                remove_socket_file(done, socket_file_id(done))
             raise OSError(
                 exc.errno,
                 f"Failed to set up server socket listening on {endpoint}: {exc.strerror or exc}",

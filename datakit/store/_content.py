@@ -6,16 +6,27 @@ leaves nothing), where a write at a far offset is a ``pwrite`` that leaves a
 sparse hole and a truncate is an ``ftruncate``: what a client sends never
 decides how much memory the server allocates. Every size is checked against
 the configured maximum file size first (``FileTooLarge``, EFBIG).
+
+Per file is not enough: a client can make many files, each just below the
+threshold, or each past it (one descriptor per temporary file).  So the
+contents of every transaction in the process share one budget: past
+``Limits.memory_budget`` bytes in memory a growing file spills even below the
+threshold, and past ``Limits.max_temp_files`` temporary files (default: a
+quarter of the descriptor limit, the rest stays for connections and the
+store) a spill fails with ``NoSpace`` (ENOSPC) instead of taking the last
+descriptors every other client needs.
 """
 
 from __future__ import annotations
 
 import os
+import resource
 import tempfile
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from ._errors import FileTooLarge, InvalidOffset
+from ._errors import FileTooLarge, InvalidOffset, NoSpace
 
 CHUNK = 1 << 20  # streaming granularity (hashing, copying, deflating)
 
@@ -31,6 +42,11 @@ class Limits:
     max_file_size: int = 4 << 30
     # Byte budget of the blob cache shared by every reader of the store.
     cache_size: int = 64 << 20
+    # Bytes all transactions' files may hold in memory together; past it they spill.
+    memory_budget: int = 256 << 20
+    # Temporary files (descriptors) all transactions' files may hold together;
+    # None: a quarter of the soft descriptor limit.
+    max_temp_files: int | None = None
     # Where temporary files go (None: TMPDIR).
     temp_dir: str | None = None
 
@@ -39,6 +55,43 @@ class Limits:
             raise InvalidOffset(f"Negative offset {size}")
         if size > self.max_file_size:
             raise FileTooLarge()
+
+
+class _Budget:
+    """What the contents of every transaction in the process hold together."""
+
+    def __init__(self) -> None:
+        # Commits read contents from worker threads; reentrant because a garbage
+        # Content's __del__ may run (and give back) in a thread that holds it.
+        self._lock = threading.RLock()
+        self.memory = 0  # bytes in memory
+        self.files = 0  # temporary files open
+
+    def add_memory(self, delta: int) -> None:
+        with self._lock:
+            self.memory += delta
+
+    def take_file(self, limits: Limits) -> None:
+        cap = limits.max_temp_files
+        if cap is None:
+            soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+            cap = max(1, (1 << 20 if soft == resource.RLIM_INFINITY else soft) // 4)
+        with self._lock:
+            full = self.files >= cap
+            if not full:
+                self.files += 1
+        if full:  # raised outside the lock: a collection it may start calls give_file
+            raise NoSpace(
+                f"Too many large files in open transactions ({cap} temporary files); "
+                "commit or close some transactions"
+            )
+
+    def give_file(self) -> None:
+        with self._lock:
+            self.files -= 1
+
+
+BUDGET = _Budget()
 
 
 def temporary_file(limits: Limits) -> int:
@@ -52,16 +105,18 @@ def temporary_file(limits: Limits) -> int:
 class Content:
     """A growable byte string, in memory or in a temporary file."""
 
-    __slots__ = ("__weakref__", "_fd", "_limits", "_mem", "_size", "version")
+    __slots__ = ("__weakref__", "_fd", "_held", "_limits", "_mem", "_size", "version")
 
     def __init__(self, limits: Limits, data: bytes | bytearray = b"") -> None:
         self._limits = limits
         self._mem: bytearray | None = bytearray(data)
+        self._held = 0  # bytes of _mem counted in BUDGET.memory
         self._fd = -1
         self._size = len(data)
         self.version = 0  # counts changes (a blob made meanwhile is stale)
-        if self._size > limits.spill_threshold:
+        if self._needs_spill(self._size):
             self._spill()
+        self._count_memory()
 
     def __del__(self) -> None:
         self.close()
@@ -71,8 +126,25 @@ class Content:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+            BUDGET.give_file()
         self._mem = bytearray()
         self._size = 0
+        self._count_memory()
+
+    def _count_memory(self) -> None:
+        held = 0 if self._mem is None else len(self._mem)
+        if held != self._held:
+            BUDGET.add_memory(held - self._held)
+            self._held = held
+
+    def _needs_spill(self, size: int) -> bool:
+        """Whether growing to ``size`` bytes must move the content to a file."""
+        if self._mem is None:
+            return False
+        if size > self._limits.spill_threshold:
+            return True
+        growth = size - self._held
+        return growth > 0 and BUDGET.memory + growth > self._limits.memory_budget
 
     @property
     def spilled(self) -> bool:
@@ -82,7 +154,12 @@ class Content:
         return self._size
 
     def _spill(self) -> None:
-        fd = temporary_file(self._limits)
+        BUDGET.take_file(self._limits)
+        try:
+            fd = temporary_file(self._limits)
+        except BaseException:
+            BUDGET.give_file()
+            raise
         try:
             assert self._mem is not None
             view = memoryview(self._mem)
@@ -91,22 +168,25 @@ class Content:
             os.ftruncate(fd, self._size)
         except BaseException:
             os.close(fd)
+            BUDGET.give_file()
             raise
         self._fd = fd
         self._mem = None
+        self._count_memory()
 
     def write(self, offset: int, data: bytes) -> None:
         """Overwrite at ``offset``; a gap past the end reads as zeros."""
         end = offset + len(data)
         self._limits.check_size(offset)
         self._limits.check_size(end)
-        if self._mem is not None and end > self._limits.spill_threshold:
+        if self._needs_spill(end):
             self._spill()
         if self._mem is not None:
             buf = self._mem
             if offset > len(buf):
                 buf.extend(bytes(offset - len(buf)))  # bounded by the threshold
             buf[offset:end] = data
+            self._count_memory()
         else:
             view = memoryview(data)
             pos = offset
@@ -118,13 +198,14 @@ class Content:
 
     def truncate(self, length: int) -> None:
         self._limits.check_size(length)
-        if self._mem is not None and length > self._limits.spill_threshold:
+        if self._needs_spill(length):
             self._spill()
         if self._mem is not None:
             if length < len(self._mem):
                 del self._mem[length:]
             else:
                 self._mem.extend(bytes(length - len(self._mem)))
+            self._count_memory()
         else:
             os.ftruncate(self._fd, length)
         self._size = length

@@ -50,6 +50,10 @@ class FileTooLarge(StoreError):
     message = "File too large"
 
 
+class NoSpace(StoreError):
+    """The process-wide bound on transactions' temporary files is reached; ENOSPC."""
+
+
 class InvalidHash(StoreError):
     def __init__(self, text: str, detail: str) -> None:
         self.text = text

@@ -381,6 +381,7 @@ class ObjectDB:
         # the last few kept (on disk, not in memory) for the next reader.
         self._big: weakref.WeakValueDictionary[str, _BlobFile] = weakref.WeakValueDictionary()
         self._recent_big: deque[_BlobFile] = deque(maxlen=2)
+        self._inflating = threading.Lock()  # one big blob inflated at a time
         self.commits = _LRU(100_000)
         self.types = _LRU(200_000)
         self.sizes = _LRU(200_000)  # blob sizes, so `ls -l` need not inflate blobs
@@ -515,6 +516,14 @@ class ObjectDB:
     def blob_reader(self, sha: str) -> BlobReader:
         """Range reads of a blob without a private copy: through the shared
         cache if it fits the budget, else from one shared temporary file."""
+        return self._ready_reader(sha) or self._inflate_big(sha)
+
+    def blob_needs_inflating(self, sha: str) -> bool:
+        """Whether `blob_reader` would first inflate the blob into its
+        temporary file: seconds for a GiB, work for a worker thread."""
+        return self._ready_reader(sha) is None
+
+    def _ready_reader(self, sha: str) -> BlobReader | None:
         item = self.overlay.get(sha)
         if item is not None:
             if item[0] != BLOB:
@@ -532,15 +541,22 @@ class ObjectDB:
         size = self.blob_size(sha)  # from the object's header where it can
         if size <= self.blobs.budget:
             return _CachedBlob(self, sha, size)
-        fd = temporary_file(self.limits)
-        try:
-            size = self._inflate_into(sha, fd)
-        except BaseException:
-            os.close(fd)
-            raise
-        big = self._big[sha] = _BlobFile(sha, fd, size)
-        self._recent_big.append(big)
-        return big
+        return None
+
+    def _inflate_big(self, sha: str) -> BlobReader:
+        with self._inflating:  # one at a time: a second reader finds it done
+            big = self._big.get(sha)
+            if big is not None:
+                return big
+            fd = temporary_file(self.limits)
+            try:
+                size = self._inflate_into(sha, fd)
+            except BaseException:
+                os.close(fd)
+                raise
+            big = self._big[sha] = _BlobFile(sha, fd, size)
+            self._recent_big.append(big)
+            return big
 
     def _inflate_into(self, sha: str, fd: int) -> int:
         """Write the blob's content to ``fd``. A loose object, or a whole

@@ -304,12 +304,44 @@ class EditableTree:
             if reader.size <= self._db.limits.spill_threshold:
                 f.data = Content(self._db.limits, reader.read(0, reader.size))
             else:
-                content = Content(self._db.limits)
-                for chunk in self._db.blob_chunks(f.sha):  # never all of a big blob at once
-                    content.write(len(content), chunk)
-                f.data = content
+                f.data = self.copy_blob(f.sha)
         f.sha = None
         return self._edited(f)
+
+    # A first change to a big committed file copies its blob, which takes
+    # seconds for a GiB. The filesystem does that in a worker thread, off
+    # the event loop: big_blob_to_copy says whether a change would, copy_blob
+    # (which touches no tree state) makes the copy, adopt_copy installs it.
+
+    def big_blob_to_copy(self, path: Path) -> str | None:
+        node = self._find_quiet(path)
+        if not isinstance(node, _File) or node.data is not None or node.sha is None:
+            return None
+        if node.kind is Kind.GITLINK:
+            return None
+        if self._db.blob_size(node.sha) <= self._db.limits.spill_threshold:
+            return None
+        return node.sha
+
+    def copy_blob(self, sha: str) -> Content:
+        content = Content(self._db.limits)
+        try:
+            for chunk in self._db.blob_chunks(sha):  # never all of a big blob at once
+                content.write(len(content), chunk)
+        except BaseException:
+            content.close()
+            raise
+        return content
+
+    def adopt_copy(self, path: Path, sha: str, content: Content) -> None:
+        """Make `content` (copy_blob(sha)) the file's data, unless it changed meanwhile."""
+        node = self._find_quiet(path)
+        if isinstance(node, _File) and node.data is None and node.sha == sha:
+            f = self._children(self._dir_for_edit(path[:-1], create=False))[path[-1]]
+            if isinstance(f, _File) and f.data is None and f.sha == sha:
+                f.data = content
+                return
+        content.close()
 
     def _existing_file(self, path: Path) -> _File:
         node = self._find(path)
@@ -407,6 +439,8 @@ class EditableTree:
         parent = self._dir_for_edit(path[:-1], create=False)
         f = self._children(parent)[path[-1]]
         assert isinstance(f, _File)
+        if length == 0 and f.data is None and f.kind is not Kind.GITLINK:
+            f.data = bytearray()  # emptied: no need to copy what it held first
         self._mutable(f).truncate(length)
         self._clear_conflict(path)
 

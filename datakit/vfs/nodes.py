@@ -292,7 +292,8 @@ class CommandFile(File):
     """A file that runs a command on each write and keeps its output to read.
 
     `may_block`: the command waits on something other than the CPU (the
-    network), so its writes must not hold up the connection."""
+    network, a worker thread, the disk), so its writes must not hold up the
+    connection."""
 
     def __init__(
         self,

@@ -121,6 +121,13 @@ def bad_inputs(tmp: Path) -> list[tuple[list[str], int, str]]:
         (["serve", "--listen-9p", "tcp://a..b:1"], 2, "invalid host name"),
         (["serve", "--listen-9p", port, "--listen-prometheus", "a..b:1"], 2, "invalid host"),
         (["mount", "--dry-run", "-p", "99999"], 2, "--port"),
+        # Digits other than 0-9 pass str.isdigit() but not int().
+        (["serve", "--listen-9p", "tcp://127.0.0.1:\u00b2"], 2, "tcp://host:port"),
+        (["serve", "--listen-9p", "fd://\u00b2"], 2, "fd://N"),
+        (["serve", "--listen-9p", f"fd://{'9' * 30}"], 2, "fd://"),
+        (["serve", "--listen-9p", port, "--listen-prometheus", "\u00b2"], 2, "PORT"),
+        (["serve", "--max-connections", "\u00b2"], 2, "not a positive number"),
+        (["mount", "--dry-run", "-p", "\u00b2"], 2, "not a port number"),
         (["mount", "127.0.0.1", str(plain)], 1, "datakit mount"),
     ]
 
@@ -134,3 +141,24 @@ def test_bad_input_is_one_line_without_traceback(tmp_path: Path) -> None:
         assert says in lines[-1], (args, result.stderr)
         if not lines[0].startswith("usage:"):  # argparse shows the usage, then one line
             assert len(lines) == 1, (args, result.stderr)
+
+
+def test_fd_endpoint_that_is_no_listening_stream_socket_is_one_line(tmp_path: Path) -> None:
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    unbound = socket.socket()
+    with udp, unbound:
+        for sock in (udp, unbound):
+            fd = sock.fileno()
+            result = subprocess.run(
+                [sys.executable, "-m", "datakit", "serve", "--listen-9p", f"fd://{fd}"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                pass_fds=[fd],
+            )
+            assert "Traceback" not in result.stderr, result.stderr
+            assert result.returncode == 2, result.stderr
+            assert result.stderr.strip().splitlines() == [
+                f"datakit: Failed to set up server socket listening on fd://{fd}: "
+                "not a listening stream socket"
+            ], result.stderr

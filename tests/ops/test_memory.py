@@ -211,3 +211,123 @@ def test_a_big_commit_does_not_hold_up_other_connections(tmp_path: Path) -> None
         reply = c.receive()
         assert isinstance(reply, ninep.Rwrite), reply
         assert c.stat("branch/master/ro/big").length == 256 * MiB
+
+
+def test_many_large_files_in_transactions_never_starve_others_of_descriptors(
+    tmp_path: Path,
+) -> None:
+    """Each file past the spill threshold lives in a temporary file: a client
+    making hundreds of them (sparse, so cheap) must not take every descriptor
+    the server has, or nobody else could connect or commit."""
+    limit = 256
+    args = ("--git", str(tmp_path / "repo"), "--spill-threshold", "64K")
+    with datakit_process(*args, nofile=(limit, limit)) as (port, _, _proc):
+        address = f"tcp://127.0.0.1:{port}"
+        with Client.connect(address, msize=MiB, timeout=60) as hog:
+            open_transaction(hog)
+            refused = None
+            for i in range(limit * 2):
+                hog.create(f"{TX}/rw/f{i}")
+                fid = hog.open(f"{TX}/rw/f{i}", 1)
+                try:
+                    hog.write_fid(fid, b"x", MiB)  # past the threshold: a temporary file
+                except RemoteError as exc:
+                    refused = exc
+                    break
+                finally:
+                    hog.clunk(fid)
+            assert refused is not None, "a temporary file per file, without bound"
+            assert refused.errno == E.ENOSPC, refused.message
+            assert "Internal error" not in refused.message
+            # Everyone else still connects and commits.
+            with Client.connect(address, timeout=30) as other:
+                other.mkdir("branch/other")
+                other.mkdir("branch/other/transactions/t")
+                other.create("branch/other/transactions/t/rw/a", b"hello")
+                other.write("branch/other/transactions/t/ctl", b"commit", truncate=False)
+                assert other.read("branch/other/ro/a") == b"hello"
+            commit(hog)  # and the files made before the refusal are all kept
+            assert hog.stat(f"branch/master/ro/f{i - 1}").length == MiB + 1
+
+
+def test_many_files_below_the_spill_threshold_share_one_memory_budget() -> None:
+    """Each file stays below the threshold, together they are far past it:
+    past the memory budget (256 MiB by default) new growth goes to temporary files."""
+    with server() as (c, pid):
+        open_transaction(c)
+        base = vm_kib(pid, "VmHWM")
+        chunk = b"m" * (MiB - 64)
+        for i in range(96):  # 96 files of 6 MiB, each below the 8 MiB threshold
+            name = f"{TX}/rw/f{i}"
+            c.create(name)
+            fid = c.open(name, 1)
+            for k in range(6):
+                c.write_fid(fid, chunk, k * MiB)
+            c.clunk(fid)
+        assert c.stat(f"{TX}/rw/f95").length == 5 * MiB + len(chunk)
+        assert (vm_kib(pid, "VmHWM") - base) * 1024 < 400 * MiB
+
+
+def test_opening_a_blob_bigger_than_the_cache_does_not_hold_up_others(tmp_path: Path) -> None:
+    """The first open of a blob bigger than the cache inflates it into a
+    temporary file (a GiB takes a while): in a worker thread, so another
+    connection is answered before the open is."""
+    from datakit import ninep
+
+    with server("--git", str(tmp_path / "repo")) as (c, _):
+        port = c.sock.getpeername()[1]
+        open_transaction(c)
+        c.create(f"{TX}/rw/big")
+        fid = c.open(f"{TX}/rw/big", 1)
+        c.write_fid(fid, b"end", 1 << 30)
+        c.clunk(fid)
+        commit(c)
+        with Client.connect(f"tcp://127.0.0.1:{port}", timeout=60) as other:
+            big = c.walk("branch/master/ro/big")
+            c.send(ninep.Topen(tag=c.next_tag(), fid=big, mode=ninep.OREAD))
+            assert c.receive_within(0.1) is None  # inflating: no reply yet
+            assert "branch" in other.ls()  # others are served meanwhile
+            waiting, _, _ = select.select([c.sock], [], [], 0)
+            assert not waiting  # and the open is still not done
+        reply = c.receive()
+        assert isinstance(reply, ninep.Ropen), reply
+        assert c.read_fid(big, 1 << 30, 10) == b"end"
+
+
+@pytest.mark.parametrize("change", ["write", "truncate"])
+def test_the_first_change_to_a_big_committed_file_does_not_hold_up_others(
+    tmp_path: Path, change: str
+) -> None:
+    """Changing a committed big file in a transaction copies its blob into a
+    temporary file first (a GiB takes a while): in a worker thread, so other
+    connections are answered before the change is."""
+    from datakit import ninep
+
+    with server("--git", str(tmp_path / "repo")) as (c, _):
+        port = c.sock.getpeername()[1]
+        open_transaction(c)
+        c.create(f"{TX}/rw/big")
+        fid = c.open(f"{TX}/rw/big", 1)
+        c.write_fid(fid, b"end", 1 << 30)
+        c.clunk(fid)
+        commit(c)
+        open_transaction(c)
+        with Client.connect(f"tcp://127.0.0.1:{port}", timeout=60) as other:
+            fid = c.open(f"{TX}/rw/big", 1)
+            if change == "write":
+                c.send(ninep.Twrite(tag=c.next_tag(), fid=fid, offset=0, data=b"start"))
+            else:
+                cls, fields = c._truncate_request(fid, (1 << 30) + 2)
+                c.send(cls(tag=c.next_tag(), **fields))
+            assert c.receive_within(0.1) is None  # copying: no reply yet
+            assert "branch" in other.ls()  # others are served meanwhile
+            waiting, _, _ = select.select([c.sock], [], [], 0)
+            assert not waiting  # and the change is still not done
+        reply = c.receive()
+        assert not isinstance(reply, ninep.Rerror | ninep.Rlerror), reply
+        c.clunk(fid)
+        fid = c.open(f"{TX}/rw/big")
+        expected = b"start" if change == "write" else b"\0\0\0\0\0"
+        assert c.read_fid(fid, 0, 5) == expected
+        assert c.read_fid(fid, 1 << 30, 10) == (b"end" if change == "write" else b"en")
+        c.clunk(fid)

@@ -51,7 +51,7 @@ def wait_for_socket(path: Path, timeout: float = 30) -> None:
         time.sleep(0.05)
 
 
-@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
 def test_startup_lines_and_socket_removed_on_shutdown(tmp_path: Path, stop: int) -> None:
     sock = tmp_path / "dk.sock"
     port, mport = free_port(), free_port()
@@ -102,6 +102,29 @@ def test_a_socket_in_use_is_not_taken_over(tmp_path: Path) -> None:
         with Client.connect(f"unix://{sock}", timeout=10) as c:  # the first still serves
             assert "branch" in c.ls()
     assert sock.exists()  # a server that was killed cannot clean up
+
+
+@pytest.mark.parametrize(
+    "then", [["--listen-9p", "tcp://192.0.2.1:1"], ["--listen-prometheus", "192.0.2.1:9"]]
+)
+def test_a_failed_start_leaves_no_socket_file(tmp_path: Path, then: list[str]) -> None:
+    """A later address that cannot be bound stops the start: the Unix socket
+    bound just before goes too (192.0.2.1 is TEST-NET, never a local address)."""
+    sock = tmp_path / "dk.sock"
+    args = ["--listen-9p", f"unix://{sock}"]
+    if then[0] == "--listen-9p":
+        args = ["--listen-9p", f"unix://{sock},{then[1]}"]
+    else:
+        args += then
+    result = subprocess.run(
+        [sys.executable, "-m", "datakit", "serve", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "192.0.2.1" in result.stderr and "Traceback" not in result.stderr
+    assert not sock.exists()
 
 
 def test_a_file_that_is_not_a_socket_is_left_alone(tmp_path: Path) -> None:

@@ -6,10 +6,12 @@ everything else (Tflush first) is still answered."""
 from __future__ import annotations
 
 import errno
+from pathlib import Path
 
 from datakit import ninep
 from datakit.client.ninep_client import Client, ConnectionClosed
 from datakit.server.session import Limits
+from tests.ops.procs import datakit_process
 
 BOUND = Limits().max_pending
 
@@ -65,3 +67,32 @@ def test_blocked_reads_beyond_the_bound_fail_and_flush_still_works(server: str) 
             flushed.add(reply.tag)
         assert flushed == set(flushes)
         assert c.read("branch/master/head") == b"\n"
+
+
+def test_a_long_commit_never_stops_the_read_loop(tmp_path: Path) -> None:
+    """A commit hashing a big file waits on a worker thread for seconds: the
+    other requests on its connection (a kernel mount multiplexes every
+    process on one) and a Tflush are answered meanwhile, not after it."""
+    tx = "branch/master/transactions/t"
+    with datakit_process("--git", str(tmp_path / "repo")) as (port, _, _proc):
+        with Client.connect(f"tcp://127.0.0.1:{port}", timeout=60) as c:
+            c.mkdir("branch/master")
+            c.mkdir(tx)
+            c.create(f"{tx}/rw/big")
+            fid = c.open(f"{tx}/rw/big", ninep.OWRITE)
+            c.write_fid(fid, b"end", 1 << 30)  # sparse: hashing 1 GiB takes seconds
+            c.clunk(fid)
+            ctl = c.open(f"{tx}/ctl", ninep.OWRITE)
+            commit_tag, stat_tag, flush_tag = c.next_tag(), c.next_tag(), c.next_tag()
+            c.send(ninep.Twrite(tag=commit_tag, fid=ctl, offset=0, data=b"commit"))
+            c.send(ninep.Tstat(tag=stat_tag, fid=c.root))
+            c.send(ninep.Tflush(tag=flush_tag, oldtag=c.next_tag()))  # of nothing pending
+            order = []
+            while commit_tag not in order:
+                reply = c.receive_within(120)
+                assert reply is not None, f"stalled after {order}"
+                assert not isinstance(reply, ninep.Rerror), reply
+                order.append(reply.tag)  # type: ignore[attr-defined]
+            assert order == [stat_tag, flush_tag, commit_tag]
+            c.clunk(ctl)
+            assert c.stat("branch/master/ro/big").length == (1 << 30) + 3

@@ -150,3 +150,28 @@ def test_a_file_changed_while_its_blob_was_staged_is_written_again(tmp_path: Pat
     s.set_head("master", s.make_commit(tree.sha, [], b"m"), expected=None)
     s.close()
     run_git("fsck", "--strict", cwd=tmp_path / "r.git")  # the stale blob is a valid object too
+
+
+def test_all_contents_share_one_memory_budget_and_temporary_file_bound() -> None:
+    from datakit.store import NoSpace
+    from datakit.store._content import BUDGET
+
+    memory, files = BUDGET.memory, BUDGET.files  # of contents other tests left alive
+    limits = Limits(spill_threshold=1024, memory_budget=memory + 3000, max_temp_files=files + 2)
+    small = [Content(limits, b"x" * 1000) for _ in range(3)]  # 3000 bytes: the budget
+    assert not any(c.spilled for c in small)
+    grown = Content(limits, b"y")
+    grown.write(1, b"y")  # below the threshold, past the budget: a file
+    assert grown.spilled and grown.getvalue() == b"yy"
+    far = Content(limits)
+    far.write(1 << 20, b"z")  # past the threshold: the second file
+    with pytest.raises(NoSpace):
+        Content(limits).truncate(4096)  # a third is refused
+    assert BUDGET.files == files + 2
+    for c in [*small, grown, far]:
+        c.close()
+    assert (BUDGET.memory, BUDGET.files) == (memory, files)
+    again = Content(limits, b"x" * 1000)  # room again, in memory
+    assert not again.spilled
+    del again
+    assert BUDGET.memory == memory

@@ -16,7 +16,7 @@ from dulwich import client as dc
 from dulwich.protocol import Protocol
 
 from ._errors import FetchError
-from ._transport import FetchGuard, scheme_of
+from ._transport import FetchGuard, check_url, scheme_of, shown_url
 
 _GIT_PORT = 9418
 
@@ -25,12 +25,17 @@ def open_client(url: str, guard: FetchGuard) -> tuple[dc.GitClient, str]:
     """A client for ``url`` and the path to give it; FetchError if the
     guard's policy does not allow the URL's scheme."""
     policy = guard.policy
+    shown_as = shown_url(url)
+    try:
+        check_url(url)
+    except ValueError as exc:
+        raise FetchError(f"error: cannot fetch {shown_as}: {exc}") from None
     scheme = scheme_of(url)
     if scheme not in policy.schemes:
         shown = "local paths and file://" if scheme == "file" else f"{scheme}://"
         allowed = ",".join(sorted(policy.schemes)) or "none"
         raise FetchError(
-            f"error: cannot fetch {url}: {shown} remotes are not allowed by this server "
+            f"error: cannot fetch {shown_as}: {shown} remotes are not allowed by this server "
             f"(allowed: {allowed}; see datakit serve --remote-schemes)"
         )
     parts = urlsplit(url)
@@ -38,13 +43,13 @@ def open_client(url: str, guard: FetchGuard) -> tuple[dc.GitClient, str]:
         return LocalClient(guard), parts.path if url.startswith("file://") else url
     if scheme == "git":
         if not parts.hostname:
-            raise FetchError(f"error: cannot fetch {url}: no host in the URL")
+            raise FetchError(f"error: cannot fetch {shown_as}: no host in the URL")
         return TcpClient(parts.hostname, parts.port, guard), parts.path
     if scheme in ("http", "https"):
         return HttpClient(url, guard), parts.path
     if scheme == "ssh":
         return _ssh_client(url, guard)
-    raise FetchError(f"error: cannot fetch {url}: unsupported URL scheme {scheme}")
+    raise FetchError(f"error: cannot fetch {shown_as}: unsupported URL scheme {scheme}")
 
 
 class TcpClient(dc.TCPGitClient):
@@ -168,10 +173,10 @@ def _ssh_client(url: str, guard: FetchGuard) -> tuple[dc.GitClient, str]:
     else:  # user@host:path
         match = re.match(r"(?:([^@/]+)@)?([^:/]+):(.*)\Z", url, re.S)
         if match is None:
-            raise FetchError(f"error: cannot fetch {url}: not an ssh address")
+            raise FetchError(f"error: cannot fetch {shown_url(url)}: not an ssh address")
         user, host, path = match.groups()
         port = None
     if not host:
-        raise FetchError(f"error: cannot fetch {url}: no host in the URL")
+        raise FetchError(f"error: cannot fetch {shown_url(url)}: no host in the URL")
     ssh = dc.SSHGitClient(host, port=port, username=user, vendor=_SshVendor(guard))
     return ssh, path

@@ -41,7 +41,7 @@ from ._clients import open_client
 from ._durable import datasync, new_temporary, write_all
 from ._errors import FetchError
 from ._fsck import BLOB, COMMIT, TYPE_NAMES, FsckError, Link, check_object, check_special
-from ._transport import FetchGuard
+from ._transport import FetchGuard, shown_url
 
 log = logging.getLogger("datakit.store")
 
@@ -92,6 +92,7 @@ def receive(
     ``pack_dir``, or the system's temporary directory); a FetchError says
     why if the branch cannot be fetched or what came is refused."""
     client, path = open_client(url, guard)
+    shown = shown_url(url)  # never the password: errors and logs show this
     want = b"refs/heads/" + branch.encode("utf-8", "surrogateescape")
     found: list[str] = []
 
@@ -144,14 +145,14 @@ def receive(
         if isinstance(exc, FetchError):
             raise
         if isinstance(exc, Refused | FsckError):
-            raise FetchError(f"error: cannot fetch {url}: {exc}") from exc
+            raise FetchError(f"error: cannot fetch {shown}: {exc}") from exc
         if isinstance(exc, Exception):
             # A remote that cannot be reached or read keeps the message of the
             # spec; a bound the guard enforced says which.
-            log.info("fetch %s failed: %r", url, exc)
+            log.info("fetch %s failed: %r", shown, exc)
             reason = _reason(exc, guard)
             raise FetchError(
-                f"error: cannot fetch {url}" + (f": {reason}" if reason else "")
+                f"error: cannot fetch {shown}" + (f": {reason}" if reason else "")
             ) from exc
         raise
     return result

@@ -28,6 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 SCHEMES = ("git", "http", "https", "ssh", "file")
 DEFAULT_SCHEMES = frozenset({"git", "http", "https"})
@@ -69,6 +70,39 @@ def scheme_of(url: str) -> str:
     if re.match(r"[^/]+:", url):
         return "ssh"
     return "file"
+
+
+_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)([^/?#]*)@")
+_SHOWN_MAX = 256
+
+
+def shown_url(url: str) -> str:
+    """``url`` as errors and logs may show it: a password replaced by
+    ``***`` (a client's error or the server's log must never carry it),
+    control characters escaped and the length bounded."""
+
+    def hide(m: re.Match[str]) -> str:
+        user, colon, _ = m.group(2).partition(":")
+        return m.group(1) + user + (":***" if colon else "") + "@"
+
+    shown = _USERINFO.sub(hide, url, count=1)
+    shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in shown)
+    return shown if len(shown) <= _SHOWN_MAX else shown[: _SHOWN_MAX - 3] + "..."
+
+
+def check_url(url: str) -> None:
+    """ValueError saying why ``url`` cannot be a remote: a control character
+    (git refuses them too), or a host, port or IPv6 address that does not
+    parse."""
+    for c in url:
+        if ord(c) < 0x20 or ord(c) == 0x7F:
+            raise ValueError(f"the URL contains a control character ({c!r})")
+    if "://" in url:
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 -- parsing it is the check
+        except ValueError as exc:
+            raise ValueError(f"malformed URL: {exc}") from None
 
 
 class FetchAborted(Exception):

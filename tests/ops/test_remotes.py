@@ -283,3 +283,39 @@ def test_remote_flags_are_checked() -> None:
         )
         assert out.returncode == 2
         assert expected in out.stderr.decode()
+
+
+def test_malformed_urls_and_credentials(tmp_path: Path) -> None:
+    """URLs a client may write are refused with a clear error, never an
+    internal one, and a password in a URL is never shown: not in the error
+    the client reads, not in the server's log (even at -vv)."""
+    log = tmp_path / "log"
+    with (
+        fake_remote(garbage) as noise,
+        open(log, "wb") as err,
+        datakit_process(
+            "-vv", "--git", str(tmp_path / "db"), "--remote-connect-timeout", "2", stderr=err
+        ) as (port, _, _),
+    ):  # fmt: skip
+        for url in (
+            "git://host:99999/x", "git://[::1", "http://[::1", "https://h:-1/x",
+            "git://h/a\nb", "http://h/\0",
+        ):  # fmt: skip
+            message = fetch_error(port, url)
+            assert message.startswith("error: cannot fetch "), message
+            assert "malformed URL" in message or "control character" in message, message
+        port_of = noise.url.split(":")[2].split("/")[0]
+        for url in (
+            f"http://user:s3cr3t@127.0.0.1:{port_of}/x",
+            f"git://user:s3cr3t@127.0.0.1:{port_of}/x",
+            "https://user:s3cr3t@127.0.0.1:1/x",
+            "http://user:s3cr3t@[::1/x",
+        ):
+            message = fetch_error(port, url)
+            assert message.startswith("error: cannot fetch "), message
+            assert "s3cr3t" not in message, message
+            assert "user:***@" in message, message
+    text = log.read_bytes()
+    assert b"fetch" in text  # the failures were logged
+    assert b"s3cr3t" not in text
+    assert b"Internal error" not in text and b"Traceback" not in text

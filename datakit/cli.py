@@ -122,6 +122,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="push every branch update to this Git remote (needs --git)",
     )
+    store.add_argument(
+        "--auto-push-timeout",
+        type=_seconds,
+        default=300.0,
+        metavar="SECONDS",
+        help="stop an auto-push that has not finished in this time, and retry it later "
+        "(default: %(default)s)",
+    )
     _add_remote_flags(serve)
     memory = serve.add_argument_group("memory (sizes in bytes, or with a K, M, G suffix)")
     memory.add_argument(

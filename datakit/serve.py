@@ -34,6 +34,7 @@ class ServeConfig:
     endpoints: list[Endpoint]
     git: str | None = None
     auto_push: str | None = None
+    auto_push_timeout: float = 300.0
     prometheus: tuple[str, int] | None = None
     max_msize: int = 1024 * 1024
     read_only: bool = False
@@ -65,6 +66,7 @@ class ServeConfig:
             endpoints=endpoints,
             git=args.git,
             auto_push=args.auto_push,
+            auto_push_timeout=args.auto_push_timeout,
             prometheus=prometheus,
             max_msize=args.max_msize,
             read_only=args.read_only,
@@ -226,7 +228,9 @@ async def serve(
                 if config.auto_push:
                     from datakit.push import AutoPusher
 
-                    pusher = AutoPusher(store, config.git or "", config.auto_push)
+                    pusher = AutoPusher(
+                        store, config.git or "", config.auto_push, timeout=config.auto_push_timeout
+                    )
                     nursery.start_soon(pusher.run)
             task_status.started()
     finally:

@@ -41,6 +41,7 @@ from ._clients import open_client
 from ._durable import datasync, new_temporary, write_all
 from ._errors import FetchError
 from ._fsck import BLOB, COMMIT, TYPE_NAMES, FsckError, Link, check_object, check_special
+from ._packsizes import PackSizeError, check_sizes
 from ._transport import FetchGuard, shown_url
 
 log = logging.getLogger("datakit.store")
@@ -139,7 +140,7 @@ def receive(
                 raise Refused("the remote sent no pack")
             result.discard()
             return result
-        _check(result, object_type, get_raw, keep_objects)
+        _check(result, object_type, get_raw, keep_objects, guard.policy.max_object)
     except BaseException as exc:
         result.discard()
         if isinstance(exc, FetchError):
@@ -181,7 +182,13 @@ def _reason(exc: Exception, guard: FetchGuard) -> str | None:
     return None
 
 
-def _check(result: Received, object_type: ObjectType, get_raw: GetRaw, keep_objects: bool) -> None:
+def _check(
+    result: Received,
+    object_type: ObjectType,
+    get_raw: GetRaw,
+    keep_objects: bool,
+    max_object: int,
+) -> None:
     assert result.pack is not None
 
     def stored(sha: bytes) -> tuple[int, bytes]:
@@ -191,6 +198,10 @@ def _check(result: Received, object_type: ObjectType, get_raw: GetRaw, keep_obje
             raise KeyError(sha)
         return found
 
+    try:
+        check_sizes(result.pack, max_object)  # before anything is inflated whole
+    except (PackSizeError, OSError) as exc:
+        raise Refused(str(exc)) from exc
     types: dict[str, int] = {}
     links: dict[str, list[Link]] = {}
     special: dict[str, tuple[str, int]] = {}  # .gitmodules and .gitattributes

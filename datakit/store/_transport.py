@@ -46,6 +46,10 @@ class RemotePolicy:
     inactivity_timeout: float = 60.0  # seconds without a byte from the remote
     max_advertisement: int = 16 * _MiB  # the refs list, held in memory
     max_pack: int = 4096 * _MiB  # the pack, streamed to a temporary file
+    # One object of the pack: each is inflated whole in memory to be checked,
+    # so this bounds the memory a fetch takes (the server sets its
+    # --max-file-size: a bigger file could not be written either).
+    max_object: int = 4096 * _MiB
 
 
 ALLOW_ALL = RemotePolicy(schemes=frozenset(SCHEMES))  # the client library's Git backend

@@ -6,12 +6,15 @@ schemes the operator allows are fetched."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import socket
+import struct
 import subprocess
 import sys
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -319,3 +322,60 @@ def test_malformed_urls_and_credentials(tmp_path: Path) -> None:
     assert b"fetch" in text  # the failures were logged
     assert b"s3cr3t" not in text
     assert b"Internal error" not in text and b"Traceback" not in text
+
+
+def _pkt(data: bytes) -> bytes:
+    return b"%04x" % (len(data) + 4) + data
+
+
+def _bomb_pack(size: int) -> tuple[str, bytes]:
+    """A pack of one blob of ``size`` zero bytes: about size / 1000 bytes."""
+    zeros = b"\0" * (1 << 20)
+    sha = hashlib.sha1(b"blob %d\0" % size)
+    packed = zlib.compressobj(9)
+    body = [b"PACK", struct.pack(">II", 2, 1)]
+    header, n = bytearray([0x30 | (size & 0x0F)]), size >> 4  # type 3: blob
+    while n:
+        header[-1] |= 0x80
+        header.append(n & 0x7F)
+        n >>= 7
+    body.append(bytes(header))
+    for _ in range(size // len(zeros)):
+        sha.update(zeros)
+        body.append(packed.compress(zeros))
+    body.append(packed.flush())
+    pack = b"".join(body)
+    return sha.hexdigest(), pack + hashlib.sha1(pack).digest()
+
+
+def test_a_decompression_bomb_is_refused_with_bounded_memory(tmp_path: Path) -> None:
+    """Point 7: a pack of 1 MiB whose one object inflates to 1 GiB is
+    refused before it is inflated (objects bigger than --max-file-size
+    cannot be fetched), and the server's memory stays small."""
+    sha, pack = _bomb_pack(1 << 30)
+    assert len(pack) < 2 << 20
+
+    def answer(conn: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            conn.recv(65536)
+            conn.sendall(_pkt(sha.encode() + b" refs/heads/master\0ofs-delta\n") + b"0000")
+            request = b""
+            while b"done" not in request:
+                request += conn.recv(65536) or b"done"
+            conn.sendall(_pkt(b"NAK\n") + pack)
+            conn.shutdown(socket.SHUT_WR)
+            conn.recv(1)
+
+    for store in (["--git", str(tmp_path / "db")], []):
+        with (
+            fake_remote(answer) as bomb,
+            datakit_process(*store, "--max-file-size", "64M") as (port, _, proc),
+        ):
+            message = fetch_error(port, bomb.url)
+            assert message == (
+                f"error: cannot fetch {bomb.url}: object 0 of the pack is larger than "
+                f"{64 << 20} bytes"
+            ), message
+            rss = _rss_kib(proc.pid)
+            assert rss < 256 * 1024, f"server uses {rss} KiB"
+    assert not [p for p in (tmp_path / "db" / "objects").rglob("*") if p.is_file()]

@@ -67,6 +67,14 @@ def _add_remote_flags(serve: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="give up a fetch whose remote sends nothing for this long (default: %(default)s)",
     )
+    remotes.add_argument(
+        "--remote-max-time",
+        type=_seconds,
+        default=3600.0,
+        metavar="SECONDS",
+        help="give up a fetch that takes longer than this in all, even if the remote "
+        "keeps sending (default: %(default)s)",
+    )
 
 
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}

@@ -102,6 +102,7 @@ def _remote_policy(args: argparse.Namespace) -> RemotePolicy:
         schemes=schemes,
         connect_timeout=args.remote_connect_timeout,
         inactivity_timeout=args.remote_timeout,
+        max_time=args.remote_max_time,
         # A fetched object is held whole to be checked: no bigger than a file.
         max_object=StoreLimits().max_file_size
         if args.max_file_size is None

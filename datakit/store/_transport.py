@@ -44,6 +44,11 @@ class RemotePolicy:
     schemes: frozenset[str] = DEFAULT_SCHEMES
     connect_timeout: float = 10.0  # seconds to connect (and to the first byte)
     inactivity_timeout: float = 60.0  # seconds without a byte from the remote
+    # The whole fetch: a remote that drips a byte now and then is never
+    # inactive for long, and a rate cannot tell it from git's keep-alives
+    # (a few bytes every 5 s while a big pack is prepared): only a deadline
+    # ends it.
+    max_time: float = 3600.0
     max_advertisement: int = 16 * _MiB  # the refs list, held in memory
     max_pack: int = 4096 * _MiB  # the pack, streamed to a temporary file
     # One object of the pack: each is inflated whole in memory to be checked,
@@ -124,6 +129,7 @@ class FetchGuard:
         self._on_abort: list[Callable[[], object]] = []
         self._timeout = policy.connect_timeout
         self._last = time.monotonic()
+        self._deadline = self._last + policy.max_time
         self._connected = False
         self._count = 0
         self._limit = policy.max_advertisement
@@ -187,6 +193,7 @@ class FetchGuard:
     @contextlib.contextmanager
     def watching(self) -> Iterator[None]:
         self._last = time.monotonic()  # the fetch may have waited for a thread
+        self._deadline = self._last + self.policy.max_time
         watchdog = threading.Thread(target=self._watch, name="fetch-watchdog", daemon=True)
         watchdog.start()
         try:
@@ -201,14 +208,18 @@ class FetchGuard:
 
     def _watch(self) -> None:
         while True:
-            left = self._last + self._timeout - time.monotonic()
+            now = time.monotonic()
+            if now >= self._deadline:
+                self.abort(f"the fetch took more than {self.policy.max_time:g} s")
+                return
+            left = self._last + self._timeout - now
             if left <= 0:
                 if self._connected:
                     self.abort(f"no data from the remote for {self._timeout:g} s")
                 else:
                     self.abort(f"no answer from the remote within {self._timeout:g} s")
                 return
-            if self._done.wait(left):
+            if self._done.wait(min(left, self._deadline - now)):
                 return
 
     def explain(self, exc: BaseException) -> str | None:

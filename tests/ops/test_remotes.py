@@ -379,3 +379,28 @@ def test_a_decompression_bomb_is_refused_with_bounded_memory(tmp_path: Path) -> 
             rss = _rss_kib(proc.pid)
             assert rss < 256 * 1024, f"server uses {rss} KiB"
     assert not [p for p in (tmp_path / "db" / "objects").rglob("*") if p.is_file()]
+
+
+def drip(conn: socket.socket) -> None:
+    """A remote that sends one byte of a never-ending ref line every 0.2 s:
+    never inactive for long, never done."""
+    with contextlib.suppress(OSError):
+        conn.sendall(b"ffff")
+        while True:
+            conn.sendall(b"a")
+            time.sleep(0.2)
+
+
+def test_a_dripping_remote_ends_at_the_time_limit(tmp_path: Path) -> None:
+    """Point 6: the inactivity timeout counts from the last byte, so a
+    remote dripping bytes would hold a fetch forever; --remote-max-time
+    bounds the whole fetch."""
+    with (
+        fake_remote(drip) as dripping,
+        datakit_process("--remote-timeout", "2", "--remote-max-time", "3") as (port, _, _),
+    ):
+        start = time.monotonic()
+        message = fetch_error(port, dripping.url)
+        assert message == f"error: cannot fetch {dripping.url}: the fetch took more than 3 s"
+        assert time.monotonic() - start < 30
+        wait_until(lambda: dripping.closed_by_peer() == 1, "the fetch closes its connection")

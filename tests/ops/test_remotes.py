@@ -6,6 +6,7 @@ schemes the operator allows are fetched."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import socket
@@ -404,3 +405,21 @@ def test_a_dripping_remote_ends_at_the_time_limit(tmp_path: Path) -> None:
         assert message == f"error: cannot fetch {dripping.url}: the fetch took more than 3 s"
         assert time.monotonic() - start < 30
         wait_until(lambda: dripping.closed_by_peer() == 1, "the fetch closes its connection")
+
+
+def test_remote_names_follow_the_name_rule() -> None:
+    """A remote is a directory under remotes/: names a tree could not hold
+    (".", "..", NUL, too long) are refused there too (EINVAL, ENAMETOOLONG),
+    by mkdir and by rename, and nothing is made."""
+    with datakit_process() as (port, _, _), Client.connect(f"tcp://127.0.0.1:{port}") as c:
+        c.mkdir("remotes/origin")
+        for name in (".", "..", "a\0b", ".git"):
+            for make in (c.mkdir, lambda path: c.rename("remotes/origin", path[1])):
+                with pytest.raises(RemoteError) as e:
+                    make(("remotes", name))
+                assert e.value.errno == errno.EINVAL, (name, e.value)
+                assert "Invalid name" in e.value.message
+        with pytest.raises(RemoteError) as e:
+            c.mkdir(("remotes", "x" * 300))
+        assert e.value.errno == errno.ENAMETOOLONG
+        assert c.ls("remotes") == ["origin"]

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 import urllib3
 from dulwich import client as dc
+from dulwich.errors import GitProtocolError
 from dulwich.protocol import Protocol
 
 from ._errors import FetchError
@@ -141,6 +142,14 @@ class HttpClient(dc.Urllib3HttpGitClient):
         self.pool_manager.connection_pool_kw["retries"] = urllib3.Retry(
             total=None, connect=0, read=0, status=0, other=0, redirect=5
         )
+
+    def _discover_references(self, *args: Any, **kwargs: Any) -> Any:
+        found = super()._discover_references(*args, **kwargs)
+        if self.dumb:
+            # Static files: dulwich would then read every object (and whole
+            # packs) into memory, unbounded by the checks a pack gets.
+            raise GitProtocolError("not git's smart HTTP protocol (dumb HTTP is not supported)")
+        return found
 
     def _http_request(self, *args: Any, **kwargs: Any) -> Any:
         self.guard.check()

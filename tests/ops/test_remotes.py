@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import hashlib
+import http.server
 import os
 import socket
 import struct
@@ -423,3 +425,37 @@ def test_remote_names_follow_the_name_rule() -> None:
             c.mkdir(("remotes", "x" * 300))
         assert e.value.errno == errno.ENAMETOOLONG
         assert c.ls("remotes") == ["origin"]
+
+
+def test_dumb_http_is_refused(tmp_path: Path) -> None:
+    """Point 7: a web server that is not git's smart HTTP (static files:
+    "dumb" HTTP) makes a fetch read every object whole, uncounted: one
+    loose object of 1 MiB inflating to 1 GiB cost as much memory. Only the
+    smart protocol, whose pack is checked with bounded memory, is spoken."""
+    sha = "1" * 40
+    (tmp_path / "info").mkdir()
+    (tmp_path / "info" / "refs").write_text(f"{sha}\trefs/heads/master\n")
+    (tmp_path / "objects" / "info").mkdir(parents=True)
+    (tmp_path / "objects" / "info" / "packs").write_text("")
+    bomb = zlib.compressobj(9)
+    zeros = b"\0" * (1 << 20)
+    loose = [bomb.compress(b"blob %d\0" % (1 << 30))]
+    loose += [bomb.compress(zeros) for _ in range(1024)]
+    (tmp_path / "objects" / sha[:2]).mkdir()
+    (tmp_path / "objects" / sha[:2] / sha[2:]).write_bytes(b"".join(loose) + bomb.flush())
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    web = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=web.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{web.server_address[1]}/"
+    try:
+        with datakit_process() as (port, _, proc):
+            message = fetch_error(port, url)
+            rss = _rss_kib(proc.pid)
+            assert rss < 256 * 1024, f"server uses {rss} KiB"
+            assert message == (
+                f"error: cannot fetch {url}: bad answer from the remote: "
+                "not git's smart HTTP protocol (dumb HTTP is not supported)"
+            ), message
+    finally:
+        web.shutdown()
+        web.server_close()

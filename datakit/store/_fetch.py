@@ -176,7 +176,10 @@ def _reason(exc: Exception, guard: FetchGuard) -> str | None:
         cause = cause.__cause__ or cause.__context__
     if isinstance(exc, GitProtocolError) and not isinstance(exc, HangupException):
         text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        return f"bad answer from the remote: {text[:200]}"
+        # The remote's own words: no control character reaches the client's
+        # terminal (an escape sequence, NUL), as git shows them: "?".
+        text = "".join(c if c.isprintable() else "?" for c in text[:200])
+        return f"bad answer from the remote: {text}"
     if isinstance(exc, ValueError | KeyError | IndexError | UnicodeError):  # dulwich's parsers
         return "bad answer from the remote: not the git protocol"
     return None

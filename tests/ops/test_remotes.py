@@ -459,3 +459,59 @@ def test_dumb_http_is_refused(tmp_path: Path) -> None:
     finally:
         web.shutdown()
         web.server_close()
+
+
+def test_a_fetch_flushed_mid_pack_leaves_nothing(tmp_path: Path) -> None:
+    """Point 6: a fetch flushed while the pack arrives, or whose client
+    disconnects then, leaves no temporary file and nothing stored."""
+    sha, pack = _bomb_pack(1 << 20)
+
+    def half_a_pack(conn: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            conn.recv(65536)
+            conn.sendall(_pkt(sha.encode() + b" refs/heads/master\0ofs-delta\n") + b"0000")
+            request = b""
+            while b"done" not in request:
+                request += conn.recv(65536) or b"done"
+            conn.sendall(_pkt(b"NAK\n") + pack[: len(pack) // 2])
+            conn.recv(1)  # until the fetching side closes
+
+    db = tmp_path / "db"
+    with (
+        fake_remote(half_a_pack) as remote,
+        datakit_process("--git", str(db), "--remote-timeout", "3600") as (port, _, _),
+    ):
+        for way in ("flush", "disconnect"):
+            c = Client.connect(f"tcp://127.0.0.1:{port}")
+            c.mkdir("remotes/r")
+            c.write("remotes/r/url", remote.url.encode())
+            fid = c.open("remotes/r/fetch", ninep.OWRITE)
+            tag = start(c, ninep.Twrite, fid=fid, offset=0, data=b"master")
+            wait_until(
+                lambda: any(p.is_file() for p in (db / "objects").rglob("tmp_*")),
+                "the pack is being received",
+            )
+            if way == "flush":
+                cancel(c, tag)
+            c.close()
+            wait_until(
+                lambda: not [p for p in (db / "objects").rglob("*") if p.is_file()],
+                f"the {way} removes the temporary pack",
+            )
+
+
+def test_the_remotes_words_reach_the_client_without_control_characters(tmp_path: Path) -> None:
+    """An "ERR" line of the remote is shown in the fetch's error, but its
+    control characters (a terminal escape, NUL) are not: the error goes to
+    the client's terminal and log, as git shows them ("?")."""
+
+    def refusing(conn: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            conn.recv(65536)
+            conn.sendall(_pkt(b"ERR \x1b[2Jaccess \x00denied\r\n"))
+
+    with fake_remote(refusing) as remote, datakit_process() as (port, _, _):
+        message = fetch_error(port, remote.url)
+    assert message == (
+        f"error: cannot fetch {remote.url}: bad answer from the remote: ?[2Jaccess ?denied"
+    ), repr(message)

@@ -42,7 +42,7 @@ from ._durable import datasync, new_temporary, write_all
 from ._errors import FetchError
 from ._fsck import BLOB, COMMIT, TYPE_NAMES, FsckError, Link, check_object, check_special
 from ._packsizes import PackSizeError, check_sizes
-from ._transport import FetchGuard, shown_url
+from ._transport import FetchAborted, FetchGuard, shown_url
 
 log = logging.getLogger("datakit.store")
 
@@ -140,7 +140,8 @@ def receive(
                 raise Refused("the remote sent no pack")
             result.discard()
             return result
-        _check(result, object_type, get_raw, keep_objects, guard.policy.max_object)
+        _check(result, object_type, get_raw, keep_objects, guard)
+        guard.check()  # cancelled meanwhile: nothing is stored
     except BaseException as exc:
         result.discard()
         if isinstance(exc, FetchError):
@@ -190,8 +191,10 @@ def _check(
     object_type: ObjectType,
     get_raw: GetRaw,
     keep_objects: bool,
-    max_object: int,
+    guard: FetchGuard,
 ) -> None:
+    """Check the received pack (see the module doc). A cancel (the client
+    flushed or left) stops the check too: a big pack takes a while."""
     assert result.pack is not None
 
     def stored(sha: bytes) -> tuple[int, bytes]:
@@ -202,7 +205,7 @@ def _check(
         return found
 
     try:
-        check_sizes(result.pack, max_object)  # before anything is inflated whole
+        check_sizes(result.pack, guard.policy.max_object, guard.check)  # before inflating
     except (PackSizeError, OSError) as exc:
         raise Refused(str(exc)) from exc
     types: dict[str, int] = {}
@@ -217,6 +220,7 @@ def _check(
             data.check()  # the trailing checksum
             objects = _Objects.for_pack_data(data, resolve_ext_ref=stored)  # type: ignore[arg-type]
             for obj in objects:
+                guard.check()
                 sha = obj.sha().hex()
                 kind = obj.obj_type_num
                 assert kind is not None and obj.offset is not None and obj.crc32 is not None
@@ -233,12 +237,16 @@ def _check(
             result.checksum = data.get_stored_checksum()
             _check_special(data, result, special, stored)
             external = set(objects.ext_refs())
-        except FsckError:
+        except (FsckError, FetchAborted):
             raise
         except Exception as exc:  # dulwich: bad zlib, unresolved delta, checksum...
             raise Refused(f"malformed pack: {str(exc) or type(exc).__name__}") from exc
     finally:
-        data.close()
+        # After an error mid-object dulwich may still point into its mmap,
+        # and closing it then raises BufferError, which would replace the
+        # real reason; the map goes when it is collected.
+        with contextlib.suppress(BufferError):
+            data.close()
     _check_connected(result.head, types, links, object_type)
     if external:
         _complete(result, external, stored)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Callable
 from typing import BinaryIO
 
 _OFS_DELTA, _REF_DELTA = 6, 7
@@ -86,9 +87,10 @@ def _varint(data: bytes, pos: int) -> tuple[int, int]:
             return value, pos
 
 
-def check_sizes(path: str, limit: int) -> None:
+def check_sizes(path: str, limit: int, alive: Callable[[], None] = lambda: None) -> None:
     """PackSizeError unless every object of the pack at ``path`` (and every
-    object a delta makes) is at most ``limit`` bytes."""
+    object a delta makes) is at most ``limit`` bytes; ``alive()`` is called
+    before each entry (it raises to stop the walk)."""
     with open(path, "rb") as f:
         read = _Reader(f)
         header = bytes(read.byte() for _ in range(12))
@@ -96,6 +98,7 @@ def check_sizes(path: str, limit: int) -> None:
             raise PackSizeError("not a pack")
         (count,) = struct.unpack(">I", header[8:])
         for i in range(count):
+            alive()
             b = read.byte()
             kind, size, shift = (b >> 4) & 7, b & 0x0F, 4
             while b & 0x80:

@@ -515,3 +515,61 @@ def test_the_remotes_words_reach_the_client_without_control_characters(tmp_path:
     assert message == (
         f"error: cannot fetch {remote.url}: bad answer from the remote: ?[2Jaccess ?denied"
     ), repr(message)
+
+
+def _many_objects_pack(count: int) -> tuple[str, bytes]:
+    """A pack whose head commit has one file, plus ``count`` more blobs:
+    quick to send, long to check."""
+
+    def obj(kind: int, name: bytes, raw: bytes) -> tuple[str, bytes]:
+        sha = hashlib.sha1(b"%s %d\0" % (name, len(raw)) + raw).hexdigest()
+        header = bytearray([kind << 4 | (len(raw) & 0x0F)])
+        if len(raw) >= 16:  # all of them are shorter than 2 KiB
+            header[0] |= 0x80
+            header.append(len(raw) >> 4)
+        return sha, bytes(header) + zlib.compress(raw, 1)
+
+    blob_sha, blob = obj(3, b"blob", b"x\n")
+    tree_sha, tree = obj(2, b"tree", b"100644 a\0" + bytes.fromhex(blob_sha))
+    ident = b"t <t@e> 1 +0000"
+    body = b"tree %s\nauthor %s\ncommitter %s\n\nm\n" % (tree_sha.encode(), ident, ident)
+    commit_sha, commit = obj(1, b"commit", body)
+    parts = [b"PACK", struct.pack(">II", 2, count + 3), commit, tree, blob]
+    parts += [obj(3, b"blob", b"%x" % i)[1] for i in range(count)]
+    pack = b"".join(parts)
+    return commit_sha, pack + hashlib.sha1(pack).digest()
+
+
+def test_a_fetch_flushed_while_its_pack_is_checked_stops(tmp_path: Path) -> None:
+    """Point 6: the flush of a fetch whose remote has sent everything stops
+    the check of the pack too: nothing is stored, the temporary pack goes."""
+    sha, pack = _many_objects_pack(400_000)
+
+    def whole_pack(conn: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            conn.recv(65536)
+            conn.sendall(_pkt(sha.encode() + b" refs/heads/master\0ofs-delta\n") + b"0000")
+            request = b""
+            while b"done" not in request:
+                request += conn.recv(65536) or b"done"
+            conn.sendall(_pkt(b"NAK\n") + pack)
+            conn.close()
+
+    db = tmp_path / "db"
+    with (
+        fake_remote(whole_pack) as remote,
+        datakit_process("--git", str(db)) as (port, _, _),
+        Client.connect(f"tcp://127.0.0.1:{port}") as c,
+    ):
+        c.mkdir("remotes/r")
+        c.write("remotes/r/url", remote.url.encode())
+        fid = c.open("remotes/r/fetch", ninep.OWRITE)
+        tag = start(c, ninep.Twrite, fid=fid, offset=0, data=b"master")
+        temporary = db / "objects" / "pack"
+        wait_until(
+            lambda: sum(p.stat().st_size for p in temporary.glob("tmp_*")) >= len(pack),
+            "the whole pack is received",
+        )
+        cancel(c, tag)
+        wait_until(lambda: not list(temporary.glob("tmp_*")), "the check stops")
+        assert not list(temporary.glob("pack-*")), "the flushed fetch was stored"

@@ -34,6 +34,7 @@ from dulwich.pack import (
     Pack,
     PackData,
     UnpackedObject,
+    UnresolvedDeltas,
     extend_pack,
 )
 
@@ -239,6 +240,8 @@ def _check(
             external = set(objects.ext_refs())
         except (FsckError, FetchAborted):
             raise
+        except UnresolvedDeltas as exc:
+            raise Refused("a delta's base is neither in the pack nor stored") from exc
         except Exception as exc:  # dulwich: bad zlib, unresolved delta, checksum...
             raise Refused(f"malformed pack: {str(exc) or type(exc).__name__}") from exc
     finally:

@@ -60,7 +60,10 @@ class _Reader:
         total, head = 0, b""
         while not stream.eof:
             self._fill()
-            out = stream.decompress(self._buf[self._pos :], _CHUNK)
+            try:
+                out = stream.decompress(self._buf[self._pos :], _CHUNK)
+            except zlib.error as exc:
+                raise PackSizeError(f"malformed pack: {exc}") from None
             self._buf, self._pos = stream.unconsumed_tail, 0
             total += len(out)
             if len(head) < keep:

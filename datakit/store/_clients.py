@@ -119,9 +119,42 @@ class LocalClient(dc.SubprocessGitClient):
         return proto, wrapper.can_read, proc.stderr
 
 
+def _guarded_pools(guard: FetchGuard) -> dict[str, type[urllib3.HTTPConnectionPool]]:
+    """urllib3 connection pools whose every socket the guard shuts down on
+    abort, from the moment it exists: a remote that never answers the
+    request (or the TLS handshake) must not hold the fetch either.
+
+    The guard holds a duplicate of the socket: TLS takes the original's
+    descriptor over (the original object is then closed), while shutting
+    down any descriptor of a socket stops every read on it. The duplicate
+    is closed when the fetch ends."""
+
+    def guarded(sock: socket.socket) -> socket.socket:
+        twin = sock.dup()
+        guard.on_end(twin.close)
+        guard.on_abort(lambda: twin.shutdown(socket.SHUT_RDWR))
+        return sock
+
+    class Connection(urllib3.connection.HTTPConnection):
+        def _new_conn(self) -> socket.socket:
+            return guarded(super()._new_conn())
+
+    class TlsConnection(urllib3.connection.HTTPSConnection):
+        def _new_conn(self) -> socket.socket:
+            return guarded(super()._new_conn())
+
+    class Pool(urllib3.HTTPConnectionPool):
+        ConnectionCls = Connection
+
+    class TlsPool(urllib3.HTTPSConnectionPool):
+        ConnectionCls = TlsConnection
+
+    return {"http": Pool, "https": TlsPool}
+
+
 class HttpClient(dc.Urllib3HttpGitClient):
     """Connect and read timeouts; every response read through the guard,
-    which can also shut it."""
+    whose abort shuts the sockets down."""
 
     def __init__(self, url: str, guard: FetchGuard) -> None:
         parts = urlsplit(url)
@@ -137,6 +170,9 @@ class HttpClient(dc.Urllib3HttpGitClient):
             ),
         )
         self.guard = guard
+        manager = self.pool_manager  # a plain PoolManager: we give no auth callbacks
+        assert isinstance(manager, urllib3.PoolManager)
+        manager.pool_classes_by_scheme = _guarded_pools(guard)  # type: ignore[assignment]
         # urllib3 retries a timed-out request three times by default: a dead
         # remote would take four timeouts. Redirects are still followed.
         self.pool_manager.connection_pool_kw["retries"] = urllib3.Retry(
@@ -154,8 +190,6 @@ class HttpClient(dc.Urllib3HttpGitClient):
     def _http_request(self, *args: Any, **kwargs: Any) -> Any:
         self.guard.check()
         resp, read = super()._http_request(*args, **kwargs)
-        if hasattr(resp, "shutdown"):  # urllib3 >= 2.3: wakes a blocked read
-            self.guard.on_abort(resp.shutdown)
         return resp, self.guard.reader(read)
 
 

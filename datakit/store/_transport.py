@@ -127,6 +127,7 @@ class FetchGuard:
         self.reason: str | None = None
         self._lock = threading.Lock()
         self._on_abort: list[Callable[[], object]] = []
+        self._on_end: list[Callable[[], object]] = []
         self._timeout = policy.connect_timeout
         self._last = time.monotonic()
         self._deadline = self._last + policy.max_time
@@ -158,6 +159,11 @@ class FetchGuard:
                 self._on_abort.append(action)
                 return
         action()
+
+    def on_end(self, action: Callable[[], object]) -> None:
+        """Run ``action`` (close a socket) when the fetch ends (see watching)."""
+        with self._lock:
+            self._on_end.append(action)
 
     def check(self) -> None:
         if self.reason is not None:
@@ -201,6 +207,11 @@ class FetchGuard:
         finally:
             self._done.set()
             watchdog.join()
+            with self._lock:
+                actions, self._on_end = self._on_end, []
+            for action in actions:
+                with contextlib.suppress(Exception):
+                    action()
 
     def received_all(self) -> None:
         """The remote is done: checking what it sent is not inactivity."""

@@ -573,3 +573,27 @@ def test_a_fetch_flushed_while_its_pack_is_checked_stops(tmp_path: Path) -> None
         cancel(c, tag)
         wait_until(lambda: not list(temporary.glob("tmp_*")), "the check stops")
         assert not list(temporary.glob("pack-*")), "the flushed fetch was stored"
+
+
+def test_a_flushed_http_fetch_stops(tmp_path: Path) -> None:
+    """Point 6: as for git://, the flush of a fetch from an http(s) remote
+    that has not answered yet closes its connection at once."""
+    with (
+        fake_remote(silent) as remote,
+        datakit_process("--remote-connect-timeout", "3600", "--remote-timeout", "3600") as (
+            port,
+            _,
+            _,
+        ),
+        Client.connect(f"tcp://127.0.0.1:{port}") as c,
+    ):
+        for scheme in ("http", "https"):
+            c.mkdir(f"remotes/{scheme}")
+            c.write(f"remotes/{scheme}/url", remote.url.replace("git", scheme, 1).encode())
+            fid = c.open(f"remotes/{scheme}/fetch", ninep.OWRITE)
+            tag = start(c, ninep.Twrite, fid=fid, offset=0, data=b"master")
+            wait_until(lambda: len(remote.conns) == 1, "the fetch reaches the remote")
+            cancel(c, tag)
+            wait_until(lambda: remote.closed_by_peer() == 1, f"the flushed {scheme} fetch stops")
+            c.clunk(fid)
+            remote.conns.pop().close()

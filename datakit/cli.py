@@ -67,6 +67,14 @@ def _add_remote_flags(serve: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="give up a fetch whose remote sends nothing for this long (default: %(default)s)",
     )
+    remotes.add_argument(
+        "--remote-max-time",
+        type=_seconds,
+        default=3600.0,
+        metavar="SECONDS",
+        help="give up a fetch that takes longer than this in all, even if the remote "
+        "keeps sending (default: %(default)s)",
+    )
 
 
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
@@ -126,6 +134,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--auto-push",
         metavar="URL",
         help="push every branch update to this Git remote (needs --git)",
+    )
+    store.add_argument(
+        "--auto-push-timeout",
+        type=_seconds,
+        default=300.0,
+        metavar="SECONDS",
+        help="stop an auto-push that has not finished in this time, and retry it later "
+        "(default: %(default)s)",
     )
     _add_remote_flags(serve)
     memory = serve.add_argument_group("memory (sizes in bytes, or with a K, M, G suffix)")

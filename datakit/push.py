@@ -3,38 +3,53 @@
 Updates are coalesced: a burst of commits becomes one `git push` of every
 branch that changed.  Pushing runs in a child process so it never blocks
 commits; a failed push is retried with exponential backoff, and the branches
-it carried stay queued (upstream dropped them).
+it carried stay queued (upstream dropped them). A push that has not finished
+within its timeout (a remote that accepts and never answers) is killed and
+retried like a failed one, so one dead remote never stops later pushes. git
+never prompts (no terminal, no stdin), and the URL's password is kept out of
+the log, as is git's own output that may echo it.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import time
+from urllib.parse import urlsplit
 
 import trio
 
 from datakit import metrics
-from datakit.store import Store
+from datakit.store import Store, shown_url
 
 log = logging.getLogger("datakit.push")
 
 COALESCE_SECONDS = 0.5
 MAX_BACKOFF_SECONDS = 60.0
+TIMEOUT_SECONDS = 300.0
 
 
 class AutoPusher:
     def __init__(
-        self, store: Store, git_dir: str, url: str, *, coalesce: float = COALESCE_SECONDS
+        self,
+        store: Store,
+        git_dir: str,
+        url: str,
+        *,
+        coalesce: float = COALESCE_SECONDS,
+        timeout: float = TIMEOUT_SECONDS,
     ) -> None:
         self.store = store
         self.git_dir = git_dir
         self.url = url
+        self.shown = shown_url(url)  # what the log says: never the password
         self.coalesce = coalesce
+        self.timeout = timeout
         self.dirty: dict[str, str | None] = {}
         self._wake = trio.Event()
         store.add_listener(self._on_change)
-        log.info("Auto-push to %s enabled", url)
+        log.info("Auto-push to %s enabled", self.shown)
 
     def _on_change(self, branch: str, head: str | None) -> None:
         log.debug("Marking %s/%s as dirty", self.git_dir, branch)
@@ -55,7 +70,7 @@ class AutoPusher:
             # Keep what failed unless a newer update for the branch already arrived.
             for branch, head in batch.items():
                 self.dirty.setdefault(branch, head)
-            log.warning("auto-push to %s failed; retrying in %.0f s", self.url, backoff)
+            log.warning("auto-push to %s failed; retrying in %.0f s", self.shown, backoff)
             await trio.sleep(backoff)
             backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
 
@@ -65,24 +80,46 @@ class AutoPusher:
             for b, head in sorted(batch.items())
         ]
         cmd = ["git", "-C", self.git_dir, "push", "--quiet", "--", self.url, *refspecs]
+        shown = subprocess.list2cmdline([*cmd[:-1 - len(refspecs)], self.shown, *refspecs])
+        # No prompt can ever wait for an answer: no terminal, no stdin.
+        env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
+        env.setdefault("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")
         start = time.perf_counter()
+        result = None
         try:
-            result = await trio.run_process(
-                cmd, capture_stdout=True, capture_stderr=True, check=False
-            )
+            with trio.move_on_after(self.timeout):  # cancelling kills git
+                result = await trio.run_process(
+                    cmd,
+                    stdin=subprocess.DEVNULL,
+                    capture_stdout=True,
+                    capture_stderr=True,
+                    check=False,
+                    env=env,
+                )
         except OSError as exc:
             log.error("git push failed: %s", exc)
             metrics.PUSHES.labels("error").inc()
             return False
         finally:
             metrics.PUSH_SECONDS.observe(time.perf_counter() - start)
+        if result is None:
+            log.error("%s timed out after %g s", shown, self.timeout)
+            metrics.PUSHES.labels("error").inc()
+            return False
         if result.returncode != 0:
-            err = result.stderr.decode("utf-8", "replace").strip()
-            log.error(
-                "%s exited with code %d: %s", subprocess.list2cmdline(cmd), result.returncode, err
-            )
+            err = self._hide(result.stderr.decode("utf-8", "replace").strip())
+            log.error("%s exited with code %d: %s", shown, result.returncode, err)
             metrics.PUSHES.labels("error").inc()
             return False
         metrics.PUSHES.labels("ok").inc()
-        log.info("pushed %s to %s", ", ".join(sorted(batch)), self.url)
+        log.info("pushed %s to %s", ", ".join(sorted(batch)), self.shown)
         return True
+
+    def _hide(self, text: str) -> str:
+        """git's output without the URL's password (git may echo it)."""
+        try:
+            password = urlsplit(self.url).password if "://" in self.url else None
+        except ValueError:
+            password = None
+        text = text.replace(self.url, self.shown)
+        return text.replace(password, "***") if password else text

@@ -34,6 +34,7 @@ class ServeConfig:
     endpoints: list[Endpoint]
     git: str | None = None
     auto_push: str | None = None
+    auto_push_timeout: float = 300.0
     prometheus: tuple[str, int] | None = None
     max_msize: int = 1024 * 1024
     read_only: bool = False
@@ -65,6 +66,7 @@ class ServeConfig:
             endpoints=endpoints,
             git=args.git,
             auto_push=args.auto_push,
+            auto_push_timeout=args.auto_push_timeout,
             prometheus=prometheus,
             max_msize=args.max_msize,
             read_only=args.read_only,
@@ -100,6 +102,11 @@ def _remote_policy(args: argparse.Namespace) -> RemotePolicy:
         schemes=schemes,
         connect_timeout=args.remote_connect_timeout,
         inactivity_timeout=args.remote_timeout,
+        max_time=args.remote_max_time,
+        # A fetched object is held whole to be checked: no bigger than a file.
+        max_object=StoreLimits().max_file_size
+        if args.max_file_size is None
+        else args.max_file_size,
     )
 
 
@@ -229,7 +236,9 @@ async def serve(
                 if config.auto_push:
                     from datakit.push import AutoPusher
 
-                    pusher = AutoPusher(store, config.git or "", config.auto_push)
+                    pusher = AutoPusher(
+                        store, config.git or "", config.auto_push, timeout=config.auto_push_timeout
+                    )
                     nursery.start_soon(pusher.run)
             task_status.started()
     finally:

@@ -80,6 +80,15 @@ class RemoteDir(StaticDirectory):
         return b""
 
 
+def _check_remote_name(name: str) -> None:
+    """A remote is a directory: the names a tree may hold (not ".", "..",
+    NUL...) are the names it may have, so every client can list it."""
+    try:
+        st.check_name(name)
+    except st.StoreError as exc:
+        raise to_fs_error(exc) from exc
+
+
 class RemotesDir(Directory):
     def __init__(self, store: st.Store, remotes: Remotes) -> None:
         super().__init__("remotes")
@@ -100,6 +109,7 @@ class RemotesDir(Directory):
         raise fserr.only_directories()
 
     async def mkdir(self, name: str) -> Node:
+        _check_remote_name(name)
         if name in self._remotes:
             raise fserr.already_exists()
         remote = self._remotes[name] = RemoteDir(name, self._store, self._shared)
@@ -114,6 +124,7 @@ class RemotesDir(Directory):
     async def rename(self, child: Node, new_dir: Directory, new_name: str) -> None:
         if new_dir is not self:
             raise FsError("Invalid cross-device link", E.EXDEV)
+        _check_remote_name(new_name)
         if new_name in self._remotes:
             raise fserr.already_exists()
         if self._remotes.get(child.name) is not child:

@@ -26,7 +26,7 @@ from ._names import check_name
 from ._objects import AUTHOR, EMPTY_TREE, BlobReader, CommitInfo, Entry, Kind, Path
 from ._refs import check_branch_name, is_valid_branch_name
 from ._store import Store
-from ._transport import ALLOW_ALL, FetchGuard, RemotePolicy, parse_schemes
+from ._transport import ALLOW_ALL, FetchGuard, RemotePolicy, parse_schemes, shown_url
 from ._tree import EditableTree, TreeView, conflict_bytes
 
 __all__ = [
@@ -67,4 +67,5 @@ __all__ = [
     "conflict_bytes",
     "is_valid_branch_name",
     "parse_schemes",
+    "shown_url",
 ]

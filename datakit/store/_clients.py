@@ -13,10 +13,11 @@ from urllib.parse import urlsplit
 
 import urllib3
 from dulwich import client as dc
+from dulwich.errors import GitProtocolError
 from dulwich.protocol import Protocol
 
 from ._errors import FetchError
-from ._transport import FetchGuard, scheme_of
+from ._transport import FetchGuard, check_url, scheme_of, shown_url
 
 _GIT_PORT = 9418
 
@@ -25,12 +26,17 @@ def open_client(url: str, guard: FetchGuard) -> tuple[dc.GitClient, str]:
     """A client for ``url`` and the path to give it; FetchError if the
     guard's policy does not allow the URL's scheme."""
     policy = guard.policy
+    shown_as = shown_url(url)
+    try:
+        check_url(url)
+    except ValueError as exc:
+        raise FetchError(f"error: cannot fetch {shown_as}: {exc}") from None
     scheme = scheme_of(url)
     if scheme not in policy.schemes:
         shown = "local paths and file://" if scheme == "file" else f"{scheme}://"
         allowed = ",".join(sorted(policy.schemes)) or "none"
         raise FetchError(
-            f"error: cannot fetch {url}: {shown} remotes are not allowed by this server "
+            f"error: cannot fetch {shown_as}: {shown} remotes are not allowed by this server "
             f"(allowed: {allowed}; see datakit serve --remote-schemes)"
         )
     parts = urlsplit(url)
@@ -38,13 +44,13 @@ def open_client(url: str, guard: FetchGuard) -> tuple[dc.GitClient, str]:
         return LocalClient(guard), parts.path if url.startswith("file://") else url
     if scheme == "git":
         if not parts.hostname:
-            raise FetchError(f"error: cannot fetch {url}: no host in the URL")
+            raise FetchError(f"error: cannot fetch {shown_as}: no host in the URL")
         return TcpClient(parts.hostname, parts.port, guard), parts.path
     if scheme in ("http", "https"):
         return HttpClient(url, guard), parts.path
     if scheme == "ssh":
         return _ssh_client(url, guard)
-    raise FetchError(f"error: cannot fetch {url}: unsupported URL scheme {scheme}")
+    raise FetchError(f"error: cannot fetch {shown_as}: unsupported URL scheme {scheme}")
 
 
 class TcpClient(dc.TCPGitClient):
@@ -113,9 +119,42 @@ class LocalClient(dc.SubprocessGitClient):
         return proto, wrapper.can_read, proc.stderr
 
 
+def _guarded_pools(guard: FetchGuard) -> dict[str, type[urllib3.HTTPConnectionPool]]:
+    """urllib3 connection pools whose every socket the guard shuts down on
+    abort, from the moment it exists: a remote that never answers the
+    request (or the TLS handshake) must not hold the fetch either.
+
+    The guard holds a duplicate of the socket: TLS takes the original's
+    descriptor over (the original object is then closed), while shutting
+    down any descriptor of a socket stops every read on it. The duplicate
+    is closed when the fetch ends."""
+
+    def guarded(sock: socket.socket) -> socket.socket:
+        twin = sock.dup()
+        guard.on_end(twin.close)
+        guard.on_abort(lambda: twin.shutdown(socket.SHUT_RDWR))
+        return sock
+
+    class Connection(urllib3.connection.HTTPConnection):
+        def _new_conn(self) -> socket.socket:
+            return guarded(super()._new_conn())
+
+    class TlsConnection(urllib3.connection.HTTPSConnection):
+        def _new_conn(self) -> socket.socket:
+            return guarded(super()._new_conn())
+
+    class Pool(urllib3.HTTPConnectionPool):
+        ConnectionCls = Connection
+
+    class TlsPool(urllib3.HTTPSConnectionPool):
+        ConnectionCls = TlsConnection
+
+    return {"http": Pool, "https": TlsPool}
+
+
 class HttpClient(dc.Urllib3HttpGitClient):
     """Connect and read timeouts; every response read through the guard,
-    which can also shut it."""
+    whose abort shuts the sockets down."""
 
     def __init__(self, url: str, guard: FetchGuard) -> None:
         parts = urlsplit(url)
@@ -131,17 +170,26 @@ class HttpClient(dc.Urllib3HttpGitClient):
             ),
         )
         self.guard = guard
+        manager = self.pool_manager  # a plain PoolManager: we give no auth callbacks
+        assert isinstance(manager, urllib3.PoolManager)
+        manager.pool_classes_by_scheme = _guarded_pools(guard)  # type: ignore[assignment]
         # urllib3 retries a timed-out request three times by default: a dead
         # remote would take four timeouts. Redirects are still followed.
         self.pool_manager.connection_pool_kw["retries"] = urllib3.Retry(
             total=None, connect=0, read=0, status=0, other=0, redirect=5
         )
 
+    def _discover_references(self, *args: Any, **kwargs: Any) -> Any:
+        found = super()._discover_references(*args, **kwargs)
+        if self.dumb:
+            # Static files: dulwich would then read every object (and whole
+            # packs) into memory, unbounded by the checks a pack gets.
+            raise GitProtocolError("not git's smart HTTP protocol (dumb HTTP is not supported)")
+        return found
+
     def _http_request(self, *args: Any, **kwargs: Any) -> Any:
         self.guard.check()
         resp, read = super()._http_request(*args, **kwargs)
-        if hasattr(resp, "shutdown"):  # urllib3 >= 2.3: wakes a blocked read
-            self.guard.on_abort(resp.shutdown)
         return resp, self.guard.reader(read)
 
 
@@ -168,10 +216,10 @@ def _ssh_client(url: str, guard: FetchGuard) -> tuple[dc.GitClient, str]:
     else:  # user@host:path
         match = re.match(r"(?:([^@/]+)@)?([^:/]+):(.*)\Z", url, re.S)
         if match is None:
-            raise FetchError(f"error: cannot fetch {url}: not an ssh address")
+            raise FetchError(f"error: cannot fetch {shown_url(url)}: not an ssh address")
         user, host, path = match.groups()
         port = None
     if not host:
-        raise FetchError(f"error: cannot fetch {url}: no host in the URL")
+        raise FetchError(f"error: cannot fetch {shown_url(url)}: no host in the URL")
     ssh = dc.SSHGitClient(host, port=port, username=user, vendor=_SshVendor(guard))
     return ssh, path

@@ -34,6 +34,7 @@ from dulwich.pack import (
     Pack,
     PackData,
     UnpackedObject,
+    UnresolvedDeltas,
     extend_pack,
 )
 
@@ -41,7 +42,8 @@ from ._clients import open_client
 from ._durable import datasync, new_temporary, write_all
 from ._errors import FetchError
 from ._fsck import BLOB, COMMIT, TYPE_NAMES, FsckError, Link, check_object, check_special
-from ._transport import FetchGuard
+from ._packsizes import PackSizeError, check_sizes
+from ._transport import FetchAborted, FetchGuard, shown_url
 
 log = logging.getLogger("datakit.store")
 
@@ -92,6 +94,7 @@ def receive(
     ``pack_dir``, or the system's temporary directory); a FetchError says
     why if the branch cannot be fetched or what came is refused."""
     client, path = open_client(url, guard)
+    shown = shown_url(url)  # never the password: errors and logs show this
     want = b"refs/heads/" + branch.encode("utf-8", "surrogateescape")
     found: list[str] = []
 
@@ -138,20 +141,21 @@ def receive(
                 raise Refused("the remote sent no pack")
             result.discard()
             return result
-        _check(result, object_type, get_raw, keep_objects)
+        _check(result, object_type, get_raw, keep_objects, guard)
+        guard.check()  # cancelled meanwhile: nothing is stored
     except BaseException as exc:
         result.discard()
         if isinstance(exc, FetchError):
             raise
         if isinstance(exc, Refused | FsckError):
-            raise FetchError(f"error: cannot fetch {url}: {exc}") from exc
+            raise FetchError(f"error: cannot fetch {shown}: {exc}") from exc
         if isinstance(exc, Exception):
             # A remote that cannot be reached or read keeps the message of the
             # spec; a bound the guard enforced says which.
-            log.info("fetch %s failed: %r", url, exc)
+            log.info("fetch %s failed: %r", shown, exc)
             reason = _reason(exc, guard)
             raise FetchError(
-                f"error: cannot fetch {url}" + (f": {reason}" if reason else "")
+                f"error: cannot fetch {shown}" + (f": {reason}" if reason else "")
             ) from exc
         raise
     return result
@@ -174,13 +178,24 @@ def _reason(exc: Exception, guard: FetchGuard) -> str | None:
         cause = cause.__cause__ or cause.__context__
     if isinstance(exc, GitProtocolError) and not isinstance(exc, HangupException):
         text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        return f"bad answer from the remote: {text[:200]}"
+        # The remote's own words: no control character reaches the client's
+        # terminal (an escape sequence, NUL), as git shows them: "?".
+        text = "".join(c if c.isprintable() else "?" for c in text[:200])
+        return f"bad answer from the remote: {text}"
     if isinstance(exc, ValueError | KeyError | IndexError | UnicodeError):  # dulwich's parsers
         return "bad answer from the remote: not the git protocol"
     return None
 
 
-def _check(result: Received, object_type: ObjectType, get_raw: GetRaw, keep_objects: bool) -> None:
+def _check(
+    result: Received,
+    object_type: ObjectType,
+    get_raw: GetRaw,
+    keep_objects: bool,
+    guard: FetchGuard,
+) -> None:
+    """Check the received pack (see the module doc). A cancel (the client
+    flushed or left) stops the check too: a big pack takes a while."""
     assert result.pack is not None
 
     def stored(sha: bytes) -> tuple[int, bytes]:
@@ -190,6 +205,10 @@ def _check(result: Received, object_type: ObjectType, get_raw: GetRaw, keep_obje
             raise KeyError(sha)
         return found
 
+    try:
+        check_sizes(result.pack, guard.policy.max_object, guard.check)  # before inflating
+    except (PackSizeError, OSError) as exc:
+        raise Refused(str(exc)) from exc
     types: dict[str, int] = {}
     links: dict[str, list[Link]] = {}
     special: dict[str, tuple[str, int]] = {}  # .gitmodules and .gitattributes
@@ -202,6 +221,7 @@ def _check(result: Received, object_type: ObjectType, get_raw: GetRaw, keep_obje
             data.check()  # the trailing checksum
             objects = _Objects.for_pack_data(data, resolve_ext_ref=stored)  # type: ignore[arg-type]
             for obj in objects:
+                guard.check()
                 sha = obj.sha().hex()
                 kind = obj.obj_type_num
                 assert kind is not None and obj.offset is not None and obj.crc32 is not None
@@ -218,12 +238,18 @@ def _check(result: Received, object_type: ObjectType, get_raw: GetRaw, keep_obje
             result.checksum = data.get_stored_checksum()
             _check_special(data, result, special, stored)
             external = set(objects.ext_refs())
-        except FsckError:
+        except (FsckError, FetchAborted):
             raise
+        except UnresolvedDeltas as exc:
+            raise Refused("a delta's base is neither in the pack nor stored") from exc
         except Exception as exc:  # dulwich: bad zlib, unresolved delta, checksum...
             raise Refused(f"malformed pack: {str(exc) or type(exc).__name__}") from exc
     finally:
-        data.close()
+        # After an error mid-object dulwich may still point into its mmap,
+        # and closing it then raises BufferError, which would replace the
+        # real reason; the map goes when it is collected.
+        with contextlib.suppress(BufferError):
+            data.close()
     _check_connected(result.head, types, links, object_type)
     if external:
         _complete(result, external, stored)

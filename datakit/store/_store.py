@@ -44,7 +44,7 @@ from ._objects import (
     serialize_commit,
 )
 from ._refs import DiskRefs, MemoryRefs, check_branch_name, is_valid_branch_name
-from ._transport import FetchGuard, RemotePolicy
+from ._transport import FetchGuard, RemotePolicy, shown_url
 from ._tree import EditableTree, TreeView, diff_trees
 
 log = logging.getLogger("datakit.store")
@@ -558,7 +558,7 @@ class Store:
             )
             received.discard()
         if self._db.object_type(received.head) != COMMIT:
-            raise FetchError(f"error: cannot fetch {url}")
+            raise FetchError(f"error: cannot fetch {shown_url(url)}")
         return received.head
 
     def _materialize(self) -> None:
@@ -595,4 +595,4 @@ class Store:
             client.send_pack(path, update_refs,  # type: ignore[arg-type]
                               generate_pack_data=self._repo.generate_pack_data)
         except Exception as e:
-            raise FetchError(f"error: cannot push to {url}") from e
+            raise FetchError(f"error: cannot push to {shown_url(url)}") from e

@@ -28,6 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 SCHEMES = ("git", "http", "https", "ssh", "file")
 DEFAULT_SCHEMES = frozenset({"git", "http", "https"})
@@ -43,8 +44,17 @@ class RemotePolicy:
     schemes: frozenset[str] = DEFAULT_SCHEMES
     connect_timeout: float = 10.0  # seconds to connect (and to the first byte)
     inactivity_timeout: float = 60.0  # seconds without a byte from the remote
+    # The whole fetch: a remote that drips a byte now and then is never
+    # inactive for long, and a rate cannot tell it from git's keep-alives
+    # (a few bytes every 5 s while a big pack is prepared): only a deadline
+    # ends it.
+    max_time: float = 3600.0
     max_advertisement: int = 16 * _MiB  # the refs list, held in memory
     max_pack: int = 4096 * _MiB  # the pack, streamed to a temporary file
+    # One object of the pack: each is inflated whole in memory to be checked,
+    # so this bounds the memory a fetch takes (the server sets its
+    # --max-file-size: a bigger file could not be written either).
+    max_object: int = 4096 * _MiB
 
 
 ALLOW_ALL = RemotePolicy(schemes=frozenset(SCHEMES))  # the client library's Git backend
@@ -71,6 +81,39 @@ def scheme_of(url: str) -> str:
     return "file"
 
 
+_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)([^/?#]*)@")
+_SHOWN_MAX = 256
+
+
+def shown_url(url: str) -> str:
+    """``url`` as errors and logs may show it: a password replaced by
+    ``***`` (a client's error or the server's log must never carry it),
+    control characters escaped and the length bounded."""
+
+    def hide(m: re.Match[str]) -> str:
+        user, colon, _ = m.group(2).partition(":")
+        return m.group(1) + user + (":***" if colon else "") + "@"
+
+    shown = _USERINFO.sub(hide, url, count=1)
+    shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in shown)
+    return shown if len(shown) <= _SHOWN_MAX else shown[: _SHOWN_MAX - 3] + "..."
+
+
+def check_url(url: str) -> None:
+    """ValueError saying why ``url`` cannot be a remote: a control character
+    (git refuses them too), or a host, port or IPv6 address that does not
+    parse."""
+    for c in url:
+        if ord(c) < 0x20 or ord(c) == 0x7F:
+            raise ValueError(f"the URL contains a control character ({c!r})")
+    if "://" in url:
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 -- parsing it is the check
+        except ValueError as exc:
+            raise ValueError(f"malformed URL: {exc}") from None
+
+
 class FetchAborted(Exception):
     """The guard stopped the fetch; str() says why (timeout, cap, cancel)."""
 
@@ -84,8 +127,10 @@ class FetchGuard:
         self.reason: str | None = None
         self._lock = threading.Lock()
         self._on_abort: list[Callable[[], object]] = []
+        self._on_end: list[Callable[[], object]] = []
         self._timeout = policy.connect_timeout
         self._last = time.monotonic()
+        self._deadline = self._last + policy.max_time
         self._connected = False
         self._count = 0
         self._limit = policy.max_advertisement
@@ -114,6 +159,11 @@ class FetchGuard:
                 self._on_abort.append(action)
                 return
         action()
+
+    def on_end(self, action: Callable[[], object]) -> None:
+        """Run ``action`` (close a socket) when the fetch ends (see watching)."""
+        with self._lock:
+            self._on_end.append(action)
 
     def check(self) -> None:
         if self.reason is not None:
@@ -149,6 +199,7 @@ class FetchGuard:
     @contextlib.contextmanager
     def watching(self) -> Iterator[None]:
         self._last = time.monotonic()  # the fetch may have waited for a thread
+        self._deadline = self._last + self.policy.max_time
         watchdog = threading.Thread(target=self._watch, name="fetch-watchdog", daemon=True)
         watchdog.start()
         try:
@@ -156,6 +207,11 @@ class FetchGuard:
         finally:
             self._done.set()
             watchdog.join()
+            with self._lock:
+                actions, self._on_end = self._on_end, []
+            for action in actions:
+                with contextlib.suppress(Exception):
+                    action()
 
     def received_all(self) -> None:
         """The remote is done: checking what it sent is not inactivity."""
@@ -163,14 +219,18 @@ class FetchGuard:
 
     def _watch(self) -> None:
         while True:
-            left = self._last + self._timeout - time.monotonic()
+            now = time.monotonic()
+            if now >= self._deadline:
+                self.abort(f"the fetch took more than {self.policy.max_time:g} s")
+                return
+            left = self._last + self._timeout - now
             if left <= 0:
                 if self._connected:
                     self.abort(f"no data from the remote for {self._timeout:g} s")
                 else:
                     self.abort(f"no answer from the remote within {self._timeout:g} s")
                 return
-            if self._done.wait(left):
+            if self._done.wait(min(left, self._deadline - now)):
                 return
 
     def explain(self, exc: BaseException) -> str | None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -114,3 +116,58 @@ def test_unreachable_remote_does_not_block_commits(tmp_path: Path) -> None:
                 commit_file(c, "master", f"f{i}", b"data")
             assert time.monotonic() - start < 10
         wait_until(lambda: value(scrape(mport), "datakit_pushes_total", outcome="error") >= 1)
+
+
+def test_a_hung_remote_times_out_and_its_password_is_never_logged(tmp_path: Path) -> None:
+    """A remote that accepts and never answers: each push is stopped after
+    --auto-push-timeout and retried, commits go on meanwhile, and the
+    password in the URL appears nowhere in the log."""
+    silent = socket.create_server(("127.0.0.1", 0))  # accepts (backlog), never answers
+    url = f"http://user:s3cr3t@127.0.0.1:{silent.getsockname()[1]}/mirror.git"
+    log = tmp_path / "log"
+    with (
+        silent,
+        open(log, "wb") as err,
+        datakit_process(
+            "-v", "--git", str(tmp_path / "db"), "--auto-push", url,
+            "--auto-push-timeout", "1", stderr=err,
+        ) as (port, mport, _),
+    ):  # fmt: skip
+        with Client.connect(f"tcp://127.0.0.1:{port}", timeout=30) as c:
+            commit_file(c, "master", "a", b"1")
+            # The first push hangs, is stopped, fails; a second one is tried.
+            wait_until(
+                lambda: value(scrape(mport), "datakit_pushes_total", outcome="error") >= 2,
+                timeout=30,
+            )
+            start = time.monotonic()
+            commit_file(c, "master", "b", b"2")
+            assert time.monotonic() - start < 10
+    text = log.read_text()
+    assert "timed out" in text, text
+    assert "user:***@127.0.0.1" in text, text
+    # git itself echoes the password of a git:// URL ("unable to look up
+    # user:s3cr3t@..."): the log shows what git said without it.
+    url = f"git://user:s3cr3t@127.0.0.1:{free_port()}/mirror.git"
+    with (
+        open(log, "ab") as err,
+        datakit_process(
+            "-v", "--git", str(tmp_path / "db"), "--auto-push", url, stderr=err
+        ) as (port, mport, _),
+        Client.connect(f"tcp://127.0.0.1:{port}", timeout=30) as c,
+    ):
+        commit_file(c, "master", "c", b"3")
+        wait_until(lambda: value(scrape(mport), "datakit_pushes_total", outcome="error") >= 1)
+    text = log.read_text()
+    assert "exited with code" in text, text
+    assert "s3cr3t" not in text, text
+
+
+def test_auto_push_timeout_is_checked() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "datakit", "serve", "--git", "x", "--auto-push", "y",
+         "--auto-push-timeout", "0"],
+        capture_output=True, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 2
+    assert "--auto-push-timeout" in out.stderr.decode()

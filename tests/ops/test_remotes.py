@@ -6,12 +6,18 @@ schemes the operator allows are fetched."""
 from __future__ import annotations
 
 import contextlib
+import errno
+import functools
+import hashlib
+import http.server
 import os
 import socket
+import struct
 import subprocess
 import sys
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -283,3 +289,311 @@ def test_remote_flags_are_checked() -> None:
         )
         assert out.returncode == 2
         assert expected in out.stderr.decode()
+
+
+def test_malformed_urls_and_credentials(tmp_path: Path) -> None:
+    """URLs a client may write are refused with a clear error, never an
+    internal one, and a password in a URL is never shown: not in the error
+    the client reads, not in the server's log (even at -vv)."""
+    log = tmp_path / "log"
+    with (
+        fake_remote(garbage) as noise,
+        open(log, "wb") as err,
+        datakit_process(
+            "-vv", "--git", str(tmp_path / "db"), "--remote-connect-timeout", "2", stderr=err
+        ) as (port, _, _),
+    ):  # fmt: skip
+        for url in (
+            "git://host:99999/x", "git://[::1", "http://[::1", "https://h:-1/x",
+            "git://h/a\nb", "http://h/\0",
+        ):  # fmt: skip
+            message = fetch_error(port, url)
+            assert message.startswith("error: cannot fetch "), message
+            assert "malformed URL" in message or "control character" in message, message
+        port_of = noise.url.split(":")[2].split("/")[0]
+        for url in (
+            f"http://user:s3cr3t@127.0.0.1:{port_of}/x",
+            f"git://user:s3cr3t@127.0.0.1:{port_of}/x",
+            "https://user:s3cr3t@127.0.0.1:1/x",
+            "http://user:s3cr3t@[::1/x",
+        ):
+            message = fetch_error(port, url)
+            assert message.startswith("error: cannot fetch "), message
+            assert "s3cr3t" not in message, message
+            assert "user:***@" in message, message
+    text = log.read_bytes()
+    assert b"fetch" in text  # the failures were logged
+    assert b"s3cr3t" not in text
+    assert b"Internal error" not in text and b"Traceback" not in text
+
+
+def _pkt(data: bytes) -> bytes:
+    return b"%04x" % (len(data) + 4) + data
+
+
+def _bomb_pack(size: int) -> tuple[str, bytes]:
+    """A pack of one blob of ``size`` zero bytes: about size / 1000 bytes."""
+    zeros = b"\0" * (1 << 20)
+    sha = hashlib.sha1(b"blob %d\0" % size)
+    packed = zlib.compressobj(9)
+    body = [b"PACK", struct.pack(">II", 2, 1)]
+    header, n = bytearray([0x30 | (size & 0x0F)]), size >> 4  # type 3: blob
+    while n:
+        header[-1] |= 0x80
+        header.append(n & 0x7F)
+        n >>= 7
+    body.append(bytes(header))
+    for _ in range(size // len(zeros)):
+        sha.update(zeros)
+        body.append(packed.compress(zeros))
+    body.append(packed.flush())
+    pack = b"".join(body)
+    return sha.hexdigest(), pack + hashlib.sha1(pack).digest()
+
+
+def test_a_decompression_bomb_is_refused_with_bounded_memory(tmp_path: Path) -> None:
+    """Point 7: a pack of 1 MiB whose one object inflates to 1 GiB is
+    refused before it is inflated (objects bigger than --max-file-size
+    cannot be fetched), and the server's memory stays small."""
+    sha, pack = _bomb_pack(1 << 30)
+    assert len(pack) < 2 << 20
+
+    def answer(conn: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            conn.recv(65536)
+            conn.sendall(_pkt(sha.encode() + b" refs/heads/master\0ofs-delta\n") + b"0000")
+            request = b""
+            while b"done" not in request:
+                request += conn.recv(65536) or b"done"
+            conn.sendall(_pkt(b"NAK\n") + pack)
+            conn.shutdown(socket.SHUT_WR)
+            conn.recv(1)
+
+    for store in (["--git", str(tmp_path / "db")], []):
+        with (
+            fake_remote(answer) as bomb,
+            datakit_process(*store, "--max-file-size", "64M") as (port, _, proc),
+        ):
+            message = fetch_error(port, bomb.url)
+            assert message == (
+                f"error: cannot fetch {bomb.url}: object 0 of the pack is larger than "
+                f"{64 << 20} bytes"
+            ), message
+            rss = _rss_kib(proc.pid)
+            assert rss < 256 * 1024, f"server uses {rss} KiB"
+    assert not [p for p in (tmp_path / "db" / "objects").rglob("*") if p.is_file()]
+
+
+def drip(conn: socket.socket) -> None:
+    """A remote that sends one byte of a never-ending ref line every 0.2 s:
+    never inactive for long, never done."""
+    with contextlib.suppress(OSError):
+        conn.sendall(b"ffff")
+        while True:
+            conn.sendall(b"a")
+            time.sleep(0.2)
+
+
+def test_a_dripping_remote_ends_at_the_time_limit(tmp_path: Path) -> None:
+    """Point 6: the inactivity timeout counts from the last byte, so a
+    remote dripping bytes would hold a fetch forever; --remote-max-time
+    bounds the whole fetch."""
+    with (
+        fake_remote(drip) as dripping,
+        datakit_process("--remote-timeout", "2", "--remote-max-time", "3") as (port, _, _),
+    ):
+        start = time.monotonic()
+        message = fetch_error(port, dripping.url)
+        assert message == f"error: cannot fetch {dripping.url}: the fetch took more than 3 s"
+        assert time.monotonic() - start < 30
+        wait_until(lambda: dripping.closed_by_peer() == 1, "the fetch closes its connection")
+
+
+def test_remote_names_follow_the_name_rule() -> None:
+    """A remote is a directory under remotes/: names a tree could not hold
+    (".", "..", NUL, too long) are refused there too (EINVAL, ENAMETOOLONG),
+    by mkdir and by rename, and nothing is made."""
+    with datakit_process() as (port, _, _), Client.connect(f"tcp://127.0.0.1:{port}") as c:
+        c.mkdir("remotes/origin")
+        for name in (".", "..", "a\0b", ".git"):
+            for make in (c.mkdir, lambda path: c.rename("remotes/origin", path[1])):
+                with pytest.raises(RemoteError) as e:
+                    make(("remotes", name))
+                assert e.value.errno == errno.EINVAL, (name, e.value)
+                assert "Invalid name" in e.value.message
+        with pytest.raises(RemoteError) as e:
+            c.mkdir(("remotes", "x" * 300))
+        assert e.value.errno == errno.ENAMETOOLONG
+        assert c.ls("remotes") == ["origin"]
+
+
+def test_dumb_http_is_refused(tmp_path: Path) -> None:
+    """Point 7: a web server that is not git's smart HTTP (static files:
+    "dumb" HTTP) makes a fetch read every object whole, uncounted: one
+    loose object of 1 MiB inflating to 1 GiB cost as much memory. Only the
+    smart protocol, whose pack is checked with bounded memory, is spoken."""
+    sha = "1" * 40
+    (tmp_path / "info").mkdir()
+    (tmp_path / "info" / "refs").write_text(f"{sha}\trefs/heads/master\n")
+    (tmp_path / "objects" / "info").mkdir(parents=True)
+    (tmp_path / "objects" / "info" / "packs").write_text("")
+    bomb = zlib.compressobj(9)
+    zeros = b"\0" * (1 << 20)
+    loose = [bomb.compress(b"blob %d\0" % (1 << 30))]
+    loose += [bomb.compress(zeros) for _ in range(1024)]
+    (tmp_path / "objects" / sha[:2]).mkdir()
+    (tmp_path / "objects" / sha[:2] / sha[2:]).write_bytes(b"".join(loose) + bomb.flush())
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    web = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=web.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{web.server_address[1]}/"
+    try:
+        with datakit_process() as (port, _, proc):
+            message = fetch_error(port, url)
+            rss = _rss_kib(proc.pid)
+            assert rss < 256 * 1024, f"server uses {rss} KiB"
+            assert message == (
+                f"error: cannot fetch {url}: bad answer from the remote: "
+                "not git's smart HTTP protocol (dumb HTTP is not supported)"
+            ), message
+    finally:
+        web.shutdown()
+        web.server_close()
+
+
+def test_a_fetch_flushed_mid_pack_leaves_nothing(tmp_path: Path) -> None:
+    """Point 6: a fetch flushed while the pack arrives, or whose client
+    disconnects then, leaves no temporary file and nothing stored."""
+    sha, pack = _bomb_pack(1 << 20)
+
+    def half_a_pack(conn: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            conn.recv(65536)
+            conn.sendall(_pkt(sha.encode() + b" refs/heads/master\0ofs-delta\n") + b"0000")
+            request = b""
+            while b"done" not in request:
+                request += conn.recv(65536) or b"done"
+            conn.sendall(_pkt(b"NAK\n") + pack[: len(pack) // 2])
+            conn.recv(1)  # until the fetching side closes
+
+    db = tmp_path / "db"
+    with (
+        fake_remote(half_a_pack) as remote,
+        datakit_process("--git", str(db), "--remote-timeout", "3600") as (port, _, _),
+    ):
+        for way in ("flush", "disconnect"):
+            c = Client.connect(f"tcp://127.0.0.1:{port}")
+            c.mkdir("remotes/r")
+            c.write("remotes/r/url", remote.url.encode())
+            fid = c.open("remotes/r/fetch", ninep.OWRITE)
+            tag = start(c, ninep.Twrite, fid=fid, offset=0, data=b"master")
+            wait_until(
+                lambda: any(p.is_file() for p in (db / "objects").rglob("tmp_*")),
+                "the pack is being received",
+            )
+            if way == "flush":
+                cancel(c, tag)
+            c.close()
+            wait_until(
+                lambda: not [p for p in (db / "objects").rglob("*") if p.is_file()],
+                f"the {way} removes the temporary pack",
+            )
+
+
+def test_the_remotes_words_reach_the_client_without_control_characters(tmp_path: Path) -> None:
+    """An "ERR" line of the remote is shown in the fetch's error, but its
+    control characters (a terminal escape, NUL) are not: the error goes to
+    the client's terminal and log, as git shows them ("?")."""
+
+    def refusing(conn: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            conn.recv(65536)
+            conn.sendall(_pkt(b"ERR \x1b[2Jaccess \x00denied\r\n"))
+
+    with fake_remote(refusing) as remote, datakit_process() as (port, _, _):
+        message = fetch_error(port, remote.url)
+    assert message == (
+        f"error: cannot fetch {remote.url}: bad answer from the remote: ?[2Jaccess ?denied"
+    ), repr(message)
+
+
+def _many_objects_pack(count: int) -> tuple[str, bytes]:
+    """A pack whose head commit has one file, plus ``count`` more blobs:
+    quick to send, long to check."""
+
+    def obj(kind: int, name: bytes, raw: bytes) -> tuple[str, bytes]:
+        sha = hashlib.sha1(b"%s %d\0" % (name, len(raw)) + raw).hexdigest()
+        header = bytearray([kind << 4 | (len(raw) & 0x0F)])
+        if len(raw) >= 16:  # all of them are shorter than 2 KiB
+            header[0] |= 0x80
+            header.append(len(raw) >> 4)
+        return sha, bytes(header) + zlib.compress(raw, 1)
+
+    blob_sha, blob = obj(3, b"blob", b"x\n")
+    tree_sha, tree = obj(2, b"tree", b"100644 a\0" + bytes.fromhex(blob_sha))
+    ident = b"t <t@e> 1 +0000"
+    body = b"tree %s\nauthor %s\ncommitter %s\n\nm\n" % (tree_sha.encode(), ident, ident)
+    commit_sha, commit = obj(1, b"commit", body)
+    parts = [b"PACK", struct.pack(">II", 2, count + 3), commit, tree, blob]
+    parts += [obj(3, b"blob", b"%x" % i)[1] for i in range(count)]
+    pack = b"".join(parts)
+    return commit_sha, pack + hashlib.sha1(pack).digest()
+
+
+def test_a_fetch_flushed_while_its_pack_is_checked_stops(tmp_path: Path) -> None:
+    """Point 6: the flush of a fetch whose remote has sent everything stops
+    the check of the pack too: nothing is stored, the temporary pack goes."""
+    sha, pack = _many_objects_pack(400_000)
+
+    def whole_pack(conn: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            conn.recv(65536)
+            conn.sendall(_pkt(sha.encode() + b" refs/heads/master\0ofs-delta\n") + b"0000")
+            request = b""
+            while b"done" not in request:
+                request += conn.recv(65536) or b"done"
+            conn.sendall(_pkt(b"NAK\n") + pack)
+            conn.close()
+
+    db = tmp_path / "db"
+    with (
+        fake_remote(whole_pack) as remote,
+        datakit_process("--git", str(db)) as (port, _, _),
+        Client.connect(f"tcp://127.0.0.1:{port}") as c,
+    ):
+        c.mkdir("remotes/r")
+        c.write("remotes/r/url", remote.url.encode())
+        fid = c.open("remotes/r/fetch", ninep.OWRITE)
+        tag = start(c, ninep.Twrite, fid=fid, offset=0, data=b"master")
+        temporary = db / "objects" / "pack"
+        wait_until(
+            lambda: sum(p.stat().st_size for p in temporary.glob("tmp_*")) >= len(pack),
+            "the whole pack is received",
+        )
+        cancel(c, tag)
+        wait_until(lambda: not list(temporary.glob("tmp_*")), "the check stops")
+        assert not list(temporary.glob("pack-*")), "the flushed fetch was stored"
+
+
+def test_a_flushed_http_fetch_stops(tmp_path: Path) -> None:
+    """Point 6: as for git://, the flush of a fetch from an http(s) remote
+    that has not answered yet closes its connection at once."""
+    with (
+        fake_remote(silent) as remote,
+        datakit_process("--remote-connect-timeout", "3600", "--remote-timeout", "3600") as (
+            port,
+            _,
+            _,
+        ),
+        Client.connect(f"tcp://127.0.0.1:{port}") as c,
+    ):
+        for scheme in ("http", "https"):
+            c.mkdir(f"remotes/{scheme}")
+            c.write(f"remotes/{scheme}/url", remote.url.replace("git", scheme, 1).encode())
+            fid = c.open(f"remotes/{scheme}/fetch", ninep.OWRITE)
+            tag = start(c, ninep.Twrite, fid=fid, offset=0, data=b"master")
+            wait_until(lambda: len(remote.conns) == 1, "the fetch reaches the remote")
+            cancel(c, tag)
+            wait_until(lambda: remote.closed_by_peer() == 1, f"the flushed {scheme} fetch stops")
+            c.clunk(fid)
+            remote.conns.pop().close()

@@ -659,3 +659,26 @@ def test_the_time_limit_covers_checking_the_pack(tmp_path: Path) -> None:
     ):
         message = fetch_error(port, remote.url)
     assert message == f"error: cannot fetch {remote.url}: the fetch took more than 1 s"
+
+
+def test_a_refused_pack_costs_an_in_memory_server_no_memory(tmp_path: Path) -> None:
+    """Point 7: an in-memory server checks a pack the same way, without
+    holding what its deltas make: 60 KiB making 3 GiB of objects, refused
+    (its head is missing), leave the server small."""
+    pack = _delta_chain_pack(16 << 20, 100)
+
+    def answer(conn: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            conn.recv(65536)
+            conn.sendall(_pkt(b"1" * 40 + b" refs/heads/master\0ofs-delta\n") + b"0000")
+            request = b""
+            while b"done" not in request:
+                request += conn.recv(65536) or b"done"
+            conn.sendall(_pkt(b"NAK\n") + pack)
+            conn.close()
+
+    with fake_remote(answer) as remote, datakit_process() as (port, _, proc):
+        message = fetch_error(port, remote.url)
+        assert message.endswith("named by the fetched head is missing"), message
+        rss = _rss_kib(proc.pid)
+        assert rss < 512 * 1024, f"server uses {rss} KiB"

@@ -682,3 +682,33 @@ def test_a_refused_pack_costs_an_in_memory_server_no_memory(tmp_path: Path) -> N
         assert message.endswith("named by the fetched head is missing"), message
         rss = _rss_kib(proc.pid)
         assert rss < 512 * 1024, f"server uses {rss} KiB"
+
+
+def test_a_stopped_local_fetch_leaves_no_git_process(tmp_path: Path) -> None:
+    """Point 7: a local repository whose object is a FIFO blocks git
+    pack-objects (started by git upload-pack); the fetch times out and
+    every git process it started goes, not only upload-pack."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    with serve_repository(repo):
+        pass
+    blob = subprocess.run(
+        ["git", "-C", str(repo), "rev-parse", "HEAD:foo"], capture_output=True, text=True
+    ).stdout.strip()
+    loose = repo / ".git" / "objects" / blob[:2] / blob[2:]
+    loose.unlink()
+    os.mkfifo(loose)
+
+    def running_in_repo() -> list[str]:
+        found = []
+        for entry in Path("/proc").iterdir():
+            with contextlib.suppress(OSError):
+                if os.readlink(entry / "cwd").startswith(str(repo)):
+                    found.append((entry / "cmdline").read_bytes().decode(errors="replace"))
+        return found
+
+    with datakit_process("--remote-schemes", "file", "--remote-timeout", "1") as (port, _, _):
+        message = fetch_error(port, str(repo))
+        # git upload-pack's own --timeout may end it first: no reason then.
+        assert message.startswith(f"error: cannot fetch {repo}"), message
+        wait_until(lambda: not running_in_repo(), "no git process is left", timeout=10)

@@ -12,8 +12,10 @@ the log, as is git's own output that may echo it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import subprocess
 import time
 from urllib.parse import urlsplit
@@ -95,6 +97,10 @@ class AutoPusher:
                     capture_stderr=True,
                     check=False,
                     env=env,
+                    # git runs helpers (git remote-http, ssh) that outlive a
+                    # killed git: the whole group goes on a timeout.
+                    start_new_session=True,
+                    deliver_cancel=_kill_group,
                 )
         except OSError as exc:
             log.error("git push failed: %s", exc)
@@ -123,3 +129,9 @@ class AutoPusher:
             password = None
         text = text.replace(self.url, self.shown)
         return text.replace(password, "***") if password else text
+
+
+async def _kill_group(process: trio.Process) -> None:
+    """Kill git and every helper it started (its own process group)."""
+    with contextlib.suppress(ProcessLookupError):  # gone already
+        os.killpg(process.pid, signal.SIGKILL)

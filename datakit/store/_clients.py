@@ -4,8 +4,10 @@ module is slow to import."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import signal
 import socket
 import subprocess
 from typing import Any
@@ -88,7 +90,10 @@ class TcpClient(dc.TCPGitClient):
 class LocalClient(dc.SubprocessGitClient):
     """A local repository, read by `git upload-pack` in a child process that
     the guard kills on abort (a FIFO or a device in the repository blocks or
-    floods the child, not the server)."""
+    floods the child, not the server). upload-pack runs `git pack-objects`,
+    which a FIFO can block for ever after upload-pack is gone: each fetch's
+    git processes are a process group of their own, killed whole on abort
+    and when the fetch is done with them."""
 
     def __init__(self, guard: FetchGuard) -> None:
         super().__init__()
@@ -111,11 +116,22 @@ class LocalClient(dc.SubprocessGitClient):
                 "GIT_CONFIG_NOSYSTEM": "1",
                 "HOME": "/nonexistent",
             },
+            start_new_session=True,
         )
-        guard.on_abort(proc.kill)
+
+        def kill_group() -> None:
+            if proc.returncode is None:  # not reaped: its pid is not reused
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+
+        def close() -> None:
+            kill_group()  # all that was needed was read
+            wrapper.close()
+
+        guard.on_abort(kill_group)
         wrapper = dc.SubprocessWrapper(proc)
         self.protocol_version = 0
-        proto = Protocol(guard.reader(wrapper.read), wrapper.write, wrapper.close)
+        proto = Protocol(guard.reader(wrapper.read), wrapper.write, close)
         return proto, wrapper.can_read, proc.stderr
 
 

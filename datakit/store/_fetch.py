@@ -21,7 +21,7 @@ import contextlib
 import logging
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,13 +70,29 @@ class Received:
     pack: str | None = None  # the checked temporary pack file, if one was needed
     index: list[tuple[bytes, int, int]] = field(default_factory=list)  # (id, crc, offset)
     checksum: bytes = b""
-    objects: list[tuple[str, int, bytes]] = field(default_factory=list)  # kept if asked
 
     def discard(self) -> None:
         if self.pack is not None:
             with contextlib.suppress(OSError):
                 os.unlink(self.pack)
             self.pack = None
+
+    def read_objects(self) -> Iterator[tuple[str, int, bytes]]:
+        """The checked pack's objects (id, type, body), one at a time: an
+        in-memory store takes them from here once the pack is accepted, so
+        a refused pack never costs what its deltas would make."""
+        assert self.pack is not None
+        data = PackData(self.pack, SHA1)
+        try:
+            entries = [(sha, offset, crc) for sha, crc, offset in self.index]
+            index = MemoryPackIndex(entries, SHA1, self.checksum)  # type: ignore[arg-type]
+            pack = Pack.from_objects(data, index)
+            for sha, _, _ in self.index:
+                kind, raw = pack.get_raw(sha)  # type: ignore[arg-type]
+                yield sha.hex(), kind, bytes(raw)
+        finally:
+            with contextlib.suppress(BufferError):
+                data.close()
 
 
 def receive(
@@ -88,7 +104,6 @@ def receive(
     get_raw: GetRaw,
     graph_walker: Any,
     pack_dir: str | None,
-    keep_objects: bool = False,
 ) -> Received:
     """Fetch ``refs/heads/<branch>`` into a checked temporary pack (in
     ``pack_dir``, or the system's temporary directory); a FetchError says
@@ -141,7 +156,7 @@ def receive(
                 raise Refused("the remote sent no pack")
             result.discard()
             return result
-        _check(result, object_type, get_raw, keep_objects, guard)
+        _check(result, object_type, get_raw, guard)
         guard.check()  # cancelled meanwhile: nothing is stored
     except BaseException as exc:
         result.discard()
@@ -191,7 +206,6 @@ def _check(
     result: Received,
     object_type: ObjectType,
     get_raw: GetRaw,
-    keep_objects: bool,
     guard: FetchGuard,
 ) -> None:
     """Check the received pack (see the module doc). A cancel (the client
@@ -233,8 +247,6 @@ def _check(
                 if found:
                     links[sha] = found
                 result.index.append((obj.sha(), obj.crc32, obj.offset))
-                if keep_objects:
-                    result.objects.append((sha, kind, raw))
             result.checksum = data.get_stored_checksum()
             _check_special(data, result, special, stored)
             external = set(objects.ext_refs())

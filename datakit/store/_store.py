@@ -540,23 +540,21 @@ class Store:
                     get_raw=self._db.get_raw,
                     graph_walker=walker_repo.get_graph_walker(),
                     pack_dir=pack_dir,
-                    keep_objects=pack_dir is None,
                 )
         finally:
             if walker_repo is not self._repo:
                 walker_repo.close()
         if received.pack is not None and pack_dir is not None:
             install_pack(pack_dir, received.pack, received.index, received.checksum)
-        elif received.objects:
+        elif received.pack is not None:
             from dulwich.objects import ShaFile
 
-            self._repo.object_store.add_objects(
-                [
-                    (ShaFile.from_raw_string(t, raw, sha.encode("ascii")), None)  # type: ignore[arg-type]
-                    for sha, t, raw in received.objects
-                ]
-            )
-            received.discard()
+            try:
+                for sha, t, raw in received.read_objects():
+                    obj = ShaFile.from_raw_string(t, raw, sha.encode("ascii"))  # type: ignore[arg-type]
+                    self._repo.object_store.add_object(obj)
+            finally:
+                received.discard()
         if self._db.object_type(received.head) != COMMIT:
             raise FetchError(f"error: cannot fetch {shown_url(url)}")
         return received.head

@@ -136,6 +136,7 @@ class FetchGuard:
         self._limit = policy.max_advertisement
         self._what = "ref advertisement"
         self._done = threading.Event()
+        self._received = False  # the remote has sent everything
 
     # -- stopping ------------------------------------------------------------
     def cancel(self) -> None:
@@ -214,8 +215,10 @@ class FetchGuard:
                     action()
 
     def received_all(self) -> None:
-        """The remote is done: checking what it sent is not inactivity."""
-        self._done.set()
+        """The remote is done: checking what it sent is not inactivity, but
+        it still counts towards the time limit (a small pack can take long
+        to check)."""
+        self._received = True
 
     def _watch(self) -> None:
         while True:
@@ -223,14 +226,17 @@ class FetchGuard:
             if now >= self._deadline:
                 self.abort(f"the fetch took more than {self.policy.max_time:g} s")
                 return
-            left = self._last + self._timeout - now
-            if left <= 0:
-                if self._connected:
-                    self.abort(f"no data from the remote for {self._timeout:g} s")
-                else:
-                    self.abort(f"no answer from the remote within {self._timeout:g} s")
-                return
-            if self._done.wait(min(left, self._deadline - now)):
+            wait = self._deadline - now
+            if not self._received:
+                left = self._last + self._timeout - now
+                if left <= 0:
+                    if self._connected:
+                        self.abort(f"no data from the remote for {self._timeout:g} s")
+                    else:
+                        self.abort(f"no answer from the remote within {self._timeout:g} s")
+                    return
+                wait = min(wait, left)
+            if self._done.wait(wait):
                 return
 
     def explain(self, exc: BaseException) -> str | None:

@@ -597,3 +597,118 @@ def test_a_flushed_http_fetch_stops(tmp_path: Path) -> None:
             wait_until(lambda: remote.closed_by_peer() == 1, f"the flushed {scheme} fetch stops")
             c.clunk(fid)
             remote.conns.pop().close()
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n >= 0x80:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    return bytes([*out, n])
+
+
+def _delta_chain_pack(size: int, depth: int) -> bytes:
+    """A pack of a ``size``-byte blob of zeros and ``depth`` levels of two
+    deltas each (each makes a new ``size``-byte object from the level
+    before): some KiB that take seconds to inflate and check."""
+    header = bytearray([0x30 | 0x80 | (size & 0x0F)])
+    header += _varint(size >> 4)
+    body = bytearray(b"PACK" + struct.pack(">II", 2, 1 + 2 * depth))
+    base = len(body)
+    body += header + zlib.compress(b"\0" * size, 9)
+    copy = size - 8  # after 8 new bytes, copy the rest of the base (at most 2^24 - 1)
+    for level in range(depth):
+        for kind in (b"C", b"L"):
+            delta = _varint(size) + _varint(size) + b"\x08" + kind + b"%07d" % level
+            delta += bytes([0xF1, 8, copy & 0xFF, copy >> 8 & 0xFF, copy >> 16])
+            here, distance = len(body), len(body) - base
+            offset = bytearray([distance & 0x7F])  # git's offset encoding
+            distance >>= 7
+            while distance:
+                distance -= 1
+                offset.insert(0, 0x80 | distance & 0x7F)
+                distance >>= 7
+            body += bytes([0x60 | 0x80 | (len(delta) & 0x0F)]) + _varint(len(delta) >> 4)
+            body += offset + zlib.compress(delta)
+            if kind == b"C":
+                chained = here
+        base = chained
+    return bytes(body) + hashlib.sha1(body).digest()
+
+
+def test_the_time_limit_covers_checking_the_pack(tmp_path: Path) -> None:
+    """Point 6: a pack of some KiB whose deltas make gigabytes to check is
+    received at once but takes long to check: --remote-max-time bounds the
+    whole fetch, the check included."""
+    pack = _delta_chain_pack(16 << 20, 400)
+    assert len(pack) < 100_000
+
+    def answer(conn: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            conn.recv(65536)
+            conn.sendall(_pkt(b"1" * 40 + b" refs/heads/master\0ofs-delta\n") + b"0000")
+            request = b""
+            while b"done" not in request:
+                request += conn.recv(65536) or b"done"
+            conn.sendall(_pkt(b"NAK\n") + pack)
+            conn.close()  # all sent
+
+    with (
+        fake_remote(answer) as remote,
+        datakit_process("--git", str(tmp_path / "db"), "--remote-max-time", "1") as (port, _, _),
+    ):
+        message = fetch_error(port, remote.url)
+    assert message == f"error: cannot fetch {remote.url}: the fetch took more than 1 s"
+
+
+def test_a_refused_pack_costs_an_in_memory_server_no_memory(tmp_path: Path) -> None:
+    """Point 7: an in-memory server checks a pack the same way, without
+    holding what its deltas make: 60 KiB making 3 GiB of objects, refused
+    (its head is missing), leave the server small."""
+    pack = _delta_chain_pack(16 << 20, 100)
+
+    def answer(conn: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            conn.recv(65536)
+            conn.sendall(_pkt(b"1" * 40 + b" refs/heads/master\0ofs-delta\n") + b"0000")
+            request = b""
+            while b"done" not in request:
+                request += conn.recv(65536) or b"done"
+            conn.sendall(_pkt(b"NAK\n") + pack)
+            conn.close()
+
+    with fake_remote(answer) as remote, datakit_process() as (port, _, proc):
+        message = fetch_error(port, remote.url)
+        assert message.endswith("named by the fetched head is missing"), message
+        rss = _rss_kib(proc.pid)
+        assert rss < 512 * 1024, f"server uses {rss} KiB"
+
+
+def test_a_stopped_local_fetch_leaves_no_git_process(tmp_path: Path) -> None:
+    """Point 7: a local repository whose object is a FIFO blocks git
+    pack-objects (started by git upload-pack); the fetch times out and
+    every git process it started goes, not only upload-pack."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    with serve_repository(repo):
+        pass
+    blob = subprocess.run(
+        ["git", "-C", str(repo), "rev-parse", "HEAD:foo"], capture_output=True, text=True
+    ).stdout.strip()
+    loose = repo / ".git" / "objects" / blob[:2] / blob[2:]
+    loose.unlink()
+    os.mkfifo(loose)
+
+    def running_in_repo() -> list[str]:
+        found = []
+        for entry in Path("/proc").iterdir():
+            with contextlib.suppress(OSError):
+                if os.readlink(entry / "cwd").startswith(str(repo)):
+                    found.append((entry / "cmdline").read_bytes().decode(errors="replace"))
+        return found
+
+    with datakit_process("--remote-schemes", "file", "--remote-timeout", "1") as (port, _, _):
+        message = fetch_error(port, str(repo))
+        # git upload-pack's own --timeout may end it first: no reason then.
+        assert message.startswith(f"error: cannot fetch {repo}"), message
+        wait_until(lambda: not running_in_repo(), "no git process is left", timeout=10)

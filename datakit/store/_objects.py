@@ -19,9 +19,9 @@ from typing import Any
 
 from dulwich.errors import ObjectFormatException
 
-from ._content import CHUNK, Content, Limits, pread_all, temporary_file
+from ._content import BUDGET, CHUNK, Content, Limits, pread_all, temporary_file
 from ._durable import datasync, fsync_dir, new_temporary, write_all
-from ._errors import CorruptTree, NotFound, StoreError
+from ._errors import CorruptTree, NoSpace, NotFound, StoreError
 from ._names import problem
 from ._packs import write_pack
 
@@ -320,6 +320,7 @@ class _BlobFile:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+            BUDGET.give_file()
 
     def read(self, offset: int, count: int) -> bytes:
         return pread_all(self._fd, offset, max(0, min(count, self.size - offset)))
@@ -548,11 +549,23 @@ class ObjectDB:
             big = self._big.get(sha)
             if big is not None:
                 return big
-            fd = temporary_file(self.limits)
+            # Its descriptor counts with the transactions' temporary files:
+            # readers of many big blobs must not take every descriptor either.
+            try:
+                BUDGET.take_file(self.limits)
+            except NoSpace:
+                self._recent_big.clear()  # kept only for the next reader: give them back
+                BUDGET.take_file(self.limits)
+            try:
+                fd = temporary_file(self.limits)
+            except BaseException:
+                BUDGET.give_file()
+                raise
             try:
                 size = self._inflate_into(sha, fd)
             except BaseException:
                 os.close(fd)
+                BUDGET.give_file()
                 raise
             big = self._big[sha] = _BlobFile(sha, fd, size)
             self._recent_big.append(big)

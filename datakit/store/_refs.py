@@ -13,6 +13,7 @@ import contextlib
 import errno
 import os
 import re
+import stat
 import time
 
 from ._durable import fsync_dir, write_all
@@ -23,6 +24,27 @@ _HEX40 = re.compile(r"[0-9a-f]{40}\Z")
 
 STALE_LOCK_SECONDS = 5.0
 LOCK_WAIT_SECONDS = 2 * STALE_LOCK_SECONDS
+
+
+#: A loose ref holds 41 bytes (a symbolic one a path): more is not a ref.
+LOOSE_REF_MAX = 4096
+
+
+def _read_regular(path: str, limit: int | None = None) -> bytes | None:
+    """The content of the regular file at `path`; None if it is something
+    else (a FIFO, whose open would block until a writer comes, a device such
+    as /dev/zero, which never ends) or longer than `limit`. Missing: raises."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return None
+        if limit is not None and info.st_size > limit:
+            return None
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            return f.read() if limit is None else f.read(limit + 1)
+    finally:
+        os.close(fd)
 
 
 # A loose ref is the file refs/heads/<name>, locked by creating <name>.lock:
@@ -91,7 +113,6 @@ class MemoryRefs:
 
     def changed_since_last_check(self) -> bool:
         return False
-
 
 
 class _Lock:
@@ -168,28 +189,29 @@ class DiskRefs:
         if key == cached_key and time.time() - st.st_mtime > 2:
             return cached
         packed: dict[str, str] = {}
-        with open(self.packed_path, "rb") as f:
-            for line in f:
-                if line.startswith((b"#", b"^")):
-                    continue
-                sha, _, ref = line.rstrip(b"\n").partition(b" ")
-                if ref.startswith(b"refs/heads/"):
-                    packed[ref[11:].decode("utf-8", "surrogateescape")] = sha.decode()
+        content = _read_regular(self.packed_path) or b""  # not a file: no packed refs
+        for line in content.splitlines():
+            if line.startswith((b"#", b"^")):
+                continue
+            sha, _, ref = line.partition(b" ")
+            if ref.startswith(b"refs/heads/"):
+                packed[ref[11:].decode("utf-8", "surrogateescape")] = sha.decode()
         self._packed = (key, packed)
         return packed
 
     def _read_loose(self, name: str) -> str | bool | None:
         """The loose ref value; ``False`` if there is no loose ref."""
         try:
-            with open(os.path.join(self.heads_dir, name), "rb") as f:
-                data = f.read().strip()
+            content = _read_regular(os.path.join(self.heads_dir, name), LOOSE_REF_MAX)
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             return False
         except OSError as e:
             if e.errno == errno.ENAMETOOLONG:  # a repository path near PATH_MAX
                 return False
             raise
-        text = data.decode("ascii", "replace")
+        if content is None or len(content) > LOOSE_REF_MAX:
+            return None  # not a ref: no branch
+        text = content.strip().decode("ascii", "replace")
         return text if _HEX40.match(text) else None
 
     def read(self, name: str) -> str | None:

@@ -129,9 +129,18 @@ class Store:
                 raise NotFound() from None
             os.makedirs(path, exist_ok=True)
             repo = Repo.init_bare(path)
+        except ValueError as exc:  # dulwich: a config (or .git file) it cannot parse
+            raise StoreError(f"{path}: unreadable repository: {exc}") from exc
         gitdir = repo.controldir()
         objects_dir = os.path.join(gitdir, "objects")
-        compression = _loose_compression(repo.get_config())
+        if not os.path.isdir(objects_dir):  # a .git file naming a missing directory
+            repo.close()
+            raise StoreError(f"{path} is not a git repository (no {objects_dir})")
+        try:
+            compression = _loose_compression(repo.get_config())
+        except ValueError as exc:
+            repo.close()
+            raise StoreError(f"{path}: unreadable repository config: {exc}") from exc
         # Temporary files (big transaction files, big blobs being read) go
         # next to the repository: same filesystem, sized for its data.
         limits = dataclasses.replace(limits or Limits(), temp_dir=gitdir)

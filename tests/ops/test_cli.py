@@ -106,7 +106,15 @@ def bad_inputs(tmp: Path) -> list[tuple[list[str], int, str]]:
     plain = tmp / "plain"
     plain.write_text("not a repository")
     port = f"tcp://127.0.0.1:{free_port()}"
+    broken = tmp / "broken.git"  # a config git itself cannot parse
+    subprocess.run(["git", "init", "-q", "--bare", str(broken)], check=True)
+    (broken / "config").write_text("[core\nbare = true\n")
+    astray = tmp / "astray"  # a work tree whose .git names a missing directory
+    astray.mkdir()
+    (astray / ".git").write_text(f"gitdir: {tmp / 'gone'}\n")
     return [
+        (["serve", "--git", str(broken), "--listen-9p", port], 2, str(broken)),
+        (["serve", "--git", str(astray), "--listen-9p", port], 2, str(astray)),
         (["serve", "--git", str(plain), "--listen-9p", port], 2, f"{plain}"),
         (["serve", "--git", "/proc/self/no/x", "--listen-9p", port], 2, "/proc/self/no/x"),
         (["serve", "--git", str(plain / "below"), "--listen-9p", port], 2, str(plain)),

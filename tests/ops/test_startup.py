@@ -153,3 +153,52 @@ def test_a_repository_with_a_work_tree_gets_one_warning(tmp_path: Path) -> None:
     with server("--git", str(bare), "--listen-9p", f"unix://{tmp_path / 'b.sock'}") as proc:
         lines = lines_until(proc, "listening on")
     assert lines == [f"datakit: listening on unix://{tmp_path / 'b.sock'}"]
+
+
+def test_refs_that_are_no_regular_files_neither_hang_nor_exhaust_memory(tmp_path: Path) -> None:
+    """A ref that is a FIFO (open blocks until a writer comes) or a symlink to
+    /dev/zero (endless) is not a branch: the server starts, serves the good
+    ones, and stops on SIGTERM. Run under a 2 GiB address-space limit."""
+    import os
+    import resource
+
+    repo = tmp_path / "repo.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(repo)], check=True)
+    heads = repo / "refs" / "heads"
+    os.mkfifo(heads / "fifo")
+    (heads / "zero").symlink_to("/dev/zero")
+
+    def limit_memory() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+
+    port = free_port()
+    args = ["serve", "--git", str(repo), "--listen-9p", f"tcp://127.0.0.1:{port}"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "datakit", *args],
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=limit_memory,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, proc.communicate()[1][-2000:]
+            assert time.monotonic() < deadline, "never listened"
+            try:
+                c = Client.connect(f"tcp://127.0.0.1:{port}", timeout=10)
+                break
+            except OSError:
+                time.sleep(0.1)
+        with c:
+            c.mkdir("branch/good")
+            c.mkdir("branch/good/transactions/t")
+            c.write("branch/good/transactions/t/ctl", b"commit", truncate=False)
+            assert c.ls("branch") == ["good"]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        assert proc.stderr is not None
+        proc.stderr.close()

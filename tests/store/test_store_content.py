@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import subprocess
@@ -175,3 +176,28 @@ def test_all_contents_share_one_memory_budget_and_temporary_file_bound() -> None
     assert not again.spilled
     del again
     assert BUDGET.memory == memory
+
+
+def test_big_blob_files_count_against_the_temporary_file_bound(tmp_path: Path) -> None:
+    """Each blob bigger than the cache, while read, holds a temporary file
+    (a descriptor): readers of many such blobs are bounded like transactions."""
+    from datakit.store import NoSpace
+    from datakit.store._content import BUDGET
+
+    s = Store.open(tmp_path / "r.git", limits=SMALL)
+    t = s.edit(None)
+    for i in range(4):
+        t.put((f"f{i}",), os.urandom(64 << 10))
+    s.set_head("master", s.make_commit(t.write_tree(), [], b"m"), expected=None)
+    s.close()
+    limits = dataclasses.replace(SMALL, max_temp_files=BUDGET.files + 2)
+    s = Store.open(tmp_path / "r.git", limits=limits)
+    tree = s.tree(s.commit_info(s.head("master") or "").tree)
+    shas = [entry.sha for i in range(4) if (entry := tree.lookup((f"f{i}",))) is not None]
+    held = [s.blob_reader(shas[0]), s.blob_reader(shas[1])]
+    with pytest.raises(NoSpace):
+        s.blob_reader(shas[2])  # both files are read: no room
+    del held
+    third = s.blob_reader(shas[2])  # the two kept for a next reader give way
+    assert third.read(0, 4) == third.read(0, 4)
+    s.close()

@@ -45,6 +45,7 @@ class ServeConfig:
     max_file_size: int | None = None
     spill_threshold: int | None = None
     max_connections: int | None = None  # None: from the fd limit (server.accept)
+    handshake_timeout: float = Limits.handshake_timeout  # seconds to Tversion + Tattach
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ServeConfig:
@@ -210,7 +211,7 @@ async def serve(
             raise StartupError(
                 f"Failed to listen for Prometheus on {host}:{port}: {reason or exc}"
             ) from exc
-    limits = Limits(max_msize=config.max_msize)
+    limits = Limits(max_msize=config.max_msize, handshake_timeout=config.handshake_timeout)
     max_connections = config.max_connections or default_max_connections()
     log.info("Serving at most %d connections at once", max_connections)
     try:

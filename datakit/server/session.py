@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import errno as E
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,6 +41,11 @@ class Limits:
     max_msize: int = MAX_MSIZE
     max_fids: int = 65536
     max_pending: int = 1024
+    # A connection must have sent Tversion and Tattach within this many
+    # seconds: connections are bounded (--max-connections), so ones that never
+    # start a session would otherwise hold their slots against real clients.
+    # Once attached, a client may stay idle as long as it likes (a mount does).
+    handshake_timeout: float = 30.0
 
 
 @dataclass
@@ -175,6 +181,7 @@ class Session:
 
     async def _read_loop(self, nursery: trio.Nursery) -> None:
         handshake = 0  # 0: expect Tversion, 1: expect Tattach, 2: running
+        handshake_deadline = trio.current_time() + self.limits.handshake_timeout
         while True:
             try:
                 msg = self.decoder.next_message()
@@ -194,8 +201,15 @@ class Session:
             if msg is None:
                 if self._out and not self._writing:
                     await self._write_out()  # the replies of everything received so far
-                data = await self.stream.receive_some(max(65536, self.msize + 4096))
-                if not data:
+                with trio.move_on_at(handshake_deadline if handshake < 2 else math.inf):
+                    data = await self.stream.receive_some(max(65536, self.msize + 4096))
+                    if not data:
+                        return
+                if handshake < 2 and trio.current_time() >= handshake_deadline:
+                    log.info(
+                        "closing a connection that did not attach within %g s",
+                        self.limits.handshake_timeout,
+                    )
                     return
                 self.decoder.feed(data)
                 continue

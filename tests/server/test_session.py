@@ -144,3 +144,33 @@ def test_many_pipelined_requests_are_all_answered(example_server: str) -> None:
             tags.add(reply.tag)
         sender.join()
         assert tags == set(range(n))
+
+
+def test_a_connection_that_never_attaches_gives_its_slot_back(tmp_path) -> None:
+    """Connections are bounded: ones that never start a session (silent, or
+    stuck after Tversion) are closed after the handshake timeout, so they
+    cannot hold every slot against real clients; an attached client may idle."""
+    from tests.serverthread import running_server
+
+    with running_server(
+        tmp_path, example_tree=True, max_connections=3, handshake_timeout=0.5
+    ) as address:
+        with Client.connect(address, timeout=5) as attached:
+            silent = raw_socket(address)
+            versioned = raw_socket(address)
+            versioned.sendall(
+                ninep.encode(
+                    ninep.Tversion(tag=ninep.NOTAG, msize=8192, version="9P2000.L"),
+                    ninep.Dialect.V2000,
+                )
+            )
+            assert versioned.recv(4096)  # the Rversion
+            # Every slot is taken now; the server closes both idle ones ...
+            assert silent.recv(4096) == b""
+            assert versioned.recv(4096) == b""
+            time.sleep(1)  # ... while the attached client idles past the timeout
+            with Client.connect(address, timeout=5) as late:  # a slot is free again
+                late.create("f", b"data")
+            assert attached.read("f") == b"data"
+            silent.close()
+            versioned.close()

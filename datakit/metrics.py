@@ -177,5 +177,9 @@ async def serve_metrics(
 
     # Scrapes are few: a flood of connections here must not take the store's fds.
     await serve_bounded(
-        _handle_http, listeners, max_connections=MAX_SCRAPERS, task_status=task_status
+        _handle_http,
+        listeners,
+        max_connections=MAX_SCRAPERS,
+        what="metrics scrapes open (at most 16)",
+        task_status=task_status,
     )

@@ -77,13 +77,13 @@ async def serve_bounded(
     listeners: list[trio.SocketListener],
     *,
     max_connections: int,
+    what: str = "connections open (--max-connections)",
     task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Like `trio.serve_listeners`, with at most `max_connections` served at once."""
+    """Like `trio.serve_listeners`, with at most `max_connections` served at
+    once; `what` names them in the warning logged when that bound is hit."""
     open_count = 0
-    refused = _Throttled(
-        "refusing connections: %d connections open (--max-connections); new ones are closed at once"
-    )
+    refused = _Throttled(f"refusing connections: %d {what}; new ones are closed at once")
     starved = _Throttled("accept failed: %s; retrying with backoff")
 
     async def run(stream: trio.SocketStream) -> None:

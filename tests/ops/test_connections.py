@@ -98,3 +98,21 @@ def test_the_soft_fd_limit_is_raised_to_the_hard_one() -> None:
         limits = Path(f"/proc/{proc.pid}/limits").read_text()
     line = next(x for x in limits.splitlines() if x.startswith("Max open files"))
     assert line.split()[3:5] == ["4096", "4096"], line
+
+
+def test_a_flood_of_scrapers_is_named_as_such(tmp_path: Path) -> None:
+    """Past 16 open scrapes the metrics endpoint closes new connections, and
+    its warning names the scrapes, not the 9p --max-connections bound."""
+    log = tmp_path / "server.log"
+    with log.open("wb") as err, datakit_process(stderr=err) as (port, mport, _):
+        socks = idle_sockets(mport, 20)
+        try:
+            assert len(closed_by_server(socks, 5)) >= 4
+            with Client.connect(f"tcp://127.0.0.1:{port}", timeout=10) as c:
+                assert c.ls()  # 9p is not affected
+        finally:
+            for s in socks:
+                s.close()
+    text = log.read_text()
+    assert "metrics scrapes open" in text, text
+    assert "--max-connections" not in text, text

@@ -15,35 +15,30 @@ bytes git would see.
 
 from __future__ import annotations
 
+from datakit.pathnames import (
+    NAME_MAX,
+    as_bytes,
+    element_problem,
+    invalid_message,
+    shown,
+    too_long_message,
+)
+
 from ._errors import InvalidName, NameTooLong
 
-# A path component longer than this cannot be created by a checkout on Linux
-# filesystems (NAME_MAX); git stores it, but it could never be materialised.
-NAME_MAX = 255
+# NAME_MAX: a path component longer than this cannot be created by a checkout
+# on Linux filesystems; git stores it, but it could never be materialised.
 
 # Code points HFS+ ignores when comparing names (git's is_hfs_dotgit): a name
 # like ".g\u200cit" is ".git" on a Mac.
 _HFS_IGNORABLE = frozenset(
     [*range(0x200C, 0x2010), *range(0x202A, 0x202F), *range(0x206A, 0x2070), 0xFEFF]
 )
-_MESSAGE_NAME_MAX = 64  # the longest name echoed back in an error message
-
-
-def _as_bytes(name: str | bytes) -> bytes:
-    if isinstance(name, bytes):
-        return name
-    return name.encode("utf-8", "surrogateescape")
-
-
-def _shown(raw: bytes) -> str:
-    """The name as an error message may quote it: bounded, printable."""
-    text = repr(raw[:_MESSAGE_NAME_MAX])[1:]
-    return text + ("..." if len(raw) > _MESSAGE_NAME_MAX else "")
 
 
 def shown_name(name: str | bytes) -> str:
     """A name as an error message may quote it: bounded, printable."""
-    return _shown(_as_bytes(name))
+    return shown(as_bytes(name))
 
 
 def _only_spaces_and_periods(rest: bytes) -> bool:
@@ -132,7 +127,7 @@ def special_file(name: str | bytes) -> str | None:
     """``.gitmodules`` or ``.gitattributes`` if a checkout (on any OS) would
     read this entry as that file: git's fsck then checks its content, and
     refuses it unless it is a blob (and, for .gitmodules, no symlink)."""
-    raw = _as_bytes(name)
+    raw = as_bytes(name)
     if is_hfs_dotgit(raw, GITMODULES) or any(map(is_ntfs_dotgitmodules, ntfs_parts(raw))):
         return GITMODULES
     if is_hfs_dotgit(raw, GITATTRIBUTES) or is_ntfs_dotfile(raw, b"gitattributes", b"gi7d29"):
@@ -143,21 +138,16 @@ def special_file(name: str | bytes) -> str | None:
 def problem(name: str | bytes, *, symlink: bool = False, directory: bool = False) -> str | None:
     """Why ``name`` may not be stored as a tree entry, or None if it may;
     ``symlink``/``directory``: the entry is a symbolic link / not a blob."""
-    raw = _as_bytes(name)
+    raw = as_bytes(name)
     if raw and raw[0] not in b".gG~" and raw.isascii() and not any(c in raw for c in b"/\\\0"):
         # The common name, decided fast (tree parsing asks for every entry):
         # each refusal below needs an empty name, a leading '.', 'g', 'G' or
         # '~' (a short name NTFS may give .gitmodules), a '/', '\\' or NUL,
         # or non-ASCII bytes (HFS+ ignorable code points).
         return None
-    if raw == b"":
-        return "empty name"
-    if raw in (b".", b".."):
-        return f"{raw.decode()} is not a file name"
-    if b"/" in raw:
-        return "a name cannot contain '/'"
-    if b"\0" in raw:
-        return "a name cannot contain NUL"
+    reason = element_problem(raw)
+    if reason is not None:
+        return reason
     parts = ntfs_parts(raw)
     if is_hfs_dotgit(raw) or any(is_ntfs_dotgit(p) for p in parts):
         return "git reserves the name .git (in any case, and its NTFS and HFS+ forms)"
@@ -174,8 +164,8 @@ def check_name(name: str | bytes, *, symlink: bool = False, directory: bool = Fa
     (ENAMETOOLONG) unless ``name`` may be stored as a tree entry;
     ``symlink``: the entry is a symbolic link, ``directory``: a directory."""
     reason = problem(name, symlink=symlink, directory=directory)
-    raw = _as_bytes(name)
+    raw = as_bytes(name)
     if reason is not None:
-        raise InvalidName(f"Invalid name {_shown(raw)}: {reason}")
+        raise InvalidName(invalid_message(raw, reason))
     if len(raw) > NAME_MAX:
-        raise NameTooLong(f"Name too long ({len(raw)} bytes, at most {NAME_MAX}): {_shown(raw)}")
+        raise NameTooLong(too_long_message(raw))

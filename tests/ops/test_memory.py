@@ -268,6 +268,17 @@ def test_many_files_below_the_spill_threshold_share_one_memory_budget() -> None:
         assert (vm_kib(pid, "VmHWM") - base) * 1024 < 400 * MiB
 
 
+def commit_a_big_file(c: Client) -> None:
+    """Commit ``big``: 1 GiB, sparse, ending in ``end`` (cheap to write, long
+    to inflate or copy)."""
+    open_transaction(c)
+    c.create(f"{TX}/rw/big")
+    fid = c.open(f"{TX}/rw/big", 1)
+    c.write_fid(fid, b"end", 1 << 30)
+    c.clunk(fid)
+    commit(c)
+
+
 def test_opening_a_blob_bigger_than_the_cache_does_not_hold_up_others(tmp_path: Path) -> None:
     """The first open of a blob bigger than the cache inflates it into a
     temporary file (a GiB takes a while): in a worker thread, so another
@@ -276,12 +287,7 @@ def test_opening_a_blob_bigger_than_the_cache_does_not_hold_up_others(tmp_path: 
 
     with server("--git", str(tmp_path / "repo")) as (c, _):
         port = c.sock.getpeername()[1]
-        open_transaction(c)
-        c.create(f"{TX}/rw/big")
-        fid = c.open(f"{TX}/rw/big", 1)
-        c.write_fid(fid, b"end", 1 << 30)
-        c.clunk(fid)
-        commit(c)
+        commit_a_big_file(c)
         with Client.connect(f"tcp://127.0.0.1:{port}", timeout=60) as other:
             big = c.walk("branch/master/ro/big")
             c.send(ninep.Topen(tag=c.next_tag(), fid=big, mode=ninep.OREAD))
@@ -305,12 +311,7 @@ def test_the_first_change_to_a_big_committed_file_does_not_hold_up_others(
 
     with server("--git", str(tmp_path / "repo")) as (c, _):
         port = c.sock.getpeername()[1]
-        open_transaction(c)
-        c.create(f"{TX}/rw/big")
-        fid = c.open(f"{TX}/rw/big", 1)
-        c.write_fid(fid, b"end", 1 << 30)
-        c.clunk(fid)
-        commit(c)
+        commit_a_big_file(c)
         open_transaction(c)
         with Client.connect(f"tcp://127.0.0.1:{port}", timeout=60) as other:
             fid = c.open(f"{TX}/rw/big", 1)

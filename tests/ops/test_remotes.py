@@ -331,6 +331,17 @@ def _pkt(data: bytes) -> bytes:
     return b"%04x" % (len(data) + 4) + data
 
 
+def _advertise_and_negotiate(conn: socket.socket, sha: str) -> None:
+    """Play a git:// server up to the pack: advertise ``sha`` as master, read
+    the client's wants until its ``done``, answer NAK."""
+    conn.recv(65536)
+    conn.sendall(_pkt(sha.encode() + b" refs/heads/master\0ofs-delta\n") + b"0000")
+    request = b""
+    while b"done" not in request:
+        request += conn.recv(65536) or b"done"
+    conn.sendall(_pkt(b"NAK\n"))
+
+
 def _bomb_pack(size: int) -> tuple[str, bytes]:
     """A pack of one blob of ``size`` zero bytes: about size / 1000 bytes."""
     zeros = b"\0" * (1 << 20)
@@ -360,12 +371,8 @@ def test_a_decompression_bomb_is_refused_with_bounded_memory(tmp_path: Path) -> 
 
     def answer(conn: socket.socket) -> None:
         with contextlib.suppress(OSError):
-            conn.recv(65536)
-            conn.sendall(_pkt(sha.encode() + b" refs/heads/master\0ofs-delta\n") + b"0000")
-            request = b""
-            while b"done" not in request:
-                request += conn.recv(65536) or b"done"
-            conn.sendall(_pkt(b"NAK\n") + pack)
+            _advertise_and_negotiate(conn, sha)
+            conn.sendall(pack)
             conn.shutdown(socket.SHUT_WR)
             conn.recv(1)
 
@@ -468,12 +475,8 @@ def test_a_fetch_flushed_mid_pack_leaves_nothing(tmp_path: Path) -> None:
 
     def half_a_pack(conn: socket.socket) -> None:
         with contextlib.suppress(OSError):
-            conn.recv(65536)
-            conn.sendall(_pkt(sha.encode() + b" refs/heads/master\0ofs-delta\n") + b"0000")
-            request = b""
-            while b"done" not in request:
-                request += conn.recv(65536) or b"done"
-            conn.sendall(_pkt(b"NAK\n") + pack[: len(pack) // 2])
+            _advertise_and_negotiate(conn, sha)
+            conn.sendall(pack[: len(pack) // 2])
             conn.recv(1)  # until the fetching side closes
 
     db = tmp_path / "db"
@@ -547,12 +550,8 @@ def test_a_fetch_flushed_while_its_pack_is_checked_stops(tmp_path: Path) -> None
 
     def whole_pack(conn: socket.socket) -> None:
         with contextlib.suppress(OSError):
-            conn.recv(65536)
-            conn.sendall(_pkt(sha.encode() + b" refs/heads/master\0ofs-delta\n") + b"0000")
-            request = b""
-            while b"done" not in request:
-                request += conn.recv(65536) or b"done"
-            conn.sendall(_pkt(b"NAK\n") + pack)
+            _advertise_and_negotiate(conn, sha)
+            conn.sendall(pack)
             conn.close()
 
     db = tmp_path / "db"

@@ -96,8 +96,14 @@ BUDGET = _Budget()
 
 def temporary_file(limits: Limits) -> int:
     """A read-write temporary file, unlinked at once (a crash leaves
-    nothing); returns its descriptor."""
-    fd, path = tempfile.mkstemp(prefix="datakit-tmp-", dir=limits.temp_dir)
+    nothing); returns its descriptor, counted in the budget (NoSpace past
+    it): its owner calls ``BUDGET.give_file()`` when it closes it."""
+    BUDGET.take_file(limits)
+    try:
+        fd, path = tempfile.mkstemp(prefix="datakit-tmp-", dir=limits.temp_dir)
+    except BaseException:
+        BUDGET.give_file()
+        raise
     os.unlink(path)
     return fd
 
@@ -154,12 +160,7 @@ class Content:
         return self._size
 
     def _spill(self) -> None:
-        BUDGET.take_file(self._limits)
-        try:
-            fd = temporary_file(self._limits)
-        except BaseException:
-            BUDGET.give_file()
-            raise
+        fd = temporary_file(self._limits)
         try:
             assert self._mem is not None
             view = memoryview(self._mem)

@@ -552,15 +552,10 @@ class ObjectDB:
             # Its descriptor counts with the transactions' temporary files:
             # readers of many big blobs must not take every descriptor either.
             try:
-                BUDGET.take_file(self.limits)
+                fd = temporary_file(self.limits)
             except NoSpace:
                 self._recent_big.clear()  # kept only for the next reader: give them back
-                BUDGET.take_file(self.limits)
-            try:
                 fd = temporary_file(self.limits)
-            except BaseException:
-                BUDGET.give_file()
-                raise
             try:
                 size = self._inflate_into(sha, fd)
             except BaseException:

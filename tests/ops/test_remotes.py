@@ -644,12 +644,8 @@ def test_the_time_limit_covers_checking_the_pack(tmp_path: Path) -> None:
 
     def answer(conn: socket.socket) -> None:
         with contextlib.suppress(OSError):
-            conn.recv(65536)
-            conn.sendall(_pkt(b"1" * 40 + b" refs/heads/master\0ofs-delta\n") + b"0000")
-            request = b""
-            while b"done" not in request:
-                request += conn.recv(65536) or b"done"
-            conn.sendall(_pkt(b"NAK\n") + pack)
+            _advertise_and_negotiate(conn, "1" * 40)
+            conn.sendall(pack)
             conn.close()  # all sent
 
     with (
@@ -668,12 +664,8 @@ def test_a_refused_pack_costs_an_in_memory_server_no_memory(tmp_path: Path) -> N
 
     def answer(conn: socket.socket) -> None:
         with contextlib.suppress(OSError):
-            conn.recv(65536)
-            conn.sendall(_pkt(b"1" * 40 + b" refs/heads/master\0ofs-delta\n") + b"0000")
-            request = b""
-            while b"done" not in request:
-                request += conn.recv(65536) or b"done"
-            conn.sendall(_pkt(b"NAK\n") + pack)
+            _advertise_and_negotiate(conn, "1" * 40)
+            conn.sendall(pack)
             conn.close()
 
     with fake_remote(answer) as remote, datakit_process() as (port, _, proc):

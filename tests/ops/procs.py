@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+import re
 import resource
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import IO
-
-from tests.ports import free_port
 
 
 def wait_for_port(
@@ -29,14 +29,21 @@ def wait_for_port(
     raise TimeoutError(f"nothing listens on port {port}")
 
 
+_ANNOUNCED_9P = re.compile(rb"[Ll]istening on tcp://127\.0\.0\.1:(\d+)")
+_ANNOUNCED_METRICS = re.compile(rb"[Mm]etrics at http://127\.0\.0\.1:(\d+)/metrics")
+
+
 @contextmanager
 def datakit_process(
     *args: str, nofile: tuple[int, int] | None = None, stderr: int | IO[bytes] = subprocess.PIPE
 ) -> Iterator[tuple[int, int, subprocess.Popen[bytes]]]:
     """Yield (9p port, metrics port, process) of a server started with `args`.
 
+    The server picks its own ports (port 0) and the ports are read from what
+    it announces on stderr: a port chosen here and bound there could be taken
+    in between (a port the kernel hands out for an outgoing connection is
+    the classic case). `stderr`: a file that gets the server's stderr too.
     `nofile`: the RLIMIT_NOFILE (soft, hard) the server starts under."""
-    port, mport = free_port(), free_port()
 
     def limit_fds() -> None:
         if nofile is not None:
@@ -49,18 +56,42 @@ def datakit_process(
             "datakit",
             "serve",
             "--listen-9p",
-            f"tcp://127.0.0.1:{port}",
+            "tcp://127.0.0.1:0",
             "--listen-prometheus",
-            f"127.0.0.1:{mport}",
+            "127.0.0.1:0",
             *args,
         ],
-        stderr=stderr,
+        stderr=subprocess.PIPE,
         preexec_fn=limit_fds,
     )
+    ports: dict[str, int] = {}
+    announced = threading.Event()
+    said = bytearray()  # the start of stderr, for the error if it never listens
+
+    def read_stderr() -> None:
+        # Always drained: a server blocked on a full stderr pipe would hang the test.
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            if not isinstance(stderr, int):
+                stderr.write(line)
+                stderr.flush()
+            if len(said) < 65536:
+                said.extend(line)
+            for key, pattern in (("9p", _ANNOUNCED_9P), ("metrics", _ANNOUNCED_METRICS)):
+                match = pattern.search(line)
+                if match and key not in ports:
+                    ports[key] = int(match.group(1))
+            if len(ports) == 2:
+                announced.set()
+        announced.set()  # the process is gone
+
+    reader = threading.Thread(target=read_stderr, daemon=True)
+    reader.start()
     try:
-        wait_for_port(port, proc)
-        wait_for_port(mport, proc)
-        yield port, mport, proc
+        if not announced.wait(30) or len(ports) < 2:
+            text = said.decode("utf-8", "replace")
+            raise RuntimeError(f"datakit serve did not start (status {proc.poll()}): {text}")
+        yield ports["9p"], ports["metrics"], proc
     finally:
         proc.terminate()
         try:
@@ -68,5 +99,6 @@ def datakit_process(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        reader.join(10)
         if proc.stderr:
             proc.stderr.close()

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from datakit.client.ninep_client import Client
-from tests.ops.procs import datakit_process, free_port, wait_for_port
+from tests.ops.procs import datakit_process, wait_for_port
 from tests.ops.test_metrics import commit_file, scrape, value
+from tests.ports import free_port
 
 
 def git(*args: str, cwd: Path | None = None) -> str:

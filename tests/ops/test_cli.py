@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.ops.procs import free_port
+from tests.ports import free_port
 
 
 def run(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:

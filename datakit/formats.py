@@ -4,6 +4,7 @@ client: one render/parse pair per format (spec/filesystem.md).
 * node ids (`D-<tree>`, `F-`/`X-`/`L-<blob>`, `G-<commit>`): `tree.live`
   lines and the names under `trees/` (§3.3, §3.8);
 * head lines: `head`, `head.live`, `reflog`, `remotes/<r>/head` (§3.3);
+* a snapshot's `msg`, and what a submodule entry reads as;
 * `parents` files: one commit id per line (§3.4, §3.7);
 * path lists: a transaction's `conflicts` (§3.4);
 * diff lines: `+ path`, `- path`, `* path` (§3.6), and the typed change
@@ -106,6 +107,19 @@ def parse_head(text: bytes) -> str | None:
     none (a blank line or an empty file)."""
     first = text.split(b"\n", 1)[0].strip()
     return _decode(first) if first else None
+
+
+# -- commits and submodules ------------------------------------------------------
+
+
+def render_message(message: bytes) -> bytes:
+    """A snapshot's `msg`: the commit message and a newline (spec §3.7)."""
+    return message + b"\n"
+
+
+def render_gitlink(sha: str) -> bytes:
+    """What a submodule entry reads as: its commit id and a newline."""
+    return sha.encode("ascii") + b"\n"
 
 
 # -- parents and path lists ------------------------------------------------------

@@ -26,7 +26,9 @@ from datakit.formats import (
     parse_paths,
     render_diff,
     render_fetched_head,
+    render_gitlink,
     render_head,
+    render_message,
     render_node_id,
     render_node_line,
     render_parents,
@@ -198,3 +200,11 @@ def test_store_diff_returns_typed_changes() -> None:
     assert type(changes[0]) is Change and changes[0].op is DiffOp.ADDED
     # Still equal to the (mark, path) pairs the store returned before.
     assert changes == [("+", ("d", "f"))]
+
+
+# -- commits and submodules -----------------------------------------------------------
+
+
+def test_message_and_gitlink_renderings() -> None:
+    assert render_message(b"hi\n") == b"hi\n\n"  # spec §3.7: the message, then "\n"
+    assert render_gitlink(SHA) == f"{SHA}\n".encode()

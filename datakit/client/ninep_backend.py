@@ -72,6 +72,7 @@ from datakit.formats import (
     parse_node_line,
     parse_parents,
     parse_paths,
+    render_gitlink,
     render_node_id,
     render_parents,
 )
@@ -470,7 +471,7 @@ class NinepBranch(Branch):
         if kind is Kind.DIR:
             return NinepTree(self._conn, path)
         if kind is Kind.GITLINK:  # a submodule: its commit is not in this repository
-            return File(sha.encode() + b"\n")
+            return File(render_gitlink(sha))
         data = self._conn.read_bytes(path)
         if kind is Kind.EXEC:
             return Exec(data)

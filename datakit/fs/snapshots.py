@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from datakit import store as st
-from datakit.formats import parse_node_id, render_parents
+from datakit.formats import parse_node_id, render_message, render_parents
 from datakit.fs.diffs import DiffDir
 from datakit.fs.errors import store_errors
 from datakit.fs.treeview import BlobFile, fixed_tree, tree_view
@@ -47,7 +47,7 @@ class SnapshotsDir(_LookupOnly):
             [
                 tree_view("ro", self.store, fixed_tree(self.store, info.tree)),
                 StaticFile("hash", name.encode()),
-                StaticFile("msg", info.message + b"\n"),
+                StaticFile("msg", render_message(info.message)),
                 StaticFile("parents", render_parents(info.parents)),
                 DiffDir(self.store, lambda: info.tree),
             ],

@@ -49,7 +49,6 @@ from datakit.client.errors import (
     NotFastForward,
 )
 from datakit.client.values import (
-    Added,
     Cancel,
     Diff,
     Dir,
@@ -60,16 +59,15 @@ from datakit.client.values import (
     MergeInputs,
     MergeResult,
     PathLike,
-    Removed,
     Stat,
     Steps,
-    Updated,
     Value,
     path_key,
     path_str,
-    sort_diffs,
+    to_diffs,
     to_steps,
 )
+from datakit.formats import convert_kind
 
 DEFAULT_AUTHOR = "datakit <datakit@mobyproject.org>"
 DEFAULT_EMAIL = "datakit@mobyproject.org"
@@ -77,19 +75,6 @@ POLL_SECONDS = 0.05
 """How often a watch checks its timeout and cancel flag."""
 REFS_POLL_SECONDS = 0.2
 """How often a watch looks for ref changes made by other processes."""
-
-_KINDS = {
-    st.Kind.FILE: Kind.FILE,
-    st.Kind.EXEC: Kind.EXEC,
-    st.Kind.LINK: Kind.LINK,
-    st.Kind.DIR: Kind.DIR,
-    st.Kind.GITLINK: Kind.GITLINK,
-}
-_OPS: dict[str, type[Added] | type[Removed] | type[Updated]] = {
-    "+": Added,
-    "-": Removed,
-    "*": Updated,
-}
 
 
 def translate(exc: st.StoreError) -> DataKitError:
@@ -141,10 +126,6 @@ def parse_author(author: str) -> bytes:
         name, _, email = author[:-1].partition("<")
         return f"{name.strip()} <{email.strip()}>".encode()
     return f"{author} <{DEFAULT_EMAIL}>".encode()
-
-
-def _diffs(changes: list[tuple[str, tuple[str, ...]]]) -> list[Diff]:
-    return sort_diffs([_OPS[op](path_str(path)) for op, path in changes])
 
 
 def _open_store(
@@ -353,7 +334,7 @@ class GitTree(Tree):
                 return None
             if entry.kind is st.Kind.DIR:
                 return Stat(Kind.DIR, 0)
-            return Stat(_KINDS[entry.kind], self._conn.store.content_size(entry))
+            return Stat(convert_kind(entry.kind, Kind), self._conn.store.content_size(entry))
 
 
 class GitCommit(Commit):
@@ -377,7 +358,7 @@ class GitCommit(Commit):
     def diff(self, other: Commit) -> list[Diff]:
         with self._conn.lock, _store_errors():
             other_tree = self._conn.store.commit_info(other.id).tree
-            return _diffs(self._conn.store.diff(other_tree, self._info.tree))
+            return to_diffs(self._conn.store.diff(other_tree, self._info.tree))
 
 
 class GitBranch(Branch):
@@ -524,7 +505,7 @@ class GitTransaction(Transaction):
         if found is None:
             return None
         kind, size = found
-        return Stat(_KINDS[kind], 0 if kind is st.Kind.DIR else size)
+        return Stat(convert_kind(kind, Kind), 0 if kind is st.Kind.DIR else size)
 
     # -- writes -------------------------------------------------------------------
 
@@ -645,7 +626,7 @@ class GitTransaction(Transaction):
         sha = self._conn._commit_id(commit)
         with self._conn.lock, _store_errors():
             store = self._conn.store
-            return _diffs(store.diff(store.commit_info(sha).tree, self._tree.write_tree()))
+            return to_diffs(store.diff(store.commit_info(sha).tree, self._tree.write_tree()))
 
     def commit(self, message: str) -> None:
         self._check_open()

@@ -48,7 +48,6 @@ from datakit.client.errors import (
 )
 from datakit.client.ninep_client import Client, RemoteError
 from datakit.client.values import (
-    Added,
     Cancel,
     Diff,
     Dir,
@@ -59,14 +58,23 @@ from datakit.client.values import (
     MergeInputs,
     MergeResult,
     PathLike,
-    Removed,
     Stat,
     Steps,
-    Updated,
     Value,
     path_key,
-    sort_diffs,
+    path_str,
+    to_diffs,
     to_steps,
+)
+from datakit.formats import (
+    parse_diff,
+    parse_head,
+    parse_node_line,
+    parse_parents,
+    parse_paths,
+    render_gitlink,
+    render_node_id,
+    render_parents,
 )
 
 DEFAULT_MSIZE = 256 * 1024
@@ -159,22 +167,7 @@ def _kind_of_mode(mode: int) -> Kind:
 
 
 def _parse_diff(text: bytes) -> list[Diff]:
-    out: list[Diff] = []
-    for line in text.decode("utf-8", "surrogateescape").split("\n"):
-        if len(line) < 3 or line[1] != " ":
-            continue
-        op, path = line[0], line[2:]
-        if op == "+":
-            out.append(Added(path))
-        elif op == "-":
-            out.append(Removed(path))
-        elif op == "*":
-            out.append(Updated(path))
-    return sort_diffs(out)
-
-
-def _lines(data: bytes) -> list[str]:
-    return [line for line in data.decode("utf-8", "surrogateescape").split("\n") if line]
+    return to_diffs(parse_diff(text))
 
 
 class NinepConnection(Connection):
@@ -280,9 +273,9 @@ class NinepConnection(Connection):
         return NinepCommit(self, sha)
 
     def tree(self, id: str) -> NinepTree:
-        sha = parse_id(id.removeprefix("D-"), "tree")
-        self.check_exists(("trees", f"D-{sha}"))
-        return NinepTree(self, ("trees", f"D-{sha}"))
+        path = ("trees", render_node_id(Kind.DIR, parse_id(id.removeprefix("D-"), "tree")))
+        self.check_exists(path)
+        return NinepTree(self, path)
 
     def fetch(self, url: str, branch: str) -> NinepCommit:
         check_remote_branch(branch)
@@ -295,7 +288,7 @@ class NinepConnection(Connection):
                 self.write_bytes((*remote, "fetch"), branch.encode(), truncate=False)
             except BackendError as exc:
                 raise FetchFailed(exc.message) from None
-            head = self.read_bytes((*remote, "head")).decode().split("\n")[0].strip()
+            head = parse_head(self.read_bytes((*remote, "head"))) or ""
         finally:
             # Upstream servers cannot remove remotes; ours can. Best effort.
             with contextlib.suppress(RemoteError, OSError):
@@ -306,8 +299,9 @@ class NinepConnection(Connection):
 
     def stream_lines(
         self, branch: str, path: Steps, deadline: float | None, cancel: Cancel | None
-    ) -> Iterator[str]:
-        """The latest line of a live file each time it changes (trimmed).
+    ) -> Iterator[bytes]:
+        """The latest line of a live file each time it changes (without its
+        newline).
 
         Runs on a connection of its own and reads at the running offset; per
         the stream rules a read with data is followed by one empty read, so
@@ -340,7 +334,7 @@ class NinepConnection(Connection):
                 if b"\n" in pending:
                     complete, _, pending = pending.rpartition(b"\n")
                     # Only the newest value matters: older ones are history.
-                    yield complete.rsplit(b"\n", 1)[-1].decode().strip()
+                    yield complete.rsplit(b"\n", 1)[-1]
         finally:
             client.close()
 
@@ -413,7 +407,7 @@ class NinepCommit(Commit):
     def parents(self) -> list[Commit]:
         if self._parents is None:
             raw = self._conn.read_bytes(("snapshots", self.id, "parents"))
-            self._parents = [NinepCommit(self._conn, p) for p in _lines(raw)]
+            self._parents = [NinepCommit(self._conn, p) for p in parse_parents(raw)]
         return list(self._parents)
 
     def tree(self) -> NinepTree:
@@ -430,8 +424,8 @@ class NinepBranch(Branch):
         self._dir: Steps = ("branch", name)
 
     def head(self) -> NinepCommit | None:
-        text = self._conn.read_bytes((*self._dir, "head")).decode().strip()
-        return NinepCommit(self._conn, text) if text else None
+        head = parse_head(self._conn.read_bytes((*self._dir, "head")))
+        return NinepCommit(self._conn, head) if head else None
 
     def fast_forward(self, commit: CommitLike) -> None:
         sha = self._conn._commit_id(commit)
@@ -455,7 +449,8 @@ class NinepBranch(Branch):
         self, deadline: float | None, cancel: Cancel | None
     ) -> Iterator[Commit | None]:
         for line in self._conn.stream_lines(self.name, ("head.live",), deadline, cancel):
-            yield NinepCommit(self._conn, line) if line else None
+            head = parse_head(line)
+            yield NinepCommit(self._conn, head) if head else None
 
     def _path_events(
         self, path: Steps, deadline: float | None, cancel: Cancel | None
@@ -464,17 +459,23 @@ class NinepBranch(Branch):
         for line in self._conn.stream_lines(self.name, ("watch", *live), deadline, cancel):
             yield self._node(line)
 
-    def _node(self, line: str) -> File | Exec | Link | Tree | None:
-        if not line:
+    def _node(self, line: bytes) -> File | Exec | Link | Tree | None:
+        try:
+            node = parse_node_line(line, Kind)
+        except ValueError as exc:
+            raise BackendError(str(exc)) from None
+        if node is None:
             return None
-        if line.startswith("D-"):
-            return NinepTree(self._conn, ("trees", line))
-        if line.startswith("G-"):  # a submodule: its commit is not in this repository
-            return File(line[2:].encode() + b"\n")
-        data = self._conn.read_bytes(("trees", line))
-        if line.startswith("X-"):
+        kind, sha = node
+        path = ("trees", render_node_id(kind, sha))
+        if kind is Kind.DIR:
+            return NinepTree(self._conn, path)
+        if kind is Kind.GITLINK:  # a submodule: its commit is not in this repository
+            return File(render_gitlink(sha))
+        data = self._conn.read_bytes(path)
+        if kind is Kind.EXEC:
             return Exec(data)
-        if line.startswith("L-"):
+        if kind is Kind.LINK:
             return Link(data.decode("utf-8", "surrogateescape"))
         return File(data)
 
@@ -581,13 +582,12 @@ class NinepTransaction(Transaction):
     def parents(self) -> list[Commit]:
         self._check_open()
         raw = self._conn.read_bytes((*self._dir, "parents"))
-        return [NinepCommit(self._conn, p) for p in _lines(raw)]
+        return [NinepCommit(self._conn, p) for p in parse_parents(raw)]
 
     def set_parents(self, parents: Iterable[CommitLike]) -> None:
         self._check_open()
         ids = [self._conn._commit_id(p) for p in parents]
-        text = "".join(f"{i}\n" for i in ids).encode()
-        self._conn.write_bytes((*self._dir, "parents"), text, truncate=True)
+        self._conn.write_bytes((*self._dir, "parents"), render_parents(ids), truncate=True)
 
     def conflicts(self) -> list[str]:
         self._check_open()
@@ -596,7 +596,7 @@ class NinepTransaction(Transaction):
         except DoesNotExist:
             return []  # no merge yet: the file appears with the first merge
         # The server orders by last component first; both backends use path order.
-        return sorted(_lines(raw), key=path_key)
+        return sorted((path_str(p) for p in parse_paths(raw)), key=path_key)
 
     def diff(self, commit: CommitLike) -> list[Diff]:
         self._check_open()

@@ -9,11 +9,12 @@ script can assert on them without knowing which backend produced them.
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol
 
 from datakit.client.errors import InvalidPath
+from datakit.formats import Change, DiffOp
 
 if TYPE_CHECKING:
     from datakit.client.api import Tree
@@ -61,7 +62,11 @@ def path_key(path: str) -> Steps:
 
 
 class Kind(enum.Enum):
-    """What a path holds. ``EXEC`` is an executable regular file."""
+    """What a path holds. ``EXEC`` is an executable regular file.
+
+    The store's kinds have the same member names: the Git backend converts
+    by name (``datakit.formats.convert_kind``), so keep them alike.
+    """
 
     FILE = "file"
     EXEC = "exec"
@@ -134,8 +139,17 @@ class Updated:
 Diff = Added | Removed | Updated
 
 
-def sort_diffs(diffs: list[Diff]) -> list[Diff]:
-    """Both backends return diffs in path order (servers give no order)."""
+_DIFFS: dict[DiffOp, type[Added] | type[Removed] | type[Updated]] = {
+    DiffOp.ADDED: Added,
+    DiffOp.REMOVED: Removed,
+    DiffOp.UPDATED: Updated,
+}
+
+
+def to_diffs(changes: Iterable[Change]) -> list[Diff]:
+    """The store's (or a `diff/` file's) changes as the API's diff values,
+    in path order on both backends (servers give no order)."""
+    diffs = [_DIFFS[c.op](path_str(c.path)) for c in changes]
     return sorted(diffs, key=lambda d: (path_key(d.path), type(d).__name__))
 
 

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from datakit import metrics
 from datakit import store as st
+from datakit.formats import render_head, render_node_line
 from datakit.fs.diffs import DiffDir
 from datakit.fs.errors import store_errors
 from datakit.fs.transactions import TransactionsDir
@@ -29,10 +30,6 @@ from datakit.vfs import errors as fserr
 
 if TYPE_CHECKING:
     from datakit.fs.root import Root
-
-
-def render_head(head: str | None) -> bytes:
-    return f"{head}\n".encode() if head else b"\n"
 
 
 def _count_reader(delta: int) -> None:
@@ -214,12 +211,10 @@ class WatchDir(Directory):
 
         def render(head: str | None) -> bytes:
             if head is None:
-                return b"D-" + st.EMPTY_TREE.encode() + b"\n" if not path else b"\n"
+                return render_node_line(None if path else (st.Kind.DIR, st.EMPTY_TREE))
             with store_errors():  # a corrupt tree on the way: EIO for this watch
                 entry = store.tree(store.commit_info(head).tree).lookup(path)
-            if entry is None:
-                return b"\n"
-            return f"{_PREFIX[entry.kind]}-{entry.sha}\n".encode()
+            return render_node_line(None if entry is None else (entry.kind, entry.sha))
 
         cell = branch.root.database.head_cell(branch.branch_name)
         self._live = StreamFile("tree.live", cell, render, on_reader=_count_reader)
@@ -250,12 +245,3 @@ class WatchDir(Directory):
             for name in names:
                 nodes.append(await self.lookup(f"{name}.node"))
         return nodes
-
-
-_PREFIX = {
-    st.Kind.DIR: "D",
-    st.Kind.FILE: "F",
-    st.Kind.EXEC: "X",
-    st.Kind.LINK: "L",
-    st.Kind.GITLINK: "G",  # G-<commit of the submodule>
-}

@@ -5,17 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from datakit import store as st
+from datakit.formats import render_diff
 from datakit.fs.errors import store_errors
 from datakit.vfs import Directory, Node, StaticFile
 from datakit.vfs import errors as fserr
 from datakit.vfs.nodes import Kind
-
-
-def render_diff(changes: list[tuple[str, tuple[str, ...]]]) -> bytes:
-    # Paths are the names' own bytes (not always UTF-8: surrogateescape).
-    return b"".join(
-        f"{op} {'/'.join(path)}\n".encode("utf-8", "surrogateescape") for op, path in changes
-    )
 
 
 class DiffDir(Directory):

@@ -9,6 +9,7 @@ import trio
 
 from datakit import metrics
 from datakit import store as st
+from datakit.formats import render_fetched_head
 from datakit.fs.errors import to_fs_error
 from datakit.vfs import (
     BufferFile,
@@ -22,11 +23,6 @@ from datakit.vfs import (
     StreamFile,
 )
 from datakit.vfs import errors as fserr
-
-
-def _render(head: str | None) -> bytes:
-    return f"{head}\n".encode() if head else b""
-
 
 # Fetches run in their own worker threads, never in trio's default pool that
 # durable commits use: a remote that never answers holds its thread until a
@@ -53,7 +49,7 @@ class RemoteDir(StaticDirectory):
         self.head = Cell[str | None](None)
         self.add(self.url)
         self.add(CommandFile("fetch", self._fetch, may_block=True))
-        self.add(StreamFile("head", self.head, _render))
+        self.add(StreamFile("head", self.head, render_fetched_head))
 
     async def _fetch(self, branch: bytes) -> bytes:
         url = bytes(self.url.data).strip().decode("utf-8", "replace")

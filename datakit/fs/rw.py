@@ -12,12 +12,12 @@ import errno as E
 import trio
 
 from datakit import store as st
+from datakit.formats import convert_kind
 from datakit.fs.errors import store_errors
-from datakit.fs.treeview import COPIERS, KINDS
+from datakit.fs.treeview import COPIERS
 from datakit.vfs import Attr, Directory, File, FsError, Handle, Kind, Node
 from datakit.vfs import errors as fserr
 
-STORE_KINDS = {Kind.FILE: st.Kind.FILE, Kind.EXEC: st.Kind.EXEC, Kind.SYMLINK: st.Kind.LINK}
 Path = tuple[str, ...]
 
 
@@ -94,10 +94,10 @@ class RwDir(Directory):
 
     async def create(self, name: str, kind: Kind, target: str | None) -> Node:
         path = (*self.path, name)
-        if kind is Kind.SYMLINK and target is None:
+        if kind is Kind.LINK and target is None:
             raise FsError("Missing target for symlink!", E.EINVAL)
         with store_errors():
-            self.rw.tree.create_file(path, STORE_KINDS[kind], _target_bytes(target))
+            self.rw.tree.create_file(path, convert_kind(kind, st.Kind), _target_bytes(target))
         return self.rw.node(path, False)
 
     async def mkdir(self, name: str) -> Node:
@@ -139,7 +139,7 @@ class RwFile(File):
         if kind is st.Kind.LINK:
             with store_errors():
                 target = self.rw.tree.read_all(self.path).decode("utf-8", "surrogateescape")
-        return Attr(KINDS[kind], size, target)
+        return Attr(convert_kind(kind, Kind), size, target)
 
     async def open(self) -> Handle:
         self.attr()  # the path must exist (and not be a directory) at open
@@ -166,7 +166,7 @@ class RwFile(File):
         with store_errors():
             if self.rw.tree.kind(self.path) is None:
                 raise fserr.not_found()
-            self.rw.tree.set_kind(self.path, STORE_KINDS[kind], _target_bytes(target))
+            self.rw.tree.set_kind(self.path, convert_kind(kind, st.Kind), _target_bytes(target))
 
 
 class _RwHandle(Handle):

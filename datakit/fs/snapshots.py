@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from datakit import store as st
+from datakit.formats import parse_node_id, render_message, render_parents
 from datakit.fs.diffs import DiffDir
 from datakit.fs.errors import store_errors
 from datakit.fs.treeview import BlobFile, fixed_tree, tree_view
@@ -46,18 +47,11 @@ class SnapshotsDir(_LookupOnly):
             [
                 tree_view("ro", self.store, fixed_tree(self.store, info.tree)),
                 StaticFile("hash", name.encode()),
-                StaticFile("msg", info.message + b"\n"),
-                StaticFile("parents", b"".join(p.encode() + b"\n" for p in info.parents)),
+                StaticFile("msg", render_message(info.message)),
+                StaticFile("parents", render_parents(info.parents)),
                 DiffDir(self.store, lambda: info.tree),
             ],
         )
-
-
-_TREE_KINDS = {
-    "F": ("blob", st.Kind.FILE),
-    "X": ("blob", st.Kind.EXEC),
-    "L": ("blob", st.Kind.LINK),
-}
 
 
 class TreesDir(_LookupOnly):
@@ -65,16 +59,20 @@ class TreesDir(_LookupOnly):
         super().__init__("trees", store)
 
     def _make(self, name: str) -> Node:
-        prefix, dash, sha = name.strip().partition("-")
-        sha = sha.strip()
-        if not dash or len(sha) != 40 or any(c not in "0123456789abcdef" for c in sha):
-            raise fserr.not_found()
+        try:
+            kind, sha = parse_node_id(name, st.Kind)
+        except ValueError:
+            raise fserr.not_found() from None
         kind_of = self.store.object_type(sha)
-        if prefix == "D" and kind_of == "tree":
+        if kind is st.Kind.DIR and kind_of == "tree":
             return tree_view(name, self.store, fixed_tree(self.store, sha))
-        if prefix in _TREE_KINDS and kind_of == _TREE_KINDS[prefix][0]:
-            return BlobFile(name, self.store, st.Entry(_TREE_KINDS[prefix][1], sha))
+        if kind in _BLOB_KINDS and kind_of == "blob":
+            return BlobFile(name, self.store, st.Entry(kind, sha))
         raise fserr.not_found()
+
+
+# Not GITLINK: a submodule's commit is never in this repository.
+_BLOB_KINDS = (st.Kind.FILE, st.Kind.EXEC, st.Kind.LINK)
 
 
 class CommitsDir(_LookupOnly):

@@ -14,19 +14,12 @@ from collections.abc import Callable
 import trio
 
 from datakit import store as st
+from datakit.formats import convert_kind
 from datakit.fs.errors import store_errors
 from datakit.vfs import Attr, Directory, File, Handle, Kind, Node
 from datakit.vfs import errors as fserr
 
 Source = Callable[[], "st.TreeView | None"]
-
-KINDS = {
-    st.Kind.FILE: Kind.FILE,
-    st.Kind.EXEC: Kind.EXEC,
-    st.Kind.LINK: Kind.SYMLINK,
-    st.Kind.DIR: Kind.DIR,
-    st.Kind.GITLINK: Kind.GITLINK,
-}
 
 
 class _View:
@@ -156,9 +149,9 @@ class BlobFile(File):
 
 def entry_attr(store: st.Store, entry: st.Entry) -> Attr:
     """A file entry's attributes: its size, and a symlink's target."""
-    kind = KINDS[entry.kind]
+    kind = convert_kind(entry.kind, Kind)
     with store_errors():
-        if kind is not Kind.SYMLINK:
+        if kind is not Kind.LINK:
             return Attr(kind, store.content_size(entry))
         data = store.read_blob(entry.sha)
     return Attr(kind, len(data), data.decode("utf-8", "surrogateescape"))

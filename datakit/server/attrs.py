@@ -11,17 +11,17 @@ _NINEP_MODE = {
     Kind.DIR: ninep.DMDIR | 0o775,
     Kind.FILE: 0o664,
     Kind.EXEC: 0o775,
-    Kind.SYMLINK: ninep.DMSYMLINK | 0o775,
+    Kind.LINK: ninep.DMSYMLINK | 0o775,
     Kind.GITLINK: 0o444,  # a read-only regular file (docs/filesystem.md)
 }
 _UNIX_MODE = {
     Kind.DIR: _stat.S_IFDIR | 0o775,
     Kind.FILE: _stat.S_IFREG | 0o664,
     Kind.EXEC: _stat.S_IFREG | 0o775,
-    Kind.SYMLINK: _stat.S_IFLNK | 0o777,
+    Kind.LINK: _stat.S_IFLNK | 0o777,
     Kind.GITLINK: _stat.S_IFREG | 0o444,
 }
-DIRENT_TYPE = {Kind.DIR: 4, Kind.FILE: 8, Kind.EXEC: 8, Kind.SYMLINK: 10, Kind.GITLINK: 8}
+DIRENT_TYPE = {Kind.DIR: 4, Kind.FILE: 8, Kind.EXEC: 8, Kind.LINK: 10, Kind.GITLINK: 8}
 GETATTR_BASIC = 0x000007FF
 
 
@@ -50,7 +50,7 @@ def stat_of(node: Node, attr: Attr, *, name: str | None = None) -> ninep.Stat:
         uid="root",
         gid="root",
         muid="none",
-        extension=attr.target if attr.kind is Kind.SYMLINK else "",
+        extension=attr.target if attr.kind is Kind.LINK else "",
         n_uid=0,
         n_gid=0,
         n_muid=0,

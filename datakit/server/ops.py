@@ -178,7 +178,7 @@ async def create(s: Session, m: ninep.Tcreate) -> object:
     if m.perm & ninep.DMDIR:
         kind = Kind.DIR
     elif m.perm & ninep.DMSYMLINK:
-        kind = Kind.SYMLINK
+        kind = Kind.LINK
         target = m.extension if s.dialect is not ninep.Dialect.V2000 and m.extension else None
         if target is None:
             raise FsError("Missing target for symlink!", E.EINVAL)
@@ -216,7 +216,7 @@ async def symlink(s: Session, m: ninep.Tsymlink) -> object:
     entry = s.fids.get(m.fid)
     _check_writable(s)
     check_new_name(m.name)
-    node = await _dir_of(entry).create(m.name, Kind.SYMLINK, m.symtgt)
+    node = await _dir_of(entry).create(m.name, Kind.LINK, m.symtgt)
     return ninep.Rsymlink(tag=m.tag, qid=qid_of(node))
 
 
@@ -331,7 +331,7 @@ async def _chmod(s: Session, entry: Fid, mode: int, extension: str) -> None:
     if mode & ninep.DMSYMLINK:
         if s.dialect is ninep.Dialect.V2000 or not extension:
             raise FsError("Missing target for symlink!", E.EINVAL)
-        await node.chmod(Kind.SYMLINK, extension)
+        await node.chmod(Kind.LINK, extension)
     else:
         await node.chmod(Kind.EXEC if mode & 0o100 else Kind.FILE, None)
 
@@ -374,7 +374,7 @@ async def setattr_(s: Session, m: ninep.Tsetattr) -> object:
         node = entry.node
         if node.is_dir:
             raise fserr.not_permitted()
-        if node.attr().kind is not Kind.SYMLINK:
+        if node.attr().kind is not Kind.LINK:
             await node.chmod(Kind.EXEC if m.mode & 0o100 else Kind.FILE, None)
     # uid, gid and times are cosmetic here: accepted and ignored, like upstream's wstat.
     return ninep.Rsetattr(tag=m.tag)
@@ -384,7 +384,7 @@ async def setattr_(s: Session, m: ninep.Tsetattr) -> object:
 async def readlink(s: Session, m: ninep.Treadlink) -> object:
     entry = s.fids.get(m.fid)
     attr = entry.node.attr()
-    if attr.kind is not Kind.SYMLINK:
+    if attr.kind is not Kind.LINK:
         raise FsError("Not a symlink", E.EINVAL)
     return ninep.Rreadlink(tag=m.tag, target=attr.target)
 

@@ -1,6 +1,8 @@
 """The versioned store: a git repository (in memory or on disk) holding
 DataKit's branches, commits and trees. Synchronous; knows nothing of 9p."""
 
+from datakit.formats import Change, DiffOp
+
 from ._content import Limits
 from ._errors import (
     AlreadyExists,
@@ -35,8 +37,10 @@ __all__ = [
     "EMPTY_TREE",
     "AlreadyExists",
     "BlobReader",
+    "Change",
     "CommitInfo",
     "CorruptTree",
+    "DiffOp",
     "EditableTree",
     "Entry",
     "FetchError",

@@ -19,6 +19,8 @@ from typing import Any
 
 from dulwich.errors import ObjectFormatException
 
+from datakit.formats import render_gitlink
+
 from ._content import BUDGET, CHUNK, Content, Limits, pread_all, temporary_file
 from ._durable import datasync, fsync_dir, new_temporary, write_all
 from ._errors import CorruptTree, NoSpace, NotFound, StoreError
@@ -82,11 +84,6 @@ def kind_of_mode(mode: bytes) -> Kind:
     if fmt == 0o100000:
         return Kind.EXEC if value & 0o100 else Kind.FILE
     return Kind.GITLINK
-
-
-def gitlink_content(sha: str) -> bytes:
-    """What a submodule entry reads as: its commit id and a newline."""
-    return sha.encode("ascii") + b"\n"
 
 
 @dataclass(frozen=True, slots=True)
@@ -647,14 +644,14 @@ class ObjectDB:
     # (gitlink), whose commit is in another repository: it reads as its id
     # and a newline.
     def file_content(self, kind: Kind, sha: str) -> bytes:
-        return gitlink_content(sha) if kind is Kind.GITLINK else self.blob(sha)
+        return render_gitlink(sha) if kind is Kind.GITLINK else self.blob(sha)
 
     def file_size(self, kind: Kind, sha: str) -> int:
-        return len(gitlink_content(sha)) if kind is Kind.GITLINK else self.blob_size(sha)
+        return len(render_gitlink(sha)) if kind is Kind.GITLINK else self.blob_size(sha)
 
     def file_reader(self, kind: Kind, sha: str) -> BlobReader:
         if kind is Kind.GITLINK:
-            return BytesReader(gitlink_content(sha))
+            return BytesReader(render_gitlink(sha))
         return self.blob_reader(sha)
 
     def blob_chunks(self, sha: str) -> Iterator[bytes]:

@@ -18,6 +18,8 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from datakit.formats import Change
+
 from ._content import Limits
 from ._errors import (
     FetchError,
@@ -265,9 +267,7 @@ class Store:
             raise NotFound()  # only the type: a corrupt tree fails where it is read
         return EditableTree(self._db, base_tree_sha)
 
-    def diff(
-        self, old_tree_sha: str | None, new_tree_sha: str | None
-    ) -> list[tuple[str, tuple[str, ...]]]:
+    def diff(self, old_tree_sha: str | None, new_tree_sha: str | None) -> list[Change]:
         return diff_trees(self._db, old_tree_sha or EMPTY_TREE, new_tree_sha or EMPTY_TREE)
 
     # -- history -------------------------------------------------------------

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import NamedTuple
 
+from datakit.formats import Change, DiffOp
+
 from ._content import Content
 from ._errors import (
     AlreadyExists,
@@ -112,10 +114,10 @@ def _walk_files(db: ObjectDB, path: Path, entry: Entry) -> Iterator[tuple[Path, 
         stack.extend(((*p, name), child) for name, child in reversed(children))
 
 
-def diff_trees(db: ObjectDB, old: str, new: str) -> list[tuple[str, Path]]:
-    """Changed files between two trees: ``+`` only in new, ``-`` only in old,
-    ``*`` in both with different content or kind."""
-    out: list[tuple[str, Path]] = []
+def diff_trees(db: ObjectDB, old: str, new: str) -> list[Change]:
+    """Changed files between two trees: ADDED only in new, REMOVED only in
+    old, UPDATED in both with different content or kind."""
+    out: list[Change] = []
     if old == new:
         return out
     # (path, old entry, new entry) still to compare, next one last.
@@ -137,12 +139,12 @@ def diff_trees(db: ObjectDB, old: str, new: str) -> list[tuple[str, Path]]:
                 if o.get(name) != n.get(name)
             )
         elif oe is not None and ne is not None and not o_dir and not n_dir:
-            out.append(("*", path))
+            out.append(Change(DiffOp.UPDATED, path))
         else:
             if oe is not None:
-                out.extend(("-", p) for p, _ in _walk_files(db, path, oe))
+                out.extend(Change(DiffOp.REMOVED, p) for p, _ in _walk_files(db, path, oe))
             if ne is not None:
-                out.extend(("+", p) for p, _ in _walk_files(db, path, ne))
+                out.extend(Change(DiffOp.ADDED, p) for p, _ in _walk_files(db, path, ne))
     return out
 
 

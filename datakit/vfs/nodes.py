@@ -24,10 +24,14 @@ _qid_paths = itertools.count(1)
 
 
 class Kind(enum.Enum):
+    """What a node is. The store's and the client's kinds have the same
+    member names: the fs layer converts between them by name
+    (``datakit.formats.convert_kind``), so keep them alike."""
+
     DIR = "dir"
     FILE = "file"
     EXEC = "exec"
-    SYMLINK = "symlink"
+    LINK = "link"  # a symbolic link
     GITLINK = "gitlink"  # a submodule: a read-only file holding its commit id
 
 
@@ -212,8 +216,8 @@ class StaticFile(File):
 
     def attr(self) -> Attr:
         data = self.content()
-        if self.kind is Kind.SYMLINK:
-            return Attr(Kind.SYMLINK, len(data), data.decode("utf-8", "surrogateescape"))
+        if self.kind is Kind.LINK:
+            return Attr(Kind.LINK, len(data), data.decode("utf-8", "surrogateescape"))
         return Attr(self.kind, len(data))
 
     async def open(self) -> Handle:

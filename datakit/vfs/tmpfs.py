@@ -33,11 +33,11 @@ class TmpFile(File):
         self.kind = kind
         self.limit = limit
         self.data = bytearray(
-            target.encode("utf-8", "surrogateescape") if kind is Kind.SYMLINK else b""
+            target.encode("utf-8", "surrogateescape") if kind is Kind.LINK else b""
         )
 
     def attr(self) -> Attr:
-        target = self.data.decode("utf-8", "surrogateescape") if self.kind is Kind.SYMLINK else ""
+        target = self.data.decode("utf-8", "surrogateescape") if self.kind is Kind.LINK else ""
         return Attr(self.kind, len(self.data), target)
 
     async def open(self) -> Handle:
@@ -47,7 +47,7 @@ class TmpFile(File):
         truncate_buffer(self.data, length, self.limit)
 
     async def chmod(self, kind: Kind, target: str | None) -> None:
-        if kind is Kind.SYMLINK:
+        if kind is Kind.LINK:
             if target is None:
                 raise errors.invalid("Missing target for symlink!")
             self.data = bytearray(target.encode("utf-8", "surrogateescape"))
@@ -87,7 +87,7 @@ class TmpDir(Directory):
         existing = self.children.get(name)
         if isinstance(existing, Directory):
             raise errors.is_a_directory()
-        if kind is Kind.SYMLINK and target is None:
+        if kind is Kind.LINK and target is None:
             raise errors.invalid("Missing target for symlink!")
         node = TmpFile(name, kind, target or "", self.limit)
         self.children[name] = node

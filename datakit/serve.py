@@ -123,7 +123,7 @@ async def serve(
         if config.git:
             store = _open_store(config.git, config.store_limits())
             log.info("Using Git repository at %s", config.git)
-            _warn_if_work_tree(config.git)
+            _warn_if_work_tree(store, config.git)
         else:
             store = Store.memory(config.store_limits())
             log.info("Using an in-memory store (use --git PATH for a persistent one)")
@@ -200,17 +200,12 @@ def _open_store(path: str, limits: StoreLimits) -> Store:
         raise StartupError(reason if path in reason else f"--git {path}: {reason}") from exc
 
 
-def _warn_if_work_tree(path: str) -> None:
+def _warn_if_work_tree(store: Store, path: str) -> None:
     """The server moves branches in the git directory only; a checked-out one
     then looks, to `git status` in the work tree, like the commits reversed."""
-    from dulwich.refs import Ref
-    from dulwich.repo import Repo
-
-    with Repo(path) as repo:
-        if repo.bare:
-            return
-        head = repo.refs.read_ref(Ref(b"HEAD")) or b""
-    branch = head.removeprefix(b"ref: refs/heads/").decode("utf-8", "replace")
+    branch = store.checked_out_branch()
+    if branch is None:
+        return
     log.warning(
         "%s has a work tree: commits made through DataKit move its branches but not its "
         "files, so once the checked-out branch (%s) moves, `git status` there shows the "

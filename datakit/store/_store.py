@@ -618,39 +618,3 @@ class Store:
         if self._db.object_type(received.head) != COMMIT:
             raise FetchError(f"error: cannot fetch {shown_url(url)}")
         return received.head
-
-    def _materialize(self) -> None:
-        """Move every overlay object into the dulwich store (for push)."""
-        db = self._db
-        if db.objects_dir is not None:
-            db.flush(list(db.overlay))
-            return
-        from dulwich.objects import ShaFile
-
-        for sha, (type_num, raw) in list(db.overlay.items()):
-            obj = ShaFile.from_raw_string(type_num, raw, sha.encode("ascii"))  # type: ignore[arg-type]
-            self._repo.object_store.add_object(obj)
-
-    def push(self, url: str, branches: Iterable[str]) -> None:
-        """Push local branches to ``url`` (best effort, no force)."""
-        from dulwich.client import get_transport_and_path
-
-        url = url.strip()
-        if not url:
-            raise FetchError("error: remote url is not defined")
-        heads = {b: self.head(b) for b in branches}
-        self._materialize()
-
-        def update_refs(refs: Any) -> Any:
-            new = dict(refs)
-            for b, h in heads.items():
-                if h is not None:
-                    new[b"refs/heads/" + b.encode()] = h.encode("ascii")
-            return new
-
-        try:
-            client, path = get_transport_and_path(url, operation="push")
-            client.send_pack(path, update_refs,  # type: ignore[arg-type]
-                              generate_pack_data=self._repo.generate_pack_data)
-        except Exception as e:
-            raise FetchError(f"error: cannot push to {shown_url(url)}") from e

@@ -8,8 +8,13 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from datakit import __version__
+
+if TYPE_CHECKING:  # imported when serving only: `datakit --version` stays quick
+    from datakit.serve import ServeConfig
+    from datakit.store import RemotePolicy
 
 log = logging.getLogger("datakit")
 
@@ -263,17 +268,76 @@ def _log_level(args: argparse.Namespace) -> int:
     return logging.WARNING
 
 
+def serve_config(args: argparse.Namespace) -> ServeConfig:
+    """The parsed `serve` arguments as a validated :class:`ServeConfig`
+    (UsageError for what argparse's per-option types cannot see)."""
+    from datakit.serve import ServeConfig
+    from datakit.server import EndpointError, parse_endpoints
+
+    try:
+        endpoints = parse_endpoints(args.listen_9p)
+    except EndpointError as exc:
+        raise UsageError(str(exc)) from None
+    if not endpoints:
+        raise UsageError("--listen-9p: no endpoint given")
+    if args.auto_push and not args.git:
+        raise UsageError("--auto-push needs --git (in-memory stores cannot be pushed)")
+    return ServeConfig(
+        endpoints=endpoints,
+        git=args.git,
+        auto_push=args.auto_push,
+        auto_push_timeout=args.auto_push_timeout,
+        prometheus=_host_port(args.listen_prometheus) if args.listen_prometheus else None,
+        max_msize=args.max_msize,
+        read_only=args.read_only,
+        example_tree=args.example_tree,
+        remotes=_remote_policy(args),
+        cache_size=args.cache_size,
+        max_file_size=args.max_file_size,
+        spill_threshold=args.spill_threshold,
+        max_connections=args.max_connections,
+    )
+
+
+def _remote_policy(args: argparse.Namespace) -> RemotePolicy:
+    from datakit.store import Limits, RemotePolicy, parse_schemes
+
+    try:
+        schemes = parse_schemes(args.remote_schemes)
+    except ValueError as exc:
+        raise UsageError(f"--remote-schemes: {exc}") from None
+    return RemotePolicy(
+        schemes=schemes,
+        connect_timeout=args.remote_connect_timeout,
+        inactivity_timeout=args.remote_timeout,
+        max_time=args.remote_max_time,
+        # A fetched object is held whole to be checked: no bigger than a file.
+        max_object=Limits().max_file_size if args.max_file_size is None else args.max_file_size,
+    )
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    """``--listen-prometheus``: PORT, HOST:PORT or [IPV6]:PORT; HOST defaults to 0.0.0.0."""
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        host = "0.0.0.0"
+    host = host.strip("[]") or "0.0.0.0"
+    if not _decimal(port) or not 0 <= int(port) <= 65535:
+        raise UsageError(f"--listen-prometheus {text!r}: use PORT or HOST:PORT")
+    return host, int(port)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         if args.command == "serve":
-            from datakit.serve import ServeConfig, run
+            from datakit.serve import run
 
             logging.basicConfig(
                 level=_log_level(args), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
             )
-            config = ServeConfig.from_args(args)
+            config = serve_config(args)
             signal.signal(signal.SIGPIPE, signal.SIG_IGN)
             return run(config)
         if args.command == "mount":

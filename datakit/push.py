@@ -42,7 +42,6 @@ class AutoPusher:
         coalesce: float = COALESCE_SECONDS,
         timeout: float = TIMEOUT_SECONDS,
     ) -> None:
-        self.store = store
         self.git_dir = git_dir
         self.url = url
         self.shown = shown_url(url)  # what the log says: never the password

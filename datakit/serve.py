@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 import signal
 import sys
@@ -12,10 +11,10 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from datakit import __version__, metrics
-from datakit.server import EndpointError, Limits, parse_endpoints, serve_9p
+from datakit import __version__, metrics, metrics_http
+from datakit.server import Limits, serve_9p
 from datakit.server.accept import default_max_connections, raise_fd_limit
-from datakit.server.endpoints import Endpoint, is_decimal, remove_socket_file, socket_file_id
+from datakit.server.endpoints import Endpoint, remove_socket_file, socket_file_id
 from datakit.server.serve import bind_each, bound_address
 from datakit.store import Limits as StoreLimits
 from datakit.store import RemotePolicy
@@ -31,6 +30,9 @@ POLL_INTERVAL = 0.5  # seconds between checks for ref changes made by other proc
 
 @dataclass
 class ServeConfig:
+    """What `datakit serve` was asked to do, already validated (by
+    :func:`datakit.cli.serve_config` for the command line)."""
+
     endpoints: list[Endpoint]
     git: str | None = None
     auto_push: str | None = None
@@ -47,38 +49,6 @@ class ServeConfig:
     max_connections: int | None = None  # None: from the fd limit (server.accept)
     handshake_timeout: float = Limits.handshake_timeout  # seconds to Tversion + Tattach
 
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> ServeConfig:
-        from datakit.cli import UsageError
-
-        try:
-            endpoints = parse_endpoints(args.listen_9p)
-        except EndpointError as exc:
-            raise UsageError(str(exc)) from None
-        if not endpoints:
-            raise UsageError("--listen-9p: no endpoint given")
-        if args.auto_push and not args.git:
-            raise UsageError("--auto-push needs --git (in-memory stores cannot be pushed)")
-        remotes = _remote_policy(args)
-        prometheus = None
-        if args.listen_prometheus:
-            prometheus = parse_host_port(args.listen_prometheus)
-        return cls(
-            endpoints=endpoints,
-            git=args.git,
-            auto_push=args.auto_push,
-            auto_push_timeout=args.auto_push_timeout,
-            prometheus=prometheus,
-            max_msize=args.max_msize,
-            read_only=args.read_only,
-            example_tree=args.example_tree,
-            remotes=remotes,
-            cache_size=args.cache_size,
-            max_file_size=args.max_file_size,
-            spill_threshold=args.spill_threshold,
-            max_connections=args.max_connections,
-        )
-
     def store_limits(self) -> StoreLimits:
         """The store's memory bounds from the flags."""
         d = StoreLimits()
@@ -89,38 +59,6 @@ class ServeConfig:
                 d.spill_threshold if self.spill_threshold is None else self.spill_threshold
             ),
         )
-
-
-def _remote_policy(args: argparse.Namespace) -> RemotePolicy:
-    from datakit.cli import UsageError
-    from datakit.store import parse_schemes
-
-    try:
-        schemes = parse_schemes(args.remote_schemes)
-    except ValueError as exc:
-        raise UsageError(f"--remote-schemes: {exc}") from None
-    return RemotePolicy(
-        schemes=schemes,
-        connect_timeout=args.remote_connect_timeout,
-        inactivity_timeout=args.remote_timeout,
-        max_time=args.remote_max_time,
-        # A fetched object is held whole to be checked: no bigger than a file.
-        max_object=StoreLimits().max_file_size
-        if args.max_file_size is None
-        else args.max_file_size,
-    )
-
-
-def parse_host_port(text: str) -> tuple[str, int]:
-    from datakit.cli import UsageError
-
-    host, sep, port = text.rpartition(":")
-    if not sep:
-        host = "0.0.0.0"
-    host = host.strip("[]") or "0.0.0.0"
-    if not is_decimal(port) or not 0 <= int(port) <= 65535:
-        raise UsageError(f"--listen-prometheus {text!r}: use PORT or HOST:PORT")
-    return host, int(port)
 
 
 async def _serve_until_signal(config: ServeConfig) -> None:
@@ -185,7 +123,7 @@ async def serve(
         if config.git:
             store = _open_store(config.git, config.store_limits())
             log.info("Using Git repository at %s", config.git)
-            _warn_if_work_tree(config.git)
+            _warn_if_work_tree(store, config.git)
         else:
             store = Store.memory(config.store_limits())
             log.info("Using an in-memory store (use --git PATH for a persistent one)")
@@ -229,7 +167,7 @@ async def serve(
             for endpoint, group in zip(config.endpoints, bound, strict=True):
                 _announce(f"listening on {bound_address(endpoint, group)}")
             if metric_listeners:
-                await nursery.start(metrics.serve_metrics, metric_listeners)
+                await nursery.start(metrics_http.serve_metrics, metric_listeners)
                 host, port = _sockname(metric_listeners[0])
                 _announce(f"metrics at http://{host}:{port}/metrics")
             if store is not None:
@@ -262,17 +200,12 @@ def _open_store(path: str, limits: StoreLimits) -> Store:
         raise StartupError(reason if path in reason else f"--git {path}: {reason}") from exc
 
 
-def _warn_if_work_tree(path: str) -> None:
+def _warn_if_work_tree(store: Store, path: str) -> None:
     """The server moves branches in the git directory only; a checked-out one
     then looks, to `git status` in the work tree, like the commits reversed."""
-    from dulwich.refs import Ref
-    from dulwich.repo import Repo
-
-    with Repo(path) as repo:
-        if repo.bare:
-            return
-        head = repo.refs.read_ref(Ref(b"HEAD")) or b""
-    branch = head.removeprefix(b"ref: refs/heads/").decode("utf-8", "replace")
+    branch = store.checked_out_branch()
+    if branch is None:
+        return
     log.warning(
         "%s has a work tree: commits made through DataKit move its branches but not its "
         "files, so once the checked-out branch (%s) moves, `git status` there shows the "

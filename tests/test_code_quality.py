@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,3 +46,76 @@ def test_layers_do_not_reach_up() -> None:
         assert forbidden not in store, forbidden
     client = imports("client")
     assert "datakit.server" not in client and "datakit.fs" not in client
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every module a file imports, anywhere in it (also inside functions and
+    ``if TYPE_CHECKING``), absolute: ``from datakit import metrics`` gives
+    ``datakit.metrics``, ``from ._x import y`` in datakit/store gives
+    ``datakit.store._x``."""
+    package = ".".join(path.relative_to(ROOT).with_suffix("").parts[:-1])
+    if path.name == "__init__.py":
+        package = ".".join(path.relative_to(ROOT).parts[:-1])
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                parts = parts[: len(parts) - node.level + 1]
+                base = ".".join([*parts, base] if base else parts)
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)
+    return found
+
+
+def imports_of(*parts: str) -> dict[str, set[str]]:
+    """``{file: modules it imports}`` for a module or every file of a package."""
+    target = ROOT.joinpath("datakit", *parts)
+    files = [target.with_suffix(".py")] if not target.is_dir() else sorted(target.rglob("*.py"))
+    return {str(f.relative_to(ROOT)): imported_modules(f) for f in files}
+
+
+def offenders(imports: dict[str, set[str]], bad: Callable[[str], bool]) -> list[str]:
+    return sorted(f"{f}: {m}" for f, mods in imports.items() for m in mods if bad(m))
+
+
+def _ours(module: str) -> bool:
+    return module == "datakit" or module.startswith("datakit.")
+
+
+def _within(module: str, package: str) -> bool:
+    return module == package or module.startswith(package + ".")
+
+
+def test_vfs_imports_nothing_of_ours_but_itself() -> None:
+    """design.md: vfs is the 9p-independent filesystem toolkit; of ours it
+    uses only its own modules (its errors) and the leaf pathnames module,
+    which imports nothing of ours."""
+    vfs = imports_of("vfs")
+    allowed = ("datakit.vfs", "datakit.pathnames")
+    assert not offenders(vfs, lambda m: _ours(m) and not any(_within(m, a) for a in allowed))
+    assert not offenders(imports_of("pathnames"), _ours)
+
+
+def test_server_never_imports_fs_or_store() -> None:
+    """The 9p server serves any vfs tree: it knows neither the DataKit tree nor the store."""
+    server = imports_of("server")
+    assert not offenders(server, lambda m: _within(m, "datakit.fs") or _within(m, "datakit.store"))
+
+
+def test_client_backends_use_only_the_stores_public_api() -> None:
+    client = imports_of("client")
+    assert not offenders(client, lambda m: _within(m, "dulwich"))
+    private = [m for m in imported_modules(ROOT / "datakit/store/__init__.py") if "._" in m]
+    assert private  # the check below sees the store's private modules
+    assert not offenders(client, lambda m: m.startswith("datakit.store._"))
+
+
+def test_metric_definitions_do_no_io() -> None:
+    """The registry is imported everywhere; its HTTP endpoint is datakit.metrics_http."""
+    metrics = imports_of("metrics")
+    assert not offenders(metrics, lambda m: m.split(".")[0] in {"trio", "h11", "socket"})
+    assert not offenders(metrics, _ours)

@@ -136,53 +136,22 @@ def _open_store(
     compression: int | None,
     git_dir: str | None,
 ) -> st.Store:
-    """Create the repository if needed (bare or with a work tree), apply the
-    HEAD and compression options, then open it as a store.
-
-    Creation and configuration go through dulwich directly because the store
-    only ever creates bare repositories and has no notion of HEAD.
-    """
-    from dulwich.errors import NotGitRepository
-    from dulwich.refs import Ref
-    from dulwich.repo import Repo
-
-    target = git_dir if git_dir is not None else path
-    try:
-        repo = Repo(target)
-    except (NotGitRepository, FileNotFoundError):
-        if os.path.exists(target) and (not os.path.isdir(target) or os.listdir(target)):
-            raise BackendError(f"{target} exists and is not a git repository") from None
-        os.makedirs(target, exist_ok=True)
-        if git_dir is not None:
-            repo = Repo.init_bare(git_dir)
-            if not bare:
-                os.makedirs(path, exist_ok=True)
-                config = repo.get_config()
-                config.set(b"core", b"bare", False)
-                config.set(b"core", b"worktree", os.path.abspath(path).encode())
-                config.write_to_path()
-        elif bare:
-            repo = Repo.init_bare(path)
-        else:
-            repo = Repo.init(path)
+    """Open the repository, creating it if needed (bare, or with a work tree
+    at ``path``), then apply the HEAD and compression options."""
+    with _store_errors():
+        store = st.Store.open(
+            git_dir if git_dir is not None else path, work_tree=None if bare else path
+        )
     try:
         if head is not None:
             ref = head if head.startswith("refs/") else f"refs/heads/{check_branch_name(head)}"
-            repo.refs.set_symbolic_ref(Ref(b"HEAD"), Ref(ref.encode()))
+            store.set_default_branch(ref)
         if compression is not None:
-            if not -1 <= compression <= 9:
-                raise ValueError(f"compression level {compression} is not in -1..9")
-            config = repo.get_config()
-            config.set(b"core", b"compression", str(compression).encode())
-            config.set(b"core", b"looseCompression", str(compression).encode())
-            config.write_to_path()
-        gitdir = repo.controldir()
-    finally:
-        repo.close()
-    try:
-        return st.Store.open(gitdir, create=False)
-    except st.StoreError as exc:
-        raise translate(exc) from None
+            store.set_compression(compression)
+    except BaseException:
+        store.close()
+        raise
+    return store
 
 
 class GitConnection(Connection):

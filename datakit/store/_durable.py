@@ -30,11 +30,6 @@ def _fsync(path: str, flags: int) -> None:
         os.close(fd)
 
 
-def fsync_file(path: str) -> None:
-    """Make a file written by someone else (dulwich) durable."""
-    _fsync(path, 0)
-
-
 def fsync_dir(path: str) -> None:
     """Make the entries of directory `path` (new names, renames) durable."""
     _fsync(path, getattr(os, "O_DIRECTORY", 0))

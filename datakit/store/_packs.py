@@ -5,110 +5,26 @@ file: ten thousand fdatasyncs for a 10,000-file transaction. A pack is one
 file and one index, two fsyncs, whatever the count; git reads it like any
 pack it made itself (`git fsck --strict` checks both files).
 
-Formats (gitformat-pack(5)): the pack is ``PACK``, version 2, the object
-count, then per object a type-and-size header and the zlib-deflated body,
-then the SHA-1 of all that. No deltas: the objects are new, and finding
-delta bases would cost more than it saves here (`git gc` deltifies later).
-The index is ``\\377tOc``, version 2, a 256-entry fan-out table, the sorted
-object ids, a CRC-32 of each object's packed bytes, their offsets (31 bits,
-or an index into a table of 64-bit offsets past 2 GiB), the pack's checksum
-and its own.
+The formats are dulwich's to write (gitformat-pack(5)): ``write_pack_data``
+streams the pack to a callback, one object at a time, deflating as it goes
+(a big blob is never held twice over), and ``write_pack_index_v2`` writes
+the index to a file object. What is ours is durability: both go to
+temporary files of ours in the pack directory, are fdatasynced, then renamed
+into place, pack first (see :func:`install_pack`). No deltas: the objects are
+new, and finding delta bases would cost more than it saves here (`git gc`
+deltifies later).
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
-import struct
-import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Iterable, Sequence
+
+from dulwich.object_format import SHA1
+from dulwich.pack import UnpackedObject, write_pack_data, write_pack_index_v2
 
 from ._durable import datasync, fsync_dir, new_temporary, write_all
-
-_LARGE_OFFSET = 0x80000000
-
-
-def _entry_header(type_num: int, size: int) -> bytes:
-    """3-bit type and a little-endian base-128 size, 4 bits in the first byte."""
-    out = bytearray()
-    byte = (type_num << 4) | (size & 0x0F)
-    size >>= 4
-    while size:
-        out.append(byte | 0x80)
-        byte = size & 0x7F
-        size >>= 7
-    out.append(byte)
-    return bytes(out)
-
-
-def _stream_pack(
-    write: Callable[[bytes], object],
-    objects: Sequence[tuple[str, int, bytes]],
-    compression: int,
-) -> tuple[list[tuple[bytes, int, int]], bytes]:
-    """Write the pack piece by piece (a big blob is never held twice over);
-    return (binary id, crc32, offset) per object, and the pack's checksum."""
-    if len({sha for sha, _, _ in objects}) != len(objects):
-        raise ValueError("a pack must not hold an object twice (git rejects it)")
-    digest = hashlib.sha1()
-
-    def out(data: bytes) -> None:
-        digest.update(data)
-        write(data)
-
-    out(b"PACK" + struct.pack(">II", 2, len(objects)))
-    offset = 12
-    index: list[tuple[bytes, int, int]] = []
-    for sha, type_num, raw in objects:
-        packed = _entry_header(type_num, len(raw)) + zlib.compress(raw, compression)
-        index.append((bytes.fromhex(sha), zlib.crc32(packed), offset))
-        out(packed)
-        offset += len(packed)
-    checksum = digest.digest()
-    write(checksum)
-    return index, checksum
-
-
-def encode_pack(
-    objects: Sequence[tuple[str, int, bytes]], compression: int
-) -> tuple[bytes, list[tuple[bytes, int, int]], bytes]:
-    """The pack's bytes, (binary id, crc32, offset) per object, and the checksum."""
-    parts: list[bytes] = []
-    index, checksum = _stream_pack(parts.append, objects, compression)
-    return b"".join(parts), index, checksum
-
-
-def encode_index(entries: list[tuple[bytes, int, int]], pack_checksum: bytes) -> bytes:
-    entries = sorted(entries)
-    fanout = [0] * 256
-    for sha, _, _ in entries:
-        fanout[sha[0]] += 1
-    total = 0
-    for i in range(256):
-        total += fanout[i]
-        fanout[i] = total
-    small: list[int] = []
-    large: list[int] = []
-    for _, _, offset in entries:
-        if offset < _LARGE_OFFSET:
-            small.append(offset)
-        else:
-            small.append(_LARGE_OFFSET | len(large))
-            large.append(offset)
-    body = b"".join(
-        [
-            b"\377tOc",
-            struct.pack(">I", 2),
-            struct.pack(">256I", *fanout),
-            b"".join(sha for sha, _, _ in entries),
-            struct.pack(f">{len(entries)}I", *(crc for _, crc, _ in entries)),
-            struct.pack(f">{len(small)}I", *small),
-            struct.pack(f">{len(large)}Q", *large),
-            pack_checksum,
-        ]
-    )
-    return body + hashlib.sha1(body).digest()
 
 
 def write_pack(
@@ -117,12 +33,24 @@ def write_pack(
     """Durably add ``objects`` (id, type, raw body) to the repository as one
     pack (written under a temporary name and fsynced, then installed by
     :func:`install_pack`); returns the pack's path."""
+    if len({sha for sha, _, _ in objects}) != len(objects):
+        # dulwich would write both and index one: git rejects such a pack.
+        raise ValueError("a pack must not hold an object twice (git rejects it)")
     pack_dir = os.path.join(objects_dir, "pack")
     os.makedirs(pack_dir, exist_ok=True)
     fd, tmp_pack = new_temporary(pack_dir, "pack")
     try:
         try:
-            entries, checksum = _stream_pack(lambda b: write_all(fd, b), objects, compression)
+            written, checksum = write_pack_data(
+                lambda data: write_all(fd, data),
+                (
+                    UnpackedObject(type_num, sha=bytes.fromhex(sha), decomp_chunks=[raw])
+                    for sha, type_num, raw in objects
+                ),
+                SHA1,
+                num_records=len(objects),
+                compression_level=compression,
+            )
             datasync(fd)
         finally:
             os.close(fd)
@@ -130,14 +58,16 @@ def write_pack(
         with contextlib.suppress(OSError):
             os.unlink(tmp_pack)
         raise
+    entries = [(sha, crc, offset) for sha, (offset, crc) in written.items()]
     return install_pack(pack_dir, tmp_pack, entries, checksum)
 
 
 def install_pack(
-    pack_dir: str, tmp_pack: str, entries: list[tuple[bytes, int, int]], checksum: bytes
+    pack_dir: str, tmp_pack: str, entries: Iterable[tuple[bytes, int, int]], checksum: bytes
 ) -> str:
-    """Write the index of the durable pack ``tmp_pack`` (in ``pack_dir``)
-    and move both into place; returns the pack's path.
+    """Write the index of the durable pack ``tmp_pack`` (in ``pack_dir``;
+    ``entries`` are (binary id, crc32, offset) per object) and move both
+    into place; returns the pack's path.
 
     The pack is renamed into place before its index: git (and dulwich) only
     look at a pack that has an index, so a crash never leaves a pack visible
@@ -147,11 +77,11 @@ def install_pack(
     try:
         fd, tmp_idx = new_temporary(pack_dir, "idx")
         leftovers.append(tmp_idx)
-        try:
-            write_all(fd, encode_index(entries, checksum))
-            datasync(fd)
-        finally:
-            os.close(fd)
+        with os.fdopen(fd, "wb") as f:
+            # dulwich writes the entries in the order given: the index is sorted by id.
+            write_pack_index_v2(f, sorted((s, off, crc) for s, crc, off in entries), checksum)
+            f.flush()
+            datasync(f.fileno())
         base = os.path.join(pack_dir, f"pack-{checksum.hex()}")
         if os.path.exists(base + ".idx"):
             # The very same pack (its name is its checksum) is already there:

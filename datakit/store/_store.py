@@ -73,6 +73,27 @@ def _loose_compression(config: Any) -> int:
     return LOOSE_COMPRESSION
 
 
+def _create(path: str, work_tree: str | None) -> Any:
+    """A new repository at ``path`` (see :meth:`Store.open`), as a dulwich Repo."""
+    from dulwich.repo import Repo
+
+    if os.path.exists(path) and (not os.path.isdir(path) or os.listdir(path)):
+        raise StoreError(f"{path} exists and is not a git repository")
+    os.makedirs(path, exist_ok=True)
+    if work_tree is None:
+        return Repo.init_bare(path)
+    if os.path.abspath(work_tree) == os.path.abspath(path):
+        return Repo.init(path)
+    repo = Repo.init_bare(path)
+    os.makedirs(work_tree, exist_ok=True)
+    config = repo.get_config()
+    config.set(b"core", b"bare", False)
+    config.set(b"core", b"worktree", os.path.abspath(work_tree).encode())
+    config.write_to_path()
+    repo.close()
+    return Repo(path)  # read back as the non-bare repository it now is
+
+
 class Store:
     """A git repository (in memory or on disk) seen as a DataKit store."""
 
@@ -108,29 +129,30 @@ class Store:
         path: str | os.PathLike[str],
         *,
         create: bool = True,
+        work_tree: str | os.PathLike[str] | None = None,
         limits: Limits | None = None,
     ) -> Store:
-        """Open a bare repository, a repository with a work tree (only its git
-        directory is used) or, if ``create``, make a bare one where nothing is.
-        Nothing is scanned, so this is O(1) in the repository size."""
+        """Open a bare repository or a repository with a work tree (only its
+        git directory is used). Nothing is scanned, so this is O(1) in the
+        repository size.
+
+        Where nothing is (a missing or empty directory) and ``create`` is
+        set, a repository is made first: bare without ``work_tree``; with
+        ``work_tree`` equal to ``path``, a git directory in ``path/.git``
+        (``git init``); with another ``work_tree``, a git directory at
+        ``path`` for that work tree (``git init --separate-git-dir``). The
+        work tree is never written to. Without ``create``, a missing
+        repository raises NotFound; anything else there, StoreError."""
         from dulwich.errors import NotGitRepository
         from dulwich.repo import Repo
 
         path = os.fspath(path)
         try:
             repo = Repo(path)
-        except NotGitRepository:
+        except (NotGitRepository, FileNotFoundError):
             if not create:
                 raise NotFound() from None
-            if os.path.exists(path) and (not os.path.isdir(path) or os.listdir(path)):
-                raise StoreError(f"{path} exists and is not a git repository") from None
-            os.makedirs(path, exist_ok=True)
-            repo = Repo.init_bare(path)
-        except FileNotFoundError:
-            if not create:
-                raise NotFound() from None
-            os.makedirs(path, exist_ok=True)
-            repo = Repo.init_bare(path)
+            repo = _create(path, None if work_tree is None else os.fspath(work_tree))
         except ValueError as exc:  # dulwich: a config (or .git file) it cannot parse
             raise StoreError(f"{path}: unreadable repository: {exc}") from exc
         gitdir = repo.controldir()
@@ -149,6 +171,35 @@ class Store:
         return cls(
             repo, DiskRefs(gitdir), objects_dir, compression=compression, limits=limits
         )
+
+    def set_default_branch(self, ref: str) -> None:
+        """Make HEAD designate ``ref`` (``refs/heads/...``): the branch a
+        clone checks out."""
+        from dulwich.refs import Ref
+
+        self._repo.refs.set_symbolic_ref(Ref(b"HEAD"), Ref(ref.encode()))
+
+    def set_compression(self, level: int) -> None:
+        """Record the zlib level (-1..9) in the repository's config
+        (core.compression and core.looseCompression, as git reads them) and
+        use it for the objects written from now on."""
+        if not -1 <= level <= 9:
+            raise ValueError(f"compression level {level} is not in -1..9")
+        config = self._repo.get_config()
+        for name in (b"compression", b"looseCompression"):
+            config.set(b"core", name, str(level).encode())
+        config.write_to_path()
+        self._db.compression = level
+
+    def checked_out_branch(self) -> str | None:
+        """What HEAD names in a repository with a work tree (a branch name,
+        else the ref or id HEAD holds); None for a bare or in-memory one."""
+        if not self.on_disk or self._repo.bare:
+            return None
+        from dulwich.refs import Ref
+
+        head = self._repo.refs.read_ref(Ref(b"HEAD")) or b""
+        return head.removeprefix(b"ref: refs/heads/").decode("utf-8", "replace")
 
     def close(self) -> None:
         self._repo.close()
@@ -567,39 +618,3 @@ class Store:
         if self._db.object_type(received.head) != COMMIT:
             raise FetchError(f"error: cannot fetch {shown_url(url)}")
         return received.head
-
-    def _materialize(self) -> None:
-        """Move every overlay object into the dulwich store (for push)."""
-        db = self._db
-        if db.objects_dir is not None:
-            db.flush(list(db.overlay))
-            return
-        from dulwich.objects import ShaFile
-
-        for sha, (type_num, raw) in list(db.overlay.items()):
-            obj = ShaFile.from_raw_string(type_num, raw, sha.encode("ascii"))  # type: ignore[arg-type]
-            self._repo.object_store.add_object(obj)
-
-    def push(self, url: str, branches: Iterable[str]) -> None:
-        """Push local branches to ``url`` (best effort, no force)."""
-        from dulwich.client import get_transport_and_path
-
-        url = url.strip()
-        if not url:
-            raise FetchError("error: remote url is not defined")
-        heads = {b: self.head(b) for b in branches}
-        self._materialize()
-
-        def update_refs(refs: Any) -> Any:
-            new = dict(refs)
-            for b, h in heads.items():
-                if h is not None:
-                    new[b"refs/heads/" + b.encode()] = h.encode("ascii")
-            return new
-
-        try:
-            client, path = get_transport_and_path(url, operation="push")
-            client.send_pack(path, update_refs,  # type: ignore[arg-type]
-                              generate_pack_data=self._repo.generate_pack_data)
-        except Exception as e:
-            raise FetchError(f"error: cannot push to {shown_url(url)}") from e

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+from datakit import cli
 from datakit.cli import build_parser
 from datakit.serve import ServeConfig
 from tests.container.podman import REPO, dockerfile_stages, effective, stage
@@ -50,7 +51,7 @@ def port_mappings(service: dict[str, Any]) -> list[tuple[str, int, int]]:
 
 def serve_config(service: dict[str, Any]) -> ServeConfig:
     args = build_parser().parse_args(["serve", *service["command"]])
-    return ServeConfig.from_args(args)
+    return cli.serve_config(args)
 
 
 def test_services_exist(compose: dict[str, Any]) -> None:

@@ -20,10 +20,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from datakit.cli import build_parser
+from datakit.cli import build_parser, serve_config
 from datakit.client.ninep_client import Client
 from datakit.mount import mount_command
-from datakit.serve import ServeConfig
 from tests.container.podman import (
     LABEL,
     Podman,
@@ -176,7 +175,7 @@ def test_image_config_is_what_the_dockerfile_says(podman: Podman, server_image: 
     # The default command is valid for this datakit, serves the volume, and
     # listens on the exposed ports on every interface.
     args = build_parser().parse_args(["serve", *cmd])
-    serve = ServeConfig.from_args(args)
+    serve = serve_config(args)
     assert serve.git == "/data"
     assert serve.prometheus == ("0.0.0.0", 9090)
     assert args.listen_9p == "tcp://0.0.0.0:5640"

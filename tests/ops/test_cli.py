@@ -7,6 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from datakit.cli import UsageError, build_parser, serve_config
 from tests.ports import free_port
 
 
@@ -170,3 +173,20 @@ def test_fd_endpoint_that_is_no_listening_stream_socket_is_one_line(tmp_path: Pa
                 f"datakit: Failed to set up server socket listening on fd://{fd}: "
                 "not a listening stream socket"
             ], result.stderr
+
+
+def test_serve_arguments_become_a_validated_config_in_the_cli() -> None:
+    args = build_parser().parse_args(
+        ["serve", "--listen-9p", "tcp://127.0.0.1:1,unix:///tmp/s", "--listen-prometheus",
+         "[::1]:9100", "--remote-schemes", "https", "--max-file-size", "1M"]
+    )
+    config = serve_config(args)
+    assert [str(e) for e in config.endpoints] == ["tcp://127.0.0.1:1", "unix:///tmp/s"]
+    assert config.prometheus == ("::1", 9100)
+    assert config.remotes.schemes == frozenset({"https"})
+    assert config.remotes.max_object == 1 << 20 == config.max_file_size
+    port_only = build_parser().parse_args(["serve", "--listen-prometheus", "9"])
+    assert serve_config(port_only).prometheus == ("0.0.0.0", 9)
+    for bad in (["--remote-schemes", "gopher"], ["--listen-9p", ""], ["--listen-prometheus", "x"]):
+        with pytest.raises(UsageError):
+            serve_config(build_parser().parse_args(["serve", *bad]))

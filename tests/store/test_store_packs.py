@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from datakit.store._objects import BLOB, COMMIT, TREE, hash_object
-from datakit.store._packs import _entry_header, encode_index, encode_pack, write_pack
+from datakit.store._packs import install_pack, write_pack
 
 
 def objects() -> list[tuple[str, int, bytes]]:
@@ -25,12 +25,31 @@ def objects() -> list[tuple[str, int, bytes]]:
     return out
 
 
-def test_entry_header_is_gits_varint() -> None:
-    assert _entry_header(BLOB, 0) == bytes([0x30])
-    assert _entry_header(BLOB, 15) == bytes([0x3F])
-    assert _entry_header(BLOB, 16) == bytes([0xB0, 0x01])
+def _offsets(idx: bytes) -> dict[bytes, int]:
+    """Object id -> offset, read from a v2 index (no offsets past 2 GiB here)."""
+    (n,) = struct.unpack(">I", idx[8 + 255 * 4 : 8 + 256 * 4])
+    ids_at = 8 + 256 * 4
+    offsets_at = ids_at + n * 20 + n * 4
+    ids = [idx[ids_at + 20 * i : ids_at + 20 * (i + 1)] for i in range(n)]
+    return {
+        sha: struct.unpack(">I", idx[offsets_at + 4 * i : offsets_at + 4 * i + 4])[0]
+        for i, sha in enumerate(ids)
+    }
+
+
+def test_entry_header_is_gits_varint(tmp_path: Path) -> None:
+    """3-bit type and a little-endian base-128 size, 4 bits in the first byte."""
+    sized = [(BLOB, b""), (BLOB, b"x" * 15), (BLOB, b"y" * 16), (COMMIT, b"z" * (1 << 20))]
+    objs = [(hash_object(t, raw), t, raw) for t, raw in sized]
+    pack = Path(write_pack(str(tmp_path), objs, 1))
+    data = pack.read_bytes()
+    offsets = _offsets(pack.with_suffix(".idx").read_bytes())
+    headers = [data[offsets[bytes.fromhex(sha)] :][:4] for sha, _, _ in objs]
+    assert headers[0][:1] == bytes([0x30])
+    assert headers[1][:1] == bytes([0x3F])
+    assert headers[2][:2] == bytes([0xB0, 0x01])
     # 2^20 = 0 in the first 4 bits, then 7-bit groups 0, 0, 4.
-    assert _entry_header(COMMIT, 1 << 20) == bytes([0x90, 0x80, 0x80, 0x04])
+    assert headers[3] == bytes([0x90, 0x80, 0x80, 0x04])
 
 
 def test_git_reads_the_pack_and_rebuilds_the_same_index(tmp_path: Path, git) -> None:  # type: ignore[no-untyped-def]
@@ -51,9 +70,12 @@ def test_git_reads_the_pack_and_rebuilds_the_same_index(tmp_path: Path, git) -> 
     assert [p.name for p in (repo / "objects" / "pack").iterdir() if "tmp" in p.name] == []
 
 
-def test_offsets_past_2_gib_go_to_the_large_offset_table() -> None:
+def test_offsets_past_2_gib_go_to_the_large_offset_table(tmp_path: Path) -> None:
+    tmp = tmp_path / "tmp_pack"
+    tmp.write_bytes(b"not read: only its index is written")
     entries = [(bytes([1]) + bytes(19), 7, 12), (bytes([2]) + bytes(19), 8, 3 << 30)]
-    idx = encode_index(entries, bytes(20))
+    pack = Path(install_pack(str(tmp_path), str(tmp), entries, bytes(20)))
+    idx = pack.with_suffix(".idx").read_bytes()
     n = 2
     offsets_at = 8 + 256 * 4 + n * 20 + n * 4
     small = struct.unpack(">2I", idx[offsets_at : offsets_at + 8])
@@ -63,12 +85,15 @@ def test_offsets_past_2_gib_go_to_the_large_offset_table() -> None:
     assert idx[-20:] == hashlib.sha1(idx[:-20]).digest()
 
 
-def test_pack_checksum_and_count() -> None:
+def test_pack_checksum_and_count(tmp_path: Path) -> None:
     objs = objects()
-    pack, entries, checksum = encode_pack(objs, 6)
+    path = Path(write_pack(str(tmp_path), objs, 6))
+    pack = path.read_bytes()
+    checksum = bytes.fromhex(path.stem.removeprefix("pack-"))
     assert pack[:12] == b"PACK" + struct.pack(">II", 2, len(objs))
     assert pack[-20:] == checksum == hashlib.sha1(pack[:-20]).digest()
-    assert entries[0][2] == 12  # the first object follows the 12-byte header
+    # the first object follows the 12-byte header
+    assert _offsets(path.with_suffix(".idx").read_bytes())[bytes.fromhex(objs[0][0])] == 12
 
 
 def test_a_big_commit_lands_as_one_pack(tmp_path: Path, git) -> None:  # type: ignore[no-untyped-def]
@@ -112,7 +137,8 @@ def test_the_same_pack_twice_keeps_the_first_and_leaves_nothing(tmp_path: Path, 
     git("--git-dir", str(repo), "fsck", "--strict")
 
 
-def test_an_object_twice_is_refused() -> None:
+def test_an_object_twice_is_refused(tmp_path: Path) -> None:
     objs = objects()
     with pytest.raises(ValueError, match="twice"):
-        encode_pack([*objs, objs[0]], 1)
+        write_pack(str(tmp_path), [*objs, objs[0]], 1)
+    assert not any(tmp_path.rglob("*"))

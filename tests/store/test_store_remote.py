@@ -116,18 +116,6 @@ def test_fetch_git_daemon(store: Store, upstream: tuple[Path, str], git_daemon: 
     assert str(e.value) == "error: no head to fetch"
 
 
-def test_push_to_bare_repo(store: Store, tmp_path: Path, git) -> None:  # type: ignore[no-untyped-def]
-    target = tmp_path / "target.git"
-    git("init", "-q", "--bare", str(target))
-    t = store.edit(None)
-    t.put(("a",), b"A")
-    c = store.make_commit(t.write_tree(), [], b"pushed")
-    store.integrate("master", c)
-    store.push(str(target), ["master"])
-    assert git("rev-parse", "master", cwd=target).strip() == c
-    git("fsck", "--strict", cwd=target)
-
-
 def test_diff_e32(store: Store) -> None:
     t = store.edit(None)
     t.put(("a",), b"a")

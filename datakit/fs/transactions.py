@@ -71,7 +71,7 @@ class TransactionsDir(Directory):
         return tx
 
     def discard(self, tx: TransactionDir) -> None:
-        tx.rw.release()
+        tx.release()
         if self.open.get(tx.name) is tx:
             del self.open[tx.name]
         if tx in self.branch.root.transactions:
@@ -96,8 +96,8 @@ class TransactionDir(Directory):
         # runner of its writes.
         self.store: st.Store = self.branch.store
         self.writer = self.branch.root.database.write
-        self.txn = st.Transaction(self.store, self.branch.branch_name)
-        self.rw = RwTree(self.txn.tree)
+        self._txn: st.Transaction | None = st.Transaction(self.store, self.branch.branch_name)
+        self.rw = RwTree(self._txn.tree)
         self.rw_root = self.rw.node((), True)
         self.msg = BufferFile("msg")
         parents = "".join(f"{p}\n" for p in self.txn.parents)
@@ -142,6 +142,17 @@ class TransactionDir(Directory):
         raise child.remove_error()
 
     # -- state -----------------------------------------------------------------
+
+    @property
+    def txn(self) -> st.Transaction:
+        if self._txn is None:  # committed or closed; a stale fid sees nothing
+            raise fserr.not_found()
+        return self._txn
+
+    def release(self) -> None:
+        """Committed or closed: let the content go now (see RwTree.release)."""
+        self.rw.release()
+        self._txn = None
 
     def _rw_tree_sha(self) -> str:
         with store_errors():

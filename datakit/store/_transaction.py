@@ -19,6 +19,7 @@ would silently take one side, and which one would depend on the hash order.
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
 MERGE_MESSAGE = b"Merge"
 """The message of a merge commit made by integration (upstream's server's)."""
 VIRTUAL_BASE_MESSAGE = b"merged common ancestors"
+
+Pair = tuple[str, str]
 
 
 @dataclass(frozen=True)
@@ -57,22 +60,42 @@ class Committed:
 def merge_base(store: Store, a: str, b: str) -> str | None:
     """The base commit of a merge of commits ``a`` and ``b``: their lowest
     common ancestor, a virtual one if they have several, None if none."""
-    return _virtual_base(store, store.lcas(a, b))
+    return _base_of(store, store.lcas(a, b))
 
 
-def _virtual_base(store: Store, bases: list[str]) -> str | None:
-    """One commit standing for ``bases``: they are merged pairwise, oldest
-    first (as git does, so the result does not depend on hash order), each
-    pair over its own merge base. The virtual commits have the merged pair as
-    parents, so the next pair's base is found from them; they are stored
-    unreferenced."""
+def _base_of(store: Store, bases: list[str]) -> str | None:
+    """One commit standing for ``bases`` (see :func:`_virtual_base`).
+
+    The recursion runs on an explicit stack of generators: two branches
+    that keep merging each other nest one level per round, and a long-lived
+    pair of them would exceed Python's recursion limit."""
+    stack = [_virtual_base(store, bases)]
+    answer: str | None = None
+    while stack:
+        try:
+            a, b = stack[-1].send(answer)
+        except StopIteration as done:
+            stack.pop()
+            answer = done.value
+        else:
+            stack.append(_virtual_base(store, store.lcas(a, b)))
+            answer = None
+    return answer
+
+
+def _virtual_base(store: Store, bases: list[str]) -> Generator[Pair, str | None, str | None]:
+    """Merge ``bases`` pairwise, oldest first (as git does, so the result
+    does not depend on hash order), each pair over its own merge base, which
+    it asks its driver for by yielding the pair. The virtual commits have
+    the merged pair as parents, so the next pair's base is found from them;
+    they are stored unreferenced."""
     if not bases:
         return None
     infos = sorted((store.commit_info(c) for c in bases), key=lambda i: (i.time, i.id))
     acc = infos[0]
     for other in infos[1:]:
+        base = yield acc.id, other.id
         tree = store.edit(acc.tree)
-        base = merge_base(store, acc.id, other.id)
         _three_way(store, tree, acc.tree, other.tree, base)  # conflicts stay as files
         virtual = store.make_commit(
             tree.write_tree(),
@@ -128,7 +151,7 @@ def integrate(
 def _merge_commit(store: Store, ours: str, theirs: str, bases: list[str], message: bytes) -> str:
     ours_tree = store.commit_info(ours).tree
     tree = store.edit(ours_tree)
-    base = _virtual_base(store, bases)
+    base = _base_of(store, bases)
     conflicts = _three_way(store, tree, ours_tree, store.commit_info(theirs).tree, base)
     if conflicts:
         raise MergeConflict(", ".join("/".join(p) for p in sorted(conflicts)))

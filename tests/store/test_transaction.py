@@ -5,6 +5,8 @@ changes a write collects for its caller."""
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from datakit.store import (
@@ -213,3 +215,17 @@ def test_writes_collect_their_changes(store: Store) -> None:
     assert seen == expected
     store.poll()  # announced changes are not reported again
     assert seen == expected
+
+
+def test_bases_nested_deeper_than_the_recursion_limit(store: Store) -> None:
+    """Two branches that keep merging each other: each round nests the
+    virtual base one level deeper (its bases are the previous round's)."""
+    c0 = commit(store, [], {"f": b"0"})
+    left, right = commit(store, [c0], {"f": b"L"}), commit(store, [c0], {"f": b"R"})
+    for n in range(sys.getrecursionlimit()):
+        left, right = (
+            commit(store, [left, right], {"f": b"L%d" % n}),
+            commit(store, [right, left], {"f": b"R%d" % n}),
+        )
+    base = merge_base(store, left, right)
+    assert base is not None and files_at(store, base) == {"f": CONFLICT}

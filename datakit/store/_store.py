@@ -42,7 +42,7 @@ from ._objects import (
     serialize_commit,
 )
 from ._refs import DiskRefs, MemoryRefs, check_branch_name, is_valid_branch_name
-from ._transaction import MERGE_MESSAGE, integrate
+from ._transaction import integrate
 from ._transport import FetchGuard, RemotePolicy, shown_url
 from ._tree import EditableTree, TreeView, diff_trees
 
@@ -415,17 +415,12 @@ class Store:
             raise NotFastForward()
 
     def integrate(
-        self,
-        branch: str,
-        commit: str,
-        merge_message: bytes = MERGE_MESSAGE,
-        *,
-        changes: list[BranchChange] | None = None,
+        self, branch: str, commit: str, *, changes: list[BranchChange] | None = None
     ) -> str:
         """Move ``branch`` to include ``commit`` (spec 3.5 step 4); the new
         head. See :func:`._transaction.integrate`, which also says whether
         it made a merge commit."""
-        return integrate(self, branch, commit, message=merge_message, changes=changes).head
+        return integrate(self, branch, commit, changes=changes).head
 
     # -- change notification -------------------------------------------------
     def add_listener(self, fn: Listener) -> None:

@@ -121,7 +121,6 @@ def integrate(
     branch: str,
     commit: str,
     *,
-    message: bytes = MERGE_MESSAGE,
     changes: list[BranchChange] | None = None,
 ) -> Committed:
     """Move ``branch`` to include ``commit`` (spec 3.5 step 4): set it if it
@@ -143,19 +142,19 @@ def integrate(
             if commit in bases:
                 return Committed(commit, head, False)
             if head not in bases:
-                new, merged = _merge_commit(store, commit, head, bases, message), True
+                new, merged = _merge_commit(store, commit, head, bases), True
         if store.set_head(branch, new, expected=head, changes=changes):
             return Committed(commit, new, merged)
 
 
-def _merge_commit(store: Store, ours: str, theirs: str, bases: list[str], message: bytes) -> str:
+def _merge_commit(store: Store, ours: str, theirs: str, bases: list[str]) -> str:
     ours_tree = store.commit_info(ours).tree
     tree = store.edit(ours_tree)
     base = _base_of(store, bases)
     conflicts = _three_way(store, tree, ours_tree, store.commit_info(theirs).tree, base)
     if conflicts:
         raise MergeConflict(", ".join("/".join(p) for p in sorted(conflicts)))
-    return store.make_commit(tree.write_tree(), (theirs, ours), message)
+    return store.make_commit(tree.write_tree(), (theirs, ours), MERGE_MESSAGE)
 
 
 class Transaction:

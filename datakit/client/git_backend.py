@@ -67,7 +67,7 @@ from datakit.client.values import (
     to_diffs,
     to_steps,
 )
-from datakit.formats import convert_kind
+from datakit.formats import convert_kind, render_message
 
 DEFAULT_AUTHOR = "datakit <datakit@mobyproject.org>"
 DEFAULT_EMAIL = "datakit@mobyproject.org"
@@ -90,6 +90,8 @@ def translate(exc: st.StoreError) -> DataKitError:
         return NotADirectory()
     if isinstance(exc, st.MergeConflict):
         return Conflict(str(exc))
+    if isinstance(exc, st.ConflictsRemain):
+        return ConflictsRemain()
     if isinstance(exc, st.NotFastForward):
         return NotFastForward()
     if isinstance(exc, st.InvalidHash):
@@ -314,7 +316,7 @@ class GitCommit(Commit):
 
     @property
     def message(self) -> str:
-        return self._info.message.decode("utf-8", "replace") + "\n"
+        return render_message(self._info.message).decode("utf-8", "replace")
 
     @property
     def parents(self) -> list[Commit]:
@@ -346,11 +348,10 @@ class GitBranch(Branch):
             self._conn.store.fast_forward(self.name, sha)
 
     def transaction(self) -> GitTransaction:
-        with self._conn.lock, _store_errors():
-            head = self._conn.store.head(self.name)
-            base = self._conn.store.commit_info(head).tree if head else None
-            tree = self._conn.store.edit(base)
-        return GitTransaction(self._conn, self, tree, [head] if head else [])
+        conn = self._conn
+        with conn.lock, _store_errors():
+            txn = st.Transaction(conn.store, self.name, author=conn.author)
+        return GitTransaction(conn, self, txn)
 
     def remove(self) -> None:
         self._conn.remove_branch(self.name)
@@ -411,17 +412,16 @@ class GitBranch(Branch):
 
 
 class GitTransaction(Transaction):
-    """An in-memory editable tree plus the parent list; the commit goes
-    through the store's ``integrate`` exactly as a server commit does."""
+    """The client API over a store :class:`~datakit.store.Transaction`, the
+    very one behind a server's transaction directories: merges and commits
+    are the server's own code."""
 
-    def __init__(
-        self, conn: GitConnection, branch: GitBranch, tree: st.EditableTree, parents: list[str]
-    ) -> None:
+    def __init__(self, conn: GitConnection, branch: GitBranch, txn: st.Transaction) -> None:
         super().__init__()
         self._conn = conn
         self.branch = branch
-        self._tree = tree
-        self._parents = parents
+        self._txn = txn
+        self._tree = txn.tree
 
     def __repr__(self) -> str:
         return f"<GitTransaction on {self.branch.name}>"
@@ -550,40 +550,22 @@ class GitTransaction(Transaction):
         self._check_open()
         theirs = self._conn._commit_id(commit)
         conn = self._conn
-        store = conn.store
         with conn.lock, _store_errors():
-            if self._tree.conflicts:
-                raise ConflictsRemain()
-            ours_tree = self._tree.write_tree()
-            # The server snapshots "ours" as a commit so the merge base is
-            # computed from it; do the same so both backends pick one base.
-            ours = store.make_commit(ours_tree, self._parents, b"", conn.author)
-            base_tree = st.EMPTY_TREE
-            if self._parents:
-                bases = store.lcas(ours, theirs)
-                if bases:
-                    base_tree = store.commit_info(sorted(bases)[0]).tree
-            theirs_tree = store.commit_info(theirs).tree
-            conflicts = self._tree.merge(
-                store.tree(ours_tree),
-                store.tree(theirs_tree),
-                store.tree(base_tree) if base_tree != st.EMPTY_TREE else None,
-            )
-            self._parents.append(theirs)
+            merge = self._txn.merge(theirs)
             inputs = MergeInputs(
-                GitTree(conn, store.tree(ours_tree)),
-                GitTree(conn, store.tree(theirs_tree)),
-                GitTree(conn, store.tree(base_tree)),
+                GitTree(conn, conn.store.tree(merge.ours)),
+                GitTree(conn, conn.store.tree(merge.theirs)),
+                GitTree(conn, conn.store.tree(merge.base or st.EMPTY_TREE)),
             )
-        return MergeResult(inputs, sorted((path_str(p) for p in conflicts), key=path_key))
+        return MergeResult(inputs, sorted((path_str(p) for p in merge.conflicts), key=path_key))
 
     def parents(self) -> list[Commit]:
         self._check_open()
-        return [self._conn.commit_of(p) for p in self._parents]
+        return [self._conn.commit_of(p) for p in self._txn.parents]
 
     def set_parents(self, parents: Iterable[CommitLike]) -> None:
         self._check_open()
-        self._parents = [self._conn._commit_id(p) for p in parents]
+        self._txn.parents = [self._conn._commit_id(p) for p in parents]
 
     def conflicts(self) -> list[str]:
         self._check_open()
@@ -599,17 +581,11 @@ class GitTransaction(Transaction):
 
     def commit(self, message: str) -> None:
         self._check_open()
-        conn = self._conn
-        with conn.lock, _store_errors():
-            if self._tree.conflicts:
-                raise ConflictsRemain()
-            store = conn.store
-            sha = store.make_commit(
-                self._tree.write_tree(), self._parents, message.encode(), conn.author
-            )
+        with self._conn.lock, _store_errors():
+            self._txn.message = message.encode()
             # Automatic merges say "Merge", as the server's do (upstream's
             # Git backend reused the transaction message instead).
-            store.integrate(self.branch.name, sha, b"Merge")
+            self._txn.commit()
             self._closed = True
 
     def abort(self) -> None:

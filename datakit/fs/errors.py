@@ -23,6 +23,7 @@ _ERRNO: list[tuple[type[Exception], int]] = [
     (st.InvalidHash, E.EINVAL),
     (st.NotFastForward, E.EINVAL),
     (st.MergeConflict, E.EINVAL),
+    (st.ConflictsRemain, E.EINVAL),
     (st.InvalidBranchName, E.EINVAL),
     (st.InvalidName, E.EINVAL),
     (st.InvalidContent, E.EINVAL),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno as E
 from typing import TYPE_CHECKING
 
-from datakit import metrics
+from datakit import formats, metrics
 from datakit import store as st
 from datakit.fs.diffs import DiffDir
 from datakit.fs.errors import store_errors
@@ -32,13 +32,8 @@ def conflict_order(path: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def parse_parents(store: st.Store, text: bytes) -> list[str]:
-    parents = []
-    for line in text.split(b"\n"):
-        if not line:
-            continue
-        with store_errors():
-            parents.append(store.parse_commit_id(line.decode("utf-8", "replace")))
-    return parents
+    with store_errors():
+        return [store.parse_commit_id(line) for line in formats.parse_parents(text)]
 
 
 class TransactionsDir(Directory):
@@ -71,7 +66,7 @@ class TransactionsDir(Directory):
         return tx
 
     def discard(self, tx: TransactionDir) -> None:
-        tx.rw.release()
+        tx.release()
         if self.open.get(tx.name) is tx:
             del self.open[tx.name]
         if tx in self.branch.root.transactions:
@@ -84,24 +79,29 @@ class TransactionsDir(Directory):
 
 
 class TransactionDir(Directory):
+    """A 9p face of one store :class:`~datakit.store.Transaction`: its tree
+    as ``rw/``, its message and parents as editable files (parsed when a
+    merge or commit needs them), its merges' inputs as read-only views."""
+
     def __init__(self, name: str, parent: TransactionsDir) -> None:
         super().__init__(name)
         self.parent = parent
         self.branch = parent.branch
-        store: st.Store = self.branch.store
-        self.store = store
-        head = store.head(self.branch.branch_name)
-        base_tree = store.commit_info(head).tree if head else None
-        self.rw = RwTree(store.edit(base_tree))
+        # What the transaction reaches of the database: the store and the
+        # runner of its writes.
+        self.store: st.Store = self.branch.store
+        self.writer = self.branch.root.database.write
+        self._txn: st.Transaction | None = st.Transaction(self.store, self.branch.branch_name)
+        self.rw = RwTree(self._txn.tree)
         self.rw_root = self.rw.node((), True)
         self.msg = BufferFile("msg")
-        self.parents = BufferFile("parents", f"{head}\n".encode() if head else b"")
+        self.parents = BufferFile("parents", formats.render_parents(self.txn.parents))
         # A commit or merge waits on worker threads (hashing a big file, a
         # durable ref update) for up to seconds: never on the read loop.
         self.ctl = CommandFile("ctl", self._ctl, may_block=True)
         self.merge_file = CommandFile("merge", self._merge, may_block=True)
         self.origin = StaticFile("origin", b"")
-        self.diff = DiffDir(store, self._rw_tree_sha)
+        self.diff = DiffDir(self.store, self._rw_tree_sha)
         self.merge_views: dict[str, Node] = {}
         self._fixed: dict[str, Node] = {
             "ctl": self.ctl,
@@ -137,27 +137,39 @@ class TransactionDir(Directory):
 
     # -- state -----------------------------------------------------------------
 
+    @property
+    def txn(self) -> st.Transaction:
+        if self._txn is None:  # committed or closed; a stale fid sees nothing
+            raise fserr.not_found()
+        return self._txn
+
+    def release(self) -> None:
+        """Committed or closed: let the content go now (see RwTree.release)."""
+        self.rw.release()
+        self._txn = None
+
     def _rw_tree_sha(self) -> str:
         with store_errors():
             return self.rw.tree.write_tree()
 
-    async def _rw_tree_sha_off_loop(self) -> str:
-        """The tree id, big files' blobs written in a worker thread first
-        (a GiB takes seconds to hash and deflate; others are served meanwhile)."""
+    async def _prepare(self) -> None:
+        """Before a merge or commit: no pending conflicts, the parents and
+        message from their files, and big files' blobs written in a worker
+        thread (a GiB takes seconds to hash and deflate; others are served
+        meanwhile), so that the snapshot that follows is quick."""
+        with store_errors():
+            self.txn.check_resolved()
+        self.txn.parents = parse_parents(self.store, bytes(self.parents.data))
+        self.txn.message = bytes(self.msg.data)
         tree = self.rw.tree
         staged = tree.stage_big_files()
         if staged:
             with store_errors():
-                shas = await self.branch.root.database.write.off_loop(tree.write_staged, staged)
+                shas = await self.writer.off_loop(tree.write_staged, staged)
             tree.note_staged(staged, shas)
-        return self._rw_tree_sha()
 
     def _conflicts_text(self) -> bytes:
-        paths = sorted(self.rw.tree.conflicts, key=conflict_order)
-        return b"".join("/".join(p).encode("utf-8", "surrogateescape") + b"\n" for p in paths)
-
-    def _message(self) -> bytes:
-        return bytes(self.msg.data)
+        return formats.render_paths(sorted(self.rw.tree.conflicts, key=conflict_order))
 
     # -- ctl -------------------------------------------------------------------
 
@@ -173,23 +185,19 @@ class TransactionDir(Directory):
         raise FsError(f'Unknown command "{escaped}"', E.EINVAL)
 
     async def commit(self) -> None:
-        if self.rw.tree.conflicts:
-            raise FsError("conflicts file is not empty", E.EINVAL)
-        parents = parse_parents(self.store, bytes(self.parents.data))
-        tree_sha = await self._rw_tree_sha_off_loop()
+        await self._prepare()
         with store_errors():
-            commit = self.store.make_commit(tree_sha, parents, self._message())
-            before = self.store.head(self.branch.branch_name)
+            # The snapshot reads the tree: here, on the loop that edits it;
+            # only the integration (a durable ref update) goes to the writer.
+            commit = self.txn.snapshot()
             try:
-                after = await self.branch.root.database.write(
-                    self.store.integrate, self.branch.branch_name, commit
-                )
+                result = await self.writer(self.txn.integrate, commit)
             except st.MergeConflict:
                 metrics.MERGES.inc()
                 metrics.CONFLICTS.inc()
                 raise
-        if before is not None and after not in (commit, before) and before not in parents:
-            metrics.MERGES.inc()  # integrate had to make a merge commit
+        if result.merged:
+            metrics.MERGES.inc()
         metrics.COMMITS.inc()
         self.parent.discard(self)
 
@@ -199,31 +207,17 @@ class TransactionDir(Directory):
         store = self.store
         with store_errors():
             theirs = store.parse_commit_id(text.decode("utf-8", "replace"))
-        if self.rw.tree.conflicts:
-            raise FsError("conflicts file is not empty", E.EINVAL)
-        parents = parse_parents(store, bytes(self.parents.data))
-        ours_tree = await self._rw_tree_sha_off_loop()
+        await self._prepare()
         with store_errors():
-            ours = store.make_commit(ours_tree, parents, self._message())
-            base_tree: str | None = None
-            if parents:
-                lcas = store.lcas(ours, theirs)
-                if lcas:
-                    base_tree = store.commit_info(sorted(lcas)[0]).tree
-            theirs_tree = store.commit_info(theirs).tree
-            conflicts = self.rw.tree.merge(
-                store.tree(ours_tree),
-                store.tree(theirs_tree),
-                store.tree(base_tree) if base_tree else None,
-            )
-        self.parents.data.extend(f"{theirs}\n".encode())
+            merge = self.txn.merge(theirs)
+        self.parents.data.extend(formats.render_parents([theirs]))
         metrics.MERGES.inc()
-        if conflicts:
+        if merge.conflicts:
             metrics.CONFLICTS.inc()
         self.merge_views = {
-            "base": tree_view("base", store, fixed_tree(store, base_tree)),
+            "base": tree_view("base", store, fixed_tree(store, merge.base)),
             "conflicts": StaticFile("conflicts", self._conflicts_text),
-            "ours": tree_view("ours", store, fixed_tree(store, ours_tree)),
-            "theirs": tree_view("theirs", store, fixed_tree(store, theirs_tree)),
+            "ours": tree_view("ours", store, fixed_tree(store, merge.ours)),
+            "theirs": tree_view("theirs", store, fixed_tree(store, merge.theirs)),
         }
         return b"ok"

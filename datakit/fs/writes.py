@@ -5,10 +5,10 @@ another process (`git` on the same repository) can make it wait seconds.
 Done on the event loop, that would stall every connection; here it runs in a
 worker thread while the loop goes on serving reads. The store's object
 database is safe for one writer thread beside readers on the loop, so writes
-are serialised (in arrival order: trio's lock is fair) and each runs with its
-branch-change notifications deferred, then announced on the loop thread,
-where head.live cells and the auto-pusher expect them, before the request
-that caused them is answered.
+are serialised (in arrival order: trio's lock is fair). Each write collects
+the branch changes it makes (the store's ``changes=`` list) and they are
+announced on the loop thread, where head.live cells and the auto-pusher
+expect them, before the request that caused them is answered.
 
 An in-memory store has nothing to wait for, so its writes run inline: a
 thread round trip would cost more than the write.
@@ -16,6 +16,7 @@ thread round trip would cost more than the write.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -38,18 +39,20 @@ class StoreWriter:
         return await trio.to_thread.run_sync(fn, *args)
 
     async def __call__(self, fn: Callable[..., T], *args: object) -> T:
+        """``fn(*args, changes=...)``: a store operation that moves branches
+        (``Store.fast_forward``, ``Transaction.integrate``...); the changes
+        it made are announced even if it fails half-way."""
+        changes: list[st.BranchChange] = []
+        write = functools.partial(fn, *args, changes=changes)
         if not self.store.on_disk:
-            return fn(*args)
+            try:
+                return write()
+            finally:
+                self.store.announce(changes)
         async with self._lock:
-            changes: list[tuple[str, str | None]] = []
-
-            def work() -> T:
-                with self.store.deferring_changes(changes):
-                    return fn(*args)
-
             try:
                 # Not abandoned on cancellation (Tflush, disconnect): a write
                 # that started finishes, and its changes are announced.
-                return await trio.to_thread.run_sync(work)
+                return await trio.to_thread.run_sync(write)
             finally:
                 self.store.announce(changes)

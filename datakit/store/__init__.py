@@ -6,6 +6,7 @@ from datakit.formats import Change, DiffOp
 from ._content import Limits
 from ._errors import (
     AlreadyExists,
+    ConflictsRemain,
     CorruptTree,
     FetchError,
     FileTooLarge,
@@ -27,7 +28,8 @@ from ._errors import (
 from ._names import check_name
 from ._objects import AUTHOR, EMPTY_TREE, BlobReader, CommitInfo, Entry, Kind, Path
 from ._refs import check_branch_name, is_valid_branch_name
-from ._store import Store
+from ._store import BranchChange, Store
+from ._transaction import Committed, Merge, Transaction, merge_base
 from ._transport import ALLOW_ALL, FetchGuard, RemotePolicy, parse_schemes, shown_url
 from ._tree import EditableTree, TreeView, conflict_bytes
 
@@ -37,8 +39,11 @@ __all__ = [
     "EMPTY_TREE",
     "AlreadyExists",
     "BlobReader",
+    "BranchChange",
     "Change",
     "CommitInfo",
+    "Committed",
+    "ConflictsRemain",
     "CorruptTree",
     "DiffOp",
     "EditableTree",
@@ -54,6 +59,7 @@ __all__ = [
     "IsADirectory",
     "Kind",
     "Limits",
+    "Merge",
     "MergeConflict",
     "NameTooLong",
     "NoSpace",
@@ -65,11 +71,13 @@ __all__ = [
     "RemotePolicy",
     "Store",
     "StoreError",
+    "Transaction",
     "TreeView",
     "check_branch_name",
     "check_name",
     "conflict_bytes",
     "is_valid_branch_name",
+    "merge_base",
     "parse_schemes",
     "shown_url",
 ]

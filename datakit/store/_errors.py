@@ -71,6 +71,12 @@ class MergeConflict(StoreError):
         super().__init__(f"Merge conflict: {detail}")
 
 
+class ConflictsRemain(StoreError):
+    """A merge or commit while an earlier merge's conflicts are unresolved."""
+
+    message = "conflicts file is not empty"
+
+
 class InvalidBranchName(StoreError):
     def __init__(self, name: str) -> None:
         self.name = name

@@ -13,10 +13,9 @@ import heapq
 import logging
 import os
 import re
-import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, NamedTuple
 
 from datakit.formats import Change
 
@@ -25,7 +24,6 @@ from ._errors import (
     FetchError,
     InvalidHash,
     IsADirectory,
-    MergeConflict,
     NotFastForward,
     NotFound,
     StoreError,
@@ -46,6 +44,7 @@ from ._objects import (
     serialize_commit,
 )
 from ._refs import DiskRefs, MemoryRefs, check_branch_name, is_valid_branch_name
+from ._transaction import integrate
 from ._transport import FetchGuard, RemotePolicy, shown_url
 from ._tree import EditableTree, TreeView, diff_trees
 
@@ -54,6 +53,13 @@ log = logging.getLogger("datakit.store")
 _HEX = re.compile(r"[0-9a-fA-F]*\Z")
 
 Listener = Callable[[str, "str | None"], None]
+
+
+class BranchChange(NamedTuple):
+    """A branch moved to ``head`` (None: deleted)."""
+
+    branch: str
+    head: str | None
 
 
 def _is_sha(text: str) -> bool:
@@ -112,7 +118,6 @@ class Store:
         )
         self._refs = refs
         self._listeners: list[Listener] = []
-        self._deferred = threading.local()  # .changes: list, while deferring_changes()
         self._known: dict[str, str] | None = None
         self.path: str | None = getattr(refs, "gitdir", None)
 
@@ -386,8 +391,21 @@ class Store:
             return None
         return self._refs.read(name)
 
-    def set_head(self, name: str, new: str | None, *, expected: str | None) -> bool:
-        """Compare-and-swap a branch; False if it was not ``expected``."""
+    def set_head(
+        self,
+        name: str,
+        new: str | None,
+        *,
+        expected: str | None,
+        changes: list[BranchChange] | None = None,
+    ) -> bool:
+        """Compare-and-swap a branch; False if it was not ``expected``.
+
+        Every operation that moves a branch takes ``changes``: None tells
+        the listeners at once; a list collects the changes made instead,
+        in order, for the caller to :meth:`announce` where the listeners
+        expect them (the server writes in a worker thread, its listeners
+        live on the event loop)."""
         self._check_name(name)
         if new is not None:
             if not self.has_commit(new):
@@ -400,20 +418,22 @@ class Store:
             # The ref may have moved before the failure (a directory fsync
             # after the rename): whoever watches the branch must see it.
             if new is not None and self._refs.read(name) == new:
-                self._changed(name, new)
+                self._changed(BranchChange(name, new), changes)
             raise
-        self._changed(name, new)
+        self._changed(BranchChange(name, new), changes)
         return True
 
-    def delete_branch(self, name: str) -> None:
+    def delete_branch(self, name: str, *, changes: list[BranchChange] | None = None) -> None:
         if not is_valid_branch_name(name):
             return
         while True:
             h = self.head(name)
-            if h is None or self.set_head(name, None, expected=h):
+            if h is None or self.set_head(name, None, expected=h, changes=changes):
                 return
 
-    def rename_branch(self, old: str, new: str) -> None:
+    def rename_branch(
+        self, old: str, new: str, *, changes: list[BranchChange] | None = None
+    ) -> None:
         self._check_name(new)
         if old == new:
             return
@@ -423,14 +443,16 @@ class Store:
             h = self.head(old)
             if h is None:
                 return
-            if not self.set_head(new, h, expected=None):
+            if not self.set_head(new, h, expected=None, changes=changes):
                 raise IsADirectory()
-            if self.set_head(old, None, expected=h):
+            if self.set_head(old, None, expected=h, changes=changes):
                 return
             # old moved meanwhile: undo and retry with its new head
-            self.set_head(new, None, expected=h)
+            self.set_head(new, None, expected=h, changes=changes)
 
-    def fast_forward(self, name: str, commit: str) -> None:
+    def fast_forward(
+        self, name: str, commit: str, *, changes: list[BranchChange] | None = None
+    ) -> None:
         self._check_name(name)
         if not self.has_commit(commit):
             raise NotFound()
@@ -440,66 +462,16 @@ class Store:
             return
         if h is not None and not self.is_ancestor(h, commit):
             raise NotFastForward()
-        if not self.set_head(name, commit, expected=h):
+        if not self.set_head(name, commit, expected=h, changes=changes):
             raise NotFastForward()
 
-    def integrate(self, branch: str, commit: str, merge_message: bytes = b"Merge") -> str:
-        """Spec 3.5 step 4: move ``branch`` to include ``commit``, merging if
-        the histories diverged; retried until the compare-and-swap wins."""
-        self._check_name(branch)
-        info = self.commit_info(commit)
-        while True:
-            h = self.head(branch)
-            if h is None:
-                new = commit
-            elif h == commit or h in info.parents:
-                if h == commit:
-                    return h
-                new = commit
-            elif commit in self._parents(h):
-                return h
-            else:
-                bases = self.lcas(commit, h)
-                if h in bases:
-                    new = commit
-                elif commit in bases:
-                    return h
-                else:
-                    new = self._merge_commit(info, h, bases, merge_message)
-            if self.set_head(branch, new, expected=h):
-                return new
-
-    def _merge_commit(self, ours: CommitInfo, h: str, bases: list[str], message: bytes) -> str:
-        theirs = self._db.commit(h)
-        base = self._merge_base_tree(bases)
-        tree = EditableTree(self._db, ours.tree)
-        conflicts = tree.merge(
-            TreeView(self._db, ours.tree),
-            TreeView(self._db, theirs.tree),
-            TreeView(self._db, base) if base is not None else None,
-        )
-        if conflicts:
-            raise MergeConflict(", ".join("/".join(p) for p in sorted(conflicts)))
-        return self.make_commit(tree.write_tree(), (h, ours.id), message)
-
-    def _merge_base_tree(self, bases: list[str], depth: int = 0) -> str | None:
-        """Tree of the merge base; several bases are merged together first."""
-        if not bases:
-            return None
-        bases = sorted(bases)
-        acc = self._db.commit(bases[0]).tree
-        for other in bases[1:]:
-            sub = None
-            if depth < 8:
-                sub = self._merge_base_tree(self.lcas(bases[0], other), depth + 1)
-            tree = EditableTree(self._db, acc)
-            tree.merge(
-                TreeView(self._db, acc),
-                TreeView(self._db, self._db.commit(other).tree),
-                TreeView(self._db, sub) if sub is not None else None,
-            )
-            acc = tree.write_tree()  # conflicts stay as conflict files
-        return acc
+    def integrate(
+        self, branch: str, commit: str, *, changes: list[BranchChange] | None = None
+    ) -> str:
+        """Move ``branch`` to include ``commit`` (spec 3.5 step 4); the new
+        head. See :func:`._transaction.integrate`, which also says whether
+        it made a merge commit."""
+        return integrate(self, branch, commit, changes=changes).head
 
     # -- change notification -------------------------------------------------
     def add_listener(self, fn: Listener) -> None:
@@ -512,26 +484,19 @@ class Store:
         with contextlib.suppress(ValueError):
             self._listeners.remove(fn)
 
-    @contextlib.contextmanager
-    def deferring_changes(self, sink: list[tuple[str, str | None]]) -> Iterator[None]:
-        """Collect this thread's branch changes in ``sink`` instead of telling
-        listeners: a write done in a worker thread hands them to
-        :meth:`announce` on the thread the listeners expect."""
-        self._deferred.changes = sink
-        try:
-            yield
-        finally:
-            self._deferred.changes = None
+    def announce(self, changes: Iterable[BranchChange]) -> None:
+        """Tell the listeners of changes a write collected (see :meth:`set_head`)."""
+        for change in changes:
+            self._tell(change)
 
-    def announce(self, changes: Iterable[tuple[str, str | None]]) -> None:
-        for name, new in changes:
-            self._changed(name, new)
-
-    def _changed(self, name: str, new: str | None) -> None:
-        sink = getattr(self._deferred, "changes", None)
+    def _changed(self, change: BranchChange, sink: list[BranchChange] | None) -> None:
         if sink is not None:
-            sink.append((name, new))
-            return
+            sink.append(change)
+        else:
+            self._tell(change)
+
+    def _tell(self, change: BranchChange) -> None:
+        name, new = change
         if self._known is not None:
             if new is None:
                 self._known.pop(name, None)
@@ -556,11 +521,7 @@ class Store:
         self._known = dict(current)
         for name in sorted(old.keys() | current.keys()):
             if old.get(name) != current.get(name):
-                for fn in list(self._listeners):
-                    try:
-                        fn(name, current.get(name))
-                    except Exception:
-                        log.exception("branch listener failed")
+                self._tell(BranchChange(name, current.get(name)))
 
     # -- remotes -------------------------------------------------------------
     def fetch(

@@ -8,7 +8,7 @@ from datakit import store as st
 from datakit.fs.diffs import DiffDir
 from datakit.fs.errors import store_errors
 from datakit.fs.treeview import BlobFile, fixed_tree, tree_view
-from datakit.vfs import Directory, Kind, Node, StaticDirectory, StaticFile
+from datakit.vfs import Directory, Kind, MappingDir, Node, StaticFile
 from datakit.vfs import errors as fserr
 
 
@@ -41,7 +41,7 @@ class SnapshotsDir(_LookupOnly):
         with store_errors():
             commit = self.store.parse_commit_id(name)
             info = self.store.commit_info(commit)
-        return StaticDirectory(
+        return MappingDir(
             name,
             [
                 tree_view("ro", self.store, fixed_tree(self.store, info.tree)),

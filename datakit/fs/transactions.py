@@ -17,6 +17,7 @@ from datakit.vfs import (
     Directory,
     FsError,
     Kind,
+    MappingDir,
     Node,
     StaticFile,
 )
@@ -41,45 +42,34 @@ def parse_parents(store: st.Store, text: bytes) -> list[str]:
     return parents
 
 
-class TransactionsDir(Directory):
+class TransactionsDir(MappingDir["TransactionDir"]):
     """This connection's open transactions on one branch."""
+
+    sorted_listing = True
 
     def __init__(self, branch: BranchDir) -> None:
         super().__init__("transactions")
         self.branch = branch
-        self.open: dict[str, TransactionDir] = {}
-
-    async def lookup(self, name: str) -> Node:
-        try:
-            return self.open[name]
-        except KeyError:
-            raise fserr.not_found() from None
-
-    async def entries(self) -> list[Node]:
-        return [self.open[k] for k in sorted(self.open)]
+        self.ctx = branch.ctx
 
     async def create(self, name: str, kind: Kind, target: str | None) -> Node:
         raise fserr.only_directories()
 
     async def mkdir(self, name: str) -> Node:
-        if name in self.open:
+        if name in self.children:
             raise fserr.already_exists()
-        tx = TransactionDir(name, self)
-        self.open[name] = tx
-        self.branch.root.transactions.add(tx)
-        metrics.TRANSACTIONS.inc()
+        tx = self.add(TransactionDir(name, self))
+        self.ctx.opened(tx)
         return tx
 
     def discard(self, tx: TransactionDir) -> None:
         tx.rw.release()
-        if self.open.get(tx.name) is tx:
-            del self.open[tx.name]
-        if tx in self.branch.root.transactions:
-            self.branch.root.transactions.discard(tx)
-            metrics.TRANSACTIONS.dec()
+        if self.children.get(tx.name) is tx:
+            del self.children[tx.name]
+        self.ctx.closed(tx)
 
     def discard_all(self) -> None:
-        for tx in list(self.open.values()):
+        for tx in list(self.children.values()):
             self.discard(tx)
 
 
@@ -88,6 +78,7 @@ class TransactionDir(Directory):
         super().__init__(name)
         self.parent = parent
         self.branch = parent.branch
+        self.ctx = parent.ctx
         store: st.Store = self.branch.store
         self.store = store
         head = store.head(self.branch.branch_name)
@@ -148,7 +139,7 @@ class TransactionDir(Directory):
         staged = tree.stage_big_files()
         if staged:
             with store_errors():
-                shas = await self.branch.root.database.write.off_loop(tree.write_staged, staged)
+                shas = await self.ctx.write.off_loop(tree.write_staged, staged)
             tree.note_staged(staged, shas)
         return self._rw_tree_sha()
 
@@ -181,7 +172,7 @@ class TransactionDir(Directory):
             commit = self.store.make_commit(tree_sha, parents, self._message())
             before = self.store.head(self.branch.branch_name)
             try:
-                after = await self.branch.root.database.write(
+                after = await self.ctx.write(
                     self.store.integrate, self.branch.branch_name, commit
                 )
             except st.MergeConflict:

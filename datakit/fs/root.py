@@ -7,16 +7,15 @@ from datakit.fs.context import FsContext
 from datakit.fs.debug import DebugDir
 from datakit.fs.remotes import RemotesDir
 from datakit.fs.snapshots import CommitsDir, SnapshotsDir, TreesDir
-from datakit.vfs import MappingDir
+from datakit.vfs import MappingDir, Node
 
 
-class Root(MappingDir):
+class Root(MappingDir[Node]):
     def __init__(self, ctx: FsContext) -> None:
         super().__init__("/")
         self.ctx = ctx
-        self.branches = BranchesDir(ctx)
         for child in (
-            self.branches,
+            BranchesDir(ctx),
             TreesDir(ctx.store),
             CommitsDir(ctx.store),
             SnapshotsDir(ctx.store),
@@ -26,4 +25,4 @@ class Root(MappingDir):
             self.add(child)
 
     def detach(self) -> None:
-        self.ctx.detach()
+        self.ctx.detach()  # the transactions of the connection are per connection

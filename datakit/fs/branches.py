@@ -21,6 +21,7 @@ from datakit.vfs import (
     FsError,
     Handle,
     Kind,
+    MappingDir,
     Node,
     StatusFile,
     StreamCursor,
@@ -29,37 +30,37 @@ from datakit.vfs import (
 from datakit.vfs import errors as fserr
 
 if TYPE_CHECKING:
-    from datakit.fs.root import Root
+    from datakit.fs.context import FsContext
 
 
 def _count_reader(delta: int) -> None:
     metrics.LIVE_READERS.inc(delta)
 
 
-class BranchesDir(Directory):
-    """Branches in the store plus those this connection looked up or created."""
+class BranchesDir(MappingDir["BranchDir"]):
+    """Branches in the store, plus (`children`) those this connection looked
+    up or created, with their transactions."""
 
-    def __init__(self, root: Root) -> None:
+    def __init__(self, ctx: FsContext) -> None:
         super().__init__("branch")
-        self.root = root
-        self.store: st.Store = root.store
-        self.known: dict[str, BranchDir] = {}
+        self.ctx = ctx
+        self.store: st.Store = ctx.store
 
     def _dir(self, name: str) -> BranchDir:
-        node = self.known.get(name)
+        node = self.children.get(name)
         if node is None:
-            node = self.known[name] = BranchDir(name, self)
+            node = self.add(BranchDir(name, self.ctx))
         return node
 
     async def lookup(self, name: str) -> Node:
-        if name in self.known:
-            return self.known[name]
+        if name in self.children:
+            return self.children[name]
         if "/" not in name and self.store.is_valid_branch_name(name) and self.store.head(name):
             return self._dir(name)
         raise fserr.not_found()
 
     async def entries(self) -> list[Node]:
-        names = set(self.known)
+        names = set(self.children)
         # Branches with '/' cannot be addressed as one path component: hide them.
         names.update(b for b in self.store.branches() if "/" not in b)
         return [self._dir(n) for n in sorted(names)]
@@ -77,10 +78,10 @@ class BranchesDir(Directory):
     async def remove(self, child: Node) -> None:
         assert isinstance(child, BranchDir)
         with store_errors():
-            await self.root.database.write(self.store.delete_branch, child.branch_name)
+            await self.ctx.write(self.store.delete_branch, child.branch_name)
         child.transactions.discard_all()
-        if self.known.get(child.branch_name) is child:
-            del self.known[child.branch_name]
+        if self.children.get(child.branch_name) is child:
+            del self.children[child.branch_name]
 
     async def rename(self, child: Node, new_dir: Directory, new_name: str) -> None:
         assert isinstance(child, BranchDir)
@@ -91,35 +92,32 @@ class BranchesDir(Directory):
         with store_errors():
             self.store.check_branch_name(new_name)
         old = child.branch_name
-        if self.known.get(old) is not child:
+        if self.children.get(old) is not child:
             raise fserr.not_found()
         if self.store.head(new_name) is not None:
             raise fserr.is_a_directory()
         with store_errors():
-            await self.root.database.write(self.store.rename_branch, old, new_name)
-        if self.known.get(old) is not child:  # removed or renamed meanwhile
-            raise fserr.not_found()
-        del self.known[old]
-        stale = self.known.pop(new_name, None)
+            await self.ctx.write(self.store.rename_branch, old, new_name)
+        self.take(child)  # ENOENT if removed or renamed meanwhile
+        stale = self.children.pop(new_name, None)
         if stale is not None:
             stale.transactions.discard_all()
         child.transactions.discard_all()
         child.rebind(new_name)
-        self.known[new_name] = child
+        self.add(child)
 
 
-class BranchDir(Directory):
-    def __init__(self, name: str, parent: BranchesDir) -> None:
+class BranchDir(MappingDir[Node]):
+    def __init__(self, name: str, ctx: FsContext) -> None:
         super().__init__(name)
-        self.parent = parent
-        self.root = parent.root
-        self.store: st.Store = parent.store
+        self.ctx = ctx
+        self.store: st.Store = ctx.store
         self.rebind(name)
 
     def rebind(self, name: str) -> None:
         """(Re)build every child for branch `name` (a renamed branch keeps its qid)."""
         self.name = self.branch_name = name
-        cell = self.root.database.head_cell(name)
+        cell = self.ctx.head_cell(name)
         store = self.store
 
         def head_tree() -> st.TreeView | None:
@@ -127,7 +125,7 @@ class BranchDir(Directory):
             return store.tree(store.commit_info(head).tree) if head else None
 
         self.transactions = TransactionsDir(self)
-        self.children: dict[str, Node] = {
+        self.children = {
             "ro": tree_view("ro", store, head_tree),
             "transactions": self.transactions,
             "watch": WatchDir("watch", self, ()),
@@ -140,19 +138,10 @@ class BranchDir(Directory):
         }
         self.head_tree = head_tree
 
-    async def lookup(self, name: str) -> Node:
-        try:
-            return self.children[name]
-        except KeyError:
-            raise fserr.not_found() from None
-
-    async def entries(self) -> list[Node]:
-        return list(self.children.values())
-
     async def _fast_forward(self, text: bytes) -> bytes:
         with store_errors():
             commit = self.store.parse_commit_id(text.decode("utf-8", "replace"))
-            await self.root.database.write(self.store.fast_forward, self.branch_name, commit)
+            await self.ctx.write(self.store.fast_forward, self.branch_name, commit)
         return b""
 
 
@@ -165,7 +154,7 @@ class ReflogFile(File):
 
     def __init__(self, name: str, branch: BranchDir) -> None:
         super().__init__(name)
-        self._cell = branch.root.database.head_cell(branch.branch_name)
+        self._cell = branch.ctx.head_cell(branch.branch_name)
 
     def attr(self) -> Attr:
         return Attr(Kind.FILE, 0)
@@ -216,7 +205,7 @@ class WatchDir(Directory):
                 entry = store.tree(store.commit_info(head).tree).lookup(path)
             return render_node_line(None if entry is None else (entry.kind, entry.sha))
 
-        cell = branch.root.database.head_cell(branch.branch_name)
+        cell = branch.ctx.head_cell(branch.branch_name)
         self._live = StreamFile("tree.live", cell, render, on_reader=_count_reader)
 
     async def lookup(self, name: str) -> Node:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import weakref
 
 from datakit import store as st
+from datakit.fs.context import FsContext
 from datakit.fs.remotes import Remotes
 from datakit.fs.root import Root
 from datakit.fs.writes import StoreWriter
@@ -43,5 +44,9 @@ class Database:
         if cell is not None and cell.value != head:
             cell.set(head)
 
+    def context(self) -> FsContext:
+        """A new connection's context: the shared state, no transactions yet."""
+        return FsContext(self.store, self.write, self.head_cell, self.remotes)
+
     def connect(self) -> Root:
-        return Root(self)
+        return Root(self.context())

@@ -12,8 +12,8 @@ from datakit.vfs import (
     FsError,
     Handle,
     Kind,
+    MappingDir,
     Node,
-    StaticDirectory,
     StaticFile,
 )
 from datakit.vfs import errors as fserr
@@ -92,12 +92,12 @@ class _LevelHandle(Handle):
         return len(data)
 
 
-class DebugDir(StaticDirectory):
+class DebugDir(MappingDir[Node]):
     def __init__(self) -> None:
-        src = StaticDirectory("src")
+        src: MappingDir[Node] = MappingDir("src")
         for source, doc in SOURCES.items():
-            files = [StaticFile("doc", f"{doc}\n".encode()), LevelFile(source)]
-            src.add(StaticDirectory(source, files))
+            files: list[Node] = [StaticFile("doc", f"{doc}\n".encode()), LevelFile(source)]
+            src.add(MappingDir(source, files))
         super().__init__("debug", [src])
 
     async def create(self, name: str, kind: Kind, target: str | None) -> Node:

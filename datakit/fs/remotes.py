@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno as E
 import functools
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -18,11 +19,15 @@ from datakit.vfs import (
     Directory,
     FsError,
     Kind,
+    MappingDir,
     Node,
-    StaticDirectory,
     StreamFile,
 )
 from datakit.vfs import errors as fserr
+
+if TYPE_CHECKING:
+    from datakit.fs.context import FsContext
+
 
 # Fetches run in their own worker threads, never in trio's default pool that
 # durable commits use: a remote that never answers holds its thread until a
@@ -40,7 +45,7 @@ class Remotes:
         self.threads = trio.CapacityLimiter(MAX_FETCH_THREADS)
 
 
-class RemoteDir(StaticDirectory):
+class RemoteDir(MappingDir[Node]):
     def __init__(self, name: str, store: st.Store, remotes: Remotes) -> None:
         super().__init__(name)
         self._store = store
@@ -85,46 +90,31 @@ def _check_remote_name(name: str) -> None:
         raise to_fs_error(exc) from exc
 
 
-class RemotesDir(Directory):
-    def __init__(self, store: st.Store, remotes: Remotes) -> None:
+class RemotesDir(MappingDir[RemoteDir]):
+    """This connection's remotes (spec 1.4: other connections do not see them)."""
+
+    sorted_listing = True
+
+    def __init__(self, ctx: FsContext) -> None:
         super().__init__("remotes")
-        self._store = store
-        self._shared = remotes
-        self._remotes: dict[str, RemoteDir] = {}
-
-    async def lookup(self, name: str) -> Node:
-        try:
-            return self._remotes[name]
-        except KeyError:
-            raise fserr.not_found() from None
-
-    async def entries(self) -> list[Node]:
-        return [self._remotes[k] for k in sorted(self._remotes)]
+        self._store = ctx.store
+        self._shared = ctx.remotes
 
     async def create(self, name: str, kind: Kind, target: str | None) -> Node:
         raise fserr.only_directories()
 
     async def mkdir(self, name: str) -> Node:
         _check_remote_name(name)
-        if name in self._remotes:
-            raise fserr.already_exists()
-        remote = self._remotes[name] = RemoteDir(name, self._store, self._shared)
-        return remote
+        return self.add_new(RemoteDir(name, self._store, self._shared))
 
     async def remove(self, child: Node) -> None:
         # Upstream could not delete remotes; we can, and clients that clean up expect it.
-        if self._remotes.get(child.name) is not child:
-            raise fserr.not_found()
-        del self._remotes[child.name]
+        self.take(child)
 
     async def rename(self, child: Node, new_dir: Directory, new_name: str) -> None:
         if new_dir is not self:
             raise FsError("Invalid cross-device link", E.EXDEV)
         _check_remote_name(new_name)
-        if new_name in self._remotes:
+        if new_name in self.children:
             raise fserr.already_exists()
-        if self._remotes.get(child.name) is not child:
-            raise fserr.not_found()
-        del self._remotes[child.name]
-        child.name = new_name
-        self._remotes[new_name] = child  # type: ignore[assignment]
+        self.move(child, self, new_name)

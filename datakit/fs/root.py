@@ -2,37 +2,27 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from datakit.fs.branches import BranchesDir
+from datakit.fs.context import FsContext
 from datakit.fs.debug import DebugDir
 from datakit.fs.remotes import RemotesDir
 from datakit.fs.snapshots import CommitsDir, SnapshotsDir, TreesDir
-from datakit.vfs import StaticDirectory
-
-if TYPE_CHECKING:
-    from datakit.fs.database import Database
-    from datakit.fs.transactions import TransactionDir
+from datakit.vfs import MappingDir, Node
 
 
-class Root(StaticDirectory):
-    def __init__(self, database: Database) -> None:
+class Root(MappingDir[Node]):
+    def __init__(self, ctx: FsContext) -> None:
         super().__init__("/")
-        self.database = database
-        self.store = database.store
-        self.transactions: set[TransactionDir] = set()
-        self.branches = BranchesDir(self)
+        self.ctx = ctx
         for child in (
-            self.branches,
-            TreesDir(self.store),
-            CommitsDir(self.store),
-            SnapshotsDir(self.store),
-            RemotesDir(self.store, database.remotes),
+            BranchesDir(ctx),
+            TreesDir(ctx.store),
+            CommitsDir(ctx.store),
+            SnapshotsDir(ctx.store),
+            RemotesDir(ctx),
             DebugDir(),
         ):
             self.add(child)
 
     def detach(self) -> None:
-        """The connection closed: its transactions are discarded, nothing is committed."""
-        for tx in list(self.transactions):
-            tx.parent.discard(tx)
+        self.ctx.detach()  # the transactions of the connection are per connection

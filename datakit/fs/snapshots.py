@@ -9,7 +9,7 @@ from datakit.formats import parse_node_id, render_message, render_parents
 from datakit.fs.diffs import DiffDir
 from datakit.fs.errors import store_errors
 from datakit.fs.treeview import BlobFile, fixed_tree, tree_view
-from datakit.vfs import Directory, Kind, Node, StaticDirectory, StaticFile
+from datakit.vfs import Directory, Kind, MappingDir, Node, StaticFile
 from datakit.vfs import errors as fserr
 
 
@@ -42,7 +42,7 @@ class SnapshotsDir(_LookupOnly):
         with store_errors():
             commit = self.store.parse_commit_id(name)
             info = self.store.commit_info(commit)
-        return StaticDirectory(
+        return MappingDir(
             name,
             [
                 tree_view("ro", self.store, fixed_tree(self.store, info.tree)),

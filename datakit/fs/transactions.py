@@ -17,6 +17,7 @@ from datakit.vfs import (
     Directory,
     FsError,
     Kind,
+    MappingDir,
     Node,
     StaticFile,
 )
@@ -36,45 +37,34 @@ def parse_parents(store: st.Store, text: bytes) -> list[str]:
         return [store.parse_commit_id(line) for line in formats.parse_parents(text)]
 
 
-class TransactionsDir(Directory):
+class TransactionsDir(MappingDir["TransactionDir"]):
     """This connection's open transactions on one branch."""
+
+    sorted_listing = True
 
     def __init__(self, branch: BranchDir) -> None:
         super().__init__("transactions")
         self.branch = branch
-        self.open: dict[str, TransactionDir] = {}
-
-    async def lookup(self, name: str) -> Node:
-        try:
-            return self.open[name]
-        except KeyError:
-            raise fserr.not_found() from None
-
-    async def entries(self) -> list[Node]:
-        return [self.open[k] for k in sorted(self.open)]
+        self.ctx = branch.ctx
 
     async def create(self, name: str, kind: Kind, target: str | None) -> Node:
         raise fserr.only_directories()
 
     async def mkdir(self, name: str) -> Node:
-        if name in self.open:
+        if name in self.children:
             raise fserr.already_exists()
-        tx = TransactionDir(name, self)
-        self.open[name] = tx
-        self.branch.root.transactions.add(tx)
-        metrics.TRANSACTIONS.inc()
+        tx = self.add(TransactionDir(name, self))
+        self.ctx.opened(tx)
         return tx
 
     def discard(self, tx: TransactionDir) -> None:
         tx.release()
-        if self.open.get(tx.name) is tx:
-            del self.open[tx.name]
-        if tx in self.branch.root.transactions:
-            self.branch.root.transactions.discard(tx)
-            metrics.TRANSACTIONS.dec()
+        if self.children.get(tx.name) is tx:
+            del self.children[tx.name]
+        self.ctx.closed(tx)
 
     def discard_all(self) -> None:
-        for tx in list(self.open.values()):
+        for tx in list(self.children.values()):
             self.discard(tx)
 
 
@@ -87,10 +77,11 @@ class TransactionDir(Directory):
         super().__init__(name)
         self.parent = parent
         self.branch = parent.branch
+        self.ctx = parent.ctx
         # What the transaction reaches of the database: the store and the
         # runner of its writes.
-        self.store: st.Store = self.branch.store
-        self.writer = self.branch.root.database.write
+        self.store: st.Store = self.ctx.store
+        self.writer = self.ctx.write
         self._txn: st.Transaction | None = st.Transaction(self.store, self.branch.branch_name)
         self.rw = RwTree(self._txn.tree)
         self.rw_root = self.rw.node((), True)

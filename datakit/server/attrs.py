@@ -30,10 +30,11 @@ def qid_of(node: Node) -> ninep.Qid:
     # symlinks; deciding here would cost an attr() call on every walk step.
     # A node's qid never changes, so it is built once and kept on the node
     # (every walk step answers one).
-    qid: ninep.Qid | None = getattr(node, "_ninep_qid", None)
-    if qid is None:
-        qid = ninep.Qid(ninep.QTDIR if node.is_dir else ninep.QTFILE, 0, node.qid_path)
-        node._ninep_qid = qid  # type: ignore[attr-defined]
+    qid = node.cached_qid
+    if not isinstance(qid, ninep.Qid):
+        qid = node.cached_qid = ninep.Qid(
+            ninep.QTDIR if node.is_dir else ninep.QTFILE, 0, node.qid_path
+        )
     return qid
 
 

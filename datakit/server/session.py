@@ -171,9 +171,8 @@ class Session:
         finally:
             self._closed = True
             metrics.FIDS.dec(self.fids.clear())
-            detach = getattr(self.root, "detach", None)
-            if detach is not None:
-                detach()
+            if self.root is not None:
+                self.root.detach()
             # Last, so a scrape that sees the connection gone also sees its state gone.
             metrics.CONNECTIONS.dec()
             with trio.CancelScope(shield=True):

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import enum
 import itertools
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from datakit.vfs import errors
 from datakit.vfs.errors import FsError
@@ -43,13 +44,24 @@ class Attr:
 
 
 class Node:
-    """Base of every file and directory."""
+    """Base of every file and directory.
+
+    `qid_path` identifies the node for as long as it lives, and `is_dir`
+    never changes, so a server may build its wire identity of the node once
+    and keep it in `cached_qid` (vfs itself never reads it: it cannot know the
+    protocol's type)."""
 
     is_dir = False
+    cached_qid: object | None = None
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.qid_path = next(_qid_paths)
+
+    def detach(self) -> None:
+        """The connection this tree was built for is gone: let go of what it
+        held. The server calls it once on each connection's root; a node
+        whose tree keeps no per-connection state has nothing to do."""
 
     def attr(self) -> Attr:
         raise NotImplementedError
@@ -128,18 +140,53 @@ class Directory(Node):
         return errors.read_only_dir()
 
 
-class StaticDirectory(Directory):
-    """A fixed set of children, listed in insertion order."""
+N = TypeVar("N", bound=Node)
 
-    def __init__(self, name: str, children: Sequence[Node] | None = None) -> None:
+
+class MappingDir(Directory, Generic[N]):
+    """A directory whose children are the values of a dict, keyed by name.
+
+    Fixed trees use it as it is; directories that create, remove or rename
+    children change `children` through `add`, `take` and `move`, so the rule
+    "the node under that name must be the one asked for" is written once.
+    Listed in insertion order, or by name when `sorted_listing` is set (a
+    directory clients fill, where insertion order would be an accident).
+    """
+
+    sorted_listing = False
+
+    def __init__(self, name: str, children: Iterable[N] = ()) -> None:
         super().__init__(name)
-        self.children: dict[str, Node] = {}
-        for child in children or []:
-            self.children[child.name] = child
+        self.children: dict[str, N] = {}
+        for child in children:
+            self.add(child)
 
-    def add(self, child: Node) -> Node:
+    def add(self, child: N) -> N:
+        """Put `child` under its name, replacing any node there."""
         self.children[child.name] = child
         return child
+
+    def add_new(self, child: N) -> N:
+        """`add`, but EEXIST if the name is taken."""
+        if child.name in self.children:
+            raise errors.already_exists()
+        return self.add(child)
+
+    def take(self, child: Node) -> N:
+        """Remove `child`; ENOENT if it is no longer here (removed, renamed
+        or replaced through another fid)."""
+        node = self.children.get(child.name)
+        if node is not child or node is None:
+            raise errors.not_found()
+        del self.children[child.name]
+        return node
+
+    def move(self, child: Node, new_dir: MappingDir[N], new_name: str) -> None:
+        """Take `child` from here into `new_dir` as `new_name`, replacing any
+        node there: the same node, so its qid stays."""
+        node = self.take(child)
+        node.name = new_name
+        new_dir.add(node)
 
     async def lookup(self, name: str) -> Node:
         try:
@@ -148,6 +195,8 @@ class StaticDirectory(Directory):
             raise errors.not_found() from None
 
     async def entries(self) -> list[Node]:
+        if self.sorted_listing:
+            return [self.children[k] for k in sorted(self.children)]
         return list(self.children.values())
 
 

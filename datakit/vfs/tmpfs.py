@@ -14,6 +14,7 @@ from datakit.vfs.nodes import (
     File,
     Handle,
     Kind,
+    MappingDir,
     Node,
     read_slice,
     truncate_buffer,
@@ -68,44 +69,27 @@ class _TmpHandle(Handle):
         return len(data)
 
 
-class TmpDir(Directory):
+class TmpDir(MappingDir[Node]):
+    sorted_listing = True
+
     def __init__(self, name: str, limit: int = DEFAULT_LIMIT) -> None:
         super().__init__(name)
-        self.children: dict[str, Node] = {}
         self.limit = limit  # of each file below
 
-    async def lookup(self, name: str) -> Node:
-        try:
-            return self.children[name]
-        except KeyError:
-            raise errors.not_found() from None
-
-    async def entries(self) -> list[Node]:
-        return [self.children[k] for k in sorted(self.children)]
-
     async def create(self, name: str, kind: Kind, target: str | None) -> Node:
-        existing = self.children.get(name)
-        if isinstance(existing, Directory):
+        if isinstance(self.children.get(name), Directory):
             raise errors.is_a_directory()
         if kind is Kind.LINK and target is None:
             raise errors.invalid("Missing target for symlink!")
-        node = TmpFile(name, kind, target or "", self.limit)
-        self.children[name] = node
-        return node
+        return self.add(TmpFile(name, kind, target or "", self.limit))
 
     async def mkdir(self, name: str) -> Node:
-        if name in self.children:
-            raise errors.already_exists()
-        node = TmpDir(name, self.limit)
-        self.children[name] = node
-        return node
+        return self.add_new(TmpDir(name, self.limit))
 
     async def remove(self, child: Node) -> None:
-        if self.children.get(child.name) is not child:
-            raise errors.not_found()
-        if isinstance(child, TmpDir) and child.children:
+        if self.children.get(child.name) is child and isinstance(child, TmpDir) and child.children:
             raise errors.FsError("Directory not empty", 39)
-        del self.children[child.name]
+        self.take(child)
 
     async def rename(self, child: Node, new_dir: Directory, new_name: str) -> None:
         if not isinstance(new_dir, TmpDir):
@@ -119,9 +103,7 @@ class TmpDir(Directory):
             raise errors.is_a_directory()
         if target is not None and not target.is_dir and child.is_dir:
             raise errors.not_a_directory()
-        del self.children[child.name]
-        child.name = new_name
-        new_dir.children[new_name] = child
+        self.move(child, new_dir, new_name)
 
 
 def example_tree(max_file_size: int = DEFAULT_LIMIT) -> TmpDir:

@@ -51,11 +51,13 @@ class Connection:
             metrics.FIDS.inc()
 
     def error_reply(self, tag: int, err: FsError) -> ninep.Message:
-        return replies.error_reply(tag, err, self.dialect, self.msize)
+        settings = self.handshake.settings
+        return replies.error_reply(tag, err, settings.dialect, settings.msize)
 
     def encode(self, reply: ninep.Message) -> bytes:
         """Never raises: a reply that cannot be sent becomes an error for its tag."""
-        return replies.encode_reply(reply, self.dialect, self.msize)
+        settings = self.handshake.settings  # (once per reply: no property calls)
+        return replies.encode_reply(reply, settings.dialect, settings.msize)
 
     def clunk_all(self) -> None:
         """Forget every fid, as a new Tversion or the end of the connection does."""

@@ -95,7 +95,8 @@ class Session:
 
     async def _read_loop(self, nursery: trio.Nursery) -> None:
         deadline = trio.current_time() + self.limits.handshake_timeout
-        while self.state is not State.CLOSING:
+        handshake = self.handshake  # a local: its state is read twice a request
+        while handshake.state is not State.CLOSING:
             try:
                 msg = self.decoder.next_message()
             except ninep.MessageTooLarge as exc:
@@ -104,14 +105,14 @@ class Session:
                 await self._fatal(ninep.NOTAG, str(exc))
             except ninep.ProtocolError as exc:
                 metrics.PROTOCOL_ERRORS.inc()
-                if exc.tag is None or self.state is not State.READY:
+                if exc.tag is None or handshake.state is not State.READY:
                     await self._fatal(ninep.NOTAG if exc.tag is None else exc.tag, str(exc))
                 else:  # the frame was consumed whole; answer it and keep the session
                     await self.send(self.conn.error_reply(exc.tag, FsError(str(exc), E.EPROTO)))
             else:
                 if msg is None:
                     await self._receive(deadline)
-                elif self.state is State.READY:
+                elif handshake.state is State.READY:
                     await self.scheduler.submit(msg, nursery)
                 else:
                     await self._handshake(msg)

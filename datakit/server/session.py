@@ -1,9 +1,9 @@
 """One 9p connection: reading requests, the handshake, and closing down.
 
-The session is the I/O around four sans-I/O or small pieces: the decoder
-and the version negotiation (`datakit.ninep.handshake`, which also holds the
-connection's state), the connection state the handlers see
-(`connection`), the scheduler that runs requests once the client attached
+The session does the I/O; what it decides with lives in smaller pieces:
+the version negotiation and the connection's state
+(`datakit.ninep.handshake`, sans-I/O), what the handlers see of the
+connection (`connection`), the running of requests once the client attached
 (`scheduler`: tags, concurrency, flush, the pending bound) and the bounded
 queue of replies (`output`).
 """

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from datakit import ninep
+from datakit.ninep import handshake
 
 DEFAULT_PORT = 5640
 # A request to pipeline: its message class and fields (the tag is added on sending).
@@ -243,14 +244,14 @@ class Client:
                     return reply
 
     def _negotiate(self, msize: int, version: str) -> None:
-        self.send(ninep.Tversion(tag=ninep.NOTAG, msize=msize, version=version))
-        reply = self.receive()
-        if not isinstance(reply, ninep.Rversion) or reply.version == "unknown":
-            raise ConnectionClosed(f"version negotiation failed: {reply!r}")
-        self.msize = reply.msize
-        self.dialect = ninep.Dialect(reply.version)
-        self._decoder.dialect = self.dialect
-        self._decoder.max_size = self.msize
+        request = handshake.version_request(msize, version)
+        self.send(request)
+        try:
+            settings = handshake.accept(request, self.receive())
+        except handshake.VersionRefused as exc:
+            raise ConnectionClosed(str(exc)) from None
+        settings.apply(self._decoder)
+        self.dialect, self.msize = settings.dialect, settings.msize
 
     # -- fids ------------------------------------------------------------------
 

@@ -23,6 +23,11 @@ Typical server loop::
 
 (after a ProtocolError on a complete frame the decoder has already consumed
 that frame; call ``messages()`` again to continue with the next one).
+
+Version negotiation, the same rules for both ends, is in :mod:`.handshake`:
+the server's :class:`~.handshake.ServerHandshake` answers Tversion and keeps
+the connection's state, a client sends ``version_request`` and passes the
+reply to ``accept``; either way the agreed ``Settings`` configure the decoder.
 """
 
 from . import constants as _constants

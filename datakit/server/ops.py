@@ -1,27 +1,30 @@
 """The translation of each 9p request into calls on vfs nodes.
 
-One coroutine per message type, registered in `HANDLERS`.  Handlers raise
-`FsError` for anything the client did wrong; the session turns that into
-Rerror (9P2000, 9P2000.u) or Rlerror (9P2000.L).
+One coroutine per message type, registered in `HANDLERS`; `handle` runs the
+one for a message.  Handlers raise `FsError` for anything the client did
+wrong; `handle` turns that into Rerror (9P2000, 9P2000.u) or Rlerror
+(9P2000.L).  Handlers see the connection's state (`Connection`), never the
+session that does the I/O.
 """
 
 from __future__ import annotations
 
 import errno as E
+import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from datakit import metrics, ninep
 from datakit.server.attrs import DIRENT_TYPE, getattr_of, qid_of, stat_of
+from datakit.server.connection import Connection
 from datakit.server.fids import Fid
 from datakit.vfs import Directory, FsError, Kind, Node
 from datakit.vfs import errors as fserr
 from datakit.vfs.names import check_new_name
 
-if TYPE_CHECKING:
-    from datakit.server.session import Session
+log = logging.getLogger("datakit.server")
 
-Handler = Callable[["Session", Any], Awaitable[object]]
+Handler = Callable[[Connection, Any], Awaitable[ninep.Message]]
 HANDLERS: dict[type, Handler] = {}
 
 NO_LENGTH = 0xFFFFFFFFFFFFFFFF
@@ -41,14 +44,26 @@ def handles(cls: type) -> Callable[[Handler], Handler]:
     return register
 
 
-def _check_writable(s: Session) -> None:
-    if s.read_only:
+async def handle(conn: Connection, msg: ninep.Message) -> ninep.Message:
+    """The reply to `msg`: its handler's, or an error for its tag."""
+    handler = HANDLERS.get(type(msg))
+    if handler is None:
+        return conn.error_reply(msg.tag, FsError("Function not implemented", E.ENOSYS))
+    try:
+        return await handler(conn, msg)
+    except FsError as err:
+        return conn.error_reply(msg.tag, err)
+    except ninep.EncodeError:  # e.g. a stat record inside a directory read
+        log.exception("cannot encode part of the %s reply", type(msg).__name__)
+        return conn.error_reply(msg.tag, FsError("Reply cannot be encoded", E.EIO))
+    except Exception as exc:  # a bug must cost one request, never the session
+        log.exception("internal error handling %s", type(msg).__name__)
+        return conn.error_reply(msg.tag, FsError(f"Internal error: {exc!r}", E.EIO))
+
+
+def _check_writable(conn: Connection) -> None:
+    if conn.read_only:
         raise FsError("Read-only file system", E.EROFS)
-
-
-def _bind(s: Session, fid: int, entry: Fid) -> None:
-    if s.fids.bind(fid, entry):
-        metrics.FIDS.inc()
 
 
 def _dir_of(entry: Fid) -> Directory:
@@ -77,18 +92,18 @@ async def _lookup(node: Node, name: str) -> Node:
 
 
 @handles(ninep.Tattach)
-async def attach(s: Session, m: ninep.Tattach) -> object:
-    s.fids.check_free(m.fid)
-    root = s.get_root()
-    _bind(s, m.fid, Fid(root))
+async def attach(conn: Connection, m: ninep.Tattach) -> ninep.Message:
+    conn.fids.check_free(m.fid)
+    root = conn.get_root()
+    conn.bind(m.fid, Fid(root))
     return ninep.Rattach(tag=m.tag, qid=qid_of(root))
 
 
 @handles(ninep.Twalk)
-async def walk(s: Session, m: ninep.Twalk) -> object:
-    entry = s.fids.get(m.fid)
+async def walk(conn: Connection, m: ninep.Twalk) -> ninep.Message:
+    entry = conn.fids.get(m.fid)
     if m.newfid != m.fid:
-        s.fids.check_free(m.newfid)
+        conn.fids.check_free(m.newfid)
     node = entry.node
     parents = list(entry.parents)
     qids = []
@@ -107,22 +122,22 @@ async def walk(s: Session, m: ninep.Twalk) -> object:
         entry.close()
         entry.node, entry.parents = node, parents
     else:
-        _bind(s, m.newfid, Fid(node, parents))
+        conn.bind(m.newfid, Fid(node, parents))
     return ninep.Rwalk(tag=m.tag, qids=tuple(qids))
 
 
 @handles(ninep.Tclunk)
-async def clunk(s: Session, m: ninep.Tclunk) -> object:
-    s.fids.release(m.fid)
+async def clunk(conn: Connection, m: ninep.Tclunk) -> ninep.Message:
+    conn.fids.release(m.fid)
     metrics.FIDS.dec()
     return ninep.Rclunk(tag=m.tag)
 
 
 @handles(ninep.Tremove)
-async def remove(s: Session, m: ninep.Tremove) -> object:
-    entry = s.fids.release(m.fid)  # clunked whether or not the remove works
+async def remove(conn: Connection, m: ninep.Tremove) -> ninep.Message:
+    entry = conn.fids.release(m.fid)  # clunked whether or not the remove works
     metrics.FIDS.dec()
-    _check_writable(s)
+    _check_writable(conn)
     if not entry.parents:
         raise fserr.read_only_dir()
     parent = entry.parents[-1]
@@ -134,7 +149,7 @@ async def remove(s: Session, m: ninep.Tremove) -> object:
 # -- open, create, read, write ---------------------------------------------------
 
 
-async def _open(s: Session, entry: Fid) -> None:
+async def _open(conn: Connection, entry: Fid) -> None:
     if entry.is_open:
         raise FsError("Already open", E.EBUSY)
     node = entry.node
@@ -147,21 +162,21 @@ async def _open(s: Session, entry: Fid) -> None:
 
 
 @handles(ninep.Topen)
-async def open_(s: Session, m: ninep.Topen) -> object:
-    entry = s.fids.get(m.fid)
-    await _open(s, entry)
+async def open_(conn: Connection, m: ninep.Topen) -> ninep.Message:
+    entry = conn.fids.get(m.fid)
+    await _open(conn, entry)
     return ninep.Ropen(tag=m.tag, qid=qid_of(entry.node), iounit=0)
 
 
 @handles(ninep.Tlopen)
-async def lopen(s: Session, m: ninep.Tlopen) -> object:
-    entry = s.fids.get(m.fid)
-    await _open(s, entry)
+async def lopen(conn: Connection, m: ninep.Tlopen) -> ninep.Message:
+    entry = conn.fids.get(m.fid)
+    await _open(conn, entry)
     return ninep.Rlopen(tag=m.tag, qid=qid_of(entry.node), iounit=0)
 
 
-async def _create(s: Session, entry: Fid, name: str, kind: Kind, target: str | None) -> Node:
-    _check_writable(s)
+async def _create(conn: Connection, entry: Fid, name: str, kind: Kind, target: str | None) -> Node:
+    _check_writable(conn)
     if entry.is_open:
         raise FsError("Can't create in an opened fid", E.EBADF)
     directory = _dir_of(entry)
@@ -172,58 +187,58 @@ async def _create(s: Session, entry: Fid, name: str, kind: Kind, target: str | N
 
 
 @handles(ninep.Tcreate)
-async def create(s: Session, m: ninep.Tcreate) -> object:
-    entry = s.fids.get(m.fid)
+async def create(conn: Connection, m: ninep.Tcreate) -> ninep.Message:
+    entry = conn.fids.get(m.fid)
     target: str | None = None
     if m.perm & ninep.DMDIR:
         kind = Kind.DIR
     elif m.perm & ninep.DMSYMLINK:
         kind = Kind.LINK
-        target = m.extension if s.dialect is not ninep.Dialect.V2000 and m.extension else None
+        target = m.extension if conn.dialect is not ninep.Dialect.V2000 and m.extension else None
         if target is None:
             raise FsError("Missing target for symlink!", E.EINVAL)
     else:
         kind = Kind.EXEC if m.perm & 0o100 else Kind.FILE
-    node = await _create(s, entry, m.name, kind, target)
+    node = await _create(conn, entry, m.name, kind, target)
     entry.parents = [*entry.parents, entry.node]
     entry.node = node
-    await _open(s, entry)
+    await _open(conn, entry)
     return ninep.Rcreate(tag=m.tag, qid=qid_of(node), iounit=0)
 
 
 @handles(ninep.Tlcreate)
-async def lcreate(s: Session, m: ninep.Tlcreate) -> object:
-    entry = s.fids.get(m.fid)
+async def lcreate(conn: Connection, m: ninep.Tlcreate) -> ninep.Message:
+    entry = conn.fids.get(m.fid)
     kind = Kind.EXEC if m.mode & 0o100 else Kind.FILE
-    node = await _create(s, entry, m.name, kind, None)
+    node = await _create(conn, entry, m.name, kind, None)
     entry.parents = [*entry.parents, entry.node]
     entry.node = node
-    await _open(s, entry)
+    await _open(conn, entry)
     return ninep.Rlcreate(tag=m.tag, qid=qid_of(node), iounit=0)
 
 
 @handles(ninep.Tmkdir)
-async def mkdir(s: Session, m: ninep.Tmkdir) -> object:
-    entry = s.fids.get(m.dfid)
-    _check_writable(s)
+async def mkdir(conn: Connection, m: ninep.Tmkdir) -> ninep.Message:
+    entry = conn.fids.get(m.dfid)
+    _check_writable(conn)
     check_new_name(m.name)
     node = await _dir_of(entry).mkdir(m.name)
     return ninep.Rmkdir(tag=m.tag, qid=qid_of(node))
 
 
 @handles(ninep.Tsymlink)
-async def symlink(s: Session, m: ninep.Tsymlink) -> object:
-    entry = s.fids.get(m.fid)
-    _check_writable(s)
+async def symlink(conn: Connection, m: ninep.Tsymlink) -> ninep.Message:
+    entry = conn.fids.get(m.fid)
+    _check_writable(conn)
     check_new_name(m.name)
     node = await _dir_of(entry).create(m.name, Kind.LINK, m.symtgt)
     return ninep.Rsymlink(tag=m.tag, qid=qid_of(node))
 
 
 @handles(ninep.Tmknod)
-async def mknod(s: Session, m: ninep.Tmknod) -> object:
-    entry = s.fids.get(m.dfid)
-    _check_writable(s)
+async def mknod(conn: Connection, m: ninep.Tmknod) -> ninep.Message:
+    entry = conn.fids.get(m.dfid)
+    _check_writable(conn)
     if m.mode & 0o170000 not in (0, 0o100000):
         raise fserr.not_permitted()  # no devices, fifos or sockets in a Git tree
     kind = Kind.EXEC if m.mode & 0o100 else Kind.FILE
@@ -233,18 +248,18 @@ async def mknod(s: Session, m: ninep.Tmknod) -> object:
 
 
 @handles(ninep.Tlink)
-async def link(s: Session, m: ninep.Tlink) -> object:
-    s.fids.get(m.dfid)
-    s.fids.get(m.fid)
+async def link(conn: Connection, m: ninep.Tlink) -> ninep.Message:
+    conn.fids.get(m.dfid)
+    conn.fids.get(m.fid)
     raise fserr.not_permitted()  # Git trees have no hard links
 
 
 @handles(ninep.Tread)
-async def read(s: Session, m: ninep.Tread) -> object:
-    entry = s.fids.get(m.fid)
-    count = min(m.count, s.msize - READ_OVERHEAD)
+async def read(conn: Connection, m: ninep.Tread) -> ninep.Message:
+    entry = conn.fids.get(m.fid)
+    count = min(m.count, conn.msize - READ_OVERHEAD)
     if entry.opened_dir:
-        if s.dialect is ninep.Dialect.L:
+        if conn.dialect is ninep.Dialect.L:
             raise FsError("Use Treaddir on 9P2000.L", E.EINVAL)
         if m.offset != entry.dir_offset:
             raise FsError("Can't seek in a directory", E.EINVAL)
@@ -254,7 +269,7 @@ async def read(s: Session, m: ninep.Tread) -> object:
         if records is None:
             assert isinstance(entry.node, Directory)
             nodes = await entry.node.entries()
-            records = [ninep.encode_stat(stat_of(n, n.attr()), s.dialect) for n in nodes]
+            records = [ninep.encode_stat(stat_of(n, n.attr()), conn.dialect) for n in nodes]
             entry.dir_records = records
         i = entry.dir_index
         while i < len(records) and used + len(records[i]) <= count:
@@ -272,11 +287,11 @@ async def read(s: Session, m: ninep.Tread) -> object:
 
 
 @handles(ninep.Treaddir)
-async def readdir(s: Session, m: ninep.Treaddir) -> object:
-    entry = s.fids.get(m.fid)
+async def readdir(conn: Connection, m: ninep.Treaddir) -> ninep.Message:
+    entry = conn.fids.get(m.fid)
     if not entry.opened_dir:
         raise FsError("Can't read from unopened fid", E.EBADF)
-    count = min(m.count, s.msize - READ_OVERHEAD)
+    count = min(m.count, conn.msize - READ_OVERHEAD)
     nodes = entry.dir_nodes
     if nodes is None or (m.offset == 0 and entry.dir_index):  # first read, or rewinddir
         assert isinstance(entry.node, Directory)
@@ -300,13 +315,13 @@ async def readdir(s: Session, m: ninep.Treaddir) -> object:
 
 
 @handles(ninep.Twrite)
-async def write(s: Session, m: ninep.Twrite) -> object:
-    entry = s.fids.get(m.fid)
+async def write(conn: Connection, m: ninep.Twrite) -> ninep.Message:
+    entry = conn.fids.get(m.fid)
     if entry.opened_dir:
         raise FsError("Can't write to directories", E.EISDIR)
     if entry.handle is None:
         raise FsError("Can't write to unopened fid", E.EBADF)
-    _check_writable(s)
+    _check_writable(conn)
     n = await entry.handle.write(m.offset, m.data)
     metrics.BYTES_WRITTEN.inc(n)
     return ninep.Rwrite(tag=m.tag, count=n)
@@ -316,20 +331,20 @@ async def write(s: Session, m: ninep.Twrite) -> object:
 
 
 @handles(ninep.Tstat)
-async def stat(s: Session, m: ninep.Tstat) -> object:
-    entry = s.fids.get(m.fid)
+async def stat(conn: Connection, m: ninep.Tstat) -> ninep.Message:
+    entry = conn.fids.get(m.fid)
     name = entry.node.name if entry.parents else "/"
     return ninep.Rstat(tag=m.tag, stat=stat_of(entry.node, entry.node.attr(), name=name))
 
 
-async def _chmod(s: Session, entry: Fid, mode: int, extension: str) -> None:
+async def _chmod(conn: Connection, entry: Fid, mode: int, extension: str) -> None:
     node = entry.node
     if bool(mode & ninep.DMDIR) != node.is_dir:
         raise FsError("Incorrect is_directory flag for chmod", E.EINVAL)
     if node.is_dir:
         raise fserr.not_permitted()
     if mode & ninep.DMSYMLINK:
-        if s.dialect is ninep.Dialect.V2000 or not extension:
+        if conn.dialect is ninep.Dialect.V2000 or not extension:
             raise FsError("Missing target for symlink!", E.EINVAL)
         await node.chmod(Kind.LINK, extension)
     else:
@@ -337,14 +352,14 @@ async def _chmod(s: Session, entry: Fid, mode: int, extension: str) -> None:
 
 
 @handles(ninep.Twstat)
-async def wstat(s: Session, m: ninep.Twstat) -> object:
-    entry = s.fids.get(m.fid)
+async def wstat(conn: Connection, m: ninep.Twstat) -> ninep.Message:
+    entry = conn.fids.get(m.fid)
     st = m.stat
     changes = (st.name != "") + (st.length != NO_LENGTH) + (st.mode != NO_MODE)
     if changes > 1:
         raise FsError("Can't rename/truncate/chmod at the same time", E.EINVAL)
     if changes:
-        _check_writable(s)
+        _check_writable(conn)
     if st.name:
         parent = _parent_of(entry)
         if st.name != entry.node.name:
@@ -353,21 +368,21 @@ async def wstat(s: Session, m: ninep.Twstat) -> object:
     elif st.length != NO_LENGTH:
         await entry.node.truncate(st.length)
     elif st.mode != NO_MODE:
-        await _chmod(s, entry, st.mode, st.extension)
+        await _chmod(conn, entry, st.mode, st.extension)
     return ninep.Rwstat(tag=m.tag)
 
 
 @handles(ninep.Tgetattr)
-async def getattr_(s: Session, m: ninep.Tgetattr) -> object:
-    entry = s.fids.get(m.fid)
+async def getattr_(conn: Connection, m: ninep.Tgetattr) -> ninep.Message:
+    entry = conn.fids.get(m.fid)
     return getattr_of(m.tag, entry.node, entry.node.attr())
 
 
 @handles(ninep.Tsetattr)
-async def setattr_(s: Session, m: ninep.Tsetattr) -> object:
-    entry = s.fids.get(m.fid)
+async def setattr_(conn: Connection, m: ninep.Tsetattr) -> ninep.Message:
+    entry = conn.fids.get(m.fid)
     if m.valid & (SETATTR_MODE | SETATTR_SIZE):
-        _check_writable(s)
+        _check_writable(conn)
     if m.valid & SETATTR_SIZE:
         await entry.node.truncate(m.size)
     if m.valid & SETATTR_MODE:
@@ -381,8 +396,8 @@ async def setattr_(s: Session, m: ninep.Tsetattr) -> object:
 
 
 @handles(ninep.Treadlink)
-async def readlink(s: Session, m: ninep.Treadlink) -> object:
-    entry = s.fids.get(m.fid)
+async def readlink(conn: Connection, m: ninep.Treadlink) -> ninep.Message:
+    entry = conn.fids.get(m.fid)
     attr = entry.node.attr()
     if attr.kind is not Kind.LINK:
         raise FsError("Not a symlink", E.EINVAL)
@@ -390,8 +405,8 @@ async def readlink(s: Session, m: ninep.Treadlink) -> object:
 
 
 @handles(ninep.Tstatfs)
-async def statfs(s: Session, m: ninep.Tstatfs) -> object:
-    s.fids.get(m.fid)
+async def statfs(conn: Connection, m: ninep.Tstatfs) -> ninep.Message:
+    conn.fids.get(m.fid)
     return ninep.Rstatfs(
         tag=m.tag,
         type=0x01021997,  # V9FS_MAGIC
@@ -407,21 +422,21 @@ async def statfs(s: Session, m: ninep.Tstatfs) -> object:
 
 
 @handles(ninep.Tfsync)
-async def fsync(s: Session, m: ninep.Tfsync) -> object:
+async def fsync(conn: Connection, m: ninep.Tfsync) -> ninep.Message:
     # Nothing is buffered between requests: every write is applied when answered.
-    s.fids.get(m.fid)
+    conn.fids.get(m.fid)
     return ninep.Rfsync(tag=m.tag)
 
 
 @handles(ninep.Tlock)
-async def lock(s: Session, m: ninep.Tlock) -> object:
-    s.fids.get(m.fid)
+async def lock(conn: Connection, m: ninep.Tlock) -> ninep.Message:
+    conn.fids.get(m.fid)
     return ninep.Rlock(tag=m.tag, status=0)  # P9_LOCK_SUCCESS: advisory locks always granted
 
 
 @handles(ninep.Tgetlock)
-async def getlock(s: Session, m: ninep.Tgetlock) -> object:
-    s.fids.get(m.fid)
+async def getlock(conn: Connection, m: ninep.Tgetlock) -> ninep.Message:
+    conn.fids.get(m.fid)
     return ninep.Rgetlock(
         tag=m.tag,
         type=2,  # F_UNLCK: nobody holds a conflicting lock
@@ -433,14 +448,14 @@ async def getlock(s: Session, m: ninep.Tgetlock) -> object:
 
 
 @handles(ninep.Txattrwalk)
-async def xattrwalk(s: Session, m: ninep.Txattrwalk) -> object:
-    s.fids.get(m.fid)
+async def xattrwalk(conn: Connection, m: ninep.Txattrwalk) -> ninep.Message:
+    conn.fids.get(m.fid)
     raise FsError("No data available", E.ENODATA)
 
 
 @handles(ninep.Txattrcreate)
-async def xattrcreate(s: Session, m: ninep.Txattrcreate) -> object:
-    s.fids.get(m.fid)
+async def xattrcreate(conn: Connection, m: ninep.Txattrcreate) -> ninep.Message:
+    conn.fids.get(m.fid)
     raise FsError("Operation not supported", E.EOPNOTSUPP)
 
 
@@ -448,20 +463,20 @@ async def xattrcreate(s: Session, m: ninep.Txattrcreate) -> object:
 
 
 @handles(ninep.Trename)
-async def rename(s: Session, m: ninep.Trename) -> object:
-    entry = s.fids.get(m.fid)
-    new_dir = _dir_of(s.fids.get(m.dfid))
-    _check_writable(s)
+async def rename(conn: Connection, m: ninep.Trename) -> ninep.Message:
+    entry = conn.fids.get(m.fid)
+    new_dir = _dir_of(conn.fids.get(m.dfid))
+    _check_writable(conn)
     check_new_name(m.name)
     await _parent_of(entry).rename(entry.node, new_dir, m.name)
     return ninep.Rrename(tag=m.tag)
 
 
 @handles(ninep.Trenameat)
-async def renameat(s: Session, m: ninep.Trenameat) -> object:
-    old_dir = _dir_of(s.fids.get(m.olddirfid))
-    new_dir = _dir_of(s.fids.get(m.newdirfid))
-    _check_writable(s)
+async def renameat(conn: Connection, m: ninep.Trenameat) -> ninep.Message:
+    old_dir = _dir_of(conn.fids.get(m.olddirfid))
+    new_dir = _dir_of(conn.fids.get(m.newdirfid))
+    _check_writable(conn)
     check_new_name(m.newname)
     child = await old_dir.lookup(m.oldname)
     await old_dir.rename(child, new_dir, m.newname)
@@ -469,9 +484,9 @@ async def renameat(s: Session, m: ninep.Trenameat) -> object:
 
 
 @handles(ninep.Tunlinkat)
-async def unlinkat(s: Session, m: ninep.Tunlinkat) -> object:
-    directory = _dir_of(s.fids.get(m.dirfid))
-    _check_writable(s)
+async def unlinkat(conn: Connection, m: ninep.Tunlinkat) -> ninep.Message:
+    directory = _dir_of(conn.fids.get(m.dirfid))
+    _check_writable(conn)
     child = await directory.lookup(m.name)
     await directory.remove(child)
     return ninep.Runlinkat(tag=m.tag)

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from datakit.client.ninep_client import Client, RemoteError
+from datakit.ninep.handshake import MIN_MSIZE
 from datakit.server.replies import MAX_ERROR_BYTES
-from datakit.server.session import MIN_MSIZE
 from tests.serverthread import running_server
 
 LEVEL = "debug/src/datakit/level"

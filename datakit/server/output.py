@@ -1,0 +1,86 @@
+"""The replies of one connection on their way out: batched, bounded.
+
+Replies are queued whole; whichever task finds nobody writing becomes the
+writer and sends everything queued in one syscall, so pipelined requests
+turn into a few large writes rather than thousands of small ones, and the
+common case of one reply at a time needs no hop through a writer task.
+A client that does not read its replies makes us hold at most `max_bytes`
+of them: past that, whoever queues waits (back-pressure, not failure).
+"""
+
+from __future__ import annotations
+
+import trio
+
+#: Reply bytes held for a client that does not read before queueing waits.
+MAX_QUEUED_BYTES = 8 * 1024 * 1024
+
+
+class OutputQueue:
+    def __init__(self, stream: trio.abc.SendStream, max_bytes: int = MAX_QUEUED_BYTES) -> None:
+        self.stream = stream
+        self.max_bytes = max_bytes
+        self._out: list[bytes] = []
+        self._out_bytes = 0
+        self._writing = False
+        self._drained = trio.Event()  # set (and replaced) whenever a write completes
+        self._writer_error: BaseException | None = None
+
+    @property
+    def queued(self) -> int:
+        """Bytes of replies queued and not yet handed to the stream."""
+        return self._out_bytes
+
+    async def put(self, data: bytes, *, defer: bool = False) -> None:
+        """Queue a reply; unless `defer`, also write out everything queued.
+
+        The read loop defers: it answers every request already received
+        before it writes (`send_queued`), so a pipelined burst gets one
+        write back."""
+        await self.wait_for_room()
+        self._out.append(data)
+        self._out_bytes += len(data)
+        if not (defer or self._writing):  # else the task writing sends this too
+            await self._write_out()
+
+    async def send_queued(self) -> None:
+        """Write what deferred `put`s left, unless a writer is at it already."""
+        if self._out and not self._writing:
+            await self._write_out()
+
+    async def wait_for_room(self) -> None:
+        """Wait until the queue is within its bound (writing it out if nobody is)."""
+        while self._out_bytes > self.max_bytes:
+            if self._writer_error is not None:
+                raise trio.BrokenResourceError from self._writer_error
+            if self._writing:
+                await self._drained.wait()
+            else:
+                await self._write_out()
+
+    async def drain(self) -> None:
+        """Wait until everything queued has been written (before closing)."""
+        while (self._out or self._writing) and self._writer_error is None:
+            if self._writing:
+                await self._drained.wait()
+            else:
+                await self._write_out()
+
+    async def _write_out(self) -> None:
+        self._writing = True
+        try:
+            # Let the other requests that are ready now run first, so their
+            # replies leave in this same write (pipelined clients send many).
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            while self._out:
+                out, self._out = self._out, []
+                self._out_bytes = 0
+                await self.stream.send_all(out[0] if len(out) == 1 else b"".join(out))
+                drained, self._drained = self._drained, trio.Event()
+                drained.set()
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            self._writer_error = exc
+            self._drained.set()
+            raise
+        finally:
+            self._writing = False

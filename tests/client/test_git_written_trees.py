@@ -20,7 +20,7 @@ from datakit import ninep
 from datakit.client import Added, BackendError, Connection, File, Kind, Link, Stat, connect
 from datakit.client.ninep_client import Client
 from tests.gitrepo import RAW_NAME, RAW_TARGET, SUB, git, git_bytes, git_written_repo
-from tests.ops.procs import datakit_process
+from tests.operations.procs import datakit_process
 
 NAME = RAW_NAME.decode("utf-8", "surrogateescape")
 TARGET = RAW_TARGET.decode("utf-8", "surrogateescape")

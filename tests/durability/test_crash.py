@@ -12,7 +12,7 @@ from pathlib import Path
 
 from datakit.client.ninep_client import Client, ConnectionClosed, RemoteError
 from datakit.store._objects import PACK_MIN_OBJECTS
-from tests.ops.procs import wait_for_port
+from tests.operations.procs import wait_for_port
 from tests.ports import free_port
 
 

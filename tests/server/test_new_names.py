@@ -15,7 +15,7 @@ import pytest
 
 from datakit import ninep
 from datakit.client.ninep_client import Client, RemoteError
-from tests.ops.procs import datakit_process
+from tests.operations.procs import datakit_process
 
 BAD = ["", ".", "..", "a/b", "a\0b", "x" * 256]
 DIALECTS = ["9P2000", "9P2000.u", "9P2000.L"]

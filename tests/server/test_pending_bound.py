@@ -11,7 +11,7 @@ from pathlib import Path
 from datakit import ninep
 from datakit.client.ninep_client import Client, ConnectionClosed
 from datakit.server.session import Limits
-from tests.ops.procs import datakit_process
+from tests.operations.procs import datakit_process
 
 BOUND = Limits().max_pending
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from datakit.client.ninep_client import Client
-from tests.ops.procs import datakit_process, wait_for_port
-from tests.ops.test_metrics import commit_file, scrape, value
+from tests.operations.procs import datakit_process, wait_for_port
+from tests.operations.test_metrics import commit_file, scrape, value
 from tests.ports import free_port
 
 

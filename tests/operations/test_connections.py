@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from datakit.client.ninep_client import Client, ConnectionClosed
-from tests.ops.procs import datakit_process
+from tests.operations.procs import datakit_process
 from tests.scenarios.helpers import commit_files, head
 
 

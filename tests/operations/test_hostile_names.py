@@ -24,7 +24,7 @@ from datakit import ninep
 from datakit.client import BackendError, NameTooLong, connect
 from datakit.client.ninep_client import Client, RemoteError
 from tests.gitrepo import blob, commit_tree, git, git_bytes, init_bare, literal_tree
-from tests.ops.procs import datakit_process
+from tests.operations.procs import datakit_process
 
 TX = ("branch", "master", "transactions", "t")
 REFUSED = [".git", ".GIT", "git~1", ".git.", "a\0b", ".", ".."]

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from datakit.client.ninep_client import Client, RemoteError
-from tests.ops.procs import datakit_process
+from tests.operations.procs import datakit_process
 
 MiB = 1 << 20
 TX = "branch/master/transactions/t"

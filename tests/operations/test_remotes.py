@@ -26,7 +26,7 @@ import pytest
 from datakit import ninep
 from datakit.client.ninep_client import Client, RemoteError
 from tests.gitdaemon import serve_repository
-from tests.ops.procs import datakit_process
+from tests.operations.procs import datakit_process
 from tests.scenarios.helpers import Stream, cancel, start
 
 

@@ -11,7 +11,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from datakit.client.ninep_client import Client
-from tests.ops.procs import datakit_process
+from tests.operations.procs import datakit_process
 
 
 def scrape(mport: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

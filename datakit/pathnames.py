@@ -4,7 +4,7 @@ A 9p client sends names as strings, so it can ask for "", ".", "..", or a
 name holding '/' or NUL: no such entry could ever be walked to, and a
 listing holding it would show a Linux client a second "..", or a name cut
 at the NUL. Longer than NAME_MAX bytes, Linux cannot create it. The server
-checks every new name with this rule (``datakit.vfs.names``); the store's
+checks every new name with this rule (``datakit.server.names``); the store's
 rule for tree entries (``datakit.store._names``) starts from it and adds
 git's own (``.git`` and its variants).
 

@@ -18,9 +18,9 @@ from datakit import metrics, ninep
 from datakit.server.attrs import DIRENT_TYPE, getattr_of, qid_of, stat_of
 from datakit.server.connection import Connection
 from datakit.server.fids import Fid
+from datakit.server.names import check_new_name
 from datakit.vfs import Directory, FsError, Kind, Node
 from datakit.vfs import errors as fserr
-from datakit.vfs.names import check_new_name
 
 log = logging.getLogger("datakit.server")
 

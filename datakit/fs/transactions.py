@@ -14,7 +14,6 @@ from datakit.fs.treeview import fixed_tree, tree_view
 from datakit.vfs import (
     BufferFile,
     CommandFile,
-    Directory,
     FsError,
     Kind,
     MappingDir,
@@ -68,10 +67,13 @@ class TransactionsDir(MappingDir["TransactionDir"]):
             self.discard(tx)
 
 
-class TransactionDir(Directory):
+class TransactionDir(MappingDir[Node]):
     """A 9p face of one store :class:`~datakit.store.Transaction`: its tree
     as ``rw/``, its message and parents as editable files (parsed when a
-    merge or commit needs them), its merges' inputs as read-only views."""
+    merge or commit needs them), its merges' inputs as read-only views
+    (``base``, ``ours``, ``theirs``, ``conflicts``, added by a merge)."""
+
+    sorted_listing = True
 
     def __init__(self, name: str, parent: TransactionsDir) -> None:
         super().__init__(name)
@@ -93,33 +95,16 @@ class TransactionDir(Directory):
         self.merge_file = CommandFile("merge", self._merge, may_block=True)
         self.origin = StaticFile("origin", b"")
         self.diff = DiffDir(self.store, self._rw_tree_sha)
-        self.merge_views: dict[str, Node] = {}
-        self._fixed: dict[str, Node] = {
-            "ctl": self.ctl,
-            "diff": self.diff,
-            "merge": self.merge_file,
-            "msg": self.msg,
-            "origin": self.origin,
-            "parents": self.parents,
-            "rw": self.rw_root,
-        }
-
-    # -- listing -------------------------------------------------------------
-
-    def _children(self) -> dict[str, Node]:
-        children = dict(self._fixed)
-        children.update(self.merge_views)
-        return dict(sorted(children.items()))
-
-    async def lookup(self, name: str) -> Node:
-        # Every request under a transaction walks through here: no listing.
-        node = self._fixed.get(name) or self.merge_views.get(name)
-        if node is None:
-            raise fserr.not_found()
-        return node
-
-    async def entries(self) -> list[Node]:
-        return list(self._children().values())
+        for child in (
+            self.ctl,
+            self.diff,
+            self.merge_file,
+            self.msg,
+            self.origin,
+            self.parents,
+            self.rw_root,
+        ):
+            self.add(child)
 
     async def remove(self, child: Node) -> None:
         if child is self.rw_root:
@@ -205,10 +190,8 @@ class TransactionDir(Directory):
         metrics.MERGES.inc()
         if merge.conflicts:
             metrics.CONFLICTS.inc()
-        self.merge_views = {
-            "base": tree_view("base", store, fixed_tree(store, merge.base)),
-            "conflicts": StaticFile("conflicts", self._conflicts_text),
-            "ours": tree_view("ours", store, fixed_tree(store, merge.ours)),
-            "theirs": tree_view("theirs", store, fixed_tree(store, merge.theirs)),
-        }
+        self.add(tree_view("base", store, fixed_tree(store, merge.base)))
+        self.add(StaticFile("conflicts", self._conflicts_text))
+        self.add(tree_view("ours", store, fixed_tree(store, merge.ours)))
+        self.add(tree_view("theirs", store, fixed_tree(store, merge.theirs)))
         return b"ok"

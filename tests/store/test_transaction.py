@@ -18,7 +18,7 @@ from datakit.store import (
     Transaction,
     merge_base,
 )
-from tests.store.test_store_merge import commit, files_at
+from tests.store.test_merge import commit, files_at
 
 CONFLICT = b"** Conflict **\nChanged on both branches\n"
 

@@ -176,14 +176,20 @@ async def lopen(conn: Connection, m: ninep.Tlopen) -> ninep.Message:
 
 
 async def _create(conn: Connection, entry: Fid, name: str, kind: Kind, target: str | None) -> Node:
+    """Tcreate and Tlcreate: make the node, then the fid walks into it and opens it."""
     _check_writable(conn)
     if entry.is_open:
         raise FsError("Can't create in an opened fid", E.EBADF)
     directory = _dir_of(entry)
     check_new_name(name)
     if kind is Kind.DIR:
-        return await directory.mkdir(name)
-    return await directory.create(name, kind, target)
+        node = await directory.mkdir(name)
+    else:
+        node = await directory.create(name, kind, target)
+    entry.parents = [*entry.parents, entry.node]
+    entry.node = node
+    await _open(conn, entry)
+    return node
 
 
 @handles(ninep.Tcreate)
@@ -200,9 +206,6 @@ async def create(conn: Connection, m: ninep.Tcreate) -> ninep.Message:
     else:
         kind = Kind.EXEC if m.perm & 0o100 else Kind.FILE
     node = await _create(conn, entry, m.name, kind, target)
-    entry.parents = [*entry.parents, entry.node]
-    entry.node = node
-    await _open(conn, entry)
     return ninep.Rcreate(tag=m.tag, qid=qid_of(node), iounit=0)
 
 
@@ -211,9 +214,6 @@ async def lcreate(conn: Connection, m: ninep.Tlcreate) -> ninep.Message:
     entry = conn.fids.get(m.fid)
     kind = Kind.EXEC if m.mode & 0o100 else Kind.FILE
     node = await _create(conn, entry, m.name, kind, None)
-    entry.parents = [*entry.parents, entry.node]
-    entry.node = node
-    await _open(conn, entry)
     return ninep.Rlcreate(tag=m.tag, qid=qid_of(node), iounit=0)
 
 

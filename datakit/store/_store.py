@@ -7,7 +7,6 @@ it in one worker thread).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import heapq
 import logging
@@ -479,10 +478,6 @@ class Store:
             self._known = self._refs.read_all()
             self._refs.changed_since_last_check()
         self._listeners.append(fn)
-
-    def remove_listener(self, fn: Listener) -> None:
-        with contextlib.suppress(ValueError):
-            self._listeners.remove(fn)
 
     def announce(self, changes: Iterable[BranchChange]) -> None:
         """Tell the listeners of changes a write collected (see :meth:`set_head`)."""

@@ -18,34 +18,7 @@ from typing import Any
 import pytest
 
 from tests.bridges.fakegithub import FakeGitHub, StateError, running_fake
-
-
-def call(fake: FakeGitHub, method: str, path: str, body: Any = None,
-         headers: dict[str, str] | None = None) -> tuple[int, Any, Any]:
-    """(status, headers, parsed JSON or None) for one request to the fake."""
-    url = path if path.startswith("http") else fake.base_url + path
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
-    try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            raw = resp.read()
-            return resp.status, resp.headers, json.loads(raw) if raw else None
-    except urllib.error.HTTPError as e:
-        raw = e.read()
-        return e.code, e.headers, json.loads(raw) if raw else None
-
-
-def get(fake: FakeGitHub, path: str, **headers: str) -> tuple[int, Any, Any]:
-    return call(fake, "GET", path, headers=headers)
-
-
-def links(header: str | None) -> dict[str, str]:
-    out = {}
-    for part in (header or "").split(","):
-        if part.strip():
-            url, rel = part.split(";")
-            out[rel.strip().removeprefix('rel="').rstrip('"')] = url.strip()[1:-1]
-    return out
+from tests.bridges.fakegithub.client import call, get, links
 
 
 def test_pulls_paginate_with_link_headers(fake_github: FakeGitHub) -> None:

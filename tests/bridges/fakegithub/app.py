@@ -303,7 +303,7 @@ class Api:
         r = call.repo
         sha = self._commit(r, call.params["ref"])
         state, latest = r.combined_state(sha)
-        reply = call.page([self.fake.shapes.status(r, s) for s in latest])
+        reply = call.page([self.fake.shapes.simple_status(r, s) for s in latest])
         body = self.fake.shapes.combined_status(r, sha, reply.body, state, len(latest))
         return Reply(body, headers=reply.headers)
 
@@ -346,10 +346,8 @@ class Api:
             raise StateError(422, "Validation Failed",
                              [{"resource": "Hook", "code": "custom",
                                "message": "Hook already exists on this repository"}], doc)
-        config = {k: str(v) for k, v in config.items()}
-        config.setdefault("insecure_ssl", "0")
-        config.setdefault("content_type", "form")
-        hook = self.fake._create_hook(r, str(body.get("name", "web")), config,
+        hook = self.fake._create_hook(r, str(body.get("name", "web")),
+                                      {k: str(v) for k, v in config.items()},
                                       list(body.get("events", ["push"])),
                                       bool(body.get("active", True)), r.owner)
         return Reply(self.fake.shapes.hook(r, hook), 201,

@@ -333,7 +333,8 @@ class FakeGitHub:
     def _create_hook(self, r: Repo, name: str, config: dict[str, str], events: list[str],
                      active: bool, sender: str) -> Hook:
         t = time.time()
-        hook = Hook(next(self.state.ids), name, active, list(events), dict(config), t, t)
+        config = {"content_type": "form", "insecure_ssl": "0", **config}
+        hook = Hook(next(self.state.ids), name, active, list(events), config, t, t)
         r.hooks[hook.id] = hook
         if active:
             self._send(r, hook, "ping", self.payloads.ping(r, hook, sender))

@@ -46,7 +46,8 @@ class Payloads:
         self.shapes = shapes
 
     def _common(self, repo: Repo, sender: str, *, push_event: bool = False) -> Json:
-        return {"repository": self.shapes.repository(repo, push_event=push_event),
+        variant = "push" if push_event else "embedded"
+        return {"repository": self.shapes.repository(repo, variant),
                 "sender": self.shapes.user(sender)}
 
     def ping(self, repo: Repo, hook: Hook, sender: str) -> Json:

@@ -134,7 +134,10 @@ class Delivery:
 
     @property
     def payload(self) -> Any:
-        return json.loads(self.body)
+        """The event as JSON, whichever content type the hook asked for."""
+        if self.headers["Content-Type"] == "application/json":
+            return json.loads(self.body)
+        return json.loads(urllib.parse.parse_qs(self.body.decode())["payload"][0])
 
 
 class Deliverer:

@@ -363,3 +363,18 @@ async def test_trio_helpers(fake_github: FakeGitHub) -> None:
     assert done[1].headers["Content-Type"] == "application/x-www-form-urlencoded"
     assert done[1].payload["ref"] == "refs/heads/master"
     await fake_github.await_until(lambda: fake_github.ref("u/r", "master") is not None)
+
+
+def test_br_02_setup_reads_back(fake_github: FakeGitHub) -> None:
+    """The fake holds BR-2's PR as the bridge will read it (body first, then comments)."""
+    fake_github.push("u/r", "master")
+    aaa = "a" * 40
+    assert fake_github.open_pull("u/r", number=3, title="Fix", head="fix", head_sha=aaa,
+                                 user="alice", body="why") == 3
+    assert fake_github.add_comment("u/r", 3, "ok", user="bob", comment_id=7) == 7
+    _, _, [pr] = get(fake_github, "/repos/u/r/pulls?state=open")
+    assert (pr["number"], pr["head"]["sha"], pr["title"], pr["base"]["ref"],
+            pr["user"]["login"], pr["body"]) == (3, aaa, "Fix", "master", "alice", "why")
+    _, _, [comment] = get(fake_github, "/repos/u/r/issues/3/comments")
+    assert (comment["id"], comment["user"]["login"], comment["body"]) == (7, "bob", "ok")
+    assert fake_github.call_counts()[("GET", "/repos/u/r/issues/3/comments")] == 1

@@ -74,6 +74,10 @@ Control API (methods of `FakeGitHub`, thread-safe; `repo` is "user/name"):
   `wait_until(pred, timeout)` (threads), `await await_until(pred, timeout)` (trio).
   `client.call(fake, method, path, body)` / `client.get(fake, path)` give
   (status, headers, JSON) with the stdlib, for poking the fake directly.
+* over HTTP: `POST /_control/<method>` with the keyword arguments as a JSON
+  object answers `{"result": ...}` (most methods above; not the network
+  switches nor the waits; not logged as requests).  Standalone, for trying a
+  bridge by hand: `python -m tests.bridges.fakegithub --port 8090 --repo u/r`.
 """
 
 from tests.bridges.fakegithub.control import FakeGitHub, RequestRecord

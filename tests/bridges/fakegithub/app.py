@@ -20,7 +20,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.bridges.fakegithub.control import RATE_LIMIT, FakeGitHub, RequestRecord
+from tests.bridges.fakegithub.control import (
+    CONTROL_PREFIX,
+    RATE_LIMIT,
+    FakeGitHub,
+    RequestRecord,
+    control_call,
+)
 from tests.bridges.fakegithub.shapes import Json
 from tests.bridges.fakegithub.state import Repo, StateError, not_found
 
@@ -139,6 +145,8 @@ class Api:
             body = json.loads(req.body) if req.body else None
         except ValueError:
             body = req.body
+        if path.startswith(CONTROL_PREFIX) and self.fake.network is None:
+            return control_call(self.fake, req.method, path[len(CONTROL_PREFIX):], body)
         rec = RequestRecord(req.method.upper(), path, query, dict(req.headers), body,
                             time.time())
         with self.fake.lock:

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import dataclasses
 import fnmatch
-import json
 import math
 import threading
 import time
@@ -36,18 +34,6 @@ from tests.bridges.fakegithub.state import (
 from tests.bridges.fakegithub.webhooks import Deliverer, Delivery, Payloads
 
 RATE_LIMIT = 5000
-CONTROL_PREFIX = "/_control/"
-# Control methods reachable as POST /_control/<name> with the keyword arguments
-# as a JSON object.  Not the network switches (they would cut this channel) nor
-# the waits (they would block the server's loop).
-HTTP_CONTROL = frozenset({
-    "create_repo", "commit", "push", "tag", "delete_ref", "ref", "refs", "open_pull",
-    "edit_pull", "close_pull", "reopen_pull", "retitle_pull", "retarget_pull", "pull",
-    "add_comment", "comments", "add_status", "statuses", "combined_status", "hooks",
-    "create_hook", "fail", "rate_limit", "requests_before_reset", "rate_limit_reset",
-    "requests", "clear_requests", "call_counts", "deliveries", "conditional_hits",
-    "not_modified",
-})
 
 
 @dataclass
@@ -535,42 +521,3 @@ class FakeGitHub:
         self._rate = None
         return None
 
-
-def to_json(value: Any) -> Any:
-    """Control results as JSON: dataclasses as objects, deliveries without
-    their raw body and event."""
-    if isinstance(value, Delivery):
-        return {"guid": value.guid, "hook_id": value.hook_id, "repo": value.repo,
-                "event": value.event, "url": value.url, "headers": value.headers,
-                "payload": value.payload, "status": value.status, "error": value.error}
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_json(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, Counter):
-        return [[*k, v] if isinstance(k, tuple) else [k, v] for k, v in value.items()]
-    if isinstance(value, dict):
-        return {str(k): to_json(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [to_json(v) for v in value]
-    return value
-
-
-def control_call(fake: FakeGitHub, method: str, name: str, body: Any) -> Any:
-    """POST /_control/<name> {kwargs}: run a control method, answer its result."""
-    from tests.bridges.fakegithub.app import Response
-
-    def answer(status: int, doc: Any) -> Response:
-        return Response(status, json.dumps(doc).encode(),
-                        [("Content-Type", "application/json")])
-
-    if method != "POST" or name not in HTTP_CONTROL:
-        return answer(404, {"message": f"no control method {name!r} (POST only)",
-                            "methods": sorted(HTTP_CONTROL)})
-    if body is not None and not isinstance(body, dict):
-        return answer(400, {"message": "the body must be a JSON object of arguments"})
-    try:
-        result = getattr(fake, name)(**(body or {}))
-    except StateError as e:
-        return answer(e.status, {"message": e.message, "errors": e.errors})
-    except (KeyError, TypeError, ValueError, AssertionError) as e:
-        return answer(400, {"message": f"{type(e).__name__}: {e}"})
-    return answer(200, {"result": to_json(result)})

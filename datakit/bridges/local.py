@@ -32,10 +32,11 @@ from prometheus_client import Counter, Gauge
 
 from datakit.bridges import service
 from datakit.bridges.gitrefs import NotARepository, RefName, RefWatcher, find_git_dir, read_refs
-from datakit.bridges.reflayout import RepoId, format_ref, remove_ref, write_ref
+from datakit.bridges.reflayout import format_ref, remove_ref, write_ref
 from datakit.bridges.reflayout import read_refs as read_stored_refs
 from datakit.client import ABORT, AGAIN, Commit, Conflict, Connection, DataKitError
 from datakit.client.ninep_client import ConnectionClosed
+from datakit.github.model import Repo
 
 PROG = "datakit-bridge-local-git"
 BRANCH = "github-metadata"
@@ -75,48 +76,27 @@ class UsageError(Exception):
 
 @dataclass(frozen=True)
 class WatchedRepo:
-    repo: RepoId
+    repo: Repo
     path: str
     git_dir: Path
 
 
-_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
+def parse_repo_name(text: str) -> Repo:
+    """``user/project`` (upstream's characters); upstream's message otherwise."""
+    try:
+        return Repo.parse(text)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
-def ocaml_quote(text: str) -> str:
-    """``%S`` of OCaml's printf, so messages read as upstream's."""
-    out = []
-    for ch in text:
-        if ch in '"\\':
-            out.append("\\" + ch)
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif " " <= ch <= "~":
-            out.append(ch)
-        else:
-            out.extend(f"\\{b:03d}" for b in ch.encode("utf-8", "surrogateescape"))
-    return '"' + "".join(out) + '"'
-
-
-def parse_repo_name(text: str) -> RepoId:
-    parts = text.split("/")
-    if len(parts) == 2:
-        user, repo = (p.strip() for p in parts)
-        if user and repo and set(user) <= _NAME_CHARS and set(repo) <= _NAME_CHARS:
-            return RepoId(user, repo)
-    raise UsageError(f"Bad repository name {ocaml_quote(text)} (format should be user/project)")
-
-
-def parse_repo_arg(text: str) -> tuple[RepoId, str]:
+def parse_repo_arg(text: str) -> tuple[Repo, str]:
     """``user/repo:PATH`` (split at the first ``:``, as upstream)."""
     name, sep, path = text.partition(":")
     if not sep:
-        raise UsageError(f"{ocaml_quote(text)}: expected NAME:PATH, e.g. me/project:/srv/project")
+        raise UsageError(f"{text!r}: expected NAME:PATH, e.g. me/project:/srv/project")
     repo = parse_repo_name(name)
     if not path:
-        raise UsageError(f"{ocaml_quote(text)}: no PATH after {name}:")
+        raise UsageError(f"{text!r}: no PATH after {name}:")
     return repo, path
 
 
@@ -188,7 +168,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def sync_refs(
-    conn: Connection, desired: dict[RepoId, dict[RefName, str]], namespaces: tuple[str, ...]
+    conn: Connection, desired: dict[Repo, dict[RefName, str]], namespaces: tuple[str, ...]
 ) -> str:
     """One sync: make the branch's refs of the repos in ``desired`` (in the
     ``namespaces`` published) equal to ``desired``. Returns the outcome.
@@ -199,8 +179,8 @@ def sync_refs(
             parents = t.parents()
             tree = parents[0].tree() if parents else None
             lines: list[str] = []
-            removed: list[tuple[RepoId, RefName]] = []
-            written: list[tuple[RepoId, RefName, str]] = []
+            removed: list[tuple[Repo, RefName]] = []
+            written: list[tuple[Repo, RefName, str]] = []
             stored_all = {
                 repo: {
                     name: sha
@@ -261,9 +241,9 @@ class LocalBridge:
         self.namespaces = ("heads", "tags") if tags else ("heads",)
         self.use_inotify = use_inotify
         self.poll_interval = poll_interval
-        self.known: dict[RepoId, dict[RefName, str]] = {}
+        self.known: dict[Repo, dict[RefName, str]] = {}
         self._wake = trio.Event()
-        self._read_once: set[RepoId] = set()
+        self._read_once: set[Repo] = set()
         self._ready = trio.Event()
         self.synced = 0  # syncs done (any outcome), for tests and logs
 

@@ -11,40 +11,31 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 from datakit.client import DataKitError, Dir, Kind, Transaction, Tree
+from datakit.github.model import Repo
 
 log = logging.getLogger("datakit.bridges.layout")
 
 RefName = tuple[str, ...]
 
 
-@dataclass(frozen=True, order=True)
-class RepoId:
-    user: str
-    repo: str
-
-    def __str__(self) -> str:
-        return f"{self.user}/{self.repo}"
+def ref_dir(repo: Repo, name: RefName) -> tuple[str, ...]:
+    return (*repo.path, "ref", *name)
 
 
-def ref_dir(repo: RepoId, name: RefName) -> tuple[str, ...]:
-    return (repo.user, repo.repo, "ref", *name)
-
-
-def format_ref(repo: RepoId, name: RefName, sha: str) -> str:
+def format_ref(repo: Repo, name: RefName, sha: str) -> str:
     """Upstream's ``Ref.pp``: ``{user/repo heads/master[sha]}``."""
     return f"{{{repo} {'/'.join(name)}[{sha}]}}"
 
 
-def read_refs(tree: Tree | None, repo: RepoId, namespace: str) -> dict[RefName, str]:
+def read_refs(tree: Tree | None, repo: Repo, namespace: str) -> dict[RefName, str]:
     """Every ``head`` file below ``<repo>/ref/<namespace>``: name → stripped
     content (whatever it is: a bad SHA simply differs from the wanted one)."""
     found: dict[RefName, str] = {}
     if tree is None:
         return found
-    for name in _walk(tree, (repo.user, repo.repo, "ref", namespace), (namespace,)):
+    for name in _walk(tree, (*repo.path, "ref", namespace), (namespace,)):
         try:
             data = tree.read_file((*ref_dir(repo, name), "head"))
         except DataKitError:
@@ -76,7 +67,7 @@ def _safe_read(tree: Tree, path: tuple[str, ...]) -> object:
         return None
 
 
-def write_ref(t: Transaction, repo: RepoId, name: RefName, sha: str) -> None:
+def write_ref(t: Transaction, repo: Repo, name: RefName, sha: str) -> None:
     """Set ``ref/<name>/head``, clearing whatever non-directory stands in
     the way (a file where a directory should be, a directory at ``head``)."""
     parent = ref_dir(repo, name)
@@ -96,7 +87,7 @@ def write_ref(t: Transaction, repo: RepoId, name: RefName, sha: str) -> None:
     t.create_or_replace_file(head, f"{sha}\n".encode())
 
 
-def remove_ref(t: Transaction, repo: RepoId, name: RefName) -> None:
+def remove_ref(t: Transaction, repo: Repo, name: RefName) -> None:
     """Remove ``ref/<name>/head``; then the ref's directory if no other ref
     lives below it, and the directories above left empty (up to the repo)."""
     parent = ref_dir(repo, name)
@@ -117,4 +108,4 @@ def _is_dir(stat: object) -> bool:
     return getattr(stat, "kind", None) is Kind.DIR
 
 
-__all__ = ["RepoId", "format_ref", "read_refs", "remove_ref", "write_ref"]
+__all__ = ["format_ref", "read_refs", "remove_ref", "write_ref"]

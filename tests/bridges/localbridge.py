@@ -172,9 +172,10 @@ def readonly_bind_mount(src: Path, dst: Path) -> Iterator[Path | None]:
 @contextmanager
 def unix_server(socket_path: Path, *args: str, log: Path) -> Iterator[subprocess.Popen[bytes]]:
     """`datakit serve` on a Unix socket (the address survives a restart)."""
+    command = [sys.executable, "-m", "datakit", "serve"]
     with open(log, "ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "datakit", "serve", "--listen-9p", f"unix://{socket_path}", *args],
+            [*command, "--listen-9p", f"unix://{socket_path}", *args],
             stderr=out,
             env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
         )

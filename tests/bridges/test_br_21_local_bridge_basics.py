@@ -5,15 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 from datakit.client import Connection
-from tests.bridges.localbridge import (  # noqa: F401 (fixtures)
+from tests.bridges import localbridge
+from tests.bridges.localbridge import (
     bridge,
-    client,
     files,
     make_repo,
-    server_port,
     sha,
     wait_for_tree,
 )
+
+server_port = localbridge.server_port  # fixtures: a real datakit serve (memory, --git)
+client = localbridge.client
 
 
 def test_br_21_local_bridge_basics(tmp_path: Path, server_port: int, client: Connection) -> None:

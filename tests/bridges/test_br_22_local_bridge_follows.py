@@ -7,14 +7,13 @@ from pathlib import Path
 import pytest
 
 from datakit.client import Connection
-from tests.bridges.localbridge import (  # noqa: F401 (fixtures)
+from tests.bridges import localbridge
+from tests.bridges.localbridge import (
     bridge,
-    client,
     commit,
     files,
     head_of,
     make_repo,
-    server_port,
     sha,
     wait_for_tree,
 )
@@ -22,6 +21,9 @@ from tests.gitrepo import git
 
 MASTER = "me/p/ref/heads/master/head"
 FEATURE = "me/p/ref/heads/feature/x/head"
+
+server_port = localbridge.server_port  # fixtures: a real datakit serve (memory, --git)
+client = localbridge.client
 
 
 @pytest.mark.parametrize("watch", ["inotify", "polling"])

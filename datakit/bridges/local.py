@@ -136,7 +136,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--poll-interval",
         type=_positive_seconds,
         metavar="SECONDS",
-        help="re-read the refs this often; without inotify the default is 1, with "
+        help="re-read the refs this often; without inotify the default is 0.5, with "
         "inotify the refs are re-read on each change and every 60 s as a safety net",
     )
     parser.add_argument(
@@ -263,7 +263,7 @@ class LocalBridge:
         watcher = RefWatcher(
             watched.git_dir,
             use_inotify=self.use_inotify,
-            poll_interval=self.poll_interval or 1.0,
+            poll_interval=self.poll_interval or 0.5,
             safety_interval=self.poll_interval or 60.0,
         )
         if watcher.uses_inotify:

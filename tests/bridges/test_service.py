@@ -114,3 +114,22 @@ async def test_run_until_signalled_returns_when_main_ends() -> None:
         await trio.sleep(0)
 
     assert await run_until_signalled(main) == 0
+
+
+def test_bridges_are_clients_only() -> None:
+    """design.md: applications use datakit.client (never the store, the
+    filesystem or the server); the HTTP piece of the metrics is shared."""
+    import ast
+
+    allowed = ("datakit.client", "datakit.github", "datakit.bridges", "datakit.metrics_http")
+    root = Path(__file__).parents[2] / "datakit" / "bridges"
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module]
+            for name in names:
+                if name.startswith("datakit"):
+                    assert name.startswith(allowed) or name == "datakit", (path, name)

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from datakit.client import Connection
 from tests.bridges import localbridge
-from tests.bridges.localbridge import bridge, files, head_of, make_repo, sha, wait_for_tree
+from tests.bridges.localbridge import bridge, commit, files, head_of, make_repo, sha, wait_for_tree
+from tests.gitrepo import git
 
 server_port = localbridge.server_port  # fixtures: a real datakit serve (memory, --git)
 client = localbridge.client
@@ -63,3 +64,30 @@ def test_refs_put_back_after_others_break_them(
         assert branch.head() == head
         assert b.proc.poll() is None
     assert "Traceback" not in b.log(), b.log()
+
+
+def test_a_branch_name_the_store_cannot_hold(
+    tmp_path: Path, server_port: int, client: Connection
+) -> None:
+    """A 300-byte branch name (git keeps it in packed-refs; no filesystem
+    name can be that long): logged once and left out; the others go on."""
+    repo = make_repo(tmp_path / "p")
+    master = sha(repo, "master")
+    git(repo, "pack-refs", "--all")
+    packed = repo / ".git" / "packed-refs"
+    header, *lines = packed.read_text().splitlines()
+    long_ref = f"{master} refs/heads/{'a' * 300}"
+    packed.write_text("\n".join([header, long_ref, *lines]) + "\n")
+    assert "a" * 300 in git(repo, "for-each-ref")
+    with bridge(
+        "--metadata-store", f"tcp:127.0.0.1:{server_port}", f"me/p:{repo}", log=tmp_path / "log"
+    ) as b:
+        head = wait_for_tree(client, lambda _c, t: t.exists(FEATURE))
+        assert set(files(head.tree())) == {MASTER, FEATURE}
+        new = commit(repo, "more")
+        head = wait_for_tree(client, lambda _c, t: head_of(t, MASTER) == f"{new}\n")
+        time.sleep(1)  # no loop
+        assert client.branch("github-metadata").head() == head
+    log = b.log()
+    assert log.count("cannot be stored") == 1, log
+    assert "Traceback" not in log, log

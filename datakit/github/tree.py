@@ -121,6 +121,23 @@ def dirty_file(ident: Repo | PRId | RefId) -> Steps:
 
 # --- tolerant reading ---------------------------------------------------------
 
+_complained: dict[tuple[object, ...], None] = {}
+_COMPLAINTS_KEPT = 1000
+
+
+def _complain(level: int, msg: str, *args: object) -> None:
+    """Log a problem with the branch's content once, then at debug level:
+    a bridge reads the branch at every step and the junk stays until
+    someone removes it."""
+    key = (msg, *args)
+    if key in _complained:
+        log.debug(msg, *args)
+        return
+    if len(_complained) >= _COMPLAINTS_KEPT:
+        _complained.pop(next(iter(_complained)))
+    _complained[key] = None
+    log.log(level, msg, *args)
+
 
 def _names(tree: Reader, path: Steps) -> list[str]:
     """A directory's names, or [] if it is missing or not a directory."""
@@ -230,12 +247,14 @@ def read_pr(tree: Reader, ident: PRId) -> PR | None:
     files, dirs = listing
     head, state, owner = (_trim(files.get(f)) for f in ("head", "state", "owner"))
     if not head or state is None or owner is None:
-        log.info("%s: no head, state or owner; ignored", "/".join(d))
+        _complain(logging.INFO, "%s: no head, state or owner; ignored", "/".join(d))
         return None
     try:
         pr_state = PRState(state)
     except ValueError:
-        log.warning("%s/state: %r is not a PR state; read as closed", "/".join(d), state)
+        _complain(
+            logging.WARNING, "%s/state: %r is not a PR state; read as closed", "/".join(d), state
+        )
         pr_state = PRState.CLOSED
     base = _trim(files.get("base"))
     return PR(
@@ -258,7 +277,12 @@ def _read_comments(tree: Reader, d: Steps) -> tuple[Comment, ...]:
         files = listing[0] if listing else {}
         ident, user = _trim(files.get("id")), _trim(files.get("user"))
         if ident is None or not _COMMENT_ID.fullmatch(ident) or user is None:
-            log.info("%s/%s: comment without a numeric id or a user; ignored", "/".join(d), name)
+            _complain(
+                logging.INFO,
+                "%s/%s: comment without a numeric id or a user; ignored",
+                "/".join(d),
+                name,
+            )
             continue
         body = files.get("body", b"").decode("utf-8", "replace")
         comments.append(Comment(int(ident), user, body))
@@ -278,7 +302,9 @@ def _status_from(ident: StatusId, files: dict[str, bytes]) -> Status | None:
         st = StatusState(state)
     except ValueError:
         where = "/".join(status_dir(ident))
-        log.warning("%s/state: %r is not a status state; read as failure", where, state)
+        _complain(
+            logging.WARNING, "%s/state: %r is not a status state; read as failure", where, state
+        )
         st = StatusState.FAILURE
     return Status(
         ident.repo,
@@ -316,7 +342,7 @@ def read_repo(tree: Reader, repo: Repo) -> Snapshot:
     for name in _names(tree, (*root, "pr")):
         number = _number(name)
         if number is None:
-            log.warning("%s/pr/%s: not a PR number; skipped", "/".join(root), name)
+            _complain(logging.WARNING, "%s/pr/%s: not a PR number; skipped", "/".join(root), name)
             continue
         pr = read_pr(tree, PRId(repo, number))
         if pr is not None:

@@ -226,11 +226,14 @@ def test_dirty_markers_are_found_and_cleaned(branch: Branch) -> None:
     changes = layout.changed_ids(head.parents[0], head)
     assert changes.dirty == marks
     assert changes.ids == frozenset()
+    before = layout.view(head.parents[0])
+    assert layout.view(head, before).dirty == marks
     summary = commit_write(branch, full(), full(), clean=marks)
     assert set(summary.cleaned) == marks and not layout.is_empty(summary)
     head = branch.head()
     assert head is not None
     assert head.message == "Cleaning up .dirty files\n"
+    assert layout.changed_ids(head.parents[0], head).undirty == marks
     assert layout.dirty(head.tree()) == frozenset()
     assert layout.read_snapshot(head.tree(), [R]) == full()
 
@@ -277,6 +280,16 @@ def test_changed_ids_and_refresh(branch: Branch) -> None:
     gone = layout.changed_ids(second, third)
     assert gone.ids == {R}
     assert layout.refresh(third.tree(), refreshed, gone.ids) == Snapshot()
+
+    # The same, as a view followed head by head.
+    v1 = layout.view(first)
+    assert v1.snapshot == full() and v1.monitored == {R} and v1.dirty == frozenset()
+    v2 = layout.view(second, v1)
+    assert v2 == layout.view(second) and v2.snapshot == refreshed
+    v3 = layout.view(third, v2)
+    assert v3 == layout.view(third) and v3.snapshot == Snapshot() and v3.monitored == set()
+    assert layout.view(third, v3) is v3
+    assert layout.view(None) == layout.View()
 
 
 def test_readme_and_monitor(branch: Branch) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
@@ -123,6 +124,7 @@ def dirty_file(ident: Repo | PRId | RefId) -> Steps:
 
 _complained: dict[tuple[object, ...], None] = {}
 _COMPLAINTS_KEPT = 1000
+_complaints_lock = threading.Lock()
 
 
 def _complain(level: int, msg: str, *args: object) -> None:
@@ -130,13 +132,13 @@ def _complain(level: int, msg: str, *args: object) -> None:
     a bridge reads the branch at every step and the junk stays until
     someone removes it."""
     key = (msg, *args)
-    if key in _complained:
-        log.debug(msg, *args)
-        return
-    if len(_complained) >= _COMPLAINTS_KEPT:
-        _complained.pop(next(iter(_complained)))
-    _complained[key] = None
-    log.log(level, msg, *args)
+    with _complaints_lock:  # readers may run in worker threads
+        seen = key in _complained
+        if not seen:
+            if len(_complained) >= _COMPLAINTS_KEPT:
+                _complained.pop(next(iter(_complained)))
+            _complained[key] = None
+    log.log(logging.DEBUG if seen else level, msg, *args)
 
 
 def _names(tree: Reader, path: Steps) -> list[str]:

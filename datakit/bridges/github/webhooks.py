@@ -17,13 +17,16 @@ lacking those is refused.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import ipaddress
 import json
 import logging
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -187,16 +190,35 @@ def _push(repo: Repo, p: Any) -> Event | None:
     return RefUpdated(Ref(repo, name, str(head_id)), created=bool(_opt(p, "created")))
 
 
+USED = ("pull_request", "status", "push")
+_typed_lock = threading.Lock()
+
+
+def _typed(name: str, payload: Mapping[str, Any]) -> Any:
+    """githubkit's parse, one thread at a time: building the models of an
+    event kind takes seconds the first time (4.4 s for ``pull_request`` here)."""
+    with _typed_lock:
+        return parse_obj(name, payload)
+
+
+def warm_up() -> None:
+    """Build githubkit's models of the kinds we use (in a worker thread, at
+    listener start), so the first delivery does not wait seconds."""
+    for name in USED:
+        with contextlib.suppress(ValidationError):
+            _typed(name, {})
+
+
 def parse_event(name: str, payload: Mapping[str, Any]) -> Event | None:
     """The model event of a delivery of kind `name` (``X-GitHub-Event``), or
     None for kinds the bridge ignores (``ping``, ``create``, ``delete``, and
     everything else). Raises :class:`WebhookPayloadError` for a payload of a
     used kind that lacks a needed field."""
-    if name not in ("pull_request", "status", "push"):
+    if name not in USED:
         return None
     source: Any
     try:
-        source = parse_obj(name, payload)
+        source = _typed(name, payload)
     except ValidationError as e:
         log.debug("githubkit rejects this %s payload (%d errors); reading the JSON directly",
                   name, e.error_count())
@@ -243,7 +265,9 @@ def make_app(
                         delivery, kind)
             return Response(status_code=400)
         try:
-            event = parse_event(kind, payload)
+            # in a thread: githubkit's validation is CPU work that must not
+            # stall the bridge's event loop
+            event = await trio.to_thread.run_sync(parse_event, kind, payload)
         except WebhookPayloadError as e:
             hook.delivery("bad_request")
             log.warning("webhook delivery %s refused: %s", delivery, e)
@@ -316,4 +340,7 @@ async def serve(
     config.accesslog = None
     config.errorlog = logging.getLogger(__name__ + ".hypercorn")  # type: ignore[assignment]
     config.graceful_timeout = 1.0
-    await hypercorn_serve(app, config, task_status=task_status)  # type: ignore[arg-type]
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(partial(trio.to_thread.run_sync, warm_up, abandon_on_cancel=True))
+        await hypercorn_serve(app, config, task_status=task_status)  # type: ignore[arg-type]
+        nursery.cancel_scope.cancel()

@@ -254,10 +254,14 @@ async def test_listener_answers_by_signature_and_body(listener: Listener) -> Non
     ]
 
 
-async def test_listener_refuses_other_paths_and_methods(listener: Listener) -> None:
+async def test_listener_refuses_other_paths_methods_and_huge_bodies(
+    listener: Listener, monkeypatch: pytest.MonkeyPatch
+) -> None:
     body = json.dumps(push("refs/heads/master", "c" * 40)).encode()
     assert await listener.post("push", body, path="/other") == 404
     assert (await listener.http.get(listener.url + "/hook")).status_code == 405
+    monkeypatch.setattr("datakit.bridges.github.webhooks.MAX_BODY", len(body) - 1)
+    assert await listener.post("push", body) == 413
     assert _pending(listener.events) == []
 
 

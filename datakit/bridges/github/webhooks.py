@@ -62,6 +62,8 @@ log = logging.getLogger(__name__)
 
 EVENTS = ("create", "delete", "push", "status", "pull_request")
 """The events the bridge registers its hooks for."""
+MAX_BODY = 25 * 1024 * 1024
+"""GitHub caps webhook payloads at 25 MB; a larger body is not GitHub's."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,8 +250,17 @@ def make_app(
     hook = metrics or MetricsHook()
 
     async def deliver(request: Request) -> Response:
-        body = await request.body()
         delivery = request.headers.get("x-github-delivery", "?")
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_BODY:  # unauthenticated so far: do not buffer it all
+                hook.delivery("bad_request")
+                log.warning("webhook delivery %s refused: body over %d bytes", delivery, MAX_BODY)
+                return Response(status_code=413)
+            chunks.append(chunk)
+        body = b"".join(chunks)
         if not verify(secret, body, request.headers):
             hook.delivery("forbidden")
             log.warning("webhook delivery %s refused: missing or bad signature", delivery)

@@ -73,7 +73,7 @@ class Commit:
         return self
 
     def __str__(self) -> str:
-        return f"{self.repo} {self.sha}"
+        return f"commit {self.repo} {self.sha}"
 
 
 @dataclass(frozen=True, order=True, slots=True)
@@ -83,6 +83,9 @@ class Comment:
     id: int
     user: str
     body: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "user", self.user.strip())
 
 
 class PRState(enum.StrEnum):
@@ -138,6 +141,14 @@ class PR:
     owner: str = ""
     comments: tuple[Comment, ...] = ()
 
+    def __post_init__(self) -> None:
+        # Readers trim (§1.2), so values are kept trimmed: a snapshot then
+        # survives a write/read round trip unchanged (upstream trimmed too).
+        for name in ("head", "title", "base", "owner"):
+            object.__setattr__(self, name, getattr(self, name).strip())
+        object.__setattr__(self, "state", PRState(self.state))
+        object.__setattr__(self, "comments", tuple(self.comments))
+
     @property
     def id(self) -> PRId:
         return PRId(self.repo, self.number)
@@ -157,6 +168,10 @@ class Ref:
     repo: Repo
     name: tuple[str, ...]
     head: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "name", tuple(self.name))
+        object.__setattr__(self, "head", self.head.strip())
 
     @property
     def id(self) -> RefId:
@@ -189,6 +204,14 @@ class Status:
     state: StatusState
     description: str | None = None
     target_url: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "context", tuple(self.context))
+        object.__setattr__(self, "state", StatusState(self.state))
+        for name in ("description", "target_url"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, value.strip())
 
     @property
     def id(self) -> StatusId:

@@ -345,20 +345,33 @@ class GitHubAPI:
         path: str,
         params: Mapping[str, str | int],
         parse: Callable[[Any], list[T]],
+        empty_on: int | None = None,
     ) -> list[T]:
         """All pages of a GET list, with conditional requests: a page whose
-        ETag still matches (304) is taken from `cache` with its next link."""
+        ETag still matches (304) is taken from `cache` with its next link.
+        An `empty_on` answer to the first page means an empty list (GitHub's
+        409 "Git Repository is empty." for refs); it counts as a change only
+        when the last answer was not the same."""
         items: list[T] = []
-        url: str | None = path + "?" + urlencode(params) if params else path
+        first = path + "?" + urlencode(params) if params else path
+        url: str | None = first
         seen: set[str] = set()
         while url is not None and url not in seen:
             seen.add(url)
             known = cache.get(url)
             headers = {"If-None-Match": known.etag} if known and known.etag else {}
             what = f"GET {httpx.URL(url).path}"
-            response = await self._call(
-                call, partial(self._kit.arequest, "GET", url, headers=headers), what
-            )
+            try:
+                response = await self._call(
+                    call, partial(self._kit.arequest, "GET", url, headers=headers), what
+                )
+            except GitHubError as e:
+                if empty_on is None or e.status != empty_on or url != first:
+                    raise
+                page = _Page(None, [], None)
+                cache.changed |= known != page
+                cache.put(url, page)
+                return []
             if response.status_code == 304 and known is not None:
                 page = known
             else:
@@ -376,7 +389,7 @@ class GitHubAPI:
     async def _one(
         self, cache: _Fetch, call: str, path: str, parse: Callable[[Any], T]
     ) -> T | None:
-        """A single GET (conditional); None on 404."""
+        """A single GET (conditional); None on 404 (and 409, see below)."""
         pages = await self._pages_or_none(cache, call, path, lambda d: [parse(d)])
         return pages[0] if pages else None
 
@@ -386,7 +399,7 @@ class GitHubAPI:
         try:
             return await self._pages(cache, call, path, {}, parse)
         except GitHubError as e:
-            if e.status == 404:
+            if e.status in (404, 409):  # 409: an empty repository has no refs
                 return None
             raise
 
@@ -416,7 +429,7 @@ class GitHubAPI:
         for prefix in ("heads", "tags"):
             raws = await self._pages(
                 fetch, "refs", f"{base}/git/matching-refs/{prefix}", {"per_page": PER_PAGE},
-                lambda d: type_validate_python(list[GitRef], d),
+                lambda d: type_validate_python(list[GitRef], d), empty_on=409,
             )
             for raw in raws:
                 ref = await self._peel(repo, raw)

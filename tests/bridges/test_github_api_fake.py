@@ -168,6 +168,19 @@ async def test_rate_limit_from_the_fake(fake_github: FakeGitHub) -> None:
     assert fake_github.requests_before_reset() == []
 
 
+async def test_retry_after_from_the_fake(fake_github: FakeGitHub) -> None:
+    populate(fake_github)
+    async with api_for(fake_github) as api:
+        fake_github.clear_requests()
+        fake_github.fail("/repos/u/r/pulls", status=429, retry_after=1)
+        with pytest.raises(GitHubError, match="429"):
+            await api.import_repo(REPO)
+        assert await api.import_repo(REPO) is not None
+    refused, after = fake_github.requests()[:2]
+    assert refused.status == 429 and after.status == 200
+    assert after.time - refused.time >= 0.99
+
+
 @pytest.fixture
 def fake_with_token() -> Iterator[FakeGitHub]:
     with running_fake(token="sekrit") as fake:

@@ -323,6 +323,7 @@ class GitHubAPI:
             self.metrics.call(call, "client_error")
             raise GitHubError(_one_line(f"{what}: bad request: {e}")) from None
         self.metrics.call(call, "not_modified" if response.status_code == 304 else "ok")
+        log.debug("%s: %d", what, response.status_code)
         return response
 
     def _parse(

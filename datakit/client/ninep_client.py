@@ -45,8 +45,10 @@ class RemoteError(Exception):
         self.errno = errno
 
 
-class ConnectionClosed(Exception):
-    pass
+class ConnectionClosed(ConnectionError):
+    """The server closed the connection, or the handshake failed. A
+    ConnectionError, so an OSError: transport failures of the client are
+    OSErrors (docs/client.md), and callers need catch nothing else."""
 
 
 @dataclass(frozen=True)

@@ -3,11 +3,14 @@ with a timeout (watches), and walks that fail part-way."""
 
 from __future__ import annotations
 
+import socket
+import threading
 import time
 
 import pytest
 
 from datakit import ninep
+from datakit.client import connect
 from datakit.client.ninep_client import Client, RemoteError
 
 
@@ -104,3 +107,27 @@ def test_helpers_without_pipelining(server: str) -> None:
         c.write("branch/b/transactions/t/ctl", b"commit")
         assert c.read("branch/b/ro/f") == b"one"
         assert sent[:3] == ["Twalk", "Tcreate", "Tclunk"]
+
+
+def test_a_dropped_connection_is_an_oserror() -> None:
+    """docs/client.md: transport failures stay OSErrors, whatever the
+    layer that notices them (here the 9p reader seeing EOF where the
+    Rversion should be)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    port = listener.getsockname()[1]
+
+    def close_at_once() -> None:
+        conn, _ = listener.accept()
+        conn.recv(4096)  # the Tversion, so the client sees EOF, not a reset
+        conn.close()
+
+    t = threading.Thread(target=close_at_once, daemon=True)
+    t.start()
+    try:
+        with pytest.raises(OSError):
+            connect(f"tcp://127.0.0.1:{port}")
+    finally:
+        t.join(5)
+        listener.close()

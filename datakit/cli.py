@@ -1,4 +1,4 @@
-"""The `datakit` command: `datakit serve` and `datakit mount`."""
+"""The `datakit` command: `datakit serve`, `datakit mount` and `datakit bridge`."""
 
 from __future__ import annotations
 
@@ -250,6 +250,13 @@ def build_parser() -> argparse.ArgumentParser:
     mount.add_argument(
         "-n", "--dry-run", action="store_true", help="print the mount command without running it"
     )
+    # Listed for --help only: main() hands `datakit bridge ...` to the bridges'
+    # own parser (datakit.bridges.commands), which loads each bridge lazily.
+    sub.add_parser(
+        "bridge",
+        help="run a bridge: `datakit bridge local ...` or `datakit bridge github ...`",
+        add_help=False,
+    )
     return parser
 
 
@@ -328,6 +335,11 @@ def _host_port(text: str) -> tuple[str, int]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["bridge"]:
+        from datakit.bridges.commands import bridge_main
+
+        return bridge_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

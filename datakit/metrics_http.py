@@ -6,9 +6,11 @@ h11 rather than prometheus_client's own server, so no second web framework
 
 from __future__ import annotations
 
+import functools
+
 import h11
 import trio
-from prometheus_client import generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
 
 from datakit.metrics import REGISTRY
 
@@ -24,7 +26,7 @@ def _response(status: int, body: bytes, content_type: str) -> tuple[h11.Response
     return h11.Response(status_code=status, headers=headers), body
 
 
-async def _handle_http(stream: trio.SocketStream) -> None:
+async def _handle_http(stream: trio.SocketStream, registry: CollectorRegistry = REGISTRY) -> None:
     conn = h11.Connection(h11.SERVER)
     try:
         with trio.move_on_after(10):
@@ -40,7 +42,7 @@ async def _handle_http(stream: trio.SocketStream) -> None:
             if isinstance(event, h11.Request):
                 target = event.target.split(b"?", 1)[0]
                 if event.method in (b"GET", b"HEAD") and target == b"/metrics":
-                    response, body = _response(200, generate_latest(REGISTRY), CONTENT_TYPE)
+                    response, body = _response(200, generate_latest(registry), CONTENT_TYPE)
                 else:
                     response, body = _response(404, b"Not found\n", "text/plain")
                 if event.method == b"HEAD":
@@ -67,13 +69,16 @@ MAX_SCRAPERS = 16
 async def serve_metrics(
     listeners: list[trio.SocketListener],
     *,
+    registry: CollectorRegistry = REGISTRY,
     task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
+    """Serve ``registry`` (the server's by default; applications such as the
+    bridges pass their own) on ``listeners``."""
     from datakit.server.accept import serve_bounded
 
     # Scrapes are few: a flood of connections here must not take the store's fds.
     await serve_bounded(
-        _handle_http,
+        functools.partial(_handle_http, registry=registry),
         listeners,
         max_connections=MAX_SCRAPERS,
         what="metrics scrapes open (at most 16)",

@@ -81,7 +81,7 @@ class AutoPusher:
             for b, head in sorted(batch.items())
         ]
         cmd = ["git", "-C", self.git_dir, "push", "--quiet", "--", self.url, *refspecs]
-        shown = subprocess.list2cmdline([*cmd[:-1 - len(refspecs)], self.shown, *refspecs])
+        shown = subprocess.list2cmdline([*cmd[: -1 - len(refspecs)], self.shown, *refspecs])
         # No prompt can ever wait for an answer: no terminal, no stdin.
         env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
         env.setdefault("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")

@@ -113,9 +113,7 @@ class Store:
         limits: Limits | None = None,
     ) -> None:
         self._repo = repo
-        self._db = ObjectDB(
-            repo.object_store, objects_dir, compression=compression, limits=limits
-        )
+        self._db = ObjectDB(repo.object_store, objects_dir, compression=compression, limits=limits)
         self._refs = refs
         self._listeners: list[Listener] = []
         self._known: dict[str, str] | None = None
@@ -173,9 +171,7 @@ class Store:
         # Temporary files (big transaction files, big blobs being read) go
         # next to the repository: same filesystem, sized for its data.
         limits = dataclasses.replace(limits or Limits(), temp_dir=gitdir)
-        return cls(
-            repo, DiskRefs(gitdir), objects_dir, compression=compression, limits=limits
-        )
+        return cls(repo, DiskRefs(gitdir), objects_dir, compression=compression, limits=limits)
 
     def set_default_branch(self, ref: str) -> None:
         """Make HEAD designate ``ref`` (``refs/heads/...``): the branch a

@@ -21,15 +21,18 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 
 from datakit.client import (
     Branch,
     DataKitError,
     Dir,
     File,
+    InvalidPath,
     Kind,
+    NameTooLong,
     Removed,
     Transaction,
     Tree,
@@ -53,6 +56,7 @@ from datakit.github.model import (
     StatusState,
     element_key,
     id_key,
+    repo_of,
 )
 
 log = logging.getLogger("datakit.github")
@@ -313,26 +317,42 @@ def read_snapshot(tree: Reader, repos: Iterable[Repo] | None = None) -> Snapshot
     return Snapshot.of(elements)
 
 
-def refresh(tree: Reader, snapshot: Snapshot, ids: Iterable[ElementId]) -> Snapshot:
+def refresh(
+    tree: Reader,
+    snapshot: Snapshot,
+    ids: Iterable[ElementId],
+    repos: Iterable[Repo] | None = None,
+) -> Snapshot:
     """``snapshot`` with the elements ``ids`` re-read from ``tree``: how the
     bridge follows the branch from one head to the next without reading
-    everything again (pair with :func:`changed_ids`). A repo id re-reads the
-    whole repo (it was monitored or unmonitored)."""
+    everything again (pair with :func:`changed_ids`). Only ``repos``
+    (default: the monitored ones, as in :func:`read_snapshot`) are kept; a
+    repo id re-reads or drops that whole repo (its ``.monitor`` changed).
+    So ``refresh(new, read_snapshot(old), changed_ids(old, new).ids)`` is
+    ``read_snapshot(new)``."""
+    scope = monitored(tree) if repos is None else set(repos)
     present: list[Element] = []
-    gone: list[ElementId] = []
-    for ident in ids:
-        if isinstance(ident, Repo):
-            if _raw(tree, monitor_file(ident)) is not None:
-                snapshot = snapshot.replace_repo(ident, read_repo(tree, ident))
-            else:
-                gone.append(ident)
-            continue
-        element = read_element(tree, ident)
-        if element is None:
+    gone: list[ElementId] = [r for r in snapshot.repos if r not in scope]
+    for ident in set(ids):
+        repo = repo_of(ident)
+        if repo not in scope:
+            gone.append(ident)
+        elif isinstance(ident, Repo):
+            snapshot = snapshot.replace_repo(ident, read_repo(tree, ident))
+        elif (element := read_element(tree, ident)) is None:
             gone.append(ident)
         else:
             present.append(element)
-    return snapshot.without(gone).with_elements(present)
+    result = snapshot.without(gone).with_elements(present)
+    result = result.with_elements(r for r in scope if r not in result.repos)
+    # A commit stays while its directory exists or something points at it.
+    implied = (
+        {pr.head_commit for pr in result.prs}
+        | {ref.head_commit for ref in result.refs}
+        | {s.on_commit for s in result.statuses}
+    )
+    stale = [c for c in result.commits if c not in implied and not _is_dir(tree, commit_dir(c))]
+    return result.without(stale) if stale else result
 
 
 def dirty(tree: Reader, repos: Iterable[Repo] | None = None) -> frozenset[Repo | PRId | RefId]:
@@ -452,8 +472,13 @@ def _drop(tx: Transaction, path: Steps) -> bool:
     return True
 
 
+def _bytes(text: str) -> bytes:
+    # A lone surrogate (JSON allows "\ud800") must not crash a writer.
+    return text.encode("utf-8", "replace")
+
+
 def _line(text: str) -> bytes:
-    return text.encode() + b"\n"
+    return _bytes(text) + b"\n"
 
 
 def write_pr(tx: Transaction, pr: PR, old: PR | None = None) -> None:
@@ -475,7 +500,7 @@ def write_pr(tx: Transaction, pr: PR, old: PR | None = None) -> None:
         for i, c in enumerate(pr.comments):
             _put(tx, (*d, "comments", str(i), "id"), _line(str(c.id)))
             _put(tx, (*d, "comments", str(i), "user"), _line(c.user))
-            _put(tx, (*d, "comments", str(i), "body"), c.body.encode())
+            _put(tx, (*d, "comments", str(i), "body"), _bytes(c.body))
 
 
 def write_ref(tx: Transaction, ref: Ref) -> None:
@@ -576,23 +601,41 @@ def write(
     for ident in diff.sorted_removals():
         if isinstance(ident, Repo):
             continue
-        if remove_element(tx, ident) or not isinstance(ident, Commit):
+        done = _guarded(ident, partial(remove_element, tx, ident))
+        if done or (done is not None and not isinstance(ident, Commit)):
             removed.append(ident)
     updated: list[Element] = []
     for element in diff.sorted_updates():
-        if isinstance(element, PR):
-            write_pr(tx, element, old.pr(element.id))
-        elif isinstance(element, Ref):
-            write_ref(tx, element)
-        elif isinstance(element, Status):
-            write_status(tx, element, old.status(element.id))
-        else:
+        if not isinstance(element, PR | Ref | Status):
             continue
-        updated.append(element)
+        if _guarded(element, partial(_write_element, tx, element, old)) is not None:
+            updated.append(element)
     cleaned = tuple(
         ident for ident in sorted(set(clean), key=id_key) if _drop(tx, dirty_file(ident))
     )
     return Summary(tuple(updated), tuple(removed), cleaned, _changed_paths(tx))
+
+
+def _write_element(tx: Transaction, element: PR | Ref | Status, old: Snapshot) -> bool:
+    if isinstance(element, PR):
+        write_pr(tx, element, old.pr(element.id))
+    elif isinstance(element, Ref):
+        write_ref(tx, element)
+    else:
+        write_status(tx, element, old.status(element.id))
+    return True
+
+
+def _guarded(item: Element | ElementId, action: Callable[[], bool]) -> bool | None:
+    """Run one element's writes; None (and a log line) if its names cannot
+    be stored (a status context ``a/../b`` from GitHub, a 300-byte name).
+    Such a name fails on the element's first path, before anything of it
+    is written, so the rest of the step goes on."""
+    try:
+        return action()
+    except (InvalidPath, NameTooLong, UnicodeError) as e:
+        log.warning("%s: cannot be stored in the branch (%s); skipped", item, e)
+        return None
 
 
 def _changed_paths(tx: Transaction) -> tuple[str, ...]:

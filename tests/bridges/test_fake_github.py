@@ -18,34 +18,7 @@ from typing import Any
 import pytest
 
 from tests.bridges.fakegithub import FakeGitHub, StateError, running_fake
-
-
-def call(fake: FakeGitHub, method: str, path: str, body: Any = None,
-         headers: dict[str, str] | None = None) -> tuple[int, Any, Any]:
-    """(status, headers, parsed JSON or None) for one request to the fake."""
-    url = path if path.startswith("http") else fake.base_url + path
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
-    try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            raw = resp.read()
-            return resp.status, resp.headers, json.loads(raw) if raw else None
-    except urllib.error.HTTPError as e:
-        raw = e.read()
-        return e.code, e.headers, json.loads(raw) if raw else None
-
-
-def get(fake: FakeGitHub, path: str, **headers: str) -> tuple[int, Any, Any]:
-    return call(fake, "GET", path, headers=headers)
-
-
-def links(header: str | None) -> dict[str, str]:
-    out = {}
-    for part in (header or "").split(","):
-        if part.strip():
-            url, rel = part.split(";")
-            out[rel.strip().removeprefix('rel="').rstrip('"')] = url.strip()[1:-1]
-    return out
+from tests.bridges.fakegithub.client import call, get, links
 
 
 def test_pulls_paginate_with_link_headers(fake_github: FakeGitHub) -> None:
@@ -362,3 +335,31 @@ def test_hook_update_and_failed_deliveries(fake_github: FakeGitHub,
     receiver.server.server_close()
     fake_github.push("u/r", "master")
     assert fake_github.wait_deliveries()[-1].status == 0
+
+
+def test_empty_repository_answers_409_on_refs(fake_github: FakeGitHub) -> None:
+    for path in ("/repos/u/r/git/refs/heads", "/repos/u/r/git/matching-refs/heads",
+                 "/repos/u/r/git/ref/heads/master"):
+        status, _, body = get(fake_github, path)
+        assert (status, body["message"]) == (409, "Git Repository is empty."), path
+    fake_github.push("u/r", "master", "c1")
+    assert get(fake_github, "/repos/u/r/git/ref/heads/master")[2]["object"]["sha"] == "c1"
+    fake_github.tag("u/r", "v2", "c1", annotated=True, tag_sha="t9")
+    assert get(fake_github, "/repos/u/r/git/tags/t9")[2]["object"]["sha"] == "c1"
+
+
+def test_secondary_rate_limit_sends_retry_after(fake_github: FakeGitHub) -> None:
+    fake_github.fail("/repos/u/r", status=429, retry_after=3)
+    status, headers, body = get(fake_github, "/repos/u/r")
+    assert (status, headers["Retry-After"]) == (429, "3") and "secondary" in body["message"]
+    assert get(fake_github, "/repos/u/r")[0] == 200
+
+
+async def test_trio_helpers(fake_github: FakeGitHub) -> None:
+    fake_github.create_hook("u/r", {"url": "http://127.0.0.1:9/nobody"}, ["push"])
+    fake_github.push("u/r", "master")
+    done = await fake_github.await_deliveries()
+    assert [(d.event, d.status) for d in done] == [("ping", 0), ("push", 0)]
+    assert done[1].headers["Content-Type"] == "application/x-www-form-urlencoded"
+    assert done[1].payload["ref"] == "refs/heads/master"
+    await fake_github.await_until(lambda: fake_github.ref("u/r", "master") is not None)

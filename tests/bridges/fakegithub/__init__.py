@@ -25,6 +25,9 @@ all; lists paginate with `per_page`/`page`/`Link`; with a token, 401 unless
 `GET /repos/u/r/commits/REF/statuses`, `POST /repos/u/r/statuses/SHA` (422 on a bad
 state, a description over 140 characters or an unknown commit),
 `GET|POST /repos/u/r/hooks`, `GET|PATCH|DELETE /repos/u/r/hooks/ID`, `GET /rate_limit`.
+Like GitHub, a repository without commits answers the `git/ref*` calls with
+409 "Git Repository is empty."; push something first if a test needs refs.
+Commit and tag SHAs may be any string (`"c1"`, `"t9"`) when a test passes them.
 
 Control API (methods of `FakeGitHub`, thread-safe; `repo` is "user/name"):
 
@@ -52,10 +55,12 @@ Control API (methods of `FakeGitHub`, thread-safe; `repo` is "user/name"):
   synchronize), `status`, and `ping` to a hook when it is created.
   `deliveries(event=None) -> [Delivery]` (guid, event, url, headers, body,
   `payload`, `status` = the receiver's code, 0 if unreachable);
-  `wait_deliveries(timeout)` waits until all were attempted;
+  `wait_deliveries(timeout)` / `await await_deliveries(timeout)` wait until
+  all were attempted;
   `with fake.without_webhooks(): ...` changes state silently.
-* failures: `fail(glob, count=1, status=502, method=None)` (next `count`
-  requests whose path matches answer `status`); `rate_limit(seconds=2,
+* failures: `fail(glob, count=1, status=502, method=None, retry_after=None)`
+  (next `count` requests whose path matches answer `status`, with
+  `Retry-After` if given); `rate_limit(seconds=2,
   pattern=None)` (the next request and all until the reset answer 403 with
   `X-RateLimit-Remaining: 0` and `X-RateLimit-Reset` ahead);
   `requests_before_reset()` (requests that ignored it), `rate_limit_reset()`;
@@ -66,6 +71,8 @@ Control API (methods of `FakeGitHub`, thread-safe; `repo` is "user/name"):
   path, query, headers, body as parsed JSON, time, status answered);
   `clear_requests()`; `conditional_hits(path)`, `not_modified(path)` (304s);
   `wait_until(pred, timeout)` (threads), `await await_until(pred, timeout)` (trio).
+  `client.call(fake, method, path, body)` / `client.get(fake, path)` give
+  (status, headers, JSON) with the stdlib, for poking the fake directly.
 """
 
 from tests.bridges.fakegithub.control import FakeGitHub, RequestRecord

@@ -10,6 +10,7 @@ carries `X-RateLimit-*`.  Lists paginate with `per_page`/`page` and `Link`.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 import re
@@ -102,6 +103,7 @@ class Api:
 
     def __init__(self, fake: FakeGitHub) -> None:
         self.fake = fake
+        self._request_ids = itertools.count(1)
         repo = r"/repos/(?P<owner>[^/]+)/(?P<repo>[^/]+)"
         self.routes: list[tuple[str, re.Pattern[str], Route]] = [
             (m, re.compile(repo + p), f) for m, p, f in [
@@ -113,7 +115,7 @@ class Api:
                 ("GET", r"/git/refs(?:/(?P<prefix>.*))?", self.get_refs),
                 ("GET", r"/git/matching-refs/(?P<prefix>.*)", self.matching_refs),
                 ("GET", r"/git/ref/(?P<name>.+)", self.get_ref),
-                ("GET", r"/git/tags/(?P<sha>[0-9a-fA-F]+)", self.get_tag),
+                ("GET", r"/git/tags/(?P<sha>[^/]+)", self.get_tag),
                 ("GET", r"/commits/(?P<ref>.+)/status", self.combined_status),
                 ("GET", r"/commits/(?P<ref>.+)/statuses", self.list_statuses),
                 ("POST", r"/statuses/(?P<sha>[^/]+)", self.create_status),
@@ -156,7 +158,13 @@ class Api:
                                         "documentation_url": REST_DOC, "status": "401"})
         failure = fake._take_failure(rec.method, rec.path)
         if failure is not None:
-            return self._json(failure, {"message": "Server Error"})
+            status, retry_after = failure
+            extra = [("Retry-After", str(retry_after))] if retry_after is not None else []
+            message = "Server Error" if status >= 500 else (
+                "You have exceeded a secondary rate limit. Please wait a few minutes "
+                "before you try again.")
+            return self._json(status, {"message": message, "documentation_url": REST_DOC},
+                              extra)
         reset = fake._rate_limited(rec)
         if reset is not None:
             return self._json(403, {
@@ -221,6 +229,7 @@ class Api:
             ("Content-Type", "application/json; charset=utf-8"),
             ("X-GitHub-Media-Type", "github.v3; format=json"),
             ("X-GitHub-Api-Version-Selected", "2022-11-28"),
+            ("X-GitHub-Request-Id", f"FAKE:{next(self._request_ids):08X}"),
             *(headers or []), *self._rate_headers(limit_reset=limit_reset)])
 
     # -- routes ----------------------------------------------------------------------
@@ -261,6 +270,9 @@ class Api:
         return call.page([self.fake.shapes.comment(r, c) for c in r.comments.get(n, [])])
 
     def _refs(self, r: Repo, prefix: str) -> list[Json]:
+        if not r.commits:
+            raise StateError(409, "Git Repository is empty.", None,
+                             "https://docs.github.com/rest/git/refs")
         return [self.fake.shapes.ref(r, name) for name in sorted(r.refs)
                 if name.startswith(prefix)]
 
@@ -268,6 +280,7 @@ class Api:
         """`git/refs/heads` lists; `git/refs/heads/x` is the old single-ref form."""
         r, prefix = call.repo, call.params.get("prefix", "").strip("/")
         full = f"refs/{prefix}" if prefix else "refs/"
+        self._refs(r, full)  # 409 on an empty repository
         if full in r.refs:
             return Reply(self.fake.shapes.ref(r, full))
         refs = self._refs(r, full.rstrip("/") + "/" if prefix else full)
@@ -281,6 +294,7 @@ class Api:
 
     def get_ref(self, call: Call) -> Reply:
         r, name = call.repo, "refs/" + call.params["name"]
+        self._refs(r, name)  # 409 on an empty repository
         if name not in r.refs:
             raise not_found()
         return Reply(self.fake.shapes.ref(r, name))
@@ -303,7 +317,7 @@ class Api:
         r = call.repo
         sha = self._commit(r, call.params["ref"])
         state, latest = r.combined_state(sha)
-        reply = call.page([self.fake.shapes.status(r, s) for s in latest])
+        reply = call.page([self.fake.shapes.simple_status(r, s) for s in latest])
         body = self.fake.shapes.combined_status(r, sha, reply.body, state, len(latest))
         return Reply(body, headers=reply.headers)
 
@@ -346,10 +360,8 @@ class Api:
             raise StateError(422, "Validation Failed",
                              [{"resource": "Hook", "code": "custom",
                                "message": "Hook already exists on this repository"}], doc)
-        config = {k: str(v) for k, v in config.items()}
-        config.setdefault("insecure_ssl", "0")
-        config.setdefault("content_type", "form")
-        hook = self.fake._create_hook(r, str(body.get("name", "web")), config,
+        hook = self.fake._create_hook(r, str(body.get("name", "web")),
+                                      {k: str(v) for k, v in config.items()},
                                       list(body.get("events", ["push"])),
                                       bool(body.get("active", True)), r.owner)
         return Reply(self.fake.shapes.hook(r, hook), 201,

@@ -55,6 +55,7 @@ class _Failure:
     method: str | None
     remaining: int
     status: int
+    retry_after: int | None
 
 
 @dataclass
@@ -333,7 +334,8 @@ class FakeGitHub:
     def _create_hook(self, r: Repo, name: str, config: dict[str, str], events: list[str],
                      active: bool, sender: str) -> Hook:
         t = time.time()
-        hook = Hook(next(self.state.ids), name, active, list(events), dict(config), t, t)
+        config = {"content_type": "form", "insecure_ssl": "0", **config}
+        hook = Hook(next(self.state.ids), name, active, list(events), config, t, t)
         r.hooks[hook.id] = hook
         if active:
             self._send(r, hook, "ping", self.payloads.ping(r, hook, sender))
@@ -377,6 +379,12 @@ class FakeGitHub:
         with self.lock:
             return [d for d in self._deliveries if event is None or d.event == event]
 
+    async def await_deliveries(self, timeout: float = 10.0) -> list[Delivery]:
+        """`wait_deliveries` for trio tests."""
+        await self.await_until(lambda: all(d.done.is_set() for d in self.deliveries()),
+                               timeout)
+        return self.deliveries()
+
     def wait_deliveries(self, timeout: float = 10.0) -> list[Delivery]:
         """Block until every queued delivery was attempted; returns them all."""
         for d in self.deliveries():
@@ -387,11 +395,13 @@ class FakeGitHub:
     # -- failures, rate limits, the network ----------------------------------------
 
     def fail(self, pattern: str, count: int = 1, status: int = 502,
-             method: str | None = None) -> None:
+             method: str | None = None, retry_after: int | None = None) -> None:
         """The next `count` requests whose path matches the glob `pattern`
-        (e.g. `/repos/u/r/statuses/*`; method optional) answer `status`."""
+        (e.g. `/repos/u/r/statuses/*`; method optional) answer `status`, with
+        `Retry-After` if given (GitHub's secondary rate limit: 403 or 429)."""
         with self.lock:
-            self._failures.append(_Failure(pattern, method and method.upper(), count, status))
+            self._failures.append(_Failure(pattern, method and method.upper(), count, status,
+                                           retry_after))
 
     def rate_limit(self, seconds: float = 2.0, pattern: str | None = None) -> None:
         """The next request (matching `pattern`, if given) and all requests after
@@ -479,13 +489,13 @@ class FakeGitHub:
     def _record(self, rec: RequestRecord) -> None:
         self._log.append(rec)
 
-    def _take_failure(self, method: str, path: str) -> int | None:
+    def _take_failure(self, method: str, path: str) -> tuple[int, int | None] | None:
         for f in self._failures:
             if (f.method is None or f.method == method) and fnmatch.fnmatchcase(path, f.pattern):
                 f.remaining -= 1
                 if f.remaining <= 0:
                     self._failures.remove(f)
-                return f.status
+                return f.status, f.retry_after
         return None
 
     def _rate_limited(self, rec: RequestRecord) -> int | None:

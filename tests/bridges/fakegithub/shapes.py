@@ -85,13 +85,16 @@ class Shapes:
     def repo_url(self, repo: Repo) -> str:
         return f"{self.api}/repos/{repo.full_name}"
 
-    def repository(self, repo: Repo, *, push_event: bool = False) -> Json:
-        """The full repository (GET /repos/u/r).  Push events carry a variant:
-        epoch-second `created_at`/`pushed_at`, `owner` with name and email,
-        and `stargazers`/`master_branch`."""
+    def repository(self, repo: Repo, variant: str = "full") -> Json:
+        """A repository as GitHub shows it in four places: `full` (GET /repos/u/r,
+        with permissions and merge settings), `pull` (a PR's head and base repo:
+        some merge settings), `embedded` (in webhooks and combined statuses) and
+        `push` (push webhooks: epoch-second `created_at` and `pushed_at`, `owner`
+        with name and email, `stargazers`, `master_branch`)."""
+        push = variant == "push"
         url = self.repo_url(repo)
         owner = self.user(repo.owner)
-        if push_event:
+        if push:
             owner = {"name": repo.owner, "email": f"{repo.owner}@users.noreply.github.com",
                      **owner}
         open_issues = sum(1 for p in repo.pulls.values() if p.state == "open")
@@ -103,9 +106,9 @@ class Shapes:
         }
         out.update({key: url + suffix for key, suffix in _REPO_URLS})
         out.update({
-            "created_at": int(repo.created) if push_event else now_iso(repo.created),
+            "created_at": int(repo.created) if push else now_iso(repo.created),
             "updated_at": now_iso(repo.pushed),
-            "pushed_at": int(repo.pushed) if push_event else now_iso(repo.pushed),
+            "pushed_at": int(repo.pushed) if push else now_iso(repo.pushed),
             "git_url": f"git://github.com/{repo.full_name}.git",
             "ssh_url": f"git@github.com:{repo.full_name}.git",
             "clone_url": f"{HTML}/{repo.full_name}.git",
@@ -115,20 +118,21 @@ class Shapes:
             "has_downloads": True, "has_wiki": True, "has_pages": False,
             "has_discussions": False, "forks_count": 0, "mirror_url": None,
             "archived": False, "disabled": False, "open_issues_count": open_issues,
-            "license": None, "allow_forking": True, "is_template": False,
+            "license": None, "is_template": False,
             "web_commit_signoff_required": False, "topics": [], "visibility": "public",
             "forks": 0, "open_issues": open_issues, "watchers": 0,
             "default_branch": repo.default_branch,
         })
-        if push_event:
+        if push:
             out.update({"stargazers": 0, "master_branch": repo.default_branch})
-        else:
+        if variant in ("full", "pull"):
+            out.update({"allow_squash_merge": True, "allow_merge_commit": True,
+                        "allow_rebase_merge": True, "delete_branch_on_merge": False})
+        if variant == "full":
             out.update({
                 "permissions": {"admin": True, "maintain": True, "push": True,
                                 "triage": True, "pull": True},
-                "temp_clone_token": "", "allow_squash_merge": True,
-                "allow_merge_commit": True, "allow_rebase_merge": True,
-                "allow_auto_merge": False, "delete_branch_on_merge": False,
+                "temp_clone_token": "", "allow_forking": True, "allow_auto_merge": False,
                 "allow_update_branch": False, "use_squash_pr_title_as_default": False,
                 "network_count": 0, "subscribers_count": 0,
             })
@@ -208,6 +212,12 @@ class Shapes:
             "creator": creator,
         }
 
+    def simple_status(self, repo: Repo, s: Status) -> Json:
+        """A status inside a combined status: no `creator`."""
+        out = self.status(repo, s)
+        del out["creator"]
+        return out
+
     def combined_status(self, repo: Repo, sha: str, statuses: list[Json], state: str,
                         total: int) -> Json:
         url = self.repo_url(repo)
@@ -218,7 +228,7 @@ class Shapes:
         }
 
     def minimal_repository(self, repo: Repo) -> Json:
-        full = self.repository(repo)
+        full = self.repository(repo, "embedded")
         keep = ("id", "node_id", "name", "full_name", "private", "owner", "html_url",
                 "description", "fork", "url", *(k for k, _ in _REPO_URLS))
         return {k: full[k] for k in keep}
@@ -230,7 +240,7 @@ class Shapes:
         url = self.repo_url(repo)
         pr_url = f"{url}/pulls/{pr.number}"
         html = f"{HTML}/{repo.full_name}/pull/{pr.number}"
-        repo_json = self.repository(repo)
+        repo_json = self.repository(repo, "pull")
         closed = now_iso(pr.closed) if pr.closed is not None else None
 
         def side(ref: str, sha: str) -> Json:

@@ -46,7 +46,8 @@ class Payloads:
         self.shapes = shapes
 
     def _common(self, repo: Repo, sender: str, *, push_event: bool = False) -> Json:
-        return {"repository": self.shapes.repository(repo, push_event=push_event),
+        variant = "push" if push_event else "embedded"
+        return {"repository": self.shapes.repository(repo, variant),
                 "sender": self.shapes.user(sender)}
 
     def ping(self, repo: Repo, hook: Hook, sender: str) -> Json:
@@ -133,7 +134,10 @@ class Delivery:
 
     @property
     def payload(self) -> Any:
-        return json.loads(self.body)
+        """The event as JSON, whichever content type the hook asked for."""
+        if self.headers["Content-Type"] == "application/json":
+            return json.loads(self.body)
+        return json.loads(urllib.parse.parse_qs(self.body.decode())["payload"][0])
 
 
 class Deliverer:

@@ -75,13 +75,13 @@ def build_parser(prog: str = "datakit bridge", argv: Sequence[str] = ()) -> Pars
         module = _github_module()
         if module is not None:
             module.add_arguments(github_parser)
-        else:
-            github_parser.add_argument("rest", nargs=argparse.REMAINDER)
     return parser
 
 
 def bridge_main(argv: Sequence[str], prog: str = "datakit bridge") -> int:
     """``datakit bridge ARGS``."""
+    if list(argv[:1]) == ["github"] and _github_module() is None:
+        return _not_available(f"{prog} github")
     args = build_parser(prog, argv).parse_args(list(argv))
     if args.bridge == "local":
         from datakit.bridges import local

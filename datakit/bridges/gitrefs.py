@@ -63,6 +63,16 @@ def find_git_dir(path: str | os.PathLike[str]) -> Path:
     return git_dir
 
 
+def common_dir(git_dir: Path) -> Path:
+    """Where the refs live: a linked work tree's Git directory
+    (``.git/worktrees/<name>``) names the main one in ``commondir``."""
+    try:
+        text = (git_dir / "commondir").read_text().strip()
+    except OSError:
+        return git_dir
+    return (git_dir / text).resolve() if text else git_dir
+
+
 def _git(git_dir: Path, *args: str, input: bytes | None = None) -> bytes:
     env = {**os.environ, **GIT_ENV, "GIT_DIR": str(git_dir)}
     env.pop("GIT_WORK_TREE", None)
@@ -146,7 +156,7 @@ class RefWatcher:
         safety_interval: float | None = 60.0,
         settle: float = 0.01,
     ) -> None:
-        self.git_dir = git_dir
+        self.git_dir = common_dir(git_dir)
         self.poll_interval = poll_interval
         self.safety_interval = safety_interval
         self.settle = settle

@@ -34,7 +34,17 @@ from datakit.bridges import service
 from datakit.bridges.gitrefs import NotARepository, RefName, RefWatcher, find_git_dir, read_refs
 from datakit.bridges.reflayout import format_ref, remove_ref, write_ref
 from datakit.bridges.reflayout import read_refs as read_stored_refs
-from datakit.client import ABORT, AGAIN, Commit, Conflict, Connection, DataKitError
+from datakit.client import (
+    ABORT,
+    AGAIN,
+    Commit,
+    Conflict,
+    Connection,
+    DataKitError,
+    InvalidPath,
+    NameTooLong,
+    Transaction,
+)
 from datakit.client.ninep_client import ConnectionClosed
 from datakit.github.model import Repo
 
@@ -136,7 +146,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--poll-interval",
         type=_positive_seconds,
         metavar="SECONDS",
-        help="re-read the refs this often; without inotify the default is 1, with "
+        help="re-read the refs this often; without inotify the default is 0.5, with "
         "inotify the refs are re-read on each change and every 60 s as a safety net",
     )
     parser.add_argument(
@@ -168,60 +178,94 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def sync_refs(
-    conn: Connection, desired: dict[Repo, dict[RefName, str]], namespaces: tuple[str, ...]
+    conn: Connection,
+    desired: dict[Repo, dict[RefName, str]],
+    namespaces: tuple[str, ...],
+    unstorable: set[tuple[Repo, RefName]] | None = None,
 ) -> str:
     """One sync: make the branch's refs of the repos in ``desired`` (in the
     ``namespaces`` published) equal to ``desired``. Returns the outcome.
+    A ref whose name the store cannot hold (a 300-byte name, bytes that are
+    not UTF-8) is logged once, added to ``unstorable`` and left out, so it
+    can neither stop the others nor make every sync fail again.
     Blocking (the client is): run it in a thread."""
+    unstorable = set() if unstorable is None else unstorable
     branch = conn.branch(BRANCH)
-    for _ in range(MAX_ATTEMPTS):
+    conflicts = 0
+    while conflicts < MAX_ATTEMPTS:
         with branch.transaction() as t:
-            parents = t.parents()
-            tree = parents[0].tree() if parents else None
-            lines: list[str] = []
-            removed: list[tuple[Repo, RefName]] = []
-            written: list[tuple[Repo, RefName, str]] = []
-            stored_all = {
-                repo: {
-                    name: sha
-                    for ns in namespaces
-                    for name, sha in read_stored_refs(tree, repo, ns).items()
-                }
-                for repo in desired
-            }
-            for repo, stored in sorted(stored_all.items()):
-                for name, old in sorted(stored.items()):
-                    new = desired[repo].get(name)
-                    if new is None:
-                        log.info("Branch %s no longer exists", format_ref(repo, name, old))
-                        lines.append(f"Removing deleted branch {format_ref(repo, name, old)}")
-                        removed.append((repo, name))
-                    elif new != old:
-                        lines.append(f"Updating existing branch to {format_ref(repo, name, new)}")
-                        written.append((repo, name, new))
-            for repo, want in sorted(desired.items()):
-                for name, sha in sorted(want.items()):
-                    if name not in stored_all[repo]:
-                        log.info("Tracking new branch %s", format_ref(repo, name, sha))
-                        lines.append(f"Tracking new branch {format_ref(repo, name, sha)}")
-                        written.append((repo, name, sha))
+            lines = _plan_and_write(t, desired, namespaces, unstorable)
+            if lines is None:
+                continue  # a name could not be stored: start again without it
             if not lines:
                 log.debug("No updates needed")
                 t.abort()
                 return "unchanged"
-            for repo, name in removed:
-                remove_ref(t, repo, name)
-            for repo, name, sha in written:
-                write_ref(t, repo, name, sha)
             try:
                 t.commit("\n".join(lines))
             except Conflict as exc:
                 log.info("github-metadata moved and conflicts (%s): trying again", exc)
                 SYNCS.labels("conflict").inc()
+                conflicts += 1
                 continue
             log.info("Committed: %s", "; ".join(lines))
             return "committed"
     return "gave_up"
+
+
+UNSTORABLE = (InvalidPath, NameTooLong, UnicodeError)
+
+
+def _plan_and_write(
+    t: Transaction,
+    desired: dict[Repo, dict[RefName, str]],
+    namespaces: tuple[str, ...],
+    unstorable: set[tuple[Repo, RefName]],
+) -> list[str] | None:
+    """Compare and write in ``t``; the commit message's lines, or None if a
+    name turned out to be unstorable (now in ``unstorable``)."""
+    parents = t.parents()
+    tree = parents[0].tree() if parents else None
+    lines: list[str] = []
+    removed: list[tuple[Repo, RefName]] = []
+    written: list[tuple[Repo, RefName, str]] = []
+    stored_all = {
+        repo: {
+            name: sha for ns in namespaces for name, sha in read_stored_refs(tree, repo, ns).items()
+        }
+        for repo in desired
+    }
+    for repo, stored in sorted(stored_all.items()):
+        for name, old in sorted(stored.items()):
+            new = desired[repo].get(name)
+            if new is None:
+                log.info("Branch %s no longer exists", format_ref(repo, name, old))
+                lines.append(f"Removing deleted branch {format_ref(repo, name, old)}")
+                removed.append((repo, name))
+            elif new != old:
+                lines.append(f"Updating existing branch to {format_ref(repo, name, new)}")
+                written.append((repo, name, new))
+    for repo, want in sorted(desired.items()):
+        for name, sha in sorted(want.items()):
+            if name not in stored_all[repo] and (repo, name) not in unstorable:
+                log.info("Tracking new branch %s", format_ref(repo, name, sha))
+                lines.append(f"Tracking new branch {format_ref(repo, name, sha)}")
+                written.append((repo, name, sha))
+    for repo, name in removed:
+        remove_ref(t, repo, name)
+    for repo, name, sha in written:
+        try:
+            write_ref(t, repo, name, sha)
+        except UNSTORABLE as exc:
+            log.warning(
+                "%s: cannot be stored in %s (%s); left out",
+                format_ref(repo, name, sha),
+                BRANCH,
+                exc,
+            )
+            unstorable.add((repo, name))
+            return None
+    return lines
 
 
 class LocalBridge:
@@ -246,6 +290,7 @@ class LocalBridge:
         self._read_once: set[Repo] = set()
         self._ready = trio.Event()
         self.synced = 0  # syncs done (any outcome), for tests and logs
+        self.unstorable: set[tuple[Repo, RefName]] = set()
 
     def poke(self) -> None:
         self._wake.set()
@@ -263,7 +308,7 @@ class LocalBridge:
         watcher = RefWatcher(
             watched.git_dir,
             use_inotify=self.use_inotify,
-            poll_interval=self.poll_interval or 1.0,
+            poll_interval=self.poll_interval or 0.5,
             safety_interval=self.poll_interval or 60.0,
         )
         if watcher.uses_inotify:
@@ -330,7 +375,12 @@ class LocalBridge:
             desired = {repo: dict(refs) for repo, refs in self.known.items()}
             try:
                 outcome = await self.store.run(
-                    functools.partial(sync_refs, desired=desired, namespaces=self.namespaces)
+                    functools.partial(
+                        sync_refs,
+                        desired=desired,
+                        namespaces=self.namespaces,
+                        unstorable=self.unstorable,
+                    )
                 )
             except DataKitError as exc:
                 outcome = "error"

@@ -67,3 +67,19 @@ def test_br_22_local_bridge_follows_changes(
     log = b.log()
     assert "Traceback" not in log and "WARNING" not in log and "ERROR" not in log, log
     assert b.proc.returncode == 0
+
+
+def test_br_22_a_linked_work_tree(tmp_path: Path, server_port: int, client: Connection) -> None:
+    """PATH may be a `git worktree add` work tree (its .git is a file, its
+    refs live in the main repository): changes are followed there too."""
+    main = make_repo(tmp_path / "p")
+    linked = tmp_path / "linked"
+    git(main, "worktree", "add", "-q", str(linked), "feature/x")
+    with bridge(
+        "--metadata-store", f"tcp:127.0.0.1:{server_port}", f"me/p:{linked}", log=tmp_path / "log"
+    ):
+        wait_for_tree(client, lambda _c, t: t.exists(FEATURE))
+        new = commit(linked, "on the linked work tree")
+        wait_for_tree(client, lambda _c, t: head_of(t, FEATURE) == f"{new}\n")
+        newer = commit(main, "on the main one")
+        wait_for_tree(client, lambda _c, t: head_of(t, MASTER) == f"{newer}\n")

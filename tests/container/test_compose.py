@@ -55,7 +55,31 @@ def serve_config(service: dict[str, Any]) -> ServeConfig:
 
 
 def test_services_exist(compose: dict[str, Any]) -> None:
-    assert set(compose["services"]) == {"datakit", "client", "prometheus"}
+    assert set(compose["services"]) == {"datakit", "client", "prometheus", "bridge-local"}
+
+
+def test_local_bridge_service(compose: dict[str, Any]) -> None:
+    """Under a profile (not started by default), on the server's image, with
+    a command the bridge's own parser accepts and the repository read-only."""
+    from datakit.bridges import local
+    from datakit.bridges.commands import Parser
+    from datakit.bridges.service import parse_store_address
+
+    service = compose["services"]["bridge-local"]
+    assert service["profiles"] == ["bridge-local"]
+    assert service["image"] == compose["services"]["datakit"]["image"]
+    assert service["entrypoint"] == ["datakit-bridge-local-git"]
+    parser = Parser(prog=local.PROG)
+    local.add_arguments(parser)
+    command = [
+        a.replace("${LOCAL_REPO_NAME:-me/project}", "me/project") for a in service["command"]
+    ]
+    args = parser.parse_args(command)
+    assert parse_store_address(args.metadata_store).target == "tcp://datakit:5640"
+    [(_repo, path)] = [local.parse_repo_arg(r) for r in args.repositories]
+    [volume] = service["volumes"]
+    assert volume.endswith(f":{path}:ro")
+    assert "datakit" in service["depends_on"]
 
 
 def test_datakit_service_serves_the_volume_with_metrics(compose: dict[str, Any]) -> None:

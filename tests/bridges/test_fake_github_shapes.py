@@ -392,3 +392,33 @@ def test_githubkit_parses_the_webhooks(world: dict[str, Any]) -> None:
         assert verify("s", d.body, d.headers["X-Hub-Signature-256"])
         seen.add(d.event)
     assert seen == {"ping", "push", "create", "delete", "pull_request", "status"}
+
+
+async def test_githubkit_async_client_under_trio(fake_github: FakeGitHub) -> None:
+    """What the bridge does: githubkit's async client on trio, with its ETag
+    cache (answered by 304s), pagination, a status POST and a 422."""
+    from githubkit import GitHub
+    from githubkit.exception import RequestFailed
+
+    fake_github.push("u/r", "master")
+    for i in range(5):
+        fake_github.open_pull("u/r", title=f"pr {i}", head=f"b{i}")
+    gh = GitHub("token", base_url=fake_github.base_url + "/", http_cache=True)
+    async with gh:
+        for _ in range(3):
+            refs = await gh.rest.git.async_list_matching_refs("u", "r", "heads")
+            assert len(refs.parsed_data) == 6
+        assert fake_github.not_modified("/repos/u/r/git/matching-refs/heads") == 2
+        pages: Any = gh.rest.paginate(gh.rest.pulls.async_list, owner="u", repo="r",
+                                      state="open", per_page=2)
+        assert sorted([p.number async for p in pages]) == [1, 2, 3, 4, 5]
+        assert len(fake_github.requests("GET", "/repos/u/r/pulls")) == 3
+        sha = fake_github.ref("u/r", "master")
+        assert sha is not None
+        made = await gh.rest.repos.async_create_commit_status(
+            "u", "r", sha, state="success", context="ci/datakit/test", description="ok")
+        assert made.parsed_data.context == "ci/datakit/test"
+        with pytest.raises(RequestFailed) as refused:
+            await gh.rest.repos.async_create_commit_status("u", "r", sha, state="success",
+                                                           description="x" * 141)
+        assert refused.value.response.status_code == 422

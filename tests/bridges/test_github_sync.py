@@ -60,9 +60,9 @@ class MemoryGitHub:
     def writes(self) -> list[tuple[str, object]]:
         return [c for c in self.calls if c[0] in ("set_status", "set_pr")]
 
-    async def import_repo(self, repo: Repo) -> Snapshot | None:
+    async def import_repo(self, repo: Repo, *, if_changed: bool = True) -> Snapshot | None:
         self._call("import_repo", repo)
-        if self.unchanged:
+        if self.unchanged and if_changed:
             return None
         return self.state.of_repo(repo).prune()
 

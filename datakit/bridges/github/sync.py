@@ -84,9 +84,10 @@ class API(Protocol):
     Every method raises the API's error class on a failed call; the step
     logs it and goes on."""
 
-    async def import_repo(self, repo: Repo) -> Snapshot | None:
+    async def import_repo(self, repo: Repo, *, if_changed: bool = True) -> Snapshot | None:
         """Everything about ``repo`` (open PRs with comments, refs, statuses of
-        their heads); None when GitHub says nothing changed since last time."""
+        their heads); None when ``if_changed`` and GitHub says nothing changed
+        since the last import (conditional requests, all 304)."""
         ...
 
     async def pr(self, repo: Repo, number: int) -> PR | None: ...
@@ -134,6 +135,7 @@ class Trigger:
 class Outcome:
     """What a step did, for logs, metrics and tests."""
 
+    base: Commit | None = None  # the branch head the (last) transaction started from
     committed: Commit | None = None  # the bridge's commit, if it made one
     message: str | None = None
     pushed: list[Element] = field(default_factory=list)
@@ -195,7 +197,7 @@ class Sync:
             try:
                 if everything:
                     everything = False
-                    await self._import_all(view, outcome, imported)
+                    await self._import_all(view, outcome, imported, trigger.resync)
                 await self._import(view, outcome, imported, handled)
                 new = await self._export(view, outcome)
                 done = await _thread(self._write, view, new, handled, outcome)
@@ -280,11 +282,15 @@ class Sync:
 
     # -- 3. imports
 
-    async def _import_all(self, view: _View, outcome: Outcome, imported: set[Repo]) -> None:
+    async def _import_all(
+        self, view: _View, outcome: Outcome, imported: set[Repo], full: bool
+    ) -> None:
+        """Every known repository: a resync asks for everything (``full``),
+        a poll only for what changed."""
         for repo in sorted(self.known & view.monitored):
             if repo not in imported:
                 imported.add(repo)
-                await self._import_repo(repo, outcome)
+                await self._import_repo(repo, outcome, if_changed=not full)
 
     async def _import(
         self, view: _View, outcome: Outcome, imported: set[Repo], handled: set[Dirty]
@@ -315,11 +321,11 @@ class Sync:
             if repo_of(ident) in imported or await self._import_one(ident, outcome):
                 handled.add(ident)
 
-    async def _import_repo(self, repo: Repo, outcome: Outcome) -> bool:
+    async def _import_repo(self, repo: Repo, outcome: Outcome, *, if_changed: bool = False) -> bool:
         """Replace what the bridge knows of ``repo`` with GitHub's state;
         False when the call failed (the repository is tried again)."""
         try:
-            snapshot = await self.api.import_repo(repo)
+            snapshot = await self.api.import_repo(repo, if_changed=if_changed)
         except self.errors as e:
             log.warning("import of %s failed: %s", repo, e)
             self.to_import.add(repo)
@@ -445,7 +451,7 @@ class Sync:
             failed.add(pr.id)
             return
         if isinstance(result, PR):
-            sent = result
+            sent = replace(result, comments=known.comments) if known is not None else result
         elif known is not None:
             sent = replace(known, title=pr.title, state=pr.state, base=pr.base)
         else:
@@ -472,6 +478,7 @@ class Sync:
         """Write ``new`` over the known repositories in ``view.tx``; False
         when the commit conflicted with a concurrent one (try again)."""
         tx = view.tx
+        outcome.base = view.base
         old = _only(view.datakit, self.known)
         clean = {i for i in view.dirty if i in handled}
         summary = layout.write(tx, old, _only(new, self.known), clean)

@@ -283,12 +283,10 @@ def config_of(args: argparse.Namespace) -> Config:
     except ValueError as e:
         raise UsageError(f"-c {args.capabilities}: {e}") from None
     repos = parse_repositories(args.repositories)
-    endpoint = None
-    if not args.no_datakit:
-        try:
-            endpoint = service.parse_store_address(args.datakit)
-        except ValueError as e:
-            raise UsageError(f"-d {e}") from None
+    try:
+        endpoint = service.parse_store_address(args.datakit)
+    except ValueError as e:
+        raise UsageError(f"-d {e}") from None
     if args.branch:
         from datakit.client.api import check_branch_name
 
@@ -319,7 +317,7 @@ def config_of(args: argparse.Namespace) -> Config:
     if args.listen_prometheus:
         prometheus = _host_port(args.listen_prometheus, "--listen-prometheus", "0.0.0.0")
     return Config(
-        endpoint=endpoint,
+        endpoint=None if args.no_datakit else endpoint,
         branch=args.branch,
         repositories=repos,
         capabilities=capabilities,

@@ -182,6 +182,7 @@ async def session(
     on_step: Callable[[Any], None] | None = None,
 ) -> None:
     """One connection's life: startup, then steps until the connection fails."""
+    lost = service.TRANSPORT_ERRORS
     branch = conn.branch(config.branch)
     await trio.to_thread.run_sync(lambda: startup(branch, config.repositories))
     sync = Sync(api, branch, config.capabilities, errors=errors, webhook=webhook)
@@ -204,7 +205,15 @@ async def session(
             if retry is not None:
                 retry.cancel()
                 retry = None
-            outcome = await sync.step(trigger)
+            try:
+                outcome = await sync.step(trigger)
+            except lost:
+                raise
+            except Exception:
+                # Not a GitHub failure (those are handled) nor a lost database:
+                # log it and try again later rather than stop the bridge.
+                log.exception("the step failed; trying again in %.0f s", delay)
+                outcome = Outcome(failed=True)
             _count(outcome)
             if on_step is not None:
                 on_step(outcome)
@@ -293,8 +302,10 @@ async def _sessions(
         delay = RETRY_FIRST
         try:
             await session(config, api, conn, events, webhook, errors)
-        except lost as e:
-            log.warning("lost the database at %s (%s); reconnecting", address, e)
+        except* lost as group:
+            cause = group.exceptions[0]
+            log.warning("lost the database at %s (%s); reconnecting", address,
+                        cause or type(cause).__name__)
         finally:
             dead, conn = conn, None
             await trio.to_thread.run_sync(_close, dead)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -75,3 +76,18 @@ def test_sigterm_while_the_database_is_away(fake_github: FakeGitHub, tmp_path: P
         bridge.wait_log("step done")
         # the server goes away; the bridge waits for it until told to stop
     assert bridge.proc.returncode == 0
+
+
+def test_sigterm_at_any_moment_of_start_up_exits_0(fake_github: FakeGitHub) -> None:
+    """Stopped while starting (models being built, hooks being registered,
+    the first import running): always a clean exit."""
+    from tests.bridges.ghbridge import datakit_server
+
+    with datakit_server() as address:
+        for delay in (0.0, 0.5, 1.5):
+            hook = f"http://127.0.0.1:{free_port()}/hook"
+            with github_bridge(*bridge_args(address, fake_github.base_url, "--webhook", hook)) \
+                    as bridge:
+                bridge.wait_log("starting: database")
+                time.sleep(delay)
+            assert bridge.proc.returncode == 0

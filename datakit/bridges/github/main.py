@@ -27,7 +27,7 @@ from prometheus_client import Counter
 
 from datakit.bridges import service
 from datakit.bridges.github.sync import API, Outcome, Sync, Trigger, Webhook
-from datakit.client import Branch, Connection, connect
+from datakit.client import ABORT, AGAIN, Branch, Connection, connect
 from datakit.github import tree as layout
 
 if TYPE_CHECKING:
@@ -129,28 +129,37 @@ def startup(branch: Branch, repositories: tuple[Repo, ...]) -> None:
 
 
 async def _watch_head(branch: Branch, triggers: Triggers) -> None:
-    """Wake a step each time the branch head moves (the client's blocking
-    watch runs in a thread; cancelling the task stops it within 50 ms)."""
+    """Wake a step each time the branch head moves.
+
+    The client's watch blocks, so it runs in a thread that is waited for,
+    never abandoned: on cancellation the ``cancel`` event stops it within
+    50 ms. (An abandoned thread still inside the client when the
+    interpreter shuts down can abort the process instead of exiting 0.)"""
     token = trio.lowlevel.current_trio_token()
     cancel = threading.Event()
 
     def changed(_head: object) -> object:
+        if cancel.is_set():
+            return ABORT
         try:
-            trio.from_thread.run_sync(
-                lambda: triggers.add(Trigger(head=True)), trio_token=token
-            )
+            trio.from_thread.run_sync(lambda: triggers.add(Trigger(head=True)), trio_token=token)
         except trio.RunFinishedError:
-            cancel.set()
-        from datakit.client import AGAIN
-
+            return ABORT
         return AGAIN
 
-    try:
-        await trio.to_thread.run_sync(
-            lambda: branch.wait_for_head(changed, cancel=cancel), abandon_on_cancel=True
-        )
-    finally:
-        cancel.set()
+    async def stop_on_cancel() -> None:
+        try:
+            await trio.sleep_forever()
+        finally:
+            cancel.set()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(stop_on_cancel)
+        try:
+            await trio.to_thread.run_sync(lambda: branch.wait_for_head(changed, cancel=cancel))
+        finally:
+            cancel.set()
+        nursery.cancel_scope.cancel()
     raise EOFError("the watch on the branch head ended")
 
 
@@ -249,6 +258,13 @@ async def serve(
     checked) by the caller, used for the first session."""
     from datakit.bridges.github import webhooks
 
+    log.info(
+        "starting: database %s, branch %s, GitHub at %s, capabilities %s",
+        config.endpoint.text if config.endpoint is not None else "none",
+        config.branch,
+        config.github_url,
+        config.capabilities,
+    )
     async with trio.open_nursery() as nursery:
         if config.prometheus is not None:
             _share_api_metrics()
@@ -267,6 +283,11 @@ async def serve(
             hook = Webhook(config.webhook, secret.decode())
             send, receive = trio.open_memory_channel["Event"](1000)
             app = webhooks.make_app(secret, config.webhook_path or "/", send)
+            # Build githubkit's webhook models here, in a thread that is waited
+            # for: webhooks.serve does it in an abandoned one, and a thread
+            # still in pydantic's Rust code when the interpreter exits aborts
+            # the process (SIGTERM during start-up gave status -6, not 0).
+            await trio.to_thread.run_sync(webhooks.warm_up)
             host, port = config.webhook_listen
             bound = await nursery.start(webhooks.serve, app, host, port)
             _announce(f"webhooks at {bound[0] if bound else f'{host}:{port}'}"

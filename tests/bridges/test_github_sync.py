@@ -157,7 +157,8 @@ def client_commit(branch: Branch, writes: dict[str, bytes | None], message: str 
             if data is None:
                 t.remove(path)
             else:
-                t.make_dirs(path.rsplit("/", 1)[0])
+                if "/" in path:
+                    t.make_dirs(path.rsplit("/", 1)[0])
                 t.create_or_replace_file(path, data)
         t.commit(message)
 
@@ -456,3 +457,37 @@ async def test_unreadable_resources_are_not_imported(branch: Branch) -> None:
     got = files(branch)
     assert "pr/3/head" in got
     assert not any(k.startswith("ref/") or k.startswith("commit/") for k in got)
+
+
+async def test_junk_written_by_clients_neither_crashes_nor_loops(branch: Branch) -> None:
+    gh = github()
+    sync = await synced(branch, gh)
+    client_commit(
+        branch,
+        {
+            "u/r/pr/abc/head": b"not a PR number\n",
+            "u/r/pr/007/state": b"open\n",
+            "u/r/pr/3/state": b"merged-ish\n",  # unknown state: read as closed
+            f"u/r/commit/{C1}/status/ci/odd/state": b"sideways\n",  # read as failure
+            "u/r/ref/heads/master/head": None,
+            "u/r/ref/heads/master/head/x": b"a directory where a file goes\n",
+            "u/r/commit/nothex/status/x/state": b"success\n",
+            "junk": b"at the root\n",
+        },
+    )
+    first = await sync.step(Trigger(head=True))
+    assert not first.failed and not first.gave_up
+    got = files(branch)
+    # an unknown state reads as closed (spec §1.2), and a client closing a PR is sent
+    assert "pr/3/state" not in got
+    sent = {(c[0], str(c[1].state)) for c in gh.writes()}  # type: ignore[attr-defined]
+    assert ("set_pr", "closed") in sent
+    # an unknown status state reads as failure, and is sent as such
+    assert ("set_status", "failure") in sent
+    # (the file is left alone: it already reads as what GitHub now holds)
+    assert got[f"commit/{C1}/status/ci/odd/state"] == b"sideways\n"
+    assert not any("nothex" in k for k in got)  # not the head of anything: pruned
+    assert got["ref/heads/master/head"] == (C1 + "\n").encode()
+    head = branch.head()
+    again = await sync.step(Trigger(head=True))
+    assert again.committed is None and branch.head() == head

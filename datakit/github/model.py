@@ -437,6 +437,12 @@ class Snapshot:
         taken = (e for e in other.elements() if repo_of(e) == repo)
         return Snapshot._from_index([*kept, *taken, repo])
 
+    def replace_refs(self, repo: Repo, refs: Iterable[Ref]) -> Snapshot:
+        """The refs of ``repo`` become exactly ``refs``; nothing else changes
+        (the local bridge's view: it owns refs, not PRs or statuses)."""
+        kept = (e for e in self.elements() if not (isinstance(e, Ref) and e.repo == repo))
+        return Snapshot._from_index([*kept, *refs, repo])
+
     def apply(self, event: Event) -> Snapshot:
         """The snapshot after a webhook event (closed PRs stay until prune)."""
         if isinstance(event, PRUpdated):

@@ -21,18 +21,22 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 
 from datakit.client import (
+    AlreadyExists,
     Branch,
     DataKitError,
     Dir,
     File,
     InvalidPath,
+    IsADirectory,
     Kind,
     NameTooLong,
+    NotADirectory,
     Removed,
     Transaction,
     Tree,
@@ -118,6 +122,24 @@ def dirty_file(ident: Repo | PRId | RefId) -> Steps:
 
 # --- tolerant reading ---------------------------------------------------------
 
+_complained: dict[tuple[object, ...], None] = {}
+_COMPLAINTS_KEPT = 1000
+_complaints_lock = threading.Lock()
+
+
+def _complain(level: int, msg: str, *args: object) -> None:
+    """Log a problem with the branch's content once, then at debug level:
+    a bridge reads the branch at every step and the junk stays until
+    someone removes it."""
+    key = (msg, *args)
+    with _complaints_lock:  # readers may run in worker threads
+        seen = key in _complained
+        if not seen:
+            if len(_complained) >= _COMPLAINTS_KEPT:
+                _complained.pop(next(iter(_complained)))
+            _complained[key] = None
+    log.log(logging.DEBUG if seen else level, msg, *args)
+
 
 def _names(tree: Reader, path: Steps) -> list[str]:
     """A directory's names, or [] if it is missing or not a directory."""
@@ -173,49 +195,79 @@ def monitored(tree: Reader) -> set[Repo]:
     return {r for r in repo_dirs(tree) if _raw(tree, monitor_file(r)) is not None}
 
 
-def _walk(tree: Reader, root: Steps, leaf: str) -> Iterator[Steps]:
-    """Relative paths of the directories under ``root`` (root excluded) that
-    hold a file named ``leaf``: nested ref names and status contexts."""
+def _listing(tree: Reader, path: Steps) -> tuple[dict[str, bytes], list[str]] | None:
+    """The regular files (with their contents) and the subdirectories of a
+    directory, or None if ``path`` is not a directory. One read per entry:
+    over 9p every request is a round trip, so nothing is read twice."""
+    try:
+        top = tree.read(path)
+    except (DataKitError, ValueError):
+        return None
+    if not isinstance(top, Dir):
+        return None
+    files: dict[str, bytes] = {}
+    dirs: list[str] = []
+    for name in top.names:
+        try:
+            value = tree.read((*path, name))
+        except (DataKitError, ValueError):
+            continue
+        if isinstance(value, Dir):
+            dirs.append(name)
+        elif isinstance(value, File):
+            files[name] = value.data
+    return files, dirs
+
+
+def _walk(tree: Reader, root: Steps, leaf: str) -> Iterator[tuple[Steps, dict[str, bytes]]]:
+    """``(relative path, its files)`` for each directory under ``root``
+    (root excluded) that holds a file named ``leaf``: nested ref names and
+    status contexts."""
     todo: list[Steps] = [()]
     while todo:
         rel = todo.pop()
-        for name in _names(tree, root + rel):
-            child = (*rel, name)
-            try:
-                value = tree.read(root + child)
-            except (DataKitError, ValueError):
-                continue
-            if isinstance(value, Dir):
-                if len(child) <= MAX_DEPTH:
-                    todo.append(child)
-            elif name == leaf and rel and isinstance(value, File):
-                yield rel
+        listing = _listing(tree, root + rel)
+        if listing is None:
+            continue
+        files, dirs = listing
+        if rel and leaf in files:
+            yield rel, files
+        if len(rel) < MAX_DEPTH:
+            todo.extend((*rel, name) for name in dirs)
+
+
+def _trim(data: bytes | None) -> str | None:
+    return None if data is None else data.decode("utf-8", "replace").strip()
 
 
 def read_pr(tree: Reader, ident: PRId) -> PR | None:
     """The PR at ``pr/<n>``, or None if it lacks ``head``, ``state`` or ``owner``."""
     d = pr_dir(ident)
-    head, state, owner = (_text(tree, (*d, f)) for f in ("head", "state", "owner"))
+    listing = _listing(tree, d)
+    if listing is None:
+        return None
+    files, dirs = listing
+    head, state, owner = (_trim(files.get(f)) for f in ("head", "state", "owner"))
     if not head or state is None or owner is None:
-        if _is_dir(tree, d):
-            log.info("%s: no head, state or owner; ignored", "/".join(d))
+        _complain(logging.INFO, "%s: no head, state or owner; ignored", "/".join(d))
         return None
     try:
         pr_state = PRState(state)
     except ValueError:
-        log.warning("%s/state: %r is not a PR state; read as closed", "/".join(d), state)
+        _complain(
+            logging.WARNING, "%s/state: %r is not a PR state; read as closed", "/".join(d), state
+        )
         pr_state = PRState.CLOSED
-    title = _text(tree, (*d, "title"))
-    base = _text(tree, (*d, "base"))
+    base = _trim(files.get("base"))
     return PR(
         ident.repo,
         ident.number,
         head,
         pr_state,
-        title or "",
+        _trim(files.get("title")) or "",
         "master" if base is None else base,
         owner,
-        _read_comments(tree, (*d, "comments")),
+        _read_comments(tree, (*d, "comments")) if "comments" in dirs else (),
     )
 
 
@@ -223,12 +275,19 @@ def _read_comments(tree: Reader, d: Steps) -> tuple[Comment, ...]:
     numbered = sorted((n, name) for name in _names(tree, d) if (n := _number(name)) is not None)
     comments = []
     for _, name in numbered:
-        ident, user = _text(tree, (*d, name, "id")), _text(tree, (*d, name, "user"))
-        body = _raw(tree, (*d, name, "body"))
+        listing = _listing(tree, (*d, name))
+        files = listing[0] if listing else {}
+        ident, user = _trim(files.get("id")), _trim(files.get("user"))
         if ident is None or not _COMMENT_ID.fullmatch(ident) or user is None:
-            log.info("%s/%s: comment without a numeric id or a user; ignored", "/".join(d), name)
+            _complain(
+                logging.INFO,
+                "%s/%s: comment without a numeric id or a user; ignored",
+                "/".join(d),
+                name,
+            )
             continue
-        comments.append(Comment(int(ident), user, (body or b"").decode("utf-8", "replace")))
+        body = files.get("body", b"").decode("utf-8", "replace")
+        comments.append(Comment(int(ident), user, body))
     return tuple(comments)
 
 
@@ -237,24 +296,31 @@ def read_ref(tree: Reader, ident: RefId) -> Ref | None:
     return Ref(ident.repo, ident.name, head) if head else None
 
 
-def read_status(tree: Reader, ident: StatusId) -> Status | None:
-    d = status_dir(ident)
-    state = _text(tree, (*d, "state")) if ident.context else None
-    if state is None:
+def _status_from(ident: StatusId, files: dict[str, bytes]) -> Status | None:
+    state = _trim(files.get("state"))
+    if state is None or not ident.context:
         return None
     try:
         st = StatusState(state)
     except ValueError:
-        log.warning("%s/state: %r is not a status state; read as failure", "/".join(d), state)
+        where = "/".join(status_dir(ident))
+        _complain(
+            logging.WARNING, "%s/state: %r is not a status state; read as failure", where, state
+        )
         st = StatusState.FAILURE
     return Status(
         ident.repo,
         ident.commit,
         ident.context,
         st,
-        _text(tree, (*d, "description")),
-        _text(tree, (*d, "target_url")),
+        _trim(files.get("description")),
+        _trim(files.get("target_url")),
     )
+
+
+def read_status(tree: Reader, ident: StatusId) -> Status | None:
+    listing = _listing(tree, status_dir(ident)) if ident.context else None
+    return None if listing is None else _status_from(ident, listing[0])
 
 
 def read_element(tree: Reader, ident: ElementId) -> Element | None:
@@ -278,24 +344,24 @@ def read_repo(tree: Reader, repo: Repo) -> Snapshot:
     for name in _names(tree, (*root, "pr")):
         number = _number(name)
         if number is None:
-            log.warning("%s/pr/%s: not a PR number; skipped", "/".join(root), name)
+            _complain(logging.WARNING, "%s/pr/%s: not a PR number; skipped", "/".join(root), name)
             continue
         pr = read_pr(tree, PRId(repo, number))
         if pr is not None:
             prs.append(pr)
-    refs = [
-        ref
-        for name in _walk(tree, (*root, "ref"), "head")
-        if (ref := read_ref(tree, RefId(repo, name))) is not None
-    ]
+    refs = []
+    for ref_name, files in _walk(tree, (*root, "ref"), "head"):
+        head = _trim(files["head"])
+        if head:
+            refs.append(Ref(repo, ref_name, head))
     commits, statuses = [], []
     for sha in _names(tree, (*root, "commit")):
         commit = Commit(repo, sha)
         if not _is_dir(tree, commit_dir(commit)):
             continue
         commits.append(commit)
-        for context in _walk(tree, (*commit_dir(commit), "status"), "state"):
-            status = read_status(tree, StatusId(repo, sha, context))
+        for context, files in _walk(tree, (*commit_dir(commit), "status"), "state"):
+            status = _status_from(StatusId(repo, sha, context), files)
             if status is not None:
                 statuses.append(status)
     return Snapshot(
@@ -367,7 +433,7 @@ def dirty(tree: Reader, repos: Iterable[Repo] | None = None) -> frozenset[Repo |
             number = _number(name)
             if number is not None and _raw(tree, (*root, "pr", name, DIRTY)) is not None:
                 found.add(PRId(repo, number))
-        found.update(RefId(repo, n) for n in _walk(tree, (*root, "ref"), DIRTY))
+        found.update(RefId(repo, n) for n, _ in _walk(tree, (*root, "ref"), DIRTY))
     return frozenset(found)
 
 
@@ -377,10 +443,12 @@ def dirty(tree: Reader, repos: Iterable[Repo] | None = None) -> frozenset[Repo |
 @dataclass(frozen=True)
 class Changes:
     """What a diff between two heads touched: element ids (to re-read with
-    :func:`refresh`) and the ``.dirty`` markers that appeared."""
+    :func:`refresh`; a repo id means its ``.monitor`` changed), the
+    ``.dirty`` markers that appeared and those that went."""
 
     ids: frozenset[ElementId] = field(default_factory=frozenset)
     dirty: frozenset[Repo | PRId | RefId] = field(default_factory=frozenset)
+    undirty: frozenset[Repo | PRId | RefId] = field(default_factory=frozenset)
 
 
 def id_of_path(path: Steps) -> tuple[ElementId | None, bool]:
@@ -427,49 +495,117 @@ def changed_ids(old: DKCommit | None, new: DKCommit) -> Changes:
         touched = [(tuple(d.path.split("/")), not isinstance(d, Removed)) for d in new.diff(old)]
     ids: set[ElementId] = set()
     marks: set[Repo | PRId | RefId] = set()
+    unmarks: set[Repo | PRId | RefId] = set()
     for path, present in touched:
         ident, is_dirty = id_of_path(path)
         if ident is None:
             continue
         if not is_dirty:
             ids.add(ident)
-        elif present and isinstance(ident, Repo | PRId | RefId):
-            marks.add(ident)
-    return Changes(frozenset(ids), frozenset(marks))
+        elif isinstance(ident, Repo | PRId | RefId):
+            (marks if present else unmarks).add(ident)
+    return Changes(frozenset(ids), frozenset(marks), frozenset(unmarks))
+
+
+@dataclass(frozen=True)
+class View:
+    """What a head of the branch holds, as the GitHub bridge needs it: the
+    snapshot of the monitored repos, which repos those are, and the
+    ``.dirty`` markers (in any repo directory)."""
+
+    head: DKCommit | None = None
+    snapshot: Snapshot = field(default_factory=Snapshot)
+    monitored: frozenset[Repo] = frozenset()
+    dirty: frozenset[Repo | PRId | RefId] = frozenset()
+
+
+def view(head: DKCommit | None, previous: View | None = None) -> View:
+    """The view of ``head``, computed from ``previous`` when given: only the
+    paths the commit diff names are read again. Over 9p a full read costs a
+    few round trips per file (seconds for a repository with a few hundred
+    PRs, refs and statuses); following the branch costs one diff plus what
+    changed. ``view(new, view(old)) == view(new)``."""
+    if head is None:
+        return View()
+    if previous is not None and previous.head == head:
+        return previous
+    tree = head.tree()
+    if previous is None or previous.head is None:
+        watched = frozenset(monitored(tree))
+        return View(head, read_snapshot(tree, watched), watched, dirty(tree))
+    changes = changed_ids(previous.head, head)
+    repos = set(previous.monitored)
+    for ident in changes.ids:
+        if isinstance(ident, Repo):
+            if _raw(tree, monitor_file(ident)) is None:
+                repos.discard(ident)
+            else:
+                repos.add(ident)
+    snapshot = refresh(tree, previous.snapshot, changes.ids, repos)
+    marks = (previous.dirty - changes.undirty) | changes.dirty
+    return View(head, snapshot, frozenset(repos), marks)
 
 
 # --- writing ------------------------------------------------------------------
 
 
-def _ensure_dir(tx: Transaction, path: Steps) -> None:
-    """``mkdir -p`` that replaces a file in the way (someone else's junk)."""
-    missing = False
-    for i in range(1, len(path) + 1):
-        prefix = path[:i]
-        if not missing:
-            st = tx.stat(prefix)
+class _Writer:
+    """A transaction plus what this write already knows of its tree: the
+    directories that exist, and those it created (empty but for what it
+    put there). Over 9p every stat is a round trip, and a naive ``mkdir -p``
+    plus a stat per file costs about ten per file written."""
+
+    def __init__(self, tx: Transaction) -> None:
+        self.tx = tx
+        self.dirs: set[Steps] = {()}
+        self.fresh: set[Steps] = set()
+
+    def ensure_dir(self, path: Steps) -> None:
+        """``mkdir -p`` that replaces a file in the way (someone else's junk)."""
+        if path in self.dirs:
+            return
+        parent = path[:-1]
+        self.ensure_dir(parent)
+        if parent in self.fresh:
+            try:
+                self.tx.create_dir(path)
+            except (AlreadyExists, NotADirectory, IsADirectory):
+                self._replace_with_dir(path)
+        else:
+            self._replace_with_dir(path)
+        self.dirs.add(path)
+
+    def _replace_with_dir(self, path: Steps) -> None:
+        st = self.tx.stat(path)
+        if st is not None and st.kind is Kind.DIR:
+            return
+        if st is not None:
+            self.tx.remove(path)
+        self.tx.create_dir(path)
+        self.fresh.add(path)
+
+    def put(self, path: Steps, data: bytes) -> None:
+        """Create or replace a regular file (a directory in the way goes)."""
+        self.ensure_dir(path[:-1])
+        if path[:-1] not in self.fresh:
+            st = self.tx.stat(path)
             if st is not None and st.kind is Kind.DIR:
-                continue
-            if st is not None:
-                tx.remove(prefix)
-            missing = True
-        tx.create_dir(prefix)
+                self.drop(path)
+        try:
+            self.tx.create_file(path, data)
+        except IsADirectory:
+            self.drop(path)
+            self.tx.create_file(path, data)
 
-
-def _put(tx: Transaction, path: Steps, data: bytes) -> None:
-    _ensure_dir(tx, path[:-1])
-    st = tx.stat(path)
-    if st is not None and st.kind is Kind.DIR:
-        tx.remove(path)
-    tx.create_file(path, data)
-
-
-def _drop(tx: Transaction, path: Steps) -> bool:
-    """Remove whatever is at ``path``; False if nothing was there."""
-    if tx.stat(path) is None:
-        return False
-    tx.remove(path)
-    return True
+    def drop(self, path: Steps) -> bool:
+        """Remove whatever is at ``path``; False if nothing was there."""
+        if self.tx.stat(path) is None:
+            return False
+        self.tx.remove(path)
+        n = len(path)
+        self.dirs = {d for d in self.dirs if d[:n] != path}
+        self.fresh = {d for d in self.fresh if d[:n] != path}
+        return True
 
 
 def _bytes(text: str) -> bytes:
@@ -484,6 +620,10 @@ def _line(text: str) -> bytes:
 def write_pr(tx: Transaction, pr: PR, old: PR | None = None) -> None:
     """Write ``pr`` (only the files that differ from ``old``); the comments
     directory is rewritten whole when the comments changed."""
+    _write_pr(_Writer(tx), pr, old)
+
+
+def _write_pr(w: _Writer, pr: PR, old: PR | None) -> None:
     d = pr_dir(pr.id)
     values = {
         "head": pr.head,
@@ -494,25 +634,29 @@ def write_pr(tx: Transaction, pr: PR, old: PR | None = None) -> None:
     }
     for name in _PR_FIELDS:
         if old is None or getattr(old, name) != getattr(pr, name):
-            _put(tx, (*d, name), _line(values[name]))
+            w.put((*d, name), _line(values[name]))
     if old is None or old.comments != pr.comments:
-        _drop(tx, (*d, "comments"))
+        w.drop((*d, "comments"))
         for i, c in enumerate(pr.comments):
-            _put(tx, (*d, "comments", str(i), "id"), _line(str(c.id)))
-            _put(tx, (*d, "comments", str(i), "user"), _line(c.user))
-            _put(tx, (*d, "comments", str(i), "body"), _bytes(c.body))
+            w.put((*d, "comments", str(i), "id"), _line(str(c.id)))
+            w.put((*d, "comments", str(i), "user"), _line(c.user))
+            w.put((*d, "comments", str(i), "body"), _bytes(c.body))
 
 
 def write_ref(tx: Transaction, ref: Ref) -> None:
-    _put(tx, (*ref_dir(ref.id), "head"), _line(ref.head))
+    _Writer(tx).put((*ref_dir(ref.id), "head"), _line(ref.head))
 
 
 def write_status(tx: Transaction, status: Status, old: Status | None = None) -> None:
     """Write a status the way the bridge and clients do (§1.3): ``state``,
     and ``description``/``target_url`` when set (removed when None)."""
+    _write_status(_Writer(tx), status, old)
+
+
+def _write_status(w: _Writer, status: Status, old: Status | None) -> None:
     d = status_dir(status.id)
     if old is None or old.state != status.state:
-        _put(tx, (*d, "state"), _line(str(status.state)))
+        w.put((*d, "state"), _line(str(status.state)))
     for name, value in (
         ("description", None if status.description is None else status.description.strip()),
         ("target_url", status.target_url),
@@ -520,24 +664,28 @@ def write_status(tx: Transaction, status: Status, old: Status | None = None) -> 
         if old is not None and getattr(old, name) == getattr(status, name):
             continue
         if value is None:
-            _drop(tx, (*d, name))
+            w.drop((*d, name))
         else:
-            _put(tx, (*d, name), _line(value))
+            w.put((*d, name), _line(value))
 
 
 def remove_element(tx: Transaction, ident: ElementId) -> bool:
     """Remove one element's files; False if there were none. A ref or a
     status keeps its subdirectories (nested names and contexts); directories
     left empty vanish at commit (Git stores none)."""
+    return _remove_element(_Writer(tx), ident)
+
+
+def _remove_element(w: _Writer, ident: ElementId) -> bool:
     if isinstance(ident, PRId):
-        return _drop(tx, pr_dir(ident))
+        return w.drop(pr_dir(ident))
     if isinstance(ident, RefId):
-        return _drop(tx, (*ref_dir(ident), "head"))
+        return w.drop((*ref_dir(ident), "head"))
     if isinstance(ident, StatusId):
-        dropped = [_drop(tx, (*status_dir(ident), f)) for f in _STATUS_FIELDS]
+        dropped = [w.drop((*status_dir(ident), f)) for f in _STATUS_FIELDS]
         return any(dropped)
     if isinstance(ident, Commit):
-        return _drop(tx, commit_dir(ident))
+        return w.drop(commit_dir(ident))
     return False  # a repo: its elements go one by one; .monitor is not ours
 
 
@@ -545,13 +693,13 @@ def write_monitor(tx: Transaction, repo: Repo) -> None:
     """Start monitoring ``repo`` (``-r``; the bridge commits it with the
     message ``initial commit``)."""
     if _raw(tx, monitor_file(repo)) != b"":
-        _put(tx, monitor_file(repo), b"")
+        _Writer(tx).put(monitor_file(repo), b"")
 
 
 def write_readme(tx: Transaction) -> None:
     """The first commit of an empty ``github-metadata`` (commit it with
     :data:`README_MESSAGE`)."""
-    _put(tx, (README,), README_CONTENT)
+    _Writer(tx).put((README,), README_CONTENT)
 
 
 def init_branch(branch: Branch) -> bool:
@@ -567,7 +715,7 @@ def init_branch(branch: Branch) -> bool:
 
 def mark_dirty(tx: Transaction, ident: Repo | PRId | RefId) -> None:
     """Ask the bridge to re-import (what a client does)."""
-    _put(tx, dirty_file(ident), b"")
+    _Writer(tx).put(dirty_file(ident), b"")
 
 
 @dataclass(frozen=True)
@@ -597,32 +745,31 @@ def write(
     users, see :func:`write_monitor`), nor are commits without statuses
     (Git keeps no empty directories)."""
     diff = new.diff(old)
+    w = _Writer(tx)
     removed: list[ElementId] = []
     for ident in diff.sorted_removals():
         if isinstance(ident, Repo):
             continue
-        done = _guarded(ident, partial(remove_element, tx, ident))
+        done = _guarded(ident, partial(_remove_element, w, ident))
         if done or (done is not None and not isinstance(ident, Commit)):
             removed.append(ident)
     updated: list[Element] = []
     for element in diff.sorted_updates():
         if not isinstance(element, PR | Ref | Status):
             continue
-        if _guarded(element, partial(_write_element, tx, element, old)) is not None:
+        if _guarded(element, partial(_write_element, w, element, old)) is not None:
             updated.append(element)
-    cleaned = tuple(
-        ident for ident in sorted(set(clean), key=id_key) if _drop(tx, dirty_file(ident))
-    )
+    cleaned = tuple(ident for ident in sorted(set(clean), key=id_key) if w.drop(dirty_file(ident)))
     return Summary(tuple(updated), tuple(removed), cleaned, _changed_paths(tx))
 
 
-def _write_element(tx: Transaction, element: PR | Ref | Status, old: Snapshot) -> bool:
+def _write_element(w: _Writer, element: PR | Ref | Status, old: Snapshot) -> bool:
     if isinstance(element, PR):
-        write_pr(tx, element, old.pr(element.id))
+        _write_pr(w, element, old.pr(element.id))
     elif isinstance(element, Ref):
-        write_ref(tx, element)
+        w.put((*ref_dir(element.id), "head"), _line(element.head))
     else:
-        write_status(tx, element, old.status(element.id))
+        _write_status(w, element, old.status(element.id))
     return True
 
 
@@ -683,6 +830,7 @@ __all__ = [
     "README_MESSAGE",
     "Changes",
     "Summary",
+    "View",
     "changed_ids",
     "commit_message",
     "dirty",
@@ -693,6 +841,7 @@ __all__ = [
     "read_snapshot",
     "refresh",
     "repo_dirs",
+    "view",
     "write",
     "write_monitor",
     "write_readme",

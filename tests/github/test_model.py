@@ -118,3 +118,13 @@ def test_replace_repo_and_events() -> None:
     assert s.apply(RefUpdated(ref)).apply(RefRemoved(ref.id)).ref(ref.id) is None
     st = Status(R, A, ("default",), StatusState.ERROR)
     assert s.apply(StatusUpdated(st)).status(st.id) == st
+
+
+def test_replace_refs_keeps_everything_else() -> None:
+    other = Repo("o", "x")
+    st = Status(R, A, ("ci",), StatusState.SUCCESS)
+    s = Snapshot.of([pr(), st, Ref(R, ("heads", "old"), A), Ref(other, ("heads", "m"), B)])
+    new = s.replace_refs(R, [Ref(R, ("heads", "new"), C)])
+    assert new.refs == {Ref(R, ("heads", "new"), C), Ref(other, ("heads", "m"), B)}
+    assert new.prs == s.prs and new.statuses == s.statuses
+    assert Snapshot().replace_refs(R, []).repos == {R}

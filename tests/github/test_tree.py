@@ -226,11 +226,14 @@ def test_dirty_markers_are_found_and_cleaned(branch: Branch) -> None:
     changes = layout.changed_ids(head.parents[0], head)
     assert changes.dirty == marks
     assert changes.ids == frozenset()
+    before = layout.view(head.parents[0])
+    assert layout.view(head, before).dirty == marks
     summary = commit_write(branch, full(), full(), clean=marks)
     assert set(summary.cleaned) == marks and not layout.is_empty(summary)
     head = branch.head()
     assert head is not None
     assert head.message == "Cleaning up .dirty files\n"
+    assert layout.changed_ids(head.parents[0], head).undirty == marks
     assert layout.dirty(head.tree()) == frozenset()
     assert layout.read_snapshot(head.tree(), [R]) == full()
 
@@ -277,6 +280,16 @@ def test_changed_ids_and_refresh(branch: Branch) -> None:
     gone = layout.changed_ids(second, third)
     assert gone.ids == {R}
     assert layout.refresh(third.tree(), refreshed, gone.ids) == Snapshot()
+
+    # The same, as a view followed head by head.
+    v1 = layout.view(first)
+    assert v1.snapshot == full() and v1.monitored == {R} and v1.dirty == frozenset()
+    v2 = layout.view(second, v1)
+    assert v2 == layout.view(second) and v2.snapshot == refreshed
+    v3 = layout.view(third, v2)
+    assert v3 == layout.view(third) and v3.snapshot == Snapshot() and v3.monitored == set()
+    assert layout.view(third, v3) is v3
+    assert layout.view(None) == layout.View()
 
 
 def test_readme_and_monitor(branch: Branch) -> None:
@@ -343,8 +356,10 @@ def test_tolerant_reader(branch: Branch, caplog: pytest.LogCaptureFixture) -> No
         t.commit("garbage")
     head = branch.head()
     assert head is not None
+    layout._complained.clear()  # each junk file is reported once per process
     with caplog.at_level(logging.INFO, logger="datakit.github"):
         snap = layout.read_snapshot(head.tree())
+        assert layout.read_snapshot(head.tree()) == snap
         marks = layout.dirty(head.tree())
         layout.changed_ids(None, head)
     assert marks == frozenset()
@@ -361,6 +376,7 @@ def test_tolerant_reader(branch: Branch, caplog: pytest.LogCaptureFixture) -> No
     assert "u/r/pr/007: not a PR number" in text
     assert "'merged' is not a PR state; read as closed" in text
     assert "'exploded' is not a status state; read as failure" in text
+    assert text.count("u/r/pr/abc: not a PR number") == 1  # not at every read
 
     # The writer copes with the junk too: it replaces what is in its way.
     new = full().with_elements(snap.prs)

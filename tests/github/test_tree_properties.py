@@ -19,8 +19,10 @@ from datakit.github import tree as layout
 from datakit.github.model import (
     PR,
     Comment,
+    PRId,
     PRState,
     Ref,
+    RefId,
     Repo,
     Snapshot,
     Status,
@@ -69,6 +71,13 @@ statuses = st.builds(
 )
 snapshots = st.lists(prs | refs | statuses, max_size=12).map(Snapshot.of)
 
+MARKS = [
+    REPOS[0],
+    PRId(REPOS[0], 3),
+    RefId(REPOS[1], ("heads", "x")),
+    RefId(REPOS[0], ("tags", "v1")),
+]
+
 _count = itertools.count()
 
 
@@ -83,16 +92,24 @@ def _conn(tmp: Path) -> Connection:
     old=snapshots,
     new=snapshots,
     watched=st.lists(st.sets(st.sampled_from(REPOS)), min_size=2, max_size=2),
+    marked=st.lists(st.sets(st.sampled_from(MARKS)), min_size=2, max_size=2),
 )
 def test_any_snapshot_over_any_other_reads_back(
-    tmp_path: Path, old: Snapshot, new: Snapshot, watched: list[set[Repo]]
+    tmp_path: Path,
+    old: Snapshot,
+    new: Snapshot,
+    watched: list[set[Repo]],
+    marked: list[set[Repo | PRId | RefId]],
 ) -> None:
     with _conn(tmp_path) as conn:
         branch = conn.branch(f"b{next(_count)}")
         heads = []
-        for (before, after), monitors in zip(((Snapshot(), old), (old, new)), watched, strict=True):
+        steps = zip(((Snapshot(), old), (old, new)), watched, marked, strict=True)
+        for (before, after), monitors, marks in steps:
             with branch.transaction() as t:
-                summary = layout.write(t, before, after)
+                summary = layout.write(t, before, after, clean=MARKS)
+                for mark in marks:
+                    layout.mark_dirty(t, mark)
                 for repo in REPOS:
                     if repo in monitors:
                         layout.write_monitor(t, repo)
@@ -114,6 +131,10 @@ def test_any_snapshot_over_any_other_reads_back(
         changes = layout.changed_ids(first, second)
         followed = layout.refresh(second.tree(), layout.read_snapshot(first.tree()), changes.ids)
         assert followed == layout.read_snapshot(second.tree())
+        full = layout.view(second)
+        assert layout.view(second, layout.view(first)) == full
+        assert full.dirty == marked[1]
+        assert full.monitored == watched[1]
 
 
 names = st.sampled_from(
@@ -158,6 +179,8 @@ entries = st.lists(
 def test_no_tree_makes_the_reader_raise(tmp_path: Path, entries: list) -> None:  # type: ignore[type-arg]
     with _conn(tmp_path) as conn:
         branch = conn.branch(f"g{next(_count)}")
+        layout.init_branch(branch)
+        first = branch.head()
         with branch.transaction() as t:
             for path, kind, data in entries:
                 try:
@@ -181,6 +204,7 @@ def test_no_tree_makes_the_reader_raise(tmp_path: Path, entries: list) -> None: 
         scope = layout.repo_dirs(tree)
         assert layout.refresh(tree, Snapshot(), changes.ids, scope) == snap
         assert layout.refresh(tree, Snapshot(), changes.ids) == layout.read_snapshot(tree)
+        assert layout.view(head, layout.view(first)) == layout.view(head)
         # And the writer can always bring it to a clean state.
         with branch.transaction() as t:
             layout.write(t, snap, Snapshot())

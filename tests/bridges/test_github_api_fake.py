@@ -79,6 +79,18 @@ async def test_import_from_the_fake(fake_github: FakeGitHub) -> None:
     assert c1[("default",)].state is StatusState.PENDING
 
 
+async def test_an_empty_repository_has_no_refs(fake_github: FakeGitHub) -> None:
+    """GitHub answers 409 to ref listings of a repository without commits."""
+    async with api_for(fake_github) as api:
+        snap = await api.import_repo(REPO)
+        assert snap is not None and not snap.refs and not snap.prs
+        assert await api.ref(REPO, ("heads", "master")) is None
+        assert await api.import_repo(REPO) is None  # still empty: unchanged
+        c1 = fake_github.push("u/r", "master")
+        snap = await api.import_repo(REPO)
+        assert snap is not None and snap.refs == {Ref(REPO, ("heads", "master"), c1)}
+
+
 async def test_polling_an_unchanged_repository_costs_only_304s(fake_github: FakeGitHub) -> None:
     populate(fake_github)
     async with api_for(fake_github) as api:
@@ -154,6 +166,19 @@ async def test_rate_limit_from_the_fake(fake_github: FakeGitHub) -> None:
         reset = fake_github.rate_limit_reset()
     assert reset is not None and time.time() >= reset
     assert fake_github.requests_before_reset() == []
+
+
+async def test_retry_after_from_the_fake(fake_github: FakeGitHub) -> None:
+    populate(fake_github)
+    async with api_for(fake_github) as api:
+        fake_github.clear_requests()
+        fake_github.fail("/repos/u/r/pulls", status=429, retry_after=1)
+        with pytest.raises(GitHubError, match="429"):
+            await api.import_repo(REPO)
+        assert await api.import_repo(REPO) is not None
+    refused, after = fake_github.requests()[:2]
+    assert refused.status == 429 and after.status == 200
+    assert after.time - refused.time >= 0.99
 
 
 @pytest.fixture

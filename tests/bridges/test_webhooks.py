@@ -45,7 +45,15 @@ from datakit.github.model import (
 
 SECRET = b"s3cret"
 REPO = Repo("u", "r")
-EXAMPLES = Path("/tmp/npmtry/node_modules/@octokit/webhooks-examples/api.github.com/index.json")
+_EXAMPLE_DIRS = [  # installed by scripts/test for the fake's shape checks, if at all
+    Path(__file__).parent / ".npm" / "node_modules",
+    Path("/tmp/npmtry/node_modules"),
+]
+EXAMPLES = next(
+    (p for d in _EXAMPLE_DIRS
+     if (p := d / "@octokit/webhooks-examples/api.github.com/index.json").exists()),
+    _EXAMPLE_DIRS[0] / "@octokit/webhooks-examples/api.github.com/index.json",
+)
 
 
 # --- signatures ---------------------------------------------------------------

@@ -195,6 +195,29 @@ def _ref_name(full: str) -> tuple[str, ...]:
     return tuple(full.removeprefix("refs/").split("/"))
 
 
+def _reader(model: type[T]) -> Callable[[Response[Any]], T]:
+    """Reads a response body as githubkit's `model`."""
+
+    def read(response: Response[Any]) -> T:
+        return type_validate_python(model, response.raw_response.json())
+
+    return read
+
+
+def _ignore(response: Response[Any]) -> None:
+    return None
+
+
+def _read_page(
+    parse: Callable[[Any], list[T]], known: _Page | None, response: Response[Any]
+) -> _Page | None:
+    """One page of a list; None for a 304 to a page we hold."""
+    if response.status_code == 304 and known is not None:
+        return None
+    raw = response.raw_response
+    return _Page(raw.headers.get("etag"), parse(raw.json()), raw.links.get("next", {}).get("url"))
+
+
 def _default_contexts(data: Any) -> Any:
     """A combined-status body with null contexts spelled ``default``, which
     is what GitHub reports for them and what githubkit's model requires."""
@@ -295,9 +318,12 @@ class GitHubAPI:
         call: str,
         request: Callable[[], Awaitable[Response[Any]]],
         what: str,
-    ) -> Response[Any]:
-        """One request, after any rate-limit hold; every failure becomes a
-        GitHubError and every outcome is counted."""
+        read: Callable[[Response[Any]], T],
+    ) -> T:
+        """One request, after any rate-limit hold, and `read` applied to its
+        response; every failure (HTTP, network, a body that is not JSON or
+        that githubkit's models reject) becomes a GitHubError, and each
+        request is counted once by outcome."""
         await self._wait_turn()
         try:
             response = await request()
@@ -322,21 +348,16 @@ class GitHubAPI:
             # githubkit refused our request body (it validates them)
             self.metrics.call(call, "client_error")
             raise GitHubError(_one_line(f"{what}: bad request: {e}")) from None
-        self.metrics.call(call, "not_modified" if response.status_code == 304 else "ok")
-        return response
-
-    def _parse(
-        self, call: str, what: str, parse: Callable[[Any], T], response: Response[Any]
-    ) -> T:
-        """`parse` applied to the response's JSON; any failure (not JSON, a
-        shape githubkit's models reject) is a GitHubError."""
         try:
-            return parse(response.raw_response.json())
+            result = read(response)
         except (ValidationError, ValueError, TypeError, KeyError) as e:
             self.metrics.call(call, "invalid_response")
             first = str(e).splitlines()[:3]
             message = f"{what}: unexpected response: {' '.join(first)}"
             raise GitHubError(_one_line(message)) from None
+        self.metrics.call(call, "not_modified" if response.status_code == 304 else "ok")
+        log.debug("%s: %d", what, response.status_code)
+        return result
 
     async def _pages(
         self,
@@ -345,29 +366,37 @@ class GitHubAPI:
         path: str,
         params: Mapping[str, str | int],
         parse: Callable[[Any], list[T]],
+        empty_on: int | None = None,
     ) -> list[T]:
         """All pages of a GET list, with conditional requests: a page whose
-        ETag still matches (304) is taken from `cache` with its next link."""
+        ETag still matches (304) is taken from `cache` with its next link.
+        An `empty_on` answer to the first page means an empty list (GitHub's
+        409 "Git Repository is empty." for refs); it counts as a change only
+        when the last answer was not the same."""
         items: list[T] = []
-        url: str | None = path + "?" + urlencode(params) if params else path
+        first = path + "?" + urlencode(params) if params else path
+        url: str | None = first
         seen: set[str] = set()
         while url is not None and url not in seen:
             seen.add(url)
             known = cache.get(url)
             headers = {"If-None-Match": known.etag} if known and known.etag else {}
             what = f"GET {httpx.URL(url).path}"
-            response = await self._call(
-                call, partial(self._kit.arequest, "GET", url, headers=headers), what
-            )
-            if response.status_code == 304 and known is not None:
-                page = known
-            else:
-                page = _Page(
-                    response.headers.get("etag"),
-                    self._parse(call, what, parse, response),
-                    response.raw_response.links.get("next", {}).get("url"),
+            try:
+                fresh = await self._call(
+                    call, partial(self._kit.arequest, "GET", url, headers=headers), what,
+                    partial(_read_page, parse, known),
                 )
-                cache.changed = True
+            except GitHubError as e:
+                if empty_on is None or e.status != empty_on or url != first:
+                    raise
+                empty = _Page(None, [], None)
+                cache.changed |= known != empty
+                cache.put(url, empty)
+                return []
+            page = fresh or known  # None: a 304, the last answer stands
+            assert page is not None
+            cache.changed |= fresh is not None
             cache.put(url, page)
             items.extend(page.items)
             url = page.next_url
@@ -376,7 +405,7 @@ class GitHubAPI:
     async def _one(
         self, cache: _Fetch, call: str, path: str, parse: Callable[[Any], T]
     ) -> T | None:
-        """A single GET (conditional); None on 404."""
+        """A single GET (conditional); None on 404 (and 409, see below)."""
         pages = await self._pages_or_none(cache, call, path, lambda d: [parse(d)])
         return pages[0] if pages else None
 
@@ -386,7 +415,7 @@ class GitHubAPI:
         try:
             return await self._pages(cache, call, path, {}, parse)
         except GitHubError as e:
-            if e.status == 404:
+            if e.status in (404, 409):  # 409: an empty repository has no refs
                 return None
             raise
 
@@ -416,7 +445,7 @@ class GitHubAPI:
         for prefix in ("heads", "tags"):
             raws = await self._pages(
                 fetch, "refs", f"{base}/git/matching-refs/{prefix}", {"per_page": PER_PAGE},
-                lambda d: type_validate_python(list[GitRef], d),
+                lambda d: type_validate_python(list[GitRef], d), empty_on=409,
             )
             for raw in raws:
                 ref = await self._peel(repo, raw)
@@ -471,8 +500,9 @@ class GitHubAPI:
             if sha not in self._tags:
                 path = f"{self._repo_path(repo)}/git/tags/{sha}"
                 what = f"GET {path}"
-                response = await self._call("tag", partial(self._kit.arequest, "GET", path), what)
-                tag = self._parse("tag", what, partial(type_validate_python, GitTag), response)
+                tag = await self._call(
+                    "tag", partial(self._kit.arequest, "GET", path), what, _reader(GitTag)
+                )
                 self._tags[sha] = (tag.object_.type, tag.object_.sha)
             kind, sha = self._tags[sha]
         if kind != "commit":
@@ -548,15 +578,13 @@ class GitHubAPI:
         if status.target_url is not None:
             body["target_url"] = status.target_url
         what = f"POST {self._repo_path(status.repo)}/statuses/{status.commit}"
-        response = await self._call(
+        sent = await self._call(
             "set_status",
             lambda: self._kit.rest.repos.async_create_commit_status(
                 status.repo.user, status.repo.name, status.commit, data=cast(Any, body)
             ),
             what,
-        )
-        sent = self._parse(
-            "set_status", what, partial(type_validate_python, GitHubStatus), response
+            _reader(GitHubStatus),
         )
         return replace(
             status,
@@ -570,15 +598,15 @@ class GitHubAPI:
         """PATCH the PR's title, state and base (never its body); returns the
         PR as GitHub now holds it, with `pr`'s comments."""
         what = f"PATCH {self._repo_path(pr.repo)}/pulls/{pr.number}"
-        response = await self._call(
+        raw = await self._call(
             "set_pr",
             lambda: self._kit.rest.pulls.async_update(
                 pr.repo.user, pr.repo.name, pr.number,
                 title=pr.title, state=pr.state.value, base=pr.base,  # type: ignore[arg-type]
             ),
             what,
+            _reader(PullRequest),
         )
-        raw = self._parse("set_pr", what, partial(type_validate_python, PullRequest), response)
         return replace(self._pr(pr.repo, raw, ()), comments=pr.comments)
 
     # -- webhooks (§3.7) -----------------------------------------------------
@@ -605,11 +633,12 @@ class GitHubAPI:
                     data=cast(Any, {"config": config, "events": HOOK_EVENTS, "active": True}),
                 ),
                 what,
+                _ignore,
             )
             log.info("%s: web hook %d updated for %s", repo, existing.id, url)
             return existing.id
         what = f"POST {base}/hooks"
-        response = await self._call(
+        hook = await self._call(
             "create_hook",
             lambda: self._kit.rest.repos.async_create_webhook(
                 repo.user, repo.name,
@@ -617,7 +646,7 @@ class GitHubAPI:
                                 "config": config}),
             ),
             what,
+            _reader(Hook),
         )
-        hook = self._parse("create_hook", what, partial(type_validate_python, Hook), response)
         log.info("%s: web hook %d created for %s", repo, hook.id, url)
         return hook.id

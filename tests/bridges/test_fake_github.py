@@ -363,3 +363,66 @@ async def test_trio_helpers(fake_github: FakeGitHub) -> None:
     assert done[1].headers["Content-Type"] == "application/x-www-form-urlencoded"
     assert done[1].payload["ref"] == "refs/heads/master"
     await fake_github.await_until(lambda: fake_github.ref("u/r", "master") is not None)
+
+
+def test_br_02_setup_reads_back(fake_github: FakeGitHub) -> None:
+    """The fake holds BR-2's PR as the bridge will read it (body first, then comments)."""
+    fake_github.push("u/r", "master")
+    aaa = "a" * 40
+    assert fake_github.open_pull("u/r", number=3, title="Fix", head="fix", head_sha=aaa,
+                                 user="alice", body="why") == 3
+    assert fake_github.add_comment("u/r", 3, "ok", user="bob", comment_id=7) == 7
+    _, _, [pr] = get(fake_github, "/repos/u/r/pulls?state=open")
+    assert (pr["number"], pr["head"]["sha"], pr["title"], pr["base"]["ref"],
+            pr["user"]["login"], pr["body"]) == (3, aaa, "Fix", "master", "alice", "why")
+    _, _, [comment] = get(fake_github, "/repos/u/r/issues/3/comments")
+    assert (comment["id"], comment["user"]["login"], comment["body"]) == (7, "bob", "ok")
+    assert fake_github.call_counts()[("GET", "/repos/u/r/issues/3/comments")] == 1
+
+
+def test_http_control_api(fake_github: FakeGitHub) -> None:
+    status, _, body = call(fake_github, "POST", "/_control/push",
+                           {"repo": "u/r", "ref": "master", "sha": "c1"})
+    assert (status, body) == (200, {"result": "c1"})
+    call(fake_github, "POST", "/_control/open_pull",
+         {"repo": "u/r", "title": "Fix", "head": "fix", "body": "why"})
+    _, _, body = call(fake_github, "POST", "/_control/pull", {"repo": "u/r", "number": 1})
+    assert body["result"]["title"] == "Fix" and body["result"]["state"] == "open"
+    status, _, body = call(fake_github, "POST", "/_control/add_status",
+                           {"repo": "u/r", "sha": "c1", "state": "green"})
+    assert status == 422
+    assert call(fake_github, "POST", "/_control/push", {"repo": "u/r"})[0] == 400
+    assert call(fake_github, "POST", "/_control/break_network", {})[0] == 404
+    assert call(fake_github, "GET", "/_control/push")[0] == 404
+    assert [r.path for r in fake_github.requests()] == []  # control calls are not logged
+
+
+def test_runs_standalone_and_stops_on_sigterm() -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.bridges.fakegithub", "--repo", "me/p", "--token", "t"],
+        cwd=root, stdout=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(root)})
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:")
+        fake = FakeGitHub()  # only for its base_url in the helpers
+        fake.set_base_url(url)
+        assert call(fake, "POST", "/_control/push", {"repo": "me/p", "ref": "main"})[0] == 200
+        assert get(fake, "/repos/me/p/git/refs/heads")[0] == 401
+        status, _, refs = get(fake, "/repos/me/p/git/refs/heads", Authorization="token t")
+        assert status == 200 and refs[0]["ref"] == "refs/heads/main"
+        fake.close()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

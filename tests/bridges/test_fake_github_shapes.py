@@ -422,3 +422,29 @@ async def test_githubkit_async_client_under_trio(fake_github: FakeGitHub) -> Non
             await gh.rest.repos.async_create_commit_status("u", "r", sha, state="success",
                                                            description="x" * 141)
         assert refused.value.response.status_code == 422
+
+
+async def test_githubkit_recognises_the_injected_errors(fake_github: FakeGitHub) -> None:
+    """githubkit classifies the fake's rate limits as GitHub's (so its retry
+    logic, and the bridge's, see them as such)."""
+    from githubkit import GitHub
+    from githubkit.exception import (
+        PrimaryRateLimitExceeded,
+        RequestFailed,
+        SecondaryRateLimitExceeded,
+    )
+
+    gh = GitHub("token", base_url=fake_github.base_url + "/", auto_retry=False)
+    async with gh:
+        fake_github.rate_limit(seconds=30)
+        with pytest.raises(PrimaryRateLimitExceeded) as primary:
+            await gh.rest.repos.async_get("u", "r")
+        assert primary.value.retry_after.total_seconds() > 20
+        fake_github.fail("/repos/u/r/pulls", status=429, retry_after=5)
+        with pytest.raises(SecondaryRateLimitExceeded) as secondary:
+            await gh.rest.pulls.async_list("u", "r")
+        assert secondary.value.retry_after.total_seconds() == 5
+        fake_github.fail("/repos/u/r/hooks")
+        with pytest.raises(RequestFailed) as failed:
+            await gh.rest.repos.async_list_webhooks("u", "r")
+        assert failed.value.response.status_code == 502

@@ -42,7 +42,7 @@ Control API (methods of `FakeGitHub`, thread-safe; `repo` is "user/name"):
   body=None, number=None) -> n`; `edit_pull(repo, n, title=, body=, base=, state=)`,
   `close_pull`, `reopen_pull`, `retitle_pull(repo, n, title)`,
   `retarget_pull(repo, n, base)`; `pull(repo, n) -> PullRequest` (a copy);
-  `add_comment(repo, n, body, user="bob") -> id`; `comments(repo, n)`;
+  `add_comment(repo, n, body, user="bob", comment_id=None) -> id`; `comments(repo, n)`;
   `add_status(repo, sha, state, context=None, description=, target_url=,
   creator="other-ci") -> id` (raises `StateError` on what GitHub refuses);
   `statuses(repo, sha)` (all, oldest first); `combined_status(repo, sha) ->
@@ -69,10 +69,15 @@ Control API (methods of `FakeGitHub`, thread-safe; `repo` is "user/name"):
   unanswered); `heal_network()`.
 * observing: `requests(method=None, path=glob) -> [RequestRecord]` (method,
   path, query, headers, body as parsed JSON, time, status answered);
-  `clear_requests()`; `conditional_hits(path)`, `not_modified(path)` (304s);
+  `clear_requests()`; `call_counts() -> Counter[(method, path)]`;
+  `conditional_hits(path)`, `not_modified(path)` (304s);
   `wait_until(pred, timeout)` (threads), `await await_until(pred, timeout)` (trio).
   `client.call(fake, method, path, body)` / `client.get(fake, path)` give
   (status, headers, JSON) with the stdlib, for poking the fake directly.
+* over HTTP: `POST /_control/<method>` with the keyword arguments as a JSON
+  object answers `{"result": ...}` (most methods above; not the network
+  switches nor the waits; not logged as requests).  Standalone, for trying a
+  bridge by hand: `python -m tests.bridges.fakegithub --port 8090 --repo u/r`.
 """
 
 from tests.bridges.fakegithub.control import FakeGitHub, RequestRecord

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tests.bridges.fakegithub.control import RATE_LIMIT, FakeGitHub, RequestRecord
+from tests.bridges.fakegithub.remote import CONTROL_PREFIX, control_call
 from tests.bridges.fakegithub.shapes import Json
 from tests.bridges.fakegithub.state import Repo, StateError, not_found
 
@@ -139,6 +140,10 @@ class Api:
             body = json.loads(req.body) if req.body else None
         except ValueError:
             body = req.body
+        if path.startswith(CONTROL_PREFIX) and self.fake.network is None:
+            status, doc = control_call(self.fake, req.method, path[len(CONTROL_PREFIX):], body)
+            return Response(status, json.dumps(doc).encode(),
+                            [("Content-Type", "application/json")])
         rec = RequestRecord(req.method.upper(), path, query, dict(req.headers), body,
                             time.time())
         with self.fake.lock:

@@ -281,11 +281,12 @@ class FakeGitHub:
         with self.lock:
             return copy.copy(self._repo(repo).pulls[number])
 
-    def add_comment(self, repo: str, number: int, body: str, *, user: str = "bob") -> int:
-        """An issue comment on PR `number`; returns its id (no webhook: the bridge
-        does not subscribe to issue_comment)."""
+    def add_comment(self, repo: str, number: int, body: str, *, user: str = "bob",
+                    comment_id: int | None = None) -> int:
+        """An issue comment on PR `number` (id chosen unless `comment_id`); returns
+        its id.  No webhook: the bridge does not subscribe to issue_comment."""
         with self.lock:
-            return self.state.add_comment(self._repo(repo), number, user, body).id
+            return self.state.add_comment(self._repo(repo), number, user, body, comment_id).id
 
     def comments(self, repo: str, number: int) -> list[Comment]:
         with self.lock:
@@ -460,6 +461,11 @@ class FakeGitHub:
             self.conditional.clear()
             self.not_modified_count.clear()
 
+    def call_counts(self) -> Counter[tuple[str, str]]:
+        """How many requests each (method, path) received."""
+        with self.lock:
+            return Counter((r.method, r.path) for r in self._log)
+
     def conditional_hits(self, path: str) -> int:
         """Requests to `path` that carried `If-None-Match`."""
         with self.lock:
@@ -514,3 +520,4 @@ class FakeGitHub:
         self._past_rate_limits.append(lim)
         self._rate = None
         return None
+

@@ -266,11 +266,12 @@ class State:
         self.user(user)
         return pr
 
-    def add_comment(self, repo: Repo, number: int, user: str, body: str) -> Comment:
+    def add_comment(self, repo: Repo, number: int, user: str, body: str,
+                    comment_id: int | None = None) -> Comment:
         if number not in repo.pulls:
             raise not_found()
         t = time.time()
-        c = Comment(next(self.ids), number, user, body, t, t)
+        c = Comment(comment_id or next(self.ids), number, user, body, t, t)
         repo.comments.setdefault(number, []).append(c)
         self.user(user)
         return c

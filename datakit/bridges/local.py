@@ -325,7 +325,8 @@ class LocalBridge:
             while True:
                 try:
                     refs = await trio.to_thread.run_sync(read_refs, watched.git_dir, tags)
-                except (NotARepository, OSError) as exc:
+                except Exception as exc:  # a service keeps going: logged, tried again
+                    log.debug("reading the refs of %s", watched.path, exc_info=True)
                     REF_READS.labels("error").inc()
                     if not failing:
                         log.warning("cannot read the refs of %s: %s", watched.path, exc)
@@ -363,7 +364,11 @@ class LocalBridge:
 
         try:
             while not cancel.is_set():
-                await self.store.run(wait)
+                try:
+                    await self.store.run(wait)
+                except (DataKitError, ValueError) as exc:  # not the transport: retried
+                    log.warning("watching %s failed: %s; again in 1 s", BRANCH, exc)
+                    await trio.sleep(1)
         finally:
             cancel.set()
 
@@ -382,9 +387,10 @@ class LocalBridge:
                         unstorable=self.unstorable,
                     )
                 )
-            except DataKitError as exc:
+            except Exception as exc:  # a service keeps going: logged, tried again
                 outcome = "error"
                 log.warning("sync into %s failed: %s; trying again in 1 s", BRANCH, exc)
+                log.debug("the failed sync", exc_info=True)
             SYNCS.labels(outcome).inc()
             self.synced += 1
             if outcome == "committed":

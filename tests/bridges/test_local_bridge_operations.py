@@ -149,3 +149,30 @@ def test_prometheus_metrics(tmp_path: Path) -> None:
             assert 'datakit_bridge_local_refs{repo="me/p"} 2.0' in text
             assert "datakit_app_store_connected 1.0" in text
             assert "datakit_9p_requests_total" not in text  # the server's, not ours
+
+
+def test_a_repository_that_goes_away_and_comes_back(tmp_path: Path) -> None:
+    """At run time an unreadable repository is a log line, its refs in the
+    branch are kept (not "deleted"), and it is followed again once back."""
+    repo = make_repo(tmp_path / "p")
+    away = tmp_path / "away"
+    sock = tmp_path / "dk.sock"
+    with unix_server(sock, log=tmp_path / "server.log"), connect(f"unix://{sock}") as client:
+        with bridge(
+            "--metadata-store",
+            f"unix://{sock}",
+            "--poll-interval",
+            "0.2",
+            f"me/p:{repo}",
+            log=tmp_path / "log",
+        ) as b:
+            first = wait_for_tree(client, lambda _c, t: t.exists(MASTER))
+            repo.rename(away)
+            wait_for_log(b, "cannot read the refs of")
+            assert client.branch("github-metadata").head() == first
+            away.rename(repo)
+            new = commit(repo, "back")
+            wait_for_tree(client, lambda _c, t: head_of(t, MASTER) == f"{new}\n")
+            wait_for_log(b, "reading the refs of .* again")
+            assert b.stop() == 0
+        assert b.log().count("cannot read the refs of") == 1, b.log()

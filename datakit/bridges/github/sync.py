@@ -181,6 +181,7 @@ class Sync:
         self.pending: set[ElementId] = set()  # pushes that failed: tried again
         self.to_import: set[Repo] = set()  # imports that failed: tried again
         self.warned: set[object] = set()
+        self._seen: layout.View | None = None  # the branch at the last step's base
 
     # -- the step
 
@@ -223,9 +224,13 @@ class Sync:
         try:
             parents = tx.parents()
             base = parents[0] if parents else None
-            monitored = frozenset(layout.monitored(tx))
-            datakit = layout.read_snapshot(tx, monitored)
-            dirty = frozenset(layout.dirty(tx, monitored))
+            # The transaction starts from `base`: read that commit, following
+            # the branch from the previous step's view (only what changed).
+            seen = layout.view(base, self._seen)
+            self._seen = seen
+            monitored = seen.monitored
+            datakit = seen.snapshot
+            dirty = frozenset(i for i in seen.dirty if repo_of(i) in monitored)
             changed: frozenset[ElementId] | None
             if self.first or self.last is None:
                 changed = None

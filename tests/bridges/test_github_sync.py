@@ -491,3 +491,16 @@ async def test_junk_written_by_clients_neither_crashes_nor_loops(branch: Branch)
     head = branch.head()
     again = await sync.step(Trigger(head=True))
     assert again.committed is None and branch.head() == head
+
+
+async def test_a_failed_hook_registration_is_tried_again(branch: Branch) -> None:
+    gh = github()
+    gh.failing.add("ensure_hook")
+    sync = Sync(gh, branch, caps(), errors=(APIError,), webhook=Webhook("http://h/", "s"))
+    outcome = await sync.step()
+    assert outcome.failed
+    gh.failing.clear()
+    outcome = await sync.step()
+    assert not outcome.failed
+    await sync.step()
+    assert [c[0] for c in gh.calls].count("ensure_hook") == 2

@@ -315,11 +315,13 @@ class Sync:
             imported.add(repo)
             if repo in new:
                 log.info("monitoring %s", repo)
-                await self._register_hook(repo)
+                await self._register_hook(repo, outcome)
             if await self._import_repo(repo, outcome):
                 self.known.add(repo)
                 if repo in dirty_repos:
                     handled.add(repo)
+        for repo in sorted(self.known - self.hooked - new):  # earlier failures
+            await self._register_hook(repo, outcome)
         for ident in sorted(view.dirty - dirty_repos, key=str):
             if ident in handled or repo_of(ident) not in self.known:
                 continue
@@ -378,7 +380,8 @@ class Sync:
             if not isinstance(e, PR | Ref | Status) or self.capabilities.allows("r", e)
         )
 
-    async def _register_hook(self, repo: Repo) -> None:
+    async def _register_hook(self, repo: Repo, outcome: Outcome) -> None:
+        """Point ``repo``'s hook at us; a failure is tried again next step."""
         if self.webhook is None or repo in self.hooked:
             return
         if not self.capabilities.can("w", "webhook"):
@@ -388,6 +391,7 @@ class Sync:
             await self.api.ensure_hook(repo, self.webhook.url, self.webhook.secret)
         except self.errors as e:
             log.warning("registering the web hook of %s failed: %s", repo, e)
+            outcome.failed = True
             return
         self.hooked.add(repo)
         log.info("web hook of %s points at %s", repo, self.webhook.url)

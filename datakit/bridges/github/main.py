@@ -20,7 +20,7 @@ import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import trio
 from prometheus_client import Counter
@@ -187,13 +187,16 @@ async def session(
     events: trio.MemoryReceiveChannel[Event] | None,
     webhook: Webhook | None,
     errors: tuple[type[BaseException], ...],
-    *,
-    on_step: Callable[[Any], None] | None = None,
 ) -> None:
     """One connection's life: startup, then steps until the connection fails."""
     lost = service.TRANSPORT_ERRORS
-    branch = conn.branch(config.branch)
-    await trio.to_thread.run_sync(lambda: startup(branch, config.repositories))
+
+    def start() -> Branch:
+        branch = conn.branch(config.branch)
+        startup(branch, config.repositories)
+        return branch
+
+    branch = await trio.to_thread.run_sync(start)
     sync = Sync(api, branch, config.capabilities, errors=errors, webhook=webhook)
     triggers = Triggers()
     triggers.add(Trigger())
@@ -224,8 +227,6 @@ async def session(
                 log.exception("the step failed; trying again in %.0f s", delay)
                 outcome = Outcome(failed=True)
             _count(outcome)
-            if on_step is not None:
-                on_step(outcome)
             if outcome.failed or outcome.gave_up:
                 retry = trio.CancelScope()
                 nursery.start_soon(_retry_after, delay, triggers, retry)

@@ -203,7 +203,10 @@ class Sync:
                 new = await self._export(view, outcome)
                 done = await _thread(self._write, view, new, handled, outcome)
             except BaseException:
-                await _thread(view.tx.abort)
+                # Also when cancelled (SIGTERM): leave nothing open behind.
+                with trio.move_on_after(5) as scope:
+                    scope.shield = True
+                    await _thread(view.tx.abort)
                 raise
             if done:
                 self.first = False

@@ -5,6 +5,7 @@ table itself is checked in test_br_10_capabilities.py.)"""
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -69,3 +70,14 @@ def test_an_unreachable_database_is_one_line_and_exit_1(fake_github: FakeGitHub)
     assert result.returncode == 1
     lines = result.stderr.decode().strip().splitlines()
     assert len(lines) == 1 and "cannot connect" in lines[0], lines
+
+
+def test_a_token_file_others_can_read_is_refused(tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("ghp_secret\n")
+    token.chmod(0o644)
+    result = subprocess.run(bridge_command("--no-datakit", "--token-file", str(token)),
+                            capture_output=True, env=bridge_env(), timeout=60)
+    assert result.returncode == 1
+    lines = result.stderr.decode().strip().splitlines()
+    assert len(lines) == 1 and "readable by group or others" in lines[0], lines

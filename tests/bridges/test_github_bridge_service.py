@@ -91,3 +91,14 @@ def test_sigterm_at_any_moment_of_start_up_exits_0(fake_github: FakeGitHub) -> N
                 bridge.wait_log("starting: database")
                 time.sleep(delay)
             assert bridge.proc.returncode == 0
+
+
+def test_another_metadata_branch(fake_github: FakeGitHub) -> None:
+    """-b: the whole layout goes to that branch; github-metadata is left alone."""
+    from tests.bridges.ghbridge import datakit_server
+
+    c1 = fake_github.push("u/r", "master")
+    with datakit_server() as address, connect(address, timeout=30) as conn:
+        with github_bridge(*bridge_args(address, fake_github.base_url, "-b", "meta2")):
+            wait_file(conn.branch("meta2"), "u/r/ref/heads/master/head", f"{c1}\n".encode())
+        assert conn.branch(BRANCH).head() is None

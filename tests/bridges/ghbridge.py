@@ -212,13 +212,55 @@ _settles = iter(range(1, 1 << 30))
 
 def settle(bridge: Bridge, branch: Branch, timeout: float = TIMEOUT) -> Commit:
     """Commit an unrelated file and wait for a bridge step that started from
-    that commit: everything before it has been handled. If the branch head
+    that commit or from a later one (a step already running when the marker
+    landed merges it into its own commit, and the next step starts from
+    that merge): everything before it has been handled. If the branch head
     is still the returned commit afterwards, that step committed nothing."""
     client_commit(branch, {"notes/settle": f"{next(_settles)}\n".encode()}, "settle")
     marker = branch.head()
     assert marker is not None
-    bridge.wait_log(f"step done: .* from {marker.id}", timeout)
-    return marker
+    step = re.compile(r"step done: .* from ([0-9a-f]{40})")
+    deadline = time.monotonic() + timeout
+    checked: set[str] = set()
+    while True:
+        for match in filter(None, map(step.search, bridge.log.splitlines())):
+            base = match.group(1)
+            if base not in checked:
+                checked.add(base)
+                if _descends(branch.head(), base, marker.id):
+                    return marker
+        if time.monotonic() > deadline or bridge.proc.poll() is not None:
+            raise AssertionError(
+                f"no bridge step started from {marker.id} or later "
+                f"(status {bridge.proc.poll()}):\n{bridge.log[-6000:]}"
+            )
+        time.sleep(0.05)
+
+
+def _descends(head: Commit | None, commit: str, ancestor: str) -> bool:
+    """Whether `commit` is `ancestor` or has it in its history, looking
+    only at the history of `head` (where every commit of the branch is)."""
+    todo = [head] if head is not None else []
+    seen: set[str] = set()
+    found: Commit | None = None
+    while todo:  # find `commit` in the branch's history
+        c = todo.pop()
+        if c.id in seen:
+            continue
+        seen.add(c.id)
+        if c.id == commit:
+            found = c
+            break
+        todo.extend(c.parents)
+    todo, seen = ([found] if found is not None else []), set()
+    while todo:
+        c = todo.pop()
+        if c.id == ancestor:
+            return True
+        if c.id not in seen:
+            seen.add(c.id)
+            todo.extend(c.parents)
+    return False
 
 
 def history(branch: Branch) -> list[Commit]:

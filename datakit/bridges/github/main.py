@@ -14,7 +14,6 @@ upstream did on reconnection. SIGTERM and SIGINT stop it cleanly.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import sys
 import threading
@@ -268,7 +267,6 @@ async def serve(
     )
     async with trio.open_nursery() as nursery:
         if config.prometheus is not None:
-            _share_api_metrics()
             host, port = config.prometheus
             await nursery.start(service.serve_prometheus, host, port)
         if config.endpoint is None:
@@ -284,10 +282,10 @@ async def serve(
             hook = Webhook(config.webhook, secret.decode())
             send, receive = trio.open_memory_channel["Event"](1000)
             app = webhooks.make_app(secret, config.webhook_path or "/", send)
-            # Build githubkit's webhook models here, in a thread that is waited
-            # for: webhooks.serve does it in an abandoned one, and a thread
-            # still in pydantic's Rust code when the interpreter exits aborts
-            # the process (SIGTERM during start-up gave status -6, not 0).
+            # Build githubkit's webhook models (seconds) before listening, in a
+            # thread that is waited for: a thread abandoned while still in
+            # pydantic's Rust code when the interpreter exits aborts the
+            # process (SIGTERM during start-up gave status -6, not 0).
             await trio.to_thread.run_sync(webhooks.warm_up)
             host, port = config.webhook_listen
             bound = await nursery.start(webhooks.serve, app, host, port)
@@ -350,23 +348,6 @@ def _close(conn: Connection) -> None:
 def _announce(text: str) -> None:
     """Where the bridge listens: said at the default verbosity (tests read it)."""
     print(f"datakit-bridge-github: {text}", file=sys.stderr, flush=True)
-
-
-def _share_api_metrics() -> None:
-    """The API's metrics live in the server's registry; the bridge serves
-    the applications' one (:data:`service.REGISTRY`): register them there too."""
-    try:
-        from datakit.bridges.github import metrics
-    except ImportError:  # pragma: no cover
-        return
-    for collector in (
-        metrics.CALLS,
-        metrics.RATE_LIMIT_REMAINING,
-        metrics.RATE_LIMIT_WAIT_SECONDS,
-        metrics.WEBHOOK_DELIVERIES,
-    ):
-        with contextlib.suppress(ValueError):  # already there
-            service.REGISTRY.register(collector)
 
 
 def run_service(config: Config, prog: str = "datakit-bridge-github") -> int:

@@ -1,7 +1,8 @@
-"""Prometheus metrics of the GitHub bridge, in the process-wide registry.
+"""Prometheus metrics of the GitHub bridge, in the applications' registry.
 
-They live in :data:`datakit.metrics.REGISTRY` so that ``--listen-prometheus``
-serves them with the rest. The API client and the webhook listener report
+They live in :data:`datakit.bridges.service.REGISTRY`, which the bridges'
+``--listen-prometheus`` serves (not the server's registry, whose 9p series
+would read as zeros in a bridge). The API client and the webhook listener report
 through a :class:`MetricsHook` rather than touching these objects, so tests
 can watch what they report without scraping.
 """
@@ -12,7 +13,7 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge
 
-from datakit.metrics import REGISTRY
+from datakit.bridges.service import REGISTRY
 
 CALLS = Counter(
     "datakit_github_calls_total",

@@ -26,7 +26,6 @@ import logging
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -345,13 +344,12 @@ async def serve(
 ) -> None:
     """Serve `app` with Hypercorn's trio worker until cancelled;
     ``nursery.start`` returns the bound URLs (``["http://127.0.0.1:8080"]``),
-    which tells a test the port chosen for port 0."""
+    which tells a test the port chosen for port 0. Call :func:`warm_up` in
+    a thread first (and wait for it) so the first delivery is not the one
+    that builds githubkit's models."""
     config = HypercornConfig()
     config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
     config.accesslog = None
     config.errorlog = logging.getLogger(__name__ + ".hypercorn")  # type: ignore[assignment]
     config.graceful_timeout = 1.0
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(partial(trio.to_thread.run_sync, warm_up, abandon_on_cancel=True))
-        await hypercorn_serve(app, config, task_status=task_status)  # type: ignore[arg-type]
-        nursery.cancel_scope.cancel()
+    await hypercorn_serve(app, config, task_status=task_status)  # type: ignore[arg-type]

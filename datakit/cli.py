@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import signal
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from datakit import __version__
+from datakit.options import LEVELS, UsageError, log_level, seconds
 
 if TYPE_CHECKING:  # imported when serving only: `datakit --version` stays quick
     from datakit.serve import ServeConfig
@@ -18,33 +18,12 @@ if TYPE_CHECKING:  # imported when serving only: `datakit --version` stays quick
 
 log = logging.getLogger("datakit")
 
-LEVELS = {
-    "quiet": logging.CRITICAL + 10,
-    "error": logging.ERROR,
-    "warning": logging.WARNING,
-    "info": logging.INFO,
-    "debug": logging.DEBUG,
-}
-
-
-class UsageError(Exception):
-    """A bad option value found after parsing: one line on stderr, exit status 2."""
 
 
 def _msize(text: str) -> int:
     value = _bytes(text)
     if not 4096 <= value <= 16 * 1024 * 1024:
         raise argparse.ArgumentTypeError("must be between 4096 and 16777216 bytes")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not 0 < value <= 86400:
-        raise argparse.ArgumentTypeError("must be more than 0 and at most 86400 seconds")
     return value
 
 
@@ -60,21 +39,21 @@ def _add_remote_flags(serve: argparse.ArgumentParser) -> None:
     )
     remotes.add_argument(
         "--remote-connect-timeout",
-        type=_seconds,
+        type=seconds(),
         default=10.0,
         metavar="SECONDS",
         help="give up a fetch whose remote does not answer in time (default: %(default)s)",
     )
     remotes.add_argument(
         "--remote-timeout",
-        type=_seconds,
+        type=seconds(),
         default=60.0,
         metavar="SECONDS",
         help="give up a fetch whose remote sends nothing for this long (default: %(default)s)",
     )
     remotes.add_argument(
         "--remote-max-time",
-        type=_seconds,
+        type=seconds(),
         default=3600.0,
         metavar="SECONDS",
         help="give up a fetch that takes longer than this in all, even if the remote "
@@ -142,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     store.add_argument(
         "--auto-push-timeout",
-        type=_seconds,
+        type=seconds(),
         default=300.0,
         metavar="SECONDS",
         help="stop an auto-push that has not finished in this time, and retry it later "
@@ -260,21 +239,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _log_level(args: argparse.Namespace) -> int:
-    if args.quiet:
-        return LEVELS["quiet"]
-    if args.verbosity:
-        return LEVELS[args.verbosity]
-    if args.verbose:
-        return logging.INFO if args.verbose == 1 else logging.DEBUG
-    env = os.environ.get("DATAKIT_VERBOSE", "").strip().lower()
-    if env:
-        if env not in LEVELS:
-            raise UsageError(f"DATAKIT_VERBOSE={env!r}: use one of {', '.join(LEVELS)}")
-        return LEVELS[env]
-    return logging.WARNING
-
-
 def serve_config(args: argparse.Namespace) -> ServeConfig:
     """The parsed `serve` arguments as a validated :class:`ServeConfig`
     (UsageError for what argparse's per-option types cannot see)."""
@@ -346,8 +310,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             from datakit.serve import run
 
+            level = log_level(quiet=args.quiet, verbosity=args.verbosity, verbose=args.verbose)
             logging.basicConfig(
-                level=_log_level(args), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+                level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
             )
             config = serve_config(args)
             signal.signal(signal.SIGPIPE, signal.SIG_IGN)

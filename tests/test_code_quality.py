@@ -118,3 +118,10 @@ def test_metric_definitions_do_no_io() -> None:
     metrics = imports_of("metrics")
     assert not offenders(metrics, lambda m: m.split(".")[0] in {"trio", "h11", "socket"})
     assert not offenders(metrics, _ours)
+
+
+def test_shared_leaf_modules_import_nothing_of_ours() -> None:
+    """pathnames, formats and options are used across layers that may not
+    import each other (options by the applications too): they stay leaves."""
+    for leaf in ("pathnames", "formats", "options"):
+        assert not offenders(imports_of(leaf), _ours), leaf

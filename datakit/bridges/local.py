@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import functools
 import logging
-import os
 import sys
 import threading
 from dataclasses import dataclass
@@ -47,6 +46,7 @@ from datakit.client import (
 )
 from datakit.client.ninep_client import ConnectionClosed
 from datakit.github.model import Repo
+from datakit.options import LEVELS, UsageError, log_level, seconds
 
 PROG = "datakit-bridge-local-git"
 BRANCH = "github-metadata"
@@ -80,10 +80,6 @@ LAST_SYNC = Gauge(
 )
 
 
-class UsageError(Exception):
-    """A bad argument: one line on stderr, exit status 1 (as upstream)."""
-
-
 @dataclass(frozen=True)
 class WatchedRepo:
     repo: Repo
@@ -110,16 +106,6 @@ def parse_repo_arg(text: str) -> tuple[Repo, str]:
     return repo, path
 
 
-def _positive_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not 0 < value <= 86400:
-        raise argparse.ArgumentTypeError("must be more than 0 and at most 86400 seconds")
-    return value
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "repositories",
@@ -144,7 +130,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--poll-interval",
-        type=_positive_seconds,
+        type=seconds(),
         metavar="SECONDS",
         help="re-read the refs this often; without inotify the default is 0.5, with "
         "inotify the refs are re-read on each change and every 60 s as a safety net",
@@ -163,7 +149,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     logs.add_argument(
         "--verbosity",
-        choices=["quiet", "error", "warning", "info", "debug"],
+        choices=list(LEVELS),
         help="log level; overrides -v (default: $DATAKIT_VERBOSE or warning)",
     )
     logs.add_argument(
@@ -420,11 +406,8 @@ def prepare(args: argparse.Namespace) -> tuple[service.StoreAddress, list[Watche
 
 def main(args: argparse.Namespace) -> int:
     prog = getattr(args, "prog", PROG)
-    level = args.verbosity or os.environ.get("DATAKIT_VERBOSE", "").strip().lower() or None
-    if level not in (None, "quiet", "error", "warning", "info", "debug"):
-        level = None
-    service.setup_logging(args.verbose, level)
     try:
+        service.setup_logging(log_level(verbosity=args.verbosity, verbose=args.verbose))
         address, repos = prepare(args)
         listen = service.parse_listen(args.listen_prometheus) if args.listen_prometheus else None
     except (UsageError, NotARepository, ValueError) as exc:

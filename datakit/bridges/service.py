@@ -278,19 +278,8 @@ def announce(text: str) -> None:
         print(f"datakit: {text}", file=sys.stderr, flush=True)
 
 
-def setup_logging(verbosity: int, level_name: str | None = None) -> None:
-    """``-v`` info, ``-vv`` debug; ``--verbosity LEVEL`` wins; else warning."""
-    levels = {
-        "quiet": logging.CRITICAL + 10,
-        "error": logging.ERROR,
-        "warning": logging.WARNING,
-        "info": logging.INFO,
-        "debug": logging.DEBUG,
-    }
-    if level_name:
-        level = levels[level_name]
-    else:
-        level = {0: logging.WARNING, 1: logging.INFO}.get(verbosity, logging.DEBUG)
+def setup_logging(level: int) -> None:
+    """Log lines with times, at ``level`` (see :func:`datakit.options.log_level`)."""
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 

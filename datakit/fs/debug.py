@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno as E
 import logging
 
+from datakit.options import LEVELS
 from datakit.vfs import (
     Attr,
     Directory,
@@ -26,14 +27,9 @@ SOURCES = {
     "datakit.store": "the Git store",
     "datakit.push": "auto-push to a Git remote",
 }
-_LEVELS = {
-    "quiet": logging.CRITICAL + 10,
-    "app": logging.CRITICAL,
-    "error": logging.ERROR,
-    "warning": logging.WARNING,
-    "info": logging.INFO,
-    "debug": logging.DEBUG,
-}
+# The command line's levels, and upstream's "app" (only the application's
+# own messages) between quiet and error.
+_LEVELS = {**LEVELS, "app": logging.CRITICAL}
 
 
 def _level_name(logger: logging.Logger) -> str:

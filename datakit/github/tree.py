@@ -654,6 +654,15 @@ def write_status(tx: Transaction, status: Status, old: Status | None = None) -> 
 
 
 def _write_status(w: _Writer, status: Status, old: Status | None) -> None:
+    # Context `ci` keeps its state in status/ci/state; context `ci/state`
+    # would need status/ci/state to be a directory. Either write would undo
+    # the other on every step (an endless commit loop), so a context whose
+    # later components name a status file cannot be stored.
+    if any(part in _STATUS_FIELDS for part in status.context[1:]):
+        raise InvalidPath(
+            f"context component named {', '.join(_STATUS_FIELDS)} would collide "
+            "with the files of a shorter context"
+        )
     d = status_dir(status.id)
     if old is None or old.state != status.state:
         w.put((*d, "state"), _line(str(status.state)))

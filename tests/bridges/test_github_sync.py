@@ -22,6 +22,7 @@ from datakit.github.capabilities import Capabilities
 from datakit.github.model import (
     PR,
     Comment,
+    Event,
     PRState,
     PRUpdated,
     Ref,
@@ -504,3 +505,80 @@ async def test_a_failed_hook_registration_is_tried_again(branch: Branch) -> None
     assert not outcome.failed
     await sync.step()
     assert [c[0] for c in gh.calls].count("ensure_hook") == 2
+
+
+async def test_exclusive_first_sync_survives_a_failed_first_import(branch: Branch) -> None:
+    """The first sync of a repository is the step that imports it: when the
+    first import fails, the retry still lets DataKit win for `x` resources."""
+    gh = github()
+    gh.state = gh.state.with_elements(
+        [Status(R, C1, ("ci", "datakit", "a"), StatusState.FAILURE)]
+    )
+    client_commit(branch, {f"u/r/commit/{C1}/status/ci/datakit/a/state": b"success\n"})
+    sync = Sync(gh, branch, caps("*:r,status[ci/datakit]:x"), errors=(APIError,))
+    gh.failing.add("import_repo")
+    assert (await sync.step()).failed
+    gh.failing.discard("import_repo")
+    await sync.step(Trigger())
+    assert [w[1].state for w in gh.writes()] == [StatusState.SUCCESS]
+    assert files(branch)[f"commit/{C1}/status/ci/datakit/a/state"] == b"success\n"
+
+
+class _BusyBranch:
+    """The branch, with two client commits landing right after the bridge's
+    own commit and before the bridge reads the head back."""
+
+    def __init__(self, branch: Branch) -> None:
+        self.branch, self.armed, self.name = branch, False, branch.name
+
+    def transaction(self):  # type: ignore[no-untyped-def]
+        return self.branch.transaction()
+
+    def head(self):  # type: ignore[no-untyped-def]
+        if self.armed:
+            self.armed = False
+            client_commit(self.branch, {"notes/a": b"1"}, "client 1")
+            client_commit(self.branch, {"notes/b": b"2"}, "client 2")
+        return self.branch.head()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.branch, name)
+
+
+async def test_the_bridges_own_commit_is_found_under_later_client_commits(
+    branch: Branch,
+) -> None:
+    """Otherwise its own writes read as client changes next step, and a value
+    GitHub has since replaced (another CI finished) is sent back."""
+    gh = github()
+    busy = _BusyBranch(branch)
+    sync = Sync(gh, busy, caps(), errors=(APIError,))  # type: ignore[arg-type]
+    await sync.step()
+
+    def other(state: StatusState) -> Status:
+        return Status(R, C1, ("ci", "other"), state)
+
+    gh.state = gh.state.with_elements([other(StatusState.PENDING)])
+    busy.armed = True
+    await sync.step(Trigger(events=[StatusUpdated(other(StatusState.PENDING))]))
+    gh.state = gh.state.with_elements([other(StatusState.SUCCESS)])
+    await sync.step(Trigger(events=[StatusUpdated(other(StatusState.SUCCESS))]))
+    assert gh.writes() == []
+
+
+async def test_events_about_commits_nobody_follows_do_not_pile_up(branch: Branch) -> None:
+    gh = github()
+    sync = Sync(gh, branch, caps(), errors=(APIError,))
+    await sync.step()
+    followed = len(sync.bridge.statuses)
+    head = branch.head()
+    for batch in range(5):
+        events: list[Event] = [
+            StatusUpdated(Status(R, f"{batch:04d}{i:036d}", ("ci",), StatusState.SUCCESS))
+            for i in range(20)
+        ]
+        events.append(PRUpdated(PR(R, 1000 + batch, A, PRState.CLOSED, "t", "master", "x", ())))
+        await sync.step(Trigger(events=events))
+    assert branch.head() == head  # nothing about them was written
+    assert len(sync.bridge.statuses) == followed
+    assert not any(pr.number >= 1000 for pr in sync.bridge.prs)

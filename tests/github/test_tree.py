@@ -399,3 +399,21 @@ def test_writer_replaces_files_in_the_way(branch: Branch) -> None:
     head = branch.head()
     assert head is not None
     assert layout.read_snapshot(head.tree(), [R]) == full()
+
+
+@pytest.mark.parametrize("field", ["state", "description", "target_url"])
+def test_contexts_that_would_collide_are_skipped_not_flipped(branch: Branch, field: str) -> None:
+    """Contexts `ci` and `ci/<field>` need status/ci/<field> to be a file and
+    a directory at once: writing both must settle (the longer one skipped),
+    not flip between them and commit on every step."""
+    short = Status(R, C, ("ci",), StatusState.SUCCESS, None, None)
+    long = Status(R, C, ("ci", field), StatusState.PENDING, None, None)
+    wanted = Snapshot.of([Ref(R, ("heads", "master"), C), short, long])
+    commit_write(branch, Snapshot(), wanted)
+    head = branch.head()
+    assert head is not None
+    stored = layout.read_snapshot(head.tree(), {R})
+    assert short in stored.statuses and long not in stored.statuses
+    # The next step (the branch read back, the same wish) changes nothing.
+    assert layout.is_empty(commit_write(branch, stored, wanted))
+    assert branch.head() == head

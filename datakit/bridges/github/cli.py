@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from datakit.options import LEVELS, UsageError, log_level, seconds
+
 if TYPE_CHECKING:  # the service (trio, githubkit) loads only once the flags are good
     from datakit.bridges.github.main import Config
     from datakit.github.model import Repo
@@ -28,19 +30,7 @@ log = logging.getLogger("datakit.bridges.github")
 
 PROG = "datakit-bridge-github"
 
-LEVELS = {
-    "quiet": logging.CRITICAL + 10,
-    "error": logging.ERROR,
-    "warning": logging.WARNING,
-    "info": logging.INFO,
-    "debug": logging.DEBUG,
-}
 DESTINATIONS = ("quiet", "timestamp", "eventlog", "asl")
-
-
-class UsageError(Exception):
-    """A flag value that cannot work: one line, exit status 1 (as upstream's
-    cmdliner and the local bridge)."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -100,7 +90,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     gh.add_argument(
         "--resync-interval",
         metavar="SECONDS",
-        type=_seconds,
+        type=seconds(30 * 86400),
         default=3600.0,
         help="re-import every monitored repository at this period (default: %(default)s)",
     )
@@ -108,7 +98,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     gh.add_argument(
         "--poll-interval",
         metavar="SECONDS",
-        type=_seconds,
+        type=seconds(30 * 86400),
         help="poll every monitored repository at this period with conditional requests "
         "(default: no polling)",
     )
@@ -165,16 +155,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="auto",
         help="accepted for compatibility; the log is plain text",
     )
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not 0 < value <= 30 * 86400:
-        raise argparse.ArgumentTypeError(f"must be more than 0 and at most 30 days: {text!r}")
-    return value
 
 
 def _port(text: str, what: str) -> int:
@@ -258,18 +238,9 @@ def _secret(args: argparse.Namespace) -> bytes | None:
 
 
 def _log_level(args: argparse.Namespace) -> int:
-    if args.quiet or args.log_destination == "quiet":
+    if args.log_destination == "quiet":
         return LEVELS["quiet"]
-    if args.verbosity:
-        return LEVELS[args.verbosity]
-    if args.verbose:
-        return logging.INFO if args.verbose == 1 else logging.DEBUG
-    env = os.environ.get("DATAKIT_VERBOSE", "").strip().lower()
-    if env:
-        if env not in LEVELS:
-            raise UsageError(f"DATAKIT_VERBOSE={env!r}: use one of {', '.join(LEVELS)}")
-        return LEVELS[env]
-    return logging.WARNING
+    return log_level(quiet=args.quiet, verbosity=args.verbosity, verbose=args.verbose)
 
 
 def config_of(args: argparse.Namespace) -> Config:

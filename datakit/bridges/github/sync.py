@@ -177,6 +177,10 @@ class Sync:
         self.first = True
         self.last: Commit | None = None  # the last branch commit handled
         self.known: set[Repo] = set()  # monitored and imported
+        # Repositories whose first sync (exclusive resources: DataKit wins)
+        # is done. Per repository: one whose first import failed gets its
+        # first sync on the step that imports it.
+        self.synced: set[Repo] = set()
         self.hooked: set[Repo] = set()
         self.pending: set[ElementId] = set()  # pushes that failed: tried again
         self.to_import: set[Repo] = set()  # imports that failed: tried again
@@ -210,6 +214,7 @@ class Sync:
                 raise
             if done:
                 self.first = False
+                self.synced = set(self.known)
                 return outcome
             log.info("the branch moved during the step (attempt %d): starting over", attempt)
         log.warning(
@@ -405,13 +410,23 @@ class Sync:
         """Push what clients changed; return the snapshot to write."""
         datakit = _only(view.datakit, self.known)
         wanted = datakit.diff(_only(self.bridge, self.known))
+        fresh = self.known - self.synced  # their first sync is now
+
+        def in_fresh(item: Element | ElementId) -> bool:
+            return repo_of(item) in fresh
+
+        first = wanted.filter(in_fresh, in_fresh)
+        later = wanted.filter(lambda e: not in_fresh(e), lambda i: not in_fresh(i))
         if view.changed is not None:
             candidates = view.changed | self.pending
-            wanted = wanted.filter(lambda e: e.id in candidates, lambda i: i in candidates)
-        first = view.changed is None
-        allowed = self.capabilities.exportable(wanted, first_sync=first)
-        if not first:
-            self._explain_refused(wanted, allowed)
+            later = later.filter(lambda e: e.id in candidates, lambda i: i in candidates)
+            self._explain_refused(later, self.capabilities.exportable(later, first_sync=False))
+        allowed_first = self.capabilities.exportable(first, first_sync=True)
+        allowed_later = self.capabilities.exportable(later, first_sync=False)
+        allowed = Diff(
+            allowed_first.updates | allowed_later.updates,
+            allowed_first.removals | allowed_later.removals,
+        )
         failed: set[ElementId] = set()
         for element in allowed.sorted_updates():
             if isinstance(element, PR):
@@ -419,7 +434,10 @@ class Sync:
             elif isinstance(element, Status):
                 await self._push_status(element, failed, outcome)
         self.pending = failed
-        new = self.bridge.prune()
+        # What GitHub holds of what the bridge follows: closed PRs and
+        # commits no head points at go from memory too, or status events
+        # about other commits would pile up there forever.
+        self.bridge = new = self.bridge.prune()
         if failed:
             # Keep the client's value in the branch until GitHub takes it.
             outcome.failed = True
@@ -518,25 +536,32 @@ def _only(snapshot: Snapshot, repos: set[Repo] | frozenset[Repo]) -> Snapshot:
     return Snapshot.of(e for e in snapshot.elements() if repo_of(e) in repos)
 
 
+OWN_COMMIT_SEARCH = 256
+"""How many commits of the branch's history are searched for the bridge's
+own commit after it committed (clients may have committed on top meanwhile)."""
+
+
 def _own_commit(head: Commit | None, base: Commit | None, message: str) -> Commit | None:
     """The commit a transaction made, found from the branch head: the head
-    itself, or one parent of the automatic merge with a concurrent commit.
+    itself, or a commit below it (under the automatic merge with a
+    concurrent commit, and under whatever clients committed since).
 
     The next step's "what did clients change" starts there, so the bridge's
     own writes never read as client changes (which could send a value back
     to GitHub that a webhook has since replaced)."""
-    if head is None:
-        return None
     expected = [base] if base is not None else []
-
-    def ours(commit: Commit) -> bool:
-        return commit.message.rstrip("\n") == message.rstrip("\n") and commit.parents == expected
-
-    if ours(head):
-        return head
-    for parent in head.parents:
-        if ours(parent):
-            return parent
+    todo = [head] if head is not None else []
+    seen: set[str] = set()
+    while todo and len(seen) < OWN_COMMIT_SEARCH:
+        commit = todo.pop(0)  # breadth first: ours is near the top
+        if commit.id in seen:
+            continue
+        seen.add(commit.id)
+        if commit.message.rstrip("\n") == message.rstrip("\n") and commit.parents == expected:
+            return commit
+        if base is not None and commit.id == base.id:
+            continue  # ours is a child of base: not below it
+        todo.extend(commit.parents)
     return None
 
 

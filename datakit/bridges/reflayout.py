@@ -12,9 +12,8 @@ as "not what we want" and overwritten, never a crash.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 
-from datakit.client import DataKitError, Dir, Kind, Transaction, Tree
+from datakit.client import DataKitError, Kind, Transaction, Tree
 from datakit.github import tree as layout
 from datakit.github.model import Ref, RefId, Repo
 
@@ -29,34 +28,9 @@ def format_ref(repo: Repo, name: RefName, sha: str) -> str:
 
 
 def read_refs(tree: Tree | None, repo: Repo, namespace: str) -> dict[RefName, str]:
-    """Every ``head`` file below ``<repo>/ref/<namespace>``: name → stripped
+    """Every ref stored below ``<repo>/ref/<namespace>``: name → stripped
     content (whatever it is: a bad SHA simply differs from the wanted one)."""
-    found: dict[RefName, str] = {}
-    if tree is None:
-        return found
-    for name in _walk(tree, layout.ref_dir(RefId(repo, (namespace,))), (namespace,)):
-        try:
-            data = tree.read_file((*layout.ref_dir(RefId(repo, name)), "head"))
-        except (DataKitError, ValueError):
-            data = b""  # not a file: rewritten as one
-        found[name] = data.decode("utf-8", "replace").strip()
-    return found
-
-
-def _walk(tree: Tree, path: tuple[str, ...], name: RefName) -> Iterator[RefName]:
-    try:
-        node = tree.read(path)
-    except (DataKitError, ValueError):
-        return
-    if not isinstance(node, Dir):
-        return
-    for entry in node.names:
-        if entry == "head":
-            yield name
-            continue
-        child = (*path, entry)
-        if _is_dir(tree, child):
-            yield from _walk(tree, child, (*name, entry))
+    return {} if tree is None else layout.read_ref_heads(tree, repo, namespace)
 
 
 def _is_dir(tree: Tree | Transaction, path: tuple[str, ...]) -> bool:

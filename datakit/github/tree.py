@@ -236,6 +236,18 @@ def _walk(tree: Reader, root: Steps, leaf: str) -> Iterator[tuple[Steps, dict[st
             todo.extend((*rel, name) for name in dirs)
 
 
+def read_ref_heads(tree: Reader, repo: Repo, namespace: str) -> dict[tuple[str, ...], str]:
+    """Every ref below ``<repo>/ref/<namespace>`` (a directory holding a
+    ``head`` file, at most :data:`MAX_DEPTH` deep): name → the file's
+    stripped content, whatever it is (the local bridge rewrites what
+    differs). A branch may itself be called ``head``: only a file ends a ref."""
+    root = ref_dir(RefId(repo, (namespace,)))
+    return {
+        (namespace, *rel): files["head"].decode("utf-8", "replace").strip()
+        for rel, files in _walk(tree, root, "head")
+    }
+
+
 def _trim(data: bytes | None) -> str | None:
     return None if data is None else data.decode("utf-8", "replace").strip()
 

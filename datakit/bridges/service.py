@@ -10,6 +10,7 @@ any other). The client is blocking, so calls run in worker threads through
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -79,7 +80,10 @@ def parse_store_address(text: str) -> StoreAddress:
     t = text.strip()
     if not t:
         raise AddressError("empty metadata-store address")
-    if t.startswith(("tcp://", "unix://")):
+    if t.startswith("tcp://"):
+        _host_port(t[6:].rstrip("/"), text)  # checked here, not as a traceback in connect
+        return StoreAddress(text, t, True)
+    if t.startswith("unix://"):
         return StoreAddress(text, t, True)
     if t.startswith("file://"):
         return StoreAddress(text, "unix://" + _nonempty(t[7:], text), True)
@@ -94,6 +98,13 @@ def parse_store_address(text: str) -> StoreAddress:
         return StoreAddress(text, "tcp://" + _host_port(t[4:], text), True)
     if t.startswith("unix:"):
         return StoreAddress(text, "unix://" + _nonempty(t[5:], text), True)
+    if not os.path.exists(t):
+        # A mistyped server address ("datakit:5640") would otherwise become
+        # a new repository in the working directory, silently.
+        raise AddressError(
+            f"{text}: no such repository (a server is tcp:HOST:PORT; "
+            "git://PATH creates a repository)"
+        )
     return StoreAddress(text, t, False)
 
 

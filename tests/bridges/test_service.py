@@ -33,8 +33,6 @@ from datakit.client import Connection
         ("unix:///run/dk.sock", "unix:///run/dk.sock", True),
         ("file:///run/dk.sock", "unix:///run/dk.sock", True),
         ("git:///srv/meta.git", "/srv/meta.git", False),
-        ("/srv/meta.git", "/srv/meta.git", False),
-        ("meta", "meta", False),
     ],
 )
 def test_store_addresses(text: str, target: str, server: bool) -> None:
@@ -42,8 +40,22 @@ def test_store_addresses(text: str, target: str, server: bool) -> None:
     assert (address.target, address.server, address.text) == (target, server, text)
 
 
+def test_a_plain_path_must_be_an_existing_repository(tmp_path: Path) -> None:
+    """A mistyped server address ("datakit:5640") must not become a new
+    repository in the working directory: only git:// creates one."""
+    (tmp_path / "meta.git").mkdir()
+    address = parse_store_address(str(tmp_path / "meta.git"))
+    assert (address.target, address.server) == (str(tmp_path / "meta.git"), False)
+    with pytest.raises(AddressError, match="no such repository"):
+        parse_store_address(str(tmp_path / "datakit:5640"))
+
+
 @pytest.mark.parametrize(
-    "text", ["", "ftp://x", "tcp:", "tcp:h:0", "tcp:h:x", "tcp:h:70000", "git://", "file://"]
+    "text",
+    [
+        "", "ftp://x", "tcp:", "tcp:h:0", "tcp:h:x", "tcp:h:70000", "git://", "file://",
+        "tcp://h:99999", "tcp://h:x", "datakit:5640",
+    ],
 )
 def test_bad_store_addresses(text: str) -> None:
     with pytest.raises(AddressError):

@@ -74,9 +74,10 @@ def common_dir(git_dir: Path) -> Path:
 
 
 def _git(git_dir: Path, *args: str, input: bytes | None = None) -> bytes:
-    env = {**os.environ, **GIT_ENV, "GIT_DIR": str(git_dir)}
-    env.pop("GIT_WORK_TREE", None)
-    env.pop("GIT_INDEX_FILE", None)
+    # No GIT_* of whoever started us (a hook sets GIT_COMMON_DIR,
+    # GIT_OBJECT_DIRECTORY, ...): they would point git at another repository.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    env.update(GIT_ENV, GIT_DIR=str(git_dir))
     result = subprocess.run(
         ["git", "-c", "safe.directory=*", *args],
         input=input,
@@ -249,6 +250,10 @@ class RefWatcher:
         fd = self._inotify.fileno()
         while True:
             timeout = self.safety_interval if self.safety_interval is not None else float("inf")
+            if not self._dirs:
+                # Nothing to watch (the repository is gone for now, being
+                # re-cloned or remounted): look again soon, not at the tick.
+                timeout = min(timeout, self.poll_interval)
             with trio.move_on_after(timeout) as scope:
                 await trio.lowlevel.wait_readable(fd)
             if scope.cancelled_caught:

@@ -63,7 +63,9 @@ def parse_address(address: str) -> Address:
         host, sep, port = rest.rpartition(":")
         if not sep or not port.isdigit():
             host, port = rest, str(DEFAULT_PORT)
-        return Address(socket.AF_INET, (host.strip("[]") or "127.0.0.1", int(port)))
+        host = host.strip("[]") or "127.0.0.1"
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET  # [::1]:5640
+        return Address(family, (host, int(port)))
     for prefix in ("unix://", "file://"):
         if address.startswith(prefix):
             return Address(socket.AF_UNIX, address[len(prefix) :])
@@ -139,7 +141,7 @@ class Client:
         sock.settimeout(timeout)
         try:
             sock.connect(addr.target)
-            if addr.family == socket.AF_INET:
+            if addr.family in (socket.AF_INET, socket.AF_INET6):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError:
             sock.close()

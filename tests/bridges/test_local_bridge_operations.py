@@ -5,6 +5,7 @@ serves Prometheus metrics."""
 from __future__ import annotations
 
 import re
+import shutil
 import signal
 import time
 import urllib.request
@@ -22,6 +23,7 @@ from tests.bridges.localbridge import (
     unix_server,
     wait_for_tree,
 )
+from tests.gitrepo import git
 
 MASTER = "me/p/ref/heads/master/head"
 
@@ -176,3 +178,23 @@ def test_a_repository_that_goes_away_and_comes_back(tmp_path: Path) -> None:
             wait_for_log(b, "reading the refs of .* again")
             assert b.stop() == 0
         assert b.log().count("cannot read the refs of") == 1, b.log()
+
+
+def test_a_repository_replaced_while_watched_with_inotify(tmp_path: Path) -> None:
+    """rm -rf and a fresh clone moved into place (a deploy script): every
+    inotify watch is gone with the old directory, and the bridge must look
+    again within seconds, not at the 60 s safety tick."""
+    repo = make_repo(tmp_path / "p")
+    db = tmp_path / "db"
+    master = "me/p/ref/heads/master/head"
+    with connect(str(db)) as conn:
+        with bridge("--metadata-store", f"git://{db}", f"me/p:{repo}", log=tmp_path / "log"):
+            wait_for_tree(conn, lambda _c, t: t.exists(master))
+            git(None, "clone", "-q", str(repo), str(tmp_path / "new"))
+            new = commit(tmp_path / "new", "after re-clone")
+            shutil.rmtree(repo)
+            time.sleep(1)  # the repository is missing for a moment
+            (tmp_path / "new").rename(repo)
+            wait_for_tree(conn, lambda _c, t: head_of(t, master) == f"{new}\n", timeout=10)
+            newer = commit(repo, "one more")
+            wait_for_tree(conn, lambda _c, t: head_of(t, master) == f"{newer}\n", timeout=10)

@@ -3,15 +3,18 @@ with a timeout (watches), and walks that fail part-way."""
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
 from datakit import ninep
 from datakit.client import connect
 from datakit.client.ninep_client import Client, RemoteError
+from tests.operations.procs import datakit_process
 
 
 def test_receive_within_times_out_on_a_blocked_read(client: Client) -> None:
@@ -131,3 +134,14 @@ def test_a_dropped_connection_is_an_oserror() -> None:
     finally:
         t.join(5)
         listener.close()
+
+
+def test_an_ipv6_address_connects(tmp_path: Path) -> None:
+    """tcp://[::1]:PORT (and tcp:[::1]:PORT in the bridges) is an IPv6 socket."""
+    log = tmp_path / "serve.log"
+    both = "tcp://127.0.0.1:0,tcp://[::1]:0"  # replaces the harness's own --listen-9p
+    with log.open("wb") as err, datakit_process("--listen-9p", both, stderr=err):
+        found = re.search(rb"listening on tcp://\[::1\]:(\d+)", log.read_bytes())
+        assert found is not None
+        with connect(f"tcp://[::1]:{int(found.group(1))}") as conn:
+            assert conn.branches() == []

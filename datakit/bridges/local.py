@@ -428,6 +428,6 @@ def main(args: argparse.Namespace) -> int:
         poll_interval=args.poll_interval,
     )
     try:
-        return trio.run(service.run_until_signalled, lambda: bridge.run(listen))
+        return service.run_service(prog, lambda: bridge.run(listen))
     finally:
         store.close()

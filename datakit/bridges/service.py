@@ -58,6 +58,11 @@ STORE_OUTAGES = Counter(
 TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (OSError, EOFError, ConnectionClosed)
 
 
+class StartupError(Exception):
+    """What a service needs at start is not there (its metrics port is
+    taken): one line and exit status 1, see :func:`run_service`."""
+
+
 class AddressError(ValueError):
     """A metadata-store address that names nothing we can connect to."""
 
@@ -267,7 +272,12 @@ async def serve_prometheus(
     server's own HTTP handler, :mod:`datakit.metrics_http`)."""
     from datakit.metrics_http import serve_metrics
 
-    listeners = await trio.open_tcp_listeners(port, host=host)
+    try:
+        listeners = await trio.open_tcp_listeners(port, host=host)
+    except OSError as e:
+        raise StartupError(
+            f"--listen-prometheus {host}:{port}: {e.strerror or e}"
+        ) from None
     sockname = listeners[0].socket.getsockname()
     await trio.lowlevel.checkpoint()
     bound = (str(sockname[0]), int(sockname[1]))
@@ -287,6 +297,20 @@ def announce(text: str) -> None:
         log.info("%s", text[:1].upper() + text[1:])
     elif log.isEnabledFor(logging.WARNING):
         print(f"datakit: {text}", file=sys.stderr, flush=True)
+
+
+def run_service(prog: str, main: Callable[[], Awaitable[None]]) -> int:
+    """:func:`run_until_signalled` under trio; a :class:`StartupError`
+    (however deep in the service's task groups) is one line and exit 1."""
+    failure: BaseException | None = None
+    try:
+        return trio.run(run_until_signalled, main)
+    except* StartupError as group:
+        failure = group
+        while isinstance(failure, BaseExceptionGroup):
+            failure = failure.exceptions[0]
+    print(f"{prog}: {failure}", file=sys.stderr)
+    return 1
 
 
 def setup_logging(level: int) -> None:

@@ -97,3 +97,23 @@ def test_br_24_other_bad_arguments(tmp_path: Path) -> None:
         done = run(*args)
         assert done.returncode == 1, (args, done.stderr)
         assert message in done.stderr, (args, done.stderr)
+
+
+def test_a_metrics_port_in_use_is_one_line(tmp_path: Path) -> None:
+    """Found after BR-24: the port taken is known only once the service
+    runs; it must still be one line and exit 1, not a traceback."""
+    repo = tmp_path / "p"
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    meta = tmp_path / "meta.git"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        done = run(
+            "--metadata-store", f"git://{meta}", "--listen-prometheus", f"127.0.0.1:{port}",
+            f"me/p:{repo}",
+        )
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"--listen-prometheus 127.0.0.1:{port}" in lines[0], done.stderr
+    assert "Traceback" not in done.stderr

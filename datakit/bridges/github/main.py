@@ -362,7 +362,7 @@ def run_service(config: Config, prog: str = "datakit-bridge-github") -> int:
                   file=sys.stderr)
             return 1
     try:
-        return trio.run(service.run_until_signalled, lambda: serve(config, first=first))
+        return service.run_service(prog, lambda: serve(config, first=first))
     finally:
         if first is not None:
             _close(first)

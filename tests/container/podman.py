@@ -97,6 +97,16 @@ class Podman:
         return json.loads(self.out("image", "inspect", ref))[0]
 
     def inspect(self, container: str) -> dict:
+        # podman reads the container process's cgroup: while that process is
+        # exiting (just signalled) it can fail with "read /proc/N/cgroup: no
+        # such process". That is a moment, not an answer: ask again.
+        for _ in range(5):
+            result = self.run("container", "inspect", container, check=False)
+            if result.returncode == 0:
+                return json.loads(result.stdout)[0]
+            if "no such process" not in result.stderr:
+                break
+            time.sleep(0.2)
         return json.loads(self.out("container", "inspect", container))[0]
 
     def label(self, ref: str, name: str) -> str | None:

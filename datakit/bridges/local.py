@@ -44,7 +44,6 @@ from datakit.client import (
     NameTooLong,
     Transaction,
 )
-from datakit.client.ninep_client import ConnectionClosed
 from datakit.github.model import Repo
 from datakit.options import LEVELS, UsageError, log_level, seconds
 
@@ -417,7 +416,7 @@ def main(args: argparse.Namespace) -> int:
     log.info("Connecting to the DataKit store at %s", address.text)
     try:
         store.connect_now()
-    except (OSError, EOFError, ConnectionClosed, DataKitError, ValueError) as exc:
+    except (OSError, EOFError, DataKitError, ValueError) as exc:
         print(f"{prog}: {service.describe_connect_error(address, exc)}", file=sys.stderr)
         return 1
     bridge = LocalBridge(

@@ -28,7 +28,6 @@ from prometheus_client import (
 )
 
 from datakit.client import Connection, connect
-from datakit.client.ninep_client import ConnectionClosed
 
 T = TypeVar("T")
 log = logging.getLogger("datakit.bridges")
@@ -55,7 +54,8 @@ STORE_OUTAGES = Counter(
 
 # What a dropped connection looks like from the client: OSError as documented,
 # plus the 9p client's own end-of-stream error.
-TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (OSError, EOFError, ConnectionClosed)
+# The 9p client's ConnectionClosed is a ConnectionError, so an OSError.
+TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (OSError, EOFError)
 
 
 class StartupError(Exception):

@@ -43,7 +43,7 @@ from datakit.ci.runner import describe, run_job
 from datakit.ci.runs import Run
 from datakit.client import ABORT, AGAIN, Commit, Connection, DataKitError
 from datakit.github import tree
-from datakit.github.model import PR, PRId, PRState, Ref, RefId, Repo, Status, StatusState
+from datakit.github.model import PR, PRId, PRState, Ref, Repo, Status, StatusState
 
 log = logging.getLogger("datakit.ci")
 
@@ -525,11 +525,15 @@ class Engine:
         while changed:
             changed = False
             for other in self.runs.values():
-                if other.sha == run.sha and other not in found and other is not run:
-                    if names & set(other.job.needs):
-                        found.append(other)
-                        names.add(other.job.name)
-                        changed = True
+                if (
+                    other.sha == run.sha
+                    and other is not run
+                    and other not in found
+                    and names & set(other.job.needs)
+                ):
+                    found.append(other)
+                    names.add(other.job.name)
+                    changed = True
         return found
 
     async def rebuild_failed(self, ident: TargetId) -> int:
@@ -599,7 +603,9 @@ def _message(changes: dict[str, list[tuple[str, str]]]) -> str:
         ((label, items),) = changes.items()
         return storage.status_message(label, items)
     total = sum(len(items) for items in changes.values())
-    lines = [f"{label}:{job} -> {descr}" for label, items in changes.items() for job, descr in items]
+    lines = [
+        f"{label}:{job} -> {descr}" for label, items in changes.items() for job, descr in items
+    ]
     return f"{total} updates\n\n" + "\n".join(lines)
 
 

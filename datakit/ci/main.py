@@ -47,7 +47,9 @@ def build_parser(prog: str = PROG) -> Parser:
         description="DataKitCI: test every branch and PR of the configured projects, "
         "recording statuses, logs and results as commits in DataKit.",
     )
-    parser.add_argument("--config", required=True, metavar="FILE.toml", help="the projects and jobs")
+    parser.add_argument(
+        "--config", required=True, metavar="FILE.toml", help="the projects and their jobs"
+    )
     where = parser.add_mutually_exclusive_group()
     where.add_argument(
         "--metadata-store",
@@ -59,8 +61,7 @@ def build_parser(prog: str = PROG) -> Parser:
     parser.add_argument(
         "--web-ui",
         metavar="URL",
-        help="the web UI's public address, used in statuses' target URLs "
-        "(default: http://LISTEN/)",
+        help="the web UI's public address, used in statuses' target URLs (default: http://LISTEN/)",
     )
     parser.add_argument(
         "--listen",
@@ -100,8 +101,7 @@ def build_parser(prog: str = PROG) -> Parser:
     parser.add_argument(
         "--take-over",
         action="store_true",
-        help="start even though the database names another CI as running (it died on "
-        "another host)",
+        help="start even though the database names another CI as running (it died on another host)",
     )
     logs = parser.add_argument_group("logging")
     logs.add_argument("-v", "--verbose", action="count", default=0, help="-v info, -vv debug")
@@ -177,7 +177,7 @@ def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
         except owner.AlreadyRunning as exc:
             raise service.StartupError(str(exc)) from None
         if previous is not None:
-            log.warning("took over from a CI that is gone (pid %d on %s)", previous.pid, previous.host)
+            log.warning("took over from a CI that is gone (pid %d on %s)", *previous.where)
         try:
             async with trio.open_nursery() as nursery:
                 bound = await nursery.start(partial(serve_web, engine, host, port, token=token))

@@ -53,6 +53,10 @@ class Owner:
         except (ValueError, KeyError, TypeError):
             return None
 
+    @property
+    def where(self) -> tuple[int, str]:
+        return self.pid, self.host
+
     def provably_gone(self) -> bool:
         """True when this claim's process cannot be running any more."""
         if self.host != socket.gethostname():
@@ -83,14 +87,18 @@ def claim(conn: Connection, me: Owner, *, take_over: bool = False) -> Owner | No
     for _ in range(5):
         with branch.transaction() as tx:
             previous = Owner.decode(tx.read_file(FILE)) if tx.exists_file(FILE) else None
-            if previous is not None and previous != me and not take_over:
-                if not previous.provably_gone():
-                    since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(previous.started))
-                    raise AlreadyRunning(
-                        f"another DataKitCI is running on this database (pid {previous.pid} "
-                        f"on {previous.host}, since {since}); two would run every job twice. "
-                        f"Stop it first; if it is dead, start with --take-over"
-                    )
+            if (
+                previous is not None
+                and previous != me
+                and not take_over
+                and not previous.provably_gone()
+            ):
+                since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(previous.started))
+                raise AlreadyRunning(
+                    f"another DataKitCI is running on this database (pid {previous.pid} "
+                    f"on {previous.host}, since {since}); two would run every job twice. "
+                    f"Stop it first; if it is dead, start with --take-over"
+                )
             tx.create_or_replace_file(FILE, me.encode())
             try:
                 tx.commit(f"DataKitCI started (pid {me.pid} on {me.host})")

@@ -1,4 +1,4 @@
-"""The `datakit` command: `datakit serve`, `datakit mount` and `datakit bridge`."""
+"""The `datakit` command: `datakit serve`, `datakit mount`, `datakit bridge` and `datakit ci`."""
 
 from __future__ import annotations
 
@@ -236,6 +236,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="run a bridge: `datakit bridge local ...` or `datakit bridge github ...`",
         add_help=False,
     )
+    # Likewise `datakit ci ...` (datakit.ci.main), which needs the web stack.
+    sub.add_parser(
+        "ci",
+        help="run DataKitCI: `datakit ci --config ci.toml` (see docs/ci.md)",
+        add_help=False,
+    )
     return parser
 
 
@@ -304,6 +310,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from datakit.bridges.commands import bridge_main
 
         return bridge_main(argv[1:])
+    if argv[:1] == ["ci"]:
+        from datakit.ci.main import main as ci_main
+
+        return ci_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

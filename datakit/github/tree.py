@@ -514,6 +514,10 @@ def changed_ids(old: DKCommit | None, new: DKCommit) -> Changes:
             continue
         if not is_dirty:
             ids.add(ident)
+            if isinstance(ident, StatusId):
+                # The commit's directory comes and goes with its statuses
+                # (and holds a commit even when no status there is valid).
+                ids.add(Commit(ident.repo, ident.commit))
         elif isinstance(ident, Repo | PRId | RefId):
             (marks if present else unmarks).add(ident)
     return Changes(frozenset(ids), frozenset(marks), frozenset(unmarks))

@@ -265,6 +265,7 @@ def test_changed_ids_and_refresh(branch: Branch) -> None:
     assert changes.ids == {
         PRId(R, 3),
         StatusId(R, B, ("ci", "x")),
+        Commit(R, B),
         RefId(R, ("tags", "v1")),
     }
     refreshed = layout.refresh(second.tree(), full(), changes.ids)
@@ -290,6 +291,23 @@ def test_changed_ids_and_refresh(branch: Branch) -> None:
     assert v3 == layout.view(third) and v3.snapshot == Snapshot() and v3.monitored == set()
     assert layout.view(third, v3) is v3
     assert layout.view(None) == layout.View()
+
+
+def test_a_commit_with_no_valid_status_is_followed_like_a_full_read(branch: Branch) -> None:
+    """Junk a hypothesis run found: a file where a status directory belongs.
+    The commit directory exists (a full read has the commit) though no
+    status in it is valid, so following the branch must find it too."""
+    with branch.transaction() as t:
+        t.make_dirs("u/r/commit/u/status/u")
+        t.create_file("u/r/commit/u/status/u/u", b"x")
+        t.commit("junk")
+    head = branch.head()
+    assert head is not None
+    tree = head.tree()
+    scope = layout.repo_dirs(tree)
+    assert Commit(R, "u") in layout.read_snapshot(tree, scope).commits
+    changes = layout.changed_ids(None, head)
+    assert layout.refresh(tree, Snapshot(), changes.ids, scope) == layout.read_snapshot(tree, scope)
 
 
 def test_readme_and_monitor(branch: Branch) -> None:

@@ -172,13 +172,9 @@ entries = st.lists(
 )
 
 
-# Derandomized: a random run once found junk (a file where a status
-# directory belongs) on which refresh() and a full read disagree about a
-# commit (not fixed yet, see the issue 10 note); the run is made repeatable.
 @settings(
     max_examples=60,
     deadline=None,
-    derandomize=True,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(entries=entries)

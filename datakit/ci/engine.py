@@ -1,0 +1,612 @@
+"""The CI engine (spec ci.md B.3): follow ``github-metadata``, keep one set
+of runs per target head, run them in a bounded pool, and write what happens
+back as commit statuses, result branches and history.
+
+Everything is trio in one process; the client is blocking, so every store
+call goes through :meth:`datakit.bridges.service.Store.run` (a worker thread,
+retried on a new connection when the database restarts). The engine is also
+the web UI's :class:`~datakit.ci.model.CIView`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from datakit.bridges.service import TRANSPORT_ERRORS, Store
+from datakit.ci import metrics, storage
+from datakit.ci.config import target_matches
+from datakit.ci.livelog import LiveLog
+from datakit.ci.mirror import Mirror, SourceError
+from datakit.ci.model import (
+    CONTEXT_PREFIX,
+    CIConfig,
+    HistoryEntry,
+    JobSpec,
+    JobState,
+    ProjectSpec,
+    RunResult,
+    Summary,
+    TargetId,
+    TargetView,
+)
+from datakit.ci.naming import result_branch, target_url
+from datakit.ci.runner import describe, run_job
+from datakit.ci.runs import Run
+from datakit.client import ABORT, AGAIN, Commit, Connection, DataKitError
+from datakit.github import tree
+from datakit.github.model import PR, PRId, PRState, Ref, Repo, Status, StatusState
+
+log = logging.getLogger("datakit.ci")
+
+BRANCH = tree.BRANCH
+FLUSH_DELAY = 0.05  # gather the status changes of one moment into one commit
+RETRY_DELAY = 1.0
+
+
+@dataclass
+class Target:
+    """A PR or ref being tested: its head and the runs of its jobs."""
+
+    id: TargetId
+    head: str
+    title: str = ""
+    runs: dict[str, Run] = field(default_factory=dict)
+    history: str | None = None
+    metadata_commit: str | None = None
+
+
+def target_label(ident: TargetId) -> str:
+    """How a target is written in commit messages and the environment:
+    ``me/p/prs/5``, ``me/p/heads/master`` (the ``--canary`` syntax)."""
+    if isinstance(ident, PRId):
+        return f"{ident.repo}/prs/{ident.number}"
+    return f"{ident.repo}/{'/'.join(ident.name)}"
+
+
+class Engine:
+    def __init__(
+        self,
+        config: CIConfig,
+        store: Store,
+        *,
+        web_ui: str,
+        workdir: Path,
+        canaries: Iterable[TargetId] = (),
+        pool_size: int = 2,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.web_ui = web_ui
+        self.workdir = workdir
+        self.canaries = frozenset(canaries)
+        self.pool = trio.CapacityLimiter(pool_size)
+        self.mirrors = {p.repo: Mirror(workdir, p.repo, p.source) for p in config.projects}
+        self.active: dict[TargetId, Target] = {}
+        self.runs: dict[str, Run] = {}  # by result branch
+        self._dirty: set[Run] = set()
+        self._dirty_targets: set[TargetId] = set()
+        self._wake_flush = trio.Event()
+        self._wake_eval = trio.Event()
+        self._nursery: trio.Nursery | None = None
+        self._view: tree.View | None = None
+        self._first = True
+        self.evaluations = 0
+        self.ready = trio.Event()  # set after the first evaluation
+
+    # --- the main loop --------------------------------------------------
+
+    async def run(self) -> None:
+        repos = [p.repo for p in self.config.projects]
+        await self.store.run(partial(storage.ensure_monitors, repos=repos))
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            nursery.start_soon(self._follow_metadata)
+            nursery.start_soon(self._flusher)
+            await self._evaluate_loop()
+
+    async def _follow_metadata(self) -> None:
+        """Wake the evaluation at each new head of ``github-metadata`` (and
+        after each reconnection: the wait sees the current head first)."""
+        cancel = threading.Event()
+
+        def on_head(head: Commit | None) -> object:
+            try:
+                trio.from_thread.run_sync(self._wake_eval.set)
+            except trio.RunFinishedError:
+                return ABORT
+            return AGAIN
+
+        def wait(conn: Connection) -> object:
+            return conn.branch(BRANCH).wait_for_head(on_head, cancel=cancel)
+
+        try:
+            while not cancel.is_set():
+                try:
+                    await self.store.run(wait)
+                except (DataKitError, ValueError) as exc:
+                    log.warning("watching %s failed: %s; again in 1 s", BRANCH, exc)
+                    await trio.sleep(RETRY_DELAY)
+        finally:
+            cancel.set()
+
+    async def _evaluate_loop(self) -> None:
+        while True:
+            await self._wake_eval.wait()
+            self._wake_eval = trio.Event()
+            try:
+                view = await self.store.run(self._read_view)
+            except Exception as exc:  # junk in the branch must not stop the CI
+                log.warning("reading %s failed: %s; again in 1 s", BRANCH, exc)
+                log.debug("the failed read", exc_info=True)
+                await trio.sleep(RETRY_DELAY)
+                self._wake_eval.set()
+                continue
+            self._view = view
+            self._reconcile(view)
+            self.evaluations += 1
+            if self._first:
+                self._first = False
+                self._recover_stale(view)
+                self.ready.set()
+
+    def _read_view(self, conn: Connection) -> tree.View:
+        head = conn.branch(BRANCH).head
+        previous = self._view
+        if previous is None:
+            return tree.view(head)
+        try:
+            return tree.view(head, previous)
+        except TRANSPORT_ERRORS:
+            # The previous head belongs to a connection that is gone: read
+            # everything again on this one (its own errors go to Store.run).
+            return tree.view(head)
+
+    # --- targets and runs -------------------------------------------------
+
+    def wanted(self, view: tree.View) -> dict[TargetId, tuple[str, str]]:
+        """The targets to test at this head: ``{id: (head sha, title)}``."""
+        found: dict[TargetId, tuple[str, str]] = {}
+        snapshot = view.snapshot
+        for project in self.config.projects:
+            if project.repo not in view.monitored:
+                continue
+            prs: Iterable[PR] = (p for p in snapshot.prs if p.repo == project.repo)
+            refs: Iterable[Ref] = (r for r in snapshot.refs if r.repo == project.repo)
+            for pr in prs:
+                if pr.state is PRState.OPEN and self._selected(project, pr.id):
+                    found[pr.id] = (pr.head, pr.title)
+            for ref in refs:
+                if self._selected(project, ref.id):
+                    found[ref.id] = (ref.head, "")
+        return found
+
+    def _selected(self, project: ProjectSpec, ident: TargetId) -> bool:
+        if self.canaries and ident not in self.canaries:
+            return False
+        return target_matches(project, ident)
+
+    def _reconcile(self, view: tree.View) -> None:
+        wanted = self.wanted(view)
+        metadata = view.head.id if view.head is not None else None
+        for ident in list(self.active):
+            if ident not in wanted:
+                target = self.active.pop(ident)
+                why = "closed" if isinstance(ident, PRId) else "deleted"
+                self._release(target, ident, f"cancelled: {target_label(ident)} {why}")
+                log.info("%s is no longer a target", target_label(ident))
+        for ident, (head, title) in wanted.items():
+            target = self.active.get(ident)
+            if target is not None and target.head == head:
+                target.title = title
+                continue
+            if target is not None:
+                self._release(target, ident, f"cancelled: superseded by {head}")
+            project = self.config.project(ident.repo)
+            assert project is not None
+            target = Target(ident, head, title, metadata_commit=metadata)
+            self.active[ident] = target
+            for job in project.jobs:
+                target.runs[job.name] = self._run_for(project, job, head, ident)
+            self._dirty_targets.add(ident)
+            self._poke_flush()
+            log.info("%s at %s: %d jobs", target_label(ident), head[:12], len(project.jobs))
+        for kind in ("pr", "ref"):
+            count = sum(1 for t in self.active if isinstance(t, PRId) == (kind == "pr"))
+            metrics.ACTIVE_TARGETS.labels(kind).set(count)
+
+    def _run_for(self, project: ProjectSpec, job: JobSpec, sha: str, ident: TargetId) -> Run:
+        branch = result_branch(job, sha)
+        run = self.runs.get(branch)
+        if run is None:
+            run = Run(branch, project, job, sha, on_change=self._changed)
+            self.runs[branch] = run
+            self._start(run, ident)
+        run.targets.add(ident)
+        return run
+
+    def _release(self, target: Target, ident: TargetId, reason: str) -> None:
+        """``ident`` no longer needs ``target``'s runs: cancel those no
+        other target needs (#625), and forget the finished ones."""
+        for run in target.runs.values():
+            run.targets.discard(ident)
+            if run.targets:
+                continue
+            if run.cancel(reason):
+                log.info("%s: %s", run.title, reason)
+            else:
+                self.runs.pop(run.branch, None)
+
+    def _start(self, run: Run, ident: TargetId | None) -> None:
+        assert self._nursery is not None
+        self._nursery.start_soon(self._execute, run, ident, run.generation)
+
+    def _changed(self, run: Run) -> None:
+        self._dirty.add(run)
+        self._dirty_targets.update(run.targets)
+        self._poke_flush()
+
+    def _poke_flush(self) -> None:
+        self._wake_flush.set()
+
+    # --- executing one run --------------------------------------------------
+
+    async def _execute(self, run: Run, ident: TargetId | None, generation: int) -> None:
+        with trio.CancelScope() as scope:
+            run.scope = scope
+            try:
+                await self._execute_in_scope(run, ident)
+            except Exception as exc:  # a bug in one run must not stop the others
+                log.exception("%s: unexpected error", run.title)
+                run.set(JobState.FAILURE, f"internal error: {type(exc).__name__}")
+        if run.generation != generation:
+            return  # restarted (rebuild) while this attempt was being cancelled
+        if run.cancel_reason is not None and not (run.state and run.state.finished):
+            await self._cancelled(run)
+        if not run.targets:
+            self.runs.pop(run.branch, None)
+
+    async def _execute_in_scope(self, run: Run, ident: TargetId | None) -> None:
+        stored = await self.store.run(partial(storage.read_run, branch=run.branch))
+        if stored is not None and stored.result is not None and not stored.rebuild_requested:
+            self._finish(run, stored.result, stored.commit)
+            return
+        for need in run.job.needs:
+            run.set(JobState.WAITING, f"Waiting for {need}")
+            dependency = self._dependency(run, need)
+            await dependency.done.wait()
+            if dependency.state is not JobState.SUCCESS:
+                run.set(JobState.FAILURE, f"blocked by {need}")
+                return
+        run.set(JobState.QUEUED, "Queued")
+        metrics.QUEUE_LENGTH.inc()
+        try:
+            await self.pool.acquire_on_behalf_of(run)
+        finally:
+            metrics.QUEUE_LENGTH.dec()
+        try:
+            result = await self._run_job(run, ident)
+        finally:
+            self.pool.release_on_behalf_of(run)
+        if result is None:
+            return
+        with trio.CancelScope(shield=True):
+            commit = await self.store.run(
+                partial(storage.write_run, branch=run.branch, result=result)
+            )
+        self._finish(run, result, commit)
+        metrics.JOBS.labels(result.state.value).inc()
+        metrics.JOB_DURATION.observe(result.duration)
+
+    def _dependency(self, run: Run, need: str) -> Run:
+        job = run.project.job(need)
+        assert job is not None  # the configuration checked needs
+        existing = self.runs.get(result_branch(job, run.sha))
+        if existing is not None:
+            existing.targets.update(run.targets)
+            return existing
+        dependency = Run(result_branch(job, run.sha), run.project, job, run.sha)
+        dependency.on_change = self._changed
+        dependency.targets.update(run.targets)
+        self.runs[dependency.branch] = dependency
+        self._start(dependency, next(iter(run.targets), None))
+        return dependency
+
+    async def _run_job(self, run: Run, ident: TargetId | None) -> RunResult | None:
+        run.log = LiveLog()
+        run.set(JobState.RUNNING, f"Running {run.job.name}")
+        metrics.RUNNING.inc()
+        try:
+            mirror = self.mirrors[run.project.repo]
+            try:
+                await mirror.ensure(run.sha, ident)
+                env = {"DATAKIT_CI_COMMIT": run.sha}
+                if ident is not None:
+                    env["DATAKIT_CI_TARGET"] = target_label(ident)
+                env.update(run.job.env)
+                async with mirror.checkout(run.sha) as checkout:
+                    outcome = await run_job(run.job, checkout, env, run.log)
+            except SourceError as exc:
+                # Not stored: the source may come back; the next start tries again.
+                run.log.write(f"datakit-ci: {exc}\n".encode())
+                run.log.close()
+                run.set(JobState.FAILURE, f"source unavailable: {exc}"[:140])
+                return None
+            description, failure = describe(run.job, outcome)
+            run.log.close()
+            return RunResult(
+                description=description,
+                failure=failure,
+                exit_status=outcome.exit_status,
+                duration=outcome.duration,
+                log=run.log.snapshot(),
+            )
+        finally:
+            metrics.RUNNING.dec()
+
+    async def _cancelled(self, run: Run) -> None:
+        if run.state is None:
+            return  # cancelled while looking up its result: nothing was said about it
+        reason = run.cancel_reason or "cancelled"
+        metrics.JOBS.labels("cancelled").inc()
+        if run.log is not None:
+            run.log.write(f"\ndatakit-ci: {reason}\n".encode())
+            run.log.close()
+        if run.keep_cancelled:
+            result = RunResult(
+                description=reason,
+                failure=reason,
+                exit_status=None,
+                duration=_elapsed(run),
+                log=run.log.snapshot() if run.log is not None else b"",
+            )
+            with trio.CancelScope(shield=True):
+                try:
+                    run.saved = await self.store.run(
+                        partial(storage.write_run, branch=run.branch, result=result)
+                    )
+                except DataKitError as exc:
+                    log.warning("%s: storing the cancellation failed: %s", run.title, exc)
+        run.set(JobState.FAILURE, reason)
+
+    def _finish(self, run: Run, result: RunResult, commit: str) -> None:
+        run.saved = commit
+        run.set(result.state, result.description)
+
+    # --- statuses and history -----------------------------------------------
+
+    async def _flusher(self) -> None:
+        while True:
+            await self._wake_flush.wait()
+            self._wake_flush = trio.Event()
+            await trio.sleep(FLUSH_DELAY)
+            runs, self._dirty = self._dirty, set()
+            targets, self._dirty_targets = self._dirty_targets, set()
+            try:
+                await self._flush(runs, targets)
+            except Exception as exc:  # logged and retried with the next change
+                log.warning("writing statuses failed: %s; again in 1 s", exc)
+                log.debug("the failed write", exc_info=True)
+                self._dirty |= runs
+                self._dirty_targets |= targets
+                await trio.sleep(RETRY_DELAY)
+                self._wake_flush.set()
+
+    def _status(self, run: Run) -> Status | None:
+        if run.state is None:
+            return None
+        return Status(
+            repo=run.project.repo,
+            commit=run.sha,
+            context=run.job.context,
+            state=run.state.status,
+            description=run.description,
+            target_url=target_url(self.web_ui, run.project.repo, run.sha, run.job.name),
+        )
+
+    async def _flush(self, runs: set[Run], targets: set[TargetId]) -> None:
+        statuses: list[Status] = []
+        changes: dict[str, list[tuple[str, str]]] = {}
+        for run in sorted(runs, key=lambda r: (r.sha, r.job.name)):
+            status = self._status(run)
+            if status is None:
+                continue
+            statuses.append(status)
+            label = target_label(min(run.targets)) if run.targets else run.sha[:12]
+            changes.setdefault(label, []).append((run.job.name, run.description))
+        if statuses:
+            message = _message(changes)
+            if await self.store.run(
+                partial(storage.write_statuses, statuses=statuses, message=message)
+            ):
+                metrics.STATUS_UPDATES.inc(len(statuses))
+        for ident in sorted(targets):
+            target = self.active.get(ident)
+            if target is None or any(r.state is None for r in target.runs.values()):
+                continue  # gone, or still looking up results: written later
+            outputs = {name: self._output(run) for name, run in target.runs.items()}
+            summary = Summary.of({n: r.state for n, r in target.runs.items() if r.state})
+            commit = await self.store.run(
+                partial(
+                    storage.write_history,
+                    ident=ident,
+                    source_commit=target.head,
+                    metadata_commit=target.metadata_commit,
+                    outputs=outputs,
+                    summary=summary,
+                )
+            )
+            if commit is not None:
+                target.history = commit
+
+    def _output(self, run: Run) -> storage.JobOutput:
+        logs: Any = None
+        if run.saved is not None:
+            logs = {
+                "title": run.job.name,
+                "branch": run.branch,
+                "commit": run.saved,
+                "failed": run.state is JobState.FAILURE,
+            }
+        elif run.log is not None and not run.log.closed:
+            logs = {"branch": run.branch}
+        state = run.state or JobState.QUEUED
+        return storage.JobOutput(state.status.value, run.description, logs)
+
+    def _recover_stale(self, view: tree.View) -> None:
+        """Spec B.3 step 6: a ``pending`` ``ci/datakit/*`` status left by a
+        CI that died, on a commit no target has any more, would stay pending
+        forever: say it was abandoned. (Pending statuses on current heads
+        are rewritten by their runs.)"""
+        current = {(r.project.repo, r.sha, r.job.name) for r in self.runs.values()}
+        stale: list[Status] = []
+        for status in view.snapshot.statuses:
+            ctx = status.context
+            if (
+                status.state is StatusState.PENDING
+                and ctx[: len(CONTEXT_PREFIX)] == CONTEXT_PREFIX
+                and len(ctx) == len(CONTEXT_PREFIX) + 1
+                and self.config.project(status.repo) is not None
+                and (status.repo, status.commit, ctx[-1]) not in current
+            ):
+                stale.append(
+                    Status(
+                        status.repo,
+                        status.commit,
+                        ctx,
+                        StatusState.FAILURE,
+                        "cancelled: no longer a target (found pending at start)",
+                        status.target_url,
+                    )
+                )
+        if stale and self._nursery is not None:
+            message = f"{len(stale)} updates\n\n" + "\n".join(
+                f"{s.repo}/{s.commit[:12]}:{s.context[-1]} -> {s.description}" for s in stale
+            )
+            self._nursery.start_soon(self._write_stale, stale, message)
+
+    async def _write_stale(self, stale: list[Status], message: str) -> None:
+        try:
+            await self.store.run(partial(storage.write_statuses, statuses=stale, message=message))
+        except DataKitError as exc:
+            log.warning("clearing stale pending statuses failed: %s", exc)
+
+    # --- actions (the web UI) ----------------------------------------------
+
+    async def rebuild(self, branch: str) -> bool:
+        if not await self.store.run(partial(storage.request_rebuild, branch=branch)):
+            return False
+        run = self.runs.get(branch)
+        if run is not None:
+            self._restart(run)
+            for dependant in self._dependants(run):
+                self._restart(dependant)
+        return True
+
+    def _restart(self, run: Run) -> None:
+        run.cancel("cancelled: rebuild requested")
+        run.restart()
+        self._changed(run)
+        self._start(run, min(run.targets) if run.targets else None)
+
+    def _dependants(self, run: Run) -> list[Run]:
+        """Runs on the same commit that need ``run``, transitively."""
+        found: list[Run] = []
+        names = {run.job.name}
+        changed = True
+        while changed:
+            changed = False
+            for other in self.runs.values():
+                if (
+                    other.sha == run.sha
+                    and other is not run
+                    and other not in found
+                    and names & set(other.job.needs)
+                ):
+                    found.append(other)
+                    names.add(other.job.name)
+                    changed = True
+        return found
+
+    async def rebuild_failed(self, ident: TargetId) -> int:
+        target = self.active.get(ident)
+        if target is None:
+            return 0
+        count = 0
+        for run in list(target.runs.values()):
+            if run.state is JobState.FAILURE and await self.rebuild(run.branch):
+                count += 1
+        return count
+
+    async def cancel(self, branch: str) -> bool:
+        run = self.runs.get(branch)
+        if run is None:
+            return False
+        return run.cancel("cancelled by a user", keep=True)
+
+    # --- reading (the web UI) -----------------------------------------------
+
+    def target_view(self, target: Target) -> TargetView:
+        return TargetView(
+            id=target.id,
+            head=target.head,
+            jobs=tuple(run.view() for run in target.runs.values()),
+            title=target.title,
+            history=target.history,
+        )
+
+    def targets(self, repo: Repo | None = None) -> list[TargetView]:
+        return [
+            self.target_view(t)
+            for ident, t in sorted(self.active.items())
+            if repo is None or ident.repo == repo
+        ]
+
+    def target(self, ident: TargetId) -> TargetView | None:
+        target = self.active.get(ident)
+        return self.target_view(target) if target is not None else None
+
+    def live_log(self, branch: str) -> LiveLog | None:
+        run = self.runs.get(branch)
+        if run is None or run.log is None or run.saved is not None:
+            return None
+        return run.log
+
+    async def saved_log(self, branch: str, commit: str) -> bytes | None:
+        return await self.store.run(partial(storage.read_log, branch=branch, commit=commit))
+
+    async def history(self, ident: TargetId, limit: int = 20) -> list[HistoryEntry]:
+        return await self.store.run(partial(storage.read_history, ident=ident, limit=limit))
+
+    async def builds_of_commit(self, repo: Repo, sha: str) -> list[tuple[TargetId, str]]:
+        return await self.store.run(partial(storage.builds_of_commit, repo=repo, sha=sha))
+
+
+def _elapsed(run: Run) -> float:
+    if run.started is None:
+        return 0.0
+    return max(0.0, (run.finished or time.time()) - run.started)
+
+
+def _message(changes: dict[str, list[tuple[str, str]]]) -> str:
+    """Upstream's wording (spec A.3 step 3) for one target; ``N updates``
+    and the list for several."""
+    if len(changes) == 1:
+        ((label, items),) = changes.items()
+        return storage.status_message(label, items)
+    total = sum(len(items) for items in changes.values())
+    lines = [
+        f"{label}:{job} -> {descr}" for label, items in changes.items() for job, descr in items
+    ]
+    return f"{total} updates\n\n" + "\n".join(lines)
+
+
+__all__ = ["Engine", "Target", "target_label"]

@@ -43,7 +43,7 @@ WEB_UI = "http://ci.example/"
 TIMEOUT = 60.0  # generous: the machine is shared; nothing asserts speed
 REPO = "me/p"
 
-_ANNOUNCED_WEB = re.compile(r"web UI at (http://[^/\s]+)/")
+_ANNOUNCED_WEB = re.compile(r"[Ww]eb UI at (http://[^/\s]+)/")
 _ANNOUNCED_METRICS = re.compile(r"[Mm]etrics at (http://[^/\s]+/metrics)")
 
 
@@ -478,6 +478,7 @@ class CIStack:
             "--workdir", str(self.workdir),
             "--web-ui", WEB_UI,
             "--token-file", str(self.token_file),
+            "-v",  # info: what each run did, for the failure messages
             *extra,
         ]
 

@@ -573,6 +573,22 @@ class CIStack:
         return {job: self.wait_status(sha, job, lambda s: s.state in ("success", "failure"),
                                       timeout) for job in jobs}
 
+    def wait_history(self, branch: str, sha: str, jobs: dict[str, str]) -> Commit:
+        """Until the history branch's head is about ``sha`` with these job
+        states (the history is written just after the statuses)."""
+        def done() -> Commit | None:
+            head = self.conn.branch(branch).head()
+            if head is None or (read(head.tree(), "source-commit") or b"").strip() != sha.encode():
+                return None
+            for job, state in jobs.items():
+                raw = read(head.tree(), f"job/{job}/output")
+                if raw is None or json.loads(raw)["result"]["status"] != state:
+                    return None
+            return head
+
+        found: Commit = wait_until(done, f"{branch} recording {jobs} for {sha}", why=self.why)
+        return found
+
     # processes
 
     def wait_marker(self, mark: str, exclude: Iterable[Proc] = ()) -> list[Proc]:

@@ -13,7 +13,7 @@ def test_ci_06_cache_across_restarts(ci_stack: CIStack) -> None:
     done = stack.wait_status(m1, "ok", "success")
     (branch,) = result_branches(stack.conn, "ok", m1)
     result = stack.conn.branch(branch).head()
-    history = stack.conn.branch("status-me-p-ref-heads-master").head()
+    history = stack.wait_history("status-me-p-ref-heads-master", m1, {"ok": "success"})
     assert stack.runs_of("ok") == 1
     stack.stop()
     before = stack.meta.head()

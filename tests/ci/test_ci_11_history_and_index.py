@@ -18,6 +18,7 @@ def test_ci_11_history_and_index(ci_stack: CIStack) -> None:
     stack.wait_status(m1, "ok", "success")
     m2 = stack.commit("m2")
     stack.wait_status(m2, "ok", "success")
+    stack.wait_history(HISTORY, m2, {"ok": "success"})
 
     history = list(reversed(first_parent(stack.conn.branch(HISTORY))))  # oldest first
     assert history, stack.conn.branches()

@@ -47,4 +47,21 @@ HEALTHCHECK NONE
 ENTRYPOINT []
 CMD ["sh", "-c", "datakit mount -p \"$DATAKIT_PORT\" \"$(getent hosts \"$DATAKIT_HOST\" | cut -d' ' -f1)\" /db && ls /db && exec sh"]
 
+
+# DataKitCI (compose profile `ci`): the runtime plus the test tools the
+# self-CI jobs of deploy/self-ci.toml use. It handles SIGTERM itself.
+FROM runtime AS ci
+USER root
+COPY --from=build /src /tmp/src
+RUN /opt/datakit/bin/pip install --no-cache-dir '/tmp/src[test]' \
+ && rm -rf /tmp/src \
+ && mkdir -p /var/lib/datakit-ci && chown datakit:datakit /var/lib/datakit-ci
+USER datakit
+STOPSIGNAL SIGTERM
+EXPOSE 8080
+HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
+  CMD ["python", "-c", "import socket; socket.create_connection(('127.0.0.1', 8080), 4).close()"]
+ENTRYPOINT ["datakit", "ci"]
+CMD ["--config", "/etc/datakit-ci/ci.toml", "--listen", "0.0.0.0:8080"]
+
 FROM runtime

@@ -379,6 +379,7 @@ class Engine:
 
     def _finish(self, run: Run, result: RunResult, commit: str) -> None:
         run.saved = commit
+        run.elapsed = result.duration
         run.set(result.state, result.description)
 
     # --- statuses and history -----------------------------------------------

@@ -170,11 +170,12 @@ class JobView:
     live: bool = False
     started: float | None = None
     finished: float | None = None
+    elapsed: float | None = None  # a stored result's duration (no times kept)
 
     @property
     def duration(self) -> float | None:
         if self.started is None:
-            return None
+            return self.elapsed
         return (self.finished or time.time()) - self.started
 
 

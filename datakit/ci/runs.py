@@ -32,6 +32,7 @@ class Run:
     finished: float | None = None
     log: LiveLog | None = None
     saved: str | None = None  # the result branch commit holding the log
+    elapsed: float | None = None  # the stored result's duration
     done: trio.Event = field(default_factory=trio.Event)
     scope: trio.CancelScope | None = None
     cancel_reason: str | None = None
@@ -63,6 +64,7 @@ class Run:
         self.description = ""
         self.started = self.finished = None
         self.saved = None
+        self.elapsed = None
         self.log = None
         self.cancel_reason = None
         self.keep_cancelled = False
@@ -90,4 +92,5 @@ class Run:
             live=live,
             started=self.started,
             finished=self.finished,
+            elapsed=self.elapsed,
         )

@@ -55,7 +55,7 @@ def serve_config(service: dict[str, Any]) -> ServeConfig:
 
 
 def test_services_exist(compose: dict[str, Any]) -> None:
-    assert set(compose["services"]) == {"datakit", "client", "prometheus", "bridge-local"}
+    assert set(compose["services"]) == {"datakit", "client", "prometheus", "bridge-local", "ci"}
 
 
 def test_local_bridge_service(compose: dict[str, Any]) -> None:
@@ -66,7 +66,7 @@ def test_local_bridge_service(compose: dict[str, Any]) -> None:
     from datakit.bridges.service import parse_store_address
 
     service = compose["services"]["bridge-local"]
-    assert service["profiles"] == ["bridge-local"]
+    assert service["profiles"] == ["bridge-local", "ci"]
     assert service["image"] == compose["services"]["datakit"]["image"]
     assert service["entrypoint"] == ["datakit-bridge-local-git"]
     parser = Parser(prog=local.PROG)
@@ -80,6 +80,48 @@ def test_local_bridge_service(compose: dict[str, Any]) -> None:
     [volume] = service["volumes"]
     assert volume.endswith(f":{path}:ro")
     assert "datakit" in service["depends_on"]
+    assert service_listen(args.listen_prometheus) == ("0.0.0.0", 9092)
+
+
+def service_listen(text: str) -> tuple[str, int]:
+    from datakit.bridges.service import parse_listen
+
+    return parse_listen(text)
+
+
+def test_ci_service(compose: dict[str, Any], prometheus_config: dict[str, Any]) -> None:
+    """DataKitCI under the `ci` profile: its command parses, its configuration
+    (deploy/self-ci.toml, mounted where --config points) loads, it tests the
+    repository the bridge publishes, under the name the bridge gives it, and
+    Prometheus scrapes the bridge and the CI."""
+    from datakit.ci.config import load_config
+    from datakit.ci.main import build_parser as ci_parser
+
+    service = compose["services"]["ci"]
+    assert service["profiles"] == ["ci"]
+    assert service["build"]["target"] == "ci" and stage("ci").name == "ci"
+    assert service["entrypoint"] == ["datakit", "ci"]
+    command = [a.replace("${CI_CONFIG:-/etc/datakit-ci/ci.toml}", "/etc/datakit-ci/ci.toml")
+               for a in service["command"]]  # fmt: skip
+    args = ci_parser().parse_args(command)
+    mounts = {dst: src for src, dst, *_ in (v.split(":") for v in service["volumes"])}
+    config = load_config(REPO / mounts[args.config])
+    bridge = compose["services"]["bridge-local"]
+    published = bridge["command"][-1].split(":", 1)
+    [project] = config.projects
+    assert project.source == published[1] == "/repos/project"
+    assert mounts["/repos/project"] == "${LOCAL_REPO:-.}"
+    assert args.metadata_store == "tcp:datakit:5640"
+    host, port = service_listen(args.listen)
+    assert host == "0.0.0.0"
+    assert [c for _, _, c in port_mappings(service)] == [port]
+    targets = {
+        target
+        for job in prometheus_config["scrape_configs"]
+        for static in job.get("static_configs", [])
+        for target in static["targets"]
+    }
+    assert {f"ci:{port}", "bridge-local:9092", "datakit:9090"} <= targets
 
 
 def test_datakit_service_serves_the_volume_with_metrics(compose: dict[str, Any]) -> None:

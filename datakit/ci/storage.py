@@ -209,7 +209,7 @@ def write_run(conn: Connection, branch: str, result: RunResult) -> str:
         tx.create_file((VALUE, "description"), result.description.encode("utf-8", "replace"))
         if result.exit_status is not None:
             tx.create_file((VALUE, "exit-status"), f"{result.exit_status}\n".encode())
-        tx.create_file((VALUE, "duration"), f"{result.duration:.3f}\n".encode())
+        tx.create_file((VALUE, "duration"), f"{float(result.duration)!r}\n".encode())
         parents = tx.parents()
         if parents and not tx.diff(parents[0]):
             return None  # the same result again: no empty commit
@@ -294,7 +294,10 @@ class JobOutput:
     @classmethod
     def from_json(cls, data: bytes) -> JobOutput:
         """ValueError unless ``data`` has upstream's shape."""
-        doc = json.loads(data.decode("utf-8"))
+        try:
+            doc = json.loads(data.decode("utf-8"))
+        except RecursionError:  # "[[[[…" nested past the interpreter's limit
+            raise ValueError("JSON nested too deeply") from None
         if not isinstance(doc, dict) or not isinstance(doc.get("result"), dict):
             raise ValueError("no result object")
         status, descr = doc["result"].get("status"), doc["result"].get("descr")
@@ -404,7 +407,10 @@ def _write_index(conn: Connection, ident: TargetId, sha: str, history: str) -> N
         _put(tx, path, history.encode())
         return f"Update {sub}:{sha} -> {history}"
 
-    _commit(conn.branch(naming.INDEX_BRANCH), fill)
+    try:
+        _commit(conn.branch(naming.INDEX_BRANCH), fill)
+    except (Conflict, DoesNotExist) as exc:  # the history is written; the index can lag
+        log.warning("commit-index entry for %s at %s not written: %s", ident, sha, exc)
 
 
 _STATES = {"success": JobState.SUCCESS, "failure": JobState.FAILURE}

@@ -18,6 +18,7 @@ from datakit.client import Conflict, Connection, Transaction, connect
 from datakit.github import tree as gh
 from datakit.github.model import PRId, RefId, Repo, Status, StatusState
 from tests.gitrepo import git
+from tests.operations.procs import datakit_process
 from tests.serverthread import running_server
 
 ME_P = Repo("me", "p")
@@ -293,6 +294,8 @@ def test_hostile_history_and_index(conn: Connection, caplog: pytest.LogCaptureFi
         tx.make_dirs("job/list")
         tx.create_file("job/list/output", b"[1, 2]")
         tx.replace_file("summary", b"purple")
+        tx.make_dirs("job/deep")
+        tx.create_file("job/deep/output", b"[" * 100_000 + b"]" * 100_000)
 
     bad = _junk(conn, branch, junk)
     no_source = _junk(conn, branch, lambda tx: tx.remove("source-commit"))
@@ -459,3 +462,29 @@ def test_source_is_datakit_store_written_by_datakit(tmp_path: Path) -> None:
     with connect(tmp_path / "db.git") as c:
         storage.ensure_monitors(c, [ME_P])
     assert storage.source_is_datakit_store(str(tmp_path / "db.git")) is True
+
+
+# --- a `datakit serve --git` process, read back with git ---------------------------------
+
+
+def test_results_readable_with_git(tmp_path: Path) -> None:
+    """What the CI stores through a real server on disk is there for scripts:
+    `git log` shows upstream's messages, `git show` the files."""
+    db = tmp_path / "db.git"
+    with (
+        datakit_process("--git", str(db)) as (port, _metrics, _proc),
+        connect(f"tcp://127.0.0.1:{port}", timeout=30) as c,
+    ):
+        commit = storage.write_run(c, BRANCH, FAILED)
+        out = {"test": JobOutput("failure", FAILED.description, _saved(BRANCH, commit, True))}
+        history = storage.write_history(c, MASTER, SHA1, None, out, Summary.FAILURE)
+        status = _status(SHA1, "test", StatusState.FAILURE, FAILED.description)
+        storage.write_statuses(c, [status], "Set me/p/ref/heads/master:test to x")
+    assert git(db, "log", "--format=%s", BRANCH) == "Cached failure: exit 3"
+    assert git(db, "show", f"{BRANCH}:log") == "boom"
+    assert git(db, "show", f"{BRANCH}:failure") == "exit 3"
+    assert git(db, "rev-parse", "status-me-p-ref-heads-master") == history
+    assert git(db, "show", f"commit-index:me/p/commit/{SHA1}/ref-heads-master") == history
+    state = f"github-metadata:me/p/commit/{SHA1}/status/ci/datakit/test/state"
+    assert git(db, "show", state) == "failure"
+    git(db, "fsck", "--strict")

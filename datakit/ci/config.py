@@ -8,6 +8,7 @@ file, the table and the key: ``ci.toml: [[project]] #1 (me/p)
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import math
 import os
@@ -117,7 +118,8 @@ def parse_config(text: str, path: str = "<string>") -> CIConfig:
 
 
 def load_config(path: str | os.PathLike[str]) -> CIConfig:
-    """Read and parse a configuration file (ConfigError also when unreadable)."""
+    """Read and parse a configuration file (ConfigError also when
+    unreadable); relative ``source`` paths are resolved (:func:`resolve_source`)."""
     name = os.fspath(path)
     try:
         with open(name, "rb") as f:
@@ -128,7 +130,24 @@ def load_config(path: str | os.PathLike[str]) -> CIConfig:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{name}: not UTF-8 (byte {exc.start})") from None
-    return parse_config(text, name)
+    config = parse_config(text, name)
+    base = os.path.dirname(os.path.abspath(name))
+    projects = tuple(
+        dataclasses.replace(p, source=resolve_source(p.source, base)) for p in config.projects
+    )
+    return dataclasses.replace(config, projects=projects)
+
+
+def resolve_source(source: str, base: str) -> str:
+    """A relative local path is relative to the configuration file's
+    directory (as in compose files), made absolute so that git runs from
+    any directory (the mirror's) find it; URLs and ``host:path`` stay."""
+    if "://" in source or os.path.isabs(source) or os.path.expanduser(source) != source:
+        return os.path.expanduser(source)
+    head = source.split("/", 1)[0]
+    if ":" in head:  # scp-like user@host:path
+        return source
+    return os.path.normpath(os.path.join(base, source))
 
 
 def _project(table: dict[str, Any], where: _Where) -> ProjectSpec:
@@ -297,5 +316,6 @@ __all__ = [
     "load_config",
     "parse_canary",
     "parse_config",
+    "resolve_source",
     "target_matches",
 ]

@@ -63,3 +63,16 @@ def test_ci_19_valid_file_loads(tmp_path: Path) -> None:
     config = load_config(path)
     assert config.path == str(path)
     assert [j.name for j in config.projects[0].jobs] == ["test"]
+
+
+def test_relative_source_is_relative_to_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "conf" / "ci.toml"
+    path.parent.mkdir()
+    job = '[[project.job]]\nname = "test"\nrun = "true"\n'
+    sources = ["../src/p.git", "/abs/p", "https://example.com/p.git", "git@host:p.git"]
+    text = "".join(
+        f'[[project]]\nrepo = "me/p{i}"\nsource = "{s}"\n{job}' for i, s in enumerate(sources)
+    )
+    path.write_text(text)
+    got = [p.source for p in load_config(path).projects]
+    assert got == [str(tmp_path / "src" / "p.git"), *sources[1:]]

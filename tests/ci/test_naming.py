@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from datakit.ci.config import JOB_NAME_MAX
 from datakit.ci.model import JobSpec
 from datakit.ci.naming import (
     escape,
@@ -116,3 +119,15 @@ def test_urls() -> None:
     assert target_path(RefId(ME_P, ("heads", "a#b?c"))) == "/me/p/ref/heads/a%23b%3Fc"
     assert target_label(PRId(ME_P, 5)) == "me/p/pr/5"
     assert target_label(RefId(ME_P, ("heads", "fix", "x"))) == "me/p/ref/heads/fix/x"
+
+
+@given(
+    st.from_regex(rf"[A-Za-z0-9_-][A-Za-z0-9._-]{{0,{JOB_NAME_MAX - 1}}}", fullmatch=True),
+    st.from_regex(r"[0-9a-f]{40}", fullmatch=True),
+)
+def test_result_branch_of_any_configurable_job(name: str, sha: str) -> None:
+    """Every job name the configuration accepts gives a full (not hashed)
+    valid result branch name."""
+    branch = result_branch(JobSpec(name=name, run="true"), sha)
+    assert check_branch_name(branch) == branch
+    assert branch.startswith(f"shell-of-{escape(name)}-") and branch.endswith(f"-on-{sha}")

@@ -249,7 +249,7 @@ def read_log(conn: Connection, branch: str, commit: str) -> bytes | None:
     head = b.head()
     found = _find_ancestor(head, wanted) if head is not None else None
     if found is None:
-        log.info("log of %s at %s requested: not a commit of that branch", branch, commit[:60])
+        log.info("log of %s at %r requested: not a commit of that branch", branch, commit[:60])
         return None
     try:
         return _file(found.tree(), LOG)

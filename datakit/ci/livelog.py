@@ -65,7 +65,7 @@ class LiveLog:
     def dropped(self) -> int:
         return self._dropped
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | bytearray) -> None:
         """Append ``data``; what does not fit under the cap is counted, not
         kept. Writing to a closed log is a programming error."""
         if self._closed:

@@ -269,10 +269,30 @@ async def _podman_rm(container: str) -> None:
         log.warning("podman rm %s: %s", container, exc)
 
 
+def _collapse_cancelled(exc: BaseException) -> BaseException:
+    """The nursery inside run_job wraps a cancellation in an exception
+    group of Cancelled; callers expect ``except trio.Cancelled`` to work, so
+    a group of nothing but Cancelled becomes its first one."""
+    if not isinstance(exc, BaseExceptionGroup):
+        return exc
+    leaves: list[BaseException] = []
+    todo: list[BaseException] = [exc]
+    while todo:
+        e = todo.pop(0)
+        if isinstance(e, BaseExceptionGroup):
+            todo[:0] = list(e.exceptions)
+        else:
+            leaves.append(e)
+    if leaves and all(isinstance(e, trio.Cancelled) for e in leaves):
+        return leaves[0]
+    return exc
+
+
 async def _pump(stream: trio.abc.ReceiveStream, out: LiveLog, done: trio.Event) -> None:
     try:
         while data := await stream.receive_some(READ_SIZE):
-            out.write(data)
+            if not out.closed:  # closed under us by the caller: drain, drop
+                out.write(data)
     except (trio.ClosedResourceError, trio.BrokenResourceError):
         pass
     finally:
@@ -331,7 +351,7 @@ async def run_job(job: JobSpec, workdir: Path, env: dict[str, str], log: LiveLog
             with trio.move_on_after(PIPE_GRACE):
                 await pumped.wait()
             nursery.cancel_scope.cancel()
-    except BaseException:
+    except BaseException as exc:
         # Cancelled (a superseded run, the CI stopping) or a bug: nothing of
         # the job may survive it.
         with trio.CancelScope(shield=True):
@@ -340,12 +360,15 @@ async def run_job(job: JobSpec, workdir: Path, env: dict[str, str], log: LiveLog
                 await _podman_rm(container)
             await _sweep(pgid, group_cookie)
             await proc.wait()
-        raise
+        plain = _collapse_cancelled(exc)
+        if plain is exc:
+            raise
+        raise plain from None
     finally:
         with trio.CancelScope(shield=True):
             await proc.stdout.aclose()
     duration = time.monotonic() - started
-    if timed_out:
+    if timed_out and not log.closed:
         log.write(f"\n[datakit-ci: timed out after {_seconds(job.timeout)} s]\n".encode())
     return RunOutcome(proc.returncode, timed_out, duration)
 

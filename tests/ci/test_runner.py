@@ -152,19 +152,43 @@ async def test_children_that_outlive_the_job_are_killed(tmp_path: Path) -> None:
 
 
 async def test_cancellation_kills_and_reraises(tmp_path: Path) -> None:
+    """A superseded run: the whole group is killed and run_job raises a
+    plain trio.Cancelled (not an exception group), so the engine's
+    ``except trio.Cancelled`` sees it."""
     job = JobSpec("cancelled", "echo $$ > pid; sleep 100 & echo $! > bg; sleep 100")
     log = LiveLog()
+    raised: list[BaseException] = []
+
+    async def cancel_when_started(scope: trio.CancelScope) -> None:
+        while not (tmp_path / "bg").exists() or not (tmp_path / "bg").read_text():
+            await trio.sleep(0.05)
+        scope.cancel()
+
     with trio.fail_after(60):
         with trio.CancelScope() as scope:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(run_job, job, tmp_path, {}, log)
-                while not (tmp_path / "bg").exists() or not (tmp_path / "bg").read_text():
-                    await trio.sleep(0.05)
-                scope.cancel()
+                nursery.start_soon(cancel_when_started, scope)
+                try:
+                    await run_job(job, tmp_path, {}, log)
+                except BaseException as exc:
+                    raised.append(exc)
+                    raise
     assert scope.cancelled_caught
+    assert len(raised) == 1 and isinstance(raised[0], trio.Cancelled), raised
     pgid = int((tmp_path / "pid").read_text())
     assert await wait_until_dead([pgid, int((tmp_path / "bg").read_text())]) == []
     assert group_members(pgid) == []
+
+
+async def test_log_closed_under_a_running_job(tmp_path: Path) -> None:
+    """The caller may close the log early (it owns it): the job still ends
+    normally, its further output is dropped."""
+    log = LiveLog()
+    log.close()
+    with trio.fail_after(60):
+        outcome = await run_job(JobSpec("late", "echo after close"), tmp_path, {}, log)
+    assert outcome.exit_status == 0
+    assert log.snapshot() == b""
 
 
 async def test_binary_junk_is_kept_as_bytes(tmp_path: Path) -> None:

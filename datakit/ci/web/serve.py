@@ -46,7 +46,7 @@ async def serve_web(
     config.errorlog = log
     config.graceful_timeout = 2.0
     app = create_app(view, token=token, registry=registry)
-    stop = shutdown or trio.Event()
+    stop = shutdown if shutdown is not None else trio.Event()
 
     async def trigger() -> None:
         await stop.wait()
@@ -54,17 +54,20 @@ async def serve_web(
     async def run(*, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
         await serve(cast(Any, app), config, shutdown_trigger=trigger, task_status=task_status)
 
+    failed: OSError | None = None
     async with trio.open_nursery() as nursery:
         try:
             binds = await nursery.start(run)
         except BaseException as exc:
-            error = _os_error(exc)
-            if error is None:
+            failed = _os_error(exc)
+            if failed is None:
                 raise
-            raise StartupError(f"--listen {host}:{port}: {error.strerror or error}") from None
-        bound = _bound(binds)
-        announce(f"web UI at http://{_url_host(bound[0])}:{bound[1]}/")
-        task_status.started(bound)
+        else:
+            bound = _bound(binds)
+            announce(f"web UI at http://{_url_host(bound[0])}:{bound[1]}/")
+            task_status.started(bound)
+    if failed is not None:  # raised here, outside the nursery: not in a group
+        raise StartupError(f"--listen {host}:{port}: {failed.strerror or failed}")
 
 
 def _os_error(exc: BaseException) -> OSError | None:

@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from datakit.ci import config as ci_config
+from datakit.ci import naming
 from datakit.client import AGAIN, Branch, Commit, Connection, Tree, connect
 from datakit.github.model import Repo
 from tests.bridges import localbridge
@@ -368,9 +370,6 @@ def result_branches(conn: Connection, job: str, sha: str) -> list[str]:
 def expected_result_branch(path: Path, job: str, sha: str, repo: str = REPO) -> str:
     """The result branch name the CI must use, from the configuration file
     and the naming rules (for live logs: the branch has no commit yet)."""
-    from datakit.ci import config as ci_config  # type: ignore[attr-defined]
-    from datakit.ci import naming  # type: ignore[attr-defined]
-
     project = ci_config.load_config(path).project(Repo.parse(repo))
     assert project is not None
     spec = project.job(job)

@@ -405,7 +405,7 @@ class CIStack:
     with a configuration written by ``configure``."""
 
     tmp: Path
-    port: int
+    address: str  # the client's: tcp://127.0.0.1:PORT or unix:///PATH
     conn: Connection
     repo: Path
     m1: str
@@ -416,12 +416,12 @@ class CIStack:
     bridge_log: Path | None = None
 
     @property
-    def address(self) -> str:
-        return f"tcp://127.0.0.1:{self.port}"
-
-    @property
     def store(self) -> str:
-        return f"tcp:127.0.0.1:{self.port}"
+        """The CI's and the bridge's --metadata-store: upstream's
+        ``tcp:HOST:PORT`` form for a TCP server."""
+        if self.address.startswith("tcp://"):
+            return "tcp:" + self.address.removeprefix("tcp://")
+        return self.address
 
     @property
     def config_path(self) -> Path:
@@ -642,15 +642,18 @@ def _clean_up(stack: CIStack) -> None:
 
 
 @contextmanager
-def ci_stack_on(tmp: Path, port: int, *, bridge: bool = True) -> Iterator[CIStack]:
-    """The stack of Part C on a server at ``port``: repository ``tmp/p`` with
+def ci_stack_on(tmp: Path, address: str | int, *, bridge: bool = True) -> Iterator[CIStack]:
+    """The stack of Part C on the server at ``address`` (a client address,
+    or the port of one on 127.0.0.1): repository ``tmp/p`` with
     master at m1, the local bridge ``me/p:tmp/p`` (unless ``bridge`` is
     false), the CI started by the test. At the end a running CI must stop
     cleanly on SIGTERM and leave no marked process."""
     repo = tmp / "p"
     m1 = make_source_repo(repo)
-    with connect(f"tcp://127.0.0.1:{port}", timeout=30) as conn:
-        stack = CIStack(tmp, port, conn, repo, m1)
+    if isinstance(address, int):
+        address = f"tcp://127.0.0.1:{address}"
+    with connect(address, timeout=30) as conn:
+        stack = CIStack(tmp, address, conn, repo, m1)
         try:
             if bridge:
                 stack.bridge_log = tmp / "bridge.log"

@@ -40,13 +40,14 @@ def test_ci_18_source_with_a_metadata_branch(ci_stack: CIStack) -> None:
 def test_ci_18_source_is_the_ci_database(tmp_path: Path) -> None:
     db = tmp_path / "db.git"
     with datakit_process("--git", str(db)) as (port, _metrics, _proc):
-        with connect(f"tcp://127.0.0.1:{port}", timeout=30) as conn:
+        address = f"tcp://127.0.0.1:{port}"
+        with connect(address, timeout=30) as conn:
             with conn.branch(META).transaction() as t:
                 t.make_dirs("me/p/ref/heads/master")
                 t.create_file("me/p/ref/heads/master/head", b"0" * 40 + b"\n")
                 t.commit("a bridge was here")
             before = conn.branch(META).head()
-            stack = CIStack(tmp_path, port, conn, db, "")
+            stack = CIStack(tmp_path, address, conn, db, "")
             stack.configure([{"name": "ok", "run": ["true"]}], source=db)
             refused(stack.start(wait=False))
             assert conn.branch(META).head() == before

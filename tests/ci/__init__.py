@@ -1,0 +1,1 @@
+"""DataKitCI tests: unit tests per module and scenarios CI-1..CI-20 (spec ci.md C)."""

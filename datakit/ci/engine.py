@@ -38,7 +38,7 @@ from datakit.ci.model import (
     TargetId,
     TargetView,
 )
-from datakit.ci.naming import result_branch, target_url
+from datakit.ci.naming import result_branch, target_label, target_url
 from datakit.ci.runner import describe, run_job
 from datakit.ci.runs import Run
 from datakit.client import ABORT, AGAIN, Commit, Connection, DataKitError
@@ -64,9 +64,9 @@ class Target:
     metadata_commit: str | None = None
 
 
-def target_label(ident: TargetId) -> str:
-    """How a target is written in commit messages and the environment:
-    ``me/p/prs/5``, ``me/p/heads/master`` (the ``--canary`` syntax)."""
+def target_env(ident: TargetId) -> str:
+    """``DATAKIT_CI_TARGET``: ``me/p/prs/5``, ``me/p/heads/master`` (the
+    ``--canary`` syntax)."""
     if isinstance(ident, PRId):
         return f"{ident.repo}/prs/{ident.number}"
     return f"{ident.repo}/{'/'.join(ident.name)}"
@@ -159,7 +159,7 @@ class Engine:
                 self.ready.set()
 
     def _read_view(self, conn: Connection) -> tree.View:
-        head = conn.branch(BRANCH).head
+        head = conn.branch(BRANCH).head()
         previous = self._view
         if previous is None:
             return tree.view(head)
@@ -199,9 +199,9 @@ class Engine:
         metadata = view.head.id if view.head is not None else None
         for ident in list(self.active):
             if ident not in wanted:
-                target = self.active.pop(ident)
+                gone = self.active.pop(ident)
                 why = "closed" if isinstance(ident, PRId) else "deleted"
-                self._release(target, ident, f"cancelled: {target_label(ident)} {why}")
+                self._release(gone, ident, f"cancelled: {target_label(ident)} {why}")
                 log.info("%s is no longer a target", target_label(ident))
         for ident, (head, title) in wanted.items():
             target = self.active.get(ident)
@@ -275,7 +275,9 @@ class Engine:
             self.runs.pop(run.branch, None)
 
     async def _execute_in_scope(self, run: Run, ident: TargetId | None) -> None:
-        stored = await self.store.run(partial(storage.read_run, branch=run.branch))
+        stored = await self.store.run(
+            partial(storage.read_run, branch=run.branch, with_log=False)
+        )
         if stored is not None and stored.result is not None and not stored.rebuild_requested:
             self._finish(run, stored.result, stored.commit)
             return
@@ -330,7 +332,7 @@ class Engine:
                 await mirror.ensure(run.sha, ident)
                 env = {"DATAKIT_CI_COMMIT": run.sha}
                 if ident is not None:
-                    env["DATAKIT_CI_TARGET"] = target_label(ident)
+                    env["DATAKIT_CI_TARGET"] = target_env(ident)
                 env.update(run.job.env)
                 async with mirror.checkout(run.sha) as checkout:
                     outcome = await run_job(run.job, checkout, env, run.log)
@@ -598,16 +600,10 @@ def _elapsed(run: Run) -> float:
 
 
 def _message(changes: dict[str, list[tuple[str, str]]]) -> str:
-    """Upstream's wording (spec A.3 step 3) for one target; ``N updates``
-    and the list for several."""
-    if len(changes) == 1:
-        ((label, items),) = changes.items()
-        return storage.status_message(label, items)
-    total = sum(len(items) for items in changes.values())
-    lines = [
-        f"{label}:{job} -> {descr}" for label, items in changes.items() for job, descr in items
-    ]
-    return f"{total} updates\n\n" + "\n".join(lines)
+    """Upstream's wording (spec A.3 step 3): per target, then combined."""
+    return storage.combine_messages(
+        [storage.status_message(label, items) for label, items in sorted(changes.items())]
+    )
 
 
-__all__ = ["Engine", "Target", "target_label"]
+__all__ = ["Engine", "Target", "target_env"]

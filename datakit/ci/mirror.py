@@ -171,6 +171,8 @@ class Mirror:
         give a commit by its id). SourceError if it cannot."""
         if not _SHA.fullmatch(sha):
             raise SourceError(f"not a commit id: {sha!r}")
+        if await self._pinned(sha) and await self.has_commit(sha):
+            return  # the usual case once fetched: no need to wait for a fetch
         async with self._lock:
             if await self.has_commit(sha):
                 await self._pin(sha)
@@ -217,13 +219,18 @@ class Mirror:
         result = await git("ls-remote", "--heads", "--", self.source, timeout=FETCH_TIMEOUT)
         return result.returncode == 0
 
+    async def _pinned(self, sha: str) -> bool:
+        if not self.path.is_dir():
+            return False
+        ref = f"refs/ci/commits/{sha}"
+        result = await git("rev-parse", "--verify", "--quiet", ref, cwd=self.path)
+        return result.returncode == 0
+
     async def _pin(self, sha: str) -> None:
         """Keep ``sha`` reachable (from ``refs/ci/commits/<sha>``), so git gc
         never drops a commit a later checkout may want."""
-        ref = f"refs/ci/commits/{sha}"
-        check = await git("rev-parse", "--verify", "--quiet", ref, cwd=self.path)
-        if check.returncode != 0:
-            result = await git("update-ref", ref, sha, cwd=self.path)
+        if not await self._pinned(sha):
+            result = await git("update-ref", f"refs/ci/commits/{sha}", sha, cwd=self.path)
             if result.returncode != 0:
                 log.warning("%s: cannot pin %s: %s", self, sha, _last_line(result.stderr))
 

@@ -220,6 +220,9 @@ async def test_missing_command_fails_like_a_shell(tmp_path: Path) -> None:
     assert outcome.exit_status == 127
     assert b"/nonexistent/command" in output
     assert describe(job, outcome)[0] == "missing failed: exit 127"
+    outcome, output = await run(JobSpec("nodir", ["true"]), tmp_path / "gone")
+    assert outcome.exit_status == 127
+    assert output == f"datakit-ci: no working directory {tmp_path / 'gone'}\n".encode()
 
 
 async def test_killed_by_a_signal(tmp_path: Path) -> None:

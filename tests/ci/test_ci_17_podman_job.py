@@ -140,7 +140,7 @@ async def test_ci_17_podman_job(ci_image: str, mirror: Mirror) -> None:
 async def test_ci_17_network_on_request(ci_image: str, mirror: Mirror) -> None:
     """The no-network check above can fail: with network = "host" the
     container sees the host's interfaces."""
-    job = JobSpec("net", ["cat", "/proc/net/dev"], image=ci_image, network="host")
+    job = JobSpec("net", ("cat", "/proc/net/dev"), image=ci_image, network="host")
     outcome, output = await run_in_checkout(mirror, job)
     assert outcome.exit_status == 0, output
     host = sorted(p for p in os.listdir("/sys/class/net"))
@@ -156,7 +156,7 @@ async def test_ci_17_failure_and_timeout_remove_the_container(
     )
     assert outcome.exit_status == 4 and "in-container" in output
     unique = f"{os.getpid()}.{int.from_bytes(os.urandom(2), 'big')}"
-    job = JobSpec("sleeps", ["sleep", f"1{unique}"], image=ci_image, timeout=2)
+    job = JobSpec("sleeps", ("sleep", f"1{unique}"), image=ci_image, timeout=2)
     outcome, output = await run_in_checkout(mirror, job)
     assert outcome.timed_out, output
     assert describe(job, outcome)[0] == "timed out after 2 s"

@@ -25,7 +25,7 @@ from datakit.bridges.service import TRANSPORT_ERRORS, Store
 from datakit.ci import metrics, storage
 from datakit.ci.config import target_matches
 from datakit.ci.livelog import LiveLog
-from datakit.ci.mirror import Mirror, SourceError
+from datakit.ci.mirror import Mirror, SourceError, remove_stale_checkouts
 from datakit.ci.model import (
     CONTEXT_PREFIX,
     CIConfig,
@@ -105,6 +105,9 @@ class Engine:
     # --- the main loop --------------------------------------------------
 
     async def run(self) -> None:
+        removed = await trio.to_thread.run_sync(remove_stale_checkouts, self.workdir)
+        if removed:
+            log.info("removed %d checkouts left by a CI that was killed", removed)
         repos = [p.repo for p in self.config.projects]
         await self.store.run(partial(storage.ensure_monitors, repos=repos))
         async with trio.open_nursery() as nursery:
@@ -275,9 +278,7 @@ class Engine:
             self.runs.pop(run.branch, None)
 
     async def _execute_in_scope(self, run: Run, ident: TargetId | None) -> None:
-        stored = await self.store.run(
-            partial(storage.read_run, branch=run.branch, with_log=False)
-        )
+        stored = await self.store.run(partial(storage.read_run, branch=run.branch, with_log=False))
         if stored is not None and stored.result is not None and not stored.rebuild_requested:
             self._finish(run, stored.result, stored.commit)
             return

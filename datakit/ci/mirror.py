@@ -44,6 +44,7 @@ from typing import Any
 import trio
 
 from datakit.ci.model import TargetId
+from datakit.ci.naming import escape
 from datakit.github.model import PRId, RefId, Repo
 
 log = logging.getLogger("datakit.ci.mirror")
@@ -67,18 +68,6 @@ _GIT_REDIRECTS = (
 class SourceError(Exception):
     """The source repository cannot give us the commit; ``str()`` is one
     line fit for a job's status description and the log."""
-
-
-def escape_part(part: str) -> str:
-    """Spec A.4's escaping (``[A-Za-z0-9.]`` kept, anything else ``_xx`` per
-    UTF-8 byte): a path component that cannot clash or climb out."""
-    out: list[str] = []
-    for ch in part:
-        if ch.isascii() and (ch.isalnum() or ch == "."):
-            out.append(ch)
-        else:
-            out.extend(f"_{b:02x}" for b in ch.encode())
-    return "".join(out)
 
 
 def _git_env() -> dict[str, str]:
@@ -148,7 +137,7 @@ class Mirror:
         self.workdir = Path(workdir)
         self.repo = repo
         self.source = source
-        name = f"{escape_part(repo.user)}-{escape_part(repo.name)}"
+        name = f"{escape(repo.user)}-{escape(repo.name)}"
         self.path = self.workdir / "mirrors" / f"{name}.git"
         self.checkouts = self.workdir / "checkouts"
         self._name = name
@@ -307,4 +296,4 @@ def remove_stale_checkouts(workdir: Path) -> int:
     return count
 
 
-__all__ = ["Mirror", "SourceError", "escape_part", "git", "remove_stale_checkouts"]
+__all__ = ["Mirror", "SourceError", "git", "remove_stale_checkouts"]

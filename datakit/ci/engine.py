@@ -283,9 +283,11 @@ class Engine:
             self._finish(run, stored.result, stored.commit)
             return
         for need in run.job.needs:
-            run.set(JobState.WAITING, f"Waiting for {need}")
             dependency = self._dependency(run, need)
-            await dependency.done.wait()
+            await dependency.known.wait()
+            if not dependency.done.is_set():
+                run.set(JobState.WAITING, f"Waiting for {need}")
+                await dependency.done.wait()
             if dependency.state is not JobState.SUCCESS:
                 run.set(JobState.FAILURE, f"blocked by {need}")
                 return
@@ -417,21 +419,36 @@ class Engine:
         )
 
     async def _flush(self, runs: set[Run], targets: set[TargetId]) -> None:
+        labels: dict[tuple[Repo, str, str], str] = {}
         statuses: list[Status] = []
-        changes: dict[str, list[tuple[str, str]]] = {}
         for run in sorted(runs, key=lambda r: (r.sha, r.job.name)):
             status = self._status(run)
             if status is None:
                 continue
             statuses.append(status)
             label = target_label(min(run.targets)) if run.targets else run.sha[:12]
-            changes.setdefault(label, []).append((run.job.name, run.description))
+            labels[(run.project.repo, run.sha, run.job.name)] = label
+
+        written: list[Status] = []
+
+        def message(changed: list[Status]) -> str:
+            # Upstream's wording (spec A.3 step 3), naming only what changed.
+            written[:] = changed
+            by_target: dict[str, list[tuple[str, str]]] = {}
+            for status in changed:
+                job = status.context[-1]
+                label = labels[(status.repo, status.commit, job)]
+                by_target.setdefault(label, []).append((job, status.description or ""))
+            return storage.combine_messages(
+                [storage.status_message(t, items) for t, items in sorted(by_target.items())]
+            )
+
         if statuses:
-            message = _message(changes)
-            if await self.store.run(
+            committed: bool = await self.store.run(
                 partial(storage.write_statuses, statuses=statuses, message=message)
-            ):
-                metrics.STATUS_UPDATES.inc(len(statuses))
+            )
+            if committed:
+                metrics.STATUS_UPDATES.inc(len(written))
         for ident in sorted(targets):
             target = self.active.get(ident)
             if target is None or any(r.state is None for r in target.runs.values()):
@@ -598,13 +615,6 @@ def _elapsed(run: Run) -> float:
     if run.started is None:
         return 0.0
     return max(0.0, (run.finished or time.time()) - run.started)
-
-
-def _message(changes: dict[str, list[tuple[str, str]]]) -> str:
-    """Upstream's wording (spec A.3 step 3): per target, then combined."""
-    return storage.combine_messages(
-        [storage.status_message(label, items) for label, items in sorted(changes.items())]
-    )
 
 
 __all__ = ["Engine", "Target", "target_env"]

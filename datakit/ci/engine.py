@@ -154,7 +154,13 @@ class Engine:
                 self._wake_eval.set()
                 continue
             self._view = view
+            missing = [p.repo for p in self.config.projects if p.repo not in view.monitored]
+            if missing:
+                # An in-memory database restarted, or someone removed them.
+                await self.store.run(partial(storage.ensure_monitors, repos=missing))
+                continue  # the commit wakes this loop again
             self._reconcile(view)
+            self._repair(view)
             self.evaluations += 1
             if self._first:
                 self._first = False
@@ -225,6 +231,19 @@ class Engine:
         for kind in ("pr", "ref"):
             count = sum(1 for t in self.active if isinstance(t, PRId) == (kind == "pr"))
             metrics.ACTIVE_TARGETS.labels(kind).set(count)
+
+    def _repair(self, view: tree.View) -> None:
+        """Rewrite the statuses of current runs that the branch does not
+        hold (the database lost them in a restart, or someone changed
+        them); writing them is a no-op when they are in fact there."""
+        for target in self.active.values():
+            for run in target.runs.values():
+                wanted = self._status(run)
+                if wanted is not None and view.snapshot.status(wanted.id) != wanted:
+                    self._dirty.add(run)
+                    self._dirty_targets.update(run.targets)
+        if self._dirty:
+            self._poke_flush()
 
     def _run_for(self, project: ProjectSpec, job: JobSpec, sha: str, ident: TargetId) -> Run:
         branch = result_branch(job, sha)

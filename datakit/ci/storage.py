@@ -518,6 +518,11 @@ def write_statuses(
                 changed.append(status)
         if not changed:
             return None
+        parents = tx.parents()
+        if parents and not tx.diff(parents[0]):
+            # What was read differs only in what the layout normalises
+            # (trimming): the files are already right; no empty commit.
+            return None
         return message if isinstance(message, str) else message(changed)
 
     return _commit(b, fill)

@@ -25,7 +25,7 @@ from datakit.bridges.service import TRANSPORT_ERRORS, Store
 from datakit.ci import metrics, storage
 from datakit.ci.config import target_matches
 from datakit.ci.livelog import LiveLog
-from datakit.ci.mirror import Mirror, SourceError
+from datakit.ci.mirror import Mirror, SourceError, remove_stale_checkouts
 from datakit.ci.model import (
     CONTEXT_PREFIX,
     CIConfig,
@@ -38,7 +38,7 @@ from datakit.ci.model import (
     TargetId,
     TargetView,
 )
-from datakit.ci.naming import result_branch, target_url
+from datakit.ci.naming import result_branch, target_label, target_url
 from datakit.ci.runner import describe, run_job
 from datakit.ci.runs import Run
 from datakit.client import ABORT, AGAIN, Commit, Connection, DataKitError
@@ -64,9 +64,9 @@ class Target:
     metadata_commit: str | None = None
 
 
-def target_label(ident: TargetId) -> str:
-    """How a target is written in commit messages and the environment:
-    ``me/p/prs/5``, ``me/p/heads/master`` (the ``--canary`` syntax)."""
+def target_env(ident: TargetId) -> str:
+    """``DATAKIT_CI_TARGET``: ``me/p/prs/5``, ``me/p/heads/master`` (the
+    ``--canary`` syntax)."""
     if isinstance(ident, PRId):
         return f"{ident.repo}/prs/{ident.number}"
     return f"{ident.repo}/{'/'.join(ident.name)}"
@@ -105,6 +105,9 @@ class Engine:
     # --- the main loop --------------------------------------------------
 
     async def run(self) -> None:
+        removed = await trio.to_thread.run_sync(remove_stale_checkouts, self.workdir)
+        if removed:
+            log.info("removed %d checkouts left by a CI that was killed", removed)
         repos = [p.repo for p in self.config.projects]
         await self.store.run(partial(storage.ensure_monitors, repos=repos))
         async with trio.open_nursery() as nursery:
@@ -151,7 +154,13 @@ class Engine:
                 self._wake_eval.set()
                 continue
             self._view = view
+            missing = [p.repo for p in self.config.projects if p.repo not in view.monitored]
+            if missing:
+                # An in-memory database restarted, or someone removed them.
+                await self.store.run(partial(storage.ensure_monitors, repos=missing))
+                continue  # the commit wakes this loop again
             self._reconcile(view)
+            self._repair(view)
             self.evaluations += 1
             if self._first:
                 self._first = False
@@ -159,7 +168,7 @@ class Engine:
                 self.ready.set()
 
     def _read_view(self, conn: Connection) -> tree.View:
-        head = conn.branch(BRANCH).head
+        head = conn.branch(BRANCH).head()
         previous = self._view
         if previous is None:
             return tree.view(head)
@@ -199,9 +208,9 @@ class Engine:
         metadata = view.head.id if view.head is not None else None
         for ident in list(self.active):
             if ident not in wanted:
-                target = self.active.pop(ident)
+                gone = self.active.pop(ident)
                 why = "closed" if isinstance(ident, PRId) else "deleted"
-                self._release(target, ident, f"cancelled: {target_label(ident)} {why}")
+                self._release(gone, ident, f"cancelled: {target_label(ident)} {why}")
                 log.info("%s is no longer a target", target_label(ident))
         for ident, (head, title) in wanted.items():
             target = self.active.get(ident)
@@ -222,6 +231,19 @@ class Engine:
         for kind in ("pr", "ref"):
             count = sum(1 for t in self.active if isinstance(t, PRId) == (kind == "pr"))
             metrics.ACTIVE_TARGETS.labels(kind).set(count)
+
+    def _repair(self, view: tree.View) -> None:
+        """Rewrite the statuses of current runs that the branch does not
+        hold (the database lost them in a restart, or someone changed
+        them); writing them is a no-op when they are in fact there."""
+        for target in self.active.values():
+            for run in target.runs.values():
+                wanted = self._status(run)
+                if wanted is not None and view.snapshot.status(wanted.id) != wanted:
+                    self._dirty.add(run)
+                    self._dirty_targets.update(run.targets)
+        if self._dirty:
+            self._poke_flush()
 
     def _run_for(self, project: ProjectSpec, job: JobSpec, sha: str, ident: TargetId) -> Run:
         branch = result_branch(job, sha)
@@ -275,14 +297,16 @@ class Engine:
             self.runs.pop(run.branch, None)
 
     async def _execute_in_scope(self, run: Run, ident: TargetId | None) -> None:
-        stored = await self.store.run(partial(storage.read_run, branch=run.branch))
+        stored = await self.store.run(partial(storage.read_run, branch=run.branch, with_log=False))
         if stored is not None and stored.result is not None and not stored.rebuild_requested:
             self._finish(run, stored.result, stored.commit)
             return
         for need in run.job.needs:
-            run.set(JobState.WAITING, f"Waiting for {need}")
             dependency = self._dependency(run, need)
-            await dependency.done.wait()
+            await dependency.known.wait()
+            if not dependency.done.is_set():
+                run.set(JobState.WAITING, f"Waiting for {need}")
+                await dependency.done.wait()
             if dependency.state is not JobState.SUCCESS:
                 run.set(JobState.FAILURE, f"blocked by {need}")
                 return
@@ -330,7 +354,7 @@ class Engine:
                 await mirror.ensure(run.sha, ident)
                 env = {"DATAKIT_CI_COMMIT": run.sha}
                 if ident is not None:
-                    env["DATAKIT_CI_TARGET"] = target_label(ident)
+                    env["DATAKIT_CI_TARGET"] = target_env(ident)
                 env.update(run.job.env)
                 async with mirror.checkout(run.sha) as checkout:
                     outcome = await run_job(run.job, checkout, env, run.log)
@@ -414,21 +438,36 @@ class Engine:
         )
 
     async def _flush(self, runs: set[Run], targets: set[TargetId]) -> None:
+        labels: dict[tuple[Repo, str, str], str] = {}
         statuses: list[Status] = []
-        changes: dict[str, list[tuple[str, str]]] = {}
         for run in sorted(runs, key=lambda r: (r.sha, r.job.name)):
             status = self._status(run)
             if status is None:
                 continue
             statuses.append(status)
             label = target_label(min(run.targets)) if run.targets else run.sha[:12]
-            changes.setdefault(label, []).append((run.job.name, run.description))
+            labels[(run.project.repo, run.sha, run.job.name)] = label
+
+        written: list[Status] = []
+
+        def message(changed: list[Status]) -> str:
+            # Upstream's wording (spec A.3 step 3), naming only what changed.
+            written[:] = changed
+            by_target: dict[str, list[tuple[str, str]]] = {}
+            for status in changed:
+                job = status.context[-1]
+                label = labels[(status.repo, status.commit, job)]
+                by_target.setdefault(label, []).append((job, status.description or ""))
+            return storage.combine_messages(
+                [storage.status_message(t, items) for t, items in sorted(by_target.items())]
+            )
+
         if statuses:
-            message = _message(changes)
-            if await self.store.run(
+            committed: bool = await self.store.run(
                 partial(storage.write_statuses, statuses=statuses, message=message)
-            ):
-                metrics.STATUS_UPDATES.inc(len(statuses))
+            )
+            if committed:
+                metrics.STATUS_UPDATES.inc(len(written))
         for ident in sorted(targets):
             target = self.active.get(ident)
             if target is None or any(r.state is None for r in target.runs.values()):
@@ -597,17 +636,4 @@ def _elapsed(run: Run) -> float:
     return max(0.0, (run.finished or time.time()) - run.started)
 
 
-def _message(changes: dict[str, list[tuple[str, str]]]) -> str:
-    """Upstream's wording (spec A.3 step 3) for one target; ``N updates``
-    and the list for several."""
-    if len(changes) == 1:
-        ((label, items),) = changes.items()
-        return storage.status_message(label, items)
-    total = sum(len(items) for items in changes.values())
-    lines = [
-        f"{label}:{job} -> {descr}" for label, items in changes.items() for job, descr in items
-    ]
-    return f"{total} updates\n\n" + "\n".join(lines)
-
-
-__all__ = ["Engine", "Target", "target_label"]
+__all__ = ["Engine", "Target", "target_env"]

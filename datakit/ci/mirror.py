@@ -44,6 +44,7 @@ from typing import Any
 import trio
 
 from datakit.ci.model import TargetId
+from datakit.ci.naming import escape
 from datakit.github.model import PRId, RefId, Repo
 
 log = logging.getLogger("datakit.ci.mirror")
@@ -67,18 +68,6 @@ _GIT_REDIRECTS = (
 class SourceError(Exception):
     """The source repository cannot give us the commit; ``str()`` is one
     line fit for a job's status description and the log."""
-
-
-def escape_part(part: str) -> str:
-    """Spec A.4's escaping (``[A-Za-z0-9.]`` kept, anything else ``_xx`` per
-    UTF-8 byte): a path component that cannot clash or climb out."""
-    out: list[str] = []
-    for ch in part:
-        if ch.isascii() and (ch.isalnum() or ch == "."):
-            out.append(ch)
-        else:
-            out.extend(f"_{b:02x}" for b in ch.encode())
-    return "".join(out)
 
 
 def _git_env() -> dict[str, str]:
@@ -148,7 +137,7 @@ class Mirror:
         self.workdir = Path(workdir)
         self.repo = repo
         self.source = source
-        name = f"{escape_part(repo.user)}-{escape_part(repo.name)}"
+        name = f"{escape(repo.user)}-{escape(repo.name)}"
         self.path = self.workdir / "mirrors" / f"{name}.git"
         self.checkouts = self.workdir / "checkouts"
         self._name = name
@@ -171,6 +160,8 @@ class Mirror:
         give a commit by its id). SourceError if it cannot."""
         if not _SHA.fullmatch(sha):
             raise SourceError(f"not a commit id: {sha!r}")
+        if await self._pinned(sha) and await self.has_commit(sha):
+            return  # the usual case once fetched: no need to wait for a fetch
         async with self._lock:
             if await self.has_commit(sha):
                 await self._pin(sha)
@@ -217,13 +208,18 @@ class Mirror:
         result = await git("ls-remote", "--heads", "--", self.source, timeout=FETCH_TIMEOUT)
         return result.returncode == 0
 
+    async def _pinned(self, sha: str) -> bool:
+        if not self.path.is_dir():
+            return False
+        ref = f"refs/ci/commits/{sha}"
+        result = await git("rev-parse", "--verify", "--quiet", ref, cwd=self.path)
+        return result.returncode == 0
+
     async def _pin(self, sha: str) -> None:
         """Keep ``sha`` reachable (from ``refs/ci/commits/<sha>``), so git gc
         never drops a commit a later checkout may want."""
-        ref = f"refs/ci/commits/{sha}"
-        check = await git("rev-parse", "--verify", "--quiet", ref, cwd=self.path)
-        if check.returncode != 0:
-            result = await git("update-ref", ref, sha, cwd=self.path)
+        if not await self._pinned(sha):
+            result = await git("update-ref", f"refs/ci/commits/{sha}", sha, cwd=self.path)
             if result.returncode != 0:
                 log.warning("%s: cannot pin %s: %s", self, sha, _last_line(result.stderr))
 
@@ -300,4 +296,4 @@ def remove_stale_checkouts(workdir: Path) -> int:
     return count
 
 
-__all__ = ["Mirror", "SourceError", "escape_part", "git", "remove_stale_checkouts"]
+__all__ = ["Mirror", "SourceError", "git", "remove_stale_checkouts"]

@@ -324,7 +324,12 @@ async def run_job(job: JobSpec, workdir: Path, env: dict[str, str], log: LiveLog
         )
     except OSError as exc:
         # A missing command is the job's failure, as in a shell.
-        log.write(f"datakit-ci: cannot run {argv[0]!r}: {exc.strerror or exc}\n".encode())
+        if not workdir.is_dir():
+            why = f"datakit-ci: no working directory {workdir}\n"
+        else:
+            why = f"datakit-ci: cannot run {argv[0]!r}: {exc.strerror or exc}\n"
+        if not log.closed:
+            log.write(why.encode())
         return RunOutcome(127, False, time.monotonic() - started)
     assert proc.stdout is not None
     pgid = proc.pid  # a new session: the leader's pid is the group id

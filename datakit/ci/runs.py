@@ -33,7 +33,8 @@ class Run:
     log: LiveLog | None = None
     saved: str | None = None  # the result branch commit holding the log
     elapsed: float | None = None  # the stored result's duration
-    done: trio.Event = field(default_factory=trio.Event)
+    known: trio.Event = field(default_factory=trio.Event)  # state is not None
+    done: trio.Event = field(default_factory=trio.Event)  # state is finished
     scope: trio.CancelScope | None = None
     cancel_reason: str | None = None
     keep_cancelled: bool = False  # store the cancellation (a user asked)
@@ -49,6 +50,7 @@ class Run:
             return
         self.state = state
         self.description = description
+        self.known.set()
         if state is JobState.RUNNING and self.started is None:
             self.started = time.time()
         if state.finished:
@@ -68,6 +70,7 @@ class Run:
         self.log = None
         self.cancel_reason = None
         self.keep_cancelled = False
+        self.known = trio.Event()
         self.done = trio.Event()
 
     def cancel(self, reason: str, *, keep: bool = False) -> bool:

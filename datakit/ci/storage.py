@@ -497,21 +497,33 @@ def builds_of_commit(conn: Connection, repo: Repo, sha: str) -> list[tuple[Targe
 # --- github-metadata --------------------------------------------------------------
 
 
-def write_statuses(conn: Connection, statuses: Iterable[Status], message: str) -> bool:
+def write_statuses(
+    conn: Connection,
+    statuses: Iterable[Status],
+    message: str | Callable[[list[Status]], str],
+) -> bool:
     """Write statuses in the bridges' layout in one commit on
     ``github-metadata``; only files that differ are touched and nothing is
-    committed when none does. True if it committed."""
+    committed when none does. True if it committed. ``message`` may be a
+    function of the statuses that changed (so the commit names only those)."""
     wanted = list(statuses)
     b = conn.branch(METADATA_BRANCH)
 
     def fill(tx: Transaction) -> str | None:
-        changed = False
+        changed: list[Status] = []
         for status in wanted:
             old = gh.read_status(tx, status.id)
             if old != status:
                 gh.write_status(tx, status, old)
-                changed = True
-        return message if changed else None
+                changed.append(status)
+        if not changed:
+            return None
+        parents = tx.parents()
+        if parents and not tx.diff(parents[0]):
+            # What was read differs only in what the layout normalises
+            # (trimming): the files are already right; no empty commit.
+            return None
+        return message if isinstance(message, str) else message(changed)
 
     return _commit(b, fill)
 

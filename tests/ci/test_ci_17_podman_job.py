@@ -140,7 +140,7 @@ async def test_ci_17_podman_job(ci_image: str, mirror: Mirror) -> None:
 async def test_ci_17_network_on_request(ci_image: str, mirror: Mirror) -> None:
     """The no-network check above can fail: with network = "host" the
     container sees the host's interfaces."""
-    job = JobSpec("net", ["cat", "/proc/net/dev"], image=ci_image, network="host")
+    job = JobSpec("net", ("cat", "/proc/net/dev"), image=ci_image, network="host")
     outcome, output = await run_in_checkout(mirror, job)
     assert outcome.exit_status == 0, output
     host = sorted(p for p in os.listdir("/sys/class/net"))
@@ -156,9 +156,44 @@ async def test_ci_17_failure_and_timeout_remove_the_container(
     )
     assert outcome.exit_status == 4 and "in-container" in output
     unique = f"{os.getpid()}.{int.from_bytes(os.urandom(2), 'big')}"
-    job = JobSpec("sleeps", ["sleep", f"1{unique}"], image=ci_image, timeout=2)
+    job = JobSpec("sleeps", ("sleep", f"1{unique}"), image=ci_image, timeout=2)
     outcome, output = await run_in_checkout(mirror, job)
     assert outcome.timed_out, output
     assert describe(job, outcome)[0] == "timed out after 2 s"
     commands = pm.out("ps", "-a", "--no-trunc", "--format", "{{.Command}}")
     assert unique not in commands
+
+
+async def test_ci_17_cancelled_podman_job_leaves_no_container(
+    ci_image: str, mirror: Mirror
+) -> None:
+    """A superseded image job: cancelling run_job removes its container."""
+    pm = Podman()
+    unique = f"{os.getpid()}.{int.from_bytes(os.urandom(2), 'big')}"
+    job = JobSpec("sleeps", ("sleep", f"2{unique}"), image=ci_image)
+
+    def listed() -> bool:
+        commands = pm.out("ps", "-a", "--no-trunc", "--format", "{{.Command}}")
+        return unique in commands
+
+    async def cancel_when_running(scope: trio.CancelScope) -> None:
+        while not await trio.to_thread.run_sync(listed):
+            await trio.sleep(0.2)
+        scope.cancel()
+
+    sha = git(Path(mirror.source), "rev-parse", "HEAD")
+    await mirror.ensure(sha)
+    raised: list[BaseException] = []
+    with trio.fail_after(120):
+        async with mirror.checkout(sha) as path:
+            with trio.CancelScope() as scope:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(cancel_when_running, scope)
+                    try:
+                        await run_job(job, path, {}, LiveLog())
+                    except BaseException as exc:
+                        raised.append(exc)
+                        raise
+    assert scope.cancelled_caught
+    assert len(raised) == 1 and isinstance(raised[0], trio.Cancelled)
+    assert not listed()

@@ -230,3 +230,20 @@ def test_remove_stale_checkouts(tmp_path: Path) -> None:
 def test_mirror_path_is_escaped(tmp_path: Path) -> None:
     mirror = Mirror(tmp_path, Repo("a_b", "c-d"), "/nowhere")
     assert mirror.path == tmp_path / "mirrors" / "a_5fb-c_2dd.git"
+
+
+async def test_present_commits_are_pinned_and_need_no_lock(tmp_path: Path, source: Path) -> None:
+    """An ancestor fetched along with a later commit is pinned when it is
+    ensured (refs/ci/commits/<sha> keeps it from git gc); once pinned, an
+    ensure does not wait behind another project's fetch holding the lock."""
+    m1 = commit(source, {"f": "1\n"}, "m1")
+    m2 = commit(source, {"f": "2\n"}, "m2")
+    mirror = Mirror(tmp_path / "work", REPO, str(source))
+    await mirror.ensure(m2)
+    assert f"refs/ci/commits/{m1}" not in refs(mirror)
+    await mirror.ensure(m1)  # present already: pinned, not fetched
+    assert f"refs/ci/commits/{m1}" in refs(mirror)
+    with trio.fail_after(30):
+        async with mirror._lock:  # a fetch in progress
+            await mirror.ensure(m1)
+            await mirror.ensure(m2)

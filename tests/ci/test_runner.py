@@ -65,7 +65,7 @@ async def wait_until_dead(pids: list[int]) -> list[int]:
 
 
 async def test_passes(tmp_path: Path) -> None:
-    job = JobSpec("ok", ["true"])
+    job = JobSpec("ok", ("true",))
     outcome, output = await run(job, tmp_path)
     assert outcome.exit_status == 0 and not outcome.timed_out
     assert outcome.duration >= 0
@@ -194,7 +194,7 @@ async def test_log_closed_under_a_running_job(tmp_path: Path) -> None:
 async def test_binary_junk_is_kept_as_bytes(tmp_path: Path) -> None:
     junk = os.urandom(300_000) + bytes(range(256))
     (tmp_path / "junk").write_bytes(junk)
-    outcome, output = await run(JobSpec("junk", ["cat", "junk"]), tmp_path)
+    outcome, output = await run(JobSpec("junk", ("cat", "junk")), tmp_path)
     assert outcome.exit_status == 0
     assert output == junk
 
@@ -215,11 +215,14 @@ async def test_megabytes_of_output_stay_capped(tmp_path: Path) -> None:
 
 
 async def test_missing_command_fails_like_a_shell(tmp_path: Path) -> None:
-    job = JobSpec("missing", ["/nonexistent/command"])
+    job = JobSpec("missing", ("/nonexistent/command",))
     outcome, output = await run(job, tmp_path)
     assert outcome.exit_status == 127
     assert b"/nonexistent/command" in output
     assert describe(job, outcome)[0] == "missing failed: exit 127"
+    outcome, output = await run(JobSpec("nodir", ("true",)), tmp_path / "gone")
+    assert outcome.exit_status == 127
+    assert output == f"datakit-ci: no working directory {tmp_path / 'gone'}\n".encode()
 
 
 async def test_killed_by_a_signal(tmp_path: Path) -> None:
@@ -245,7 +248,7 @@ def test_podman_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     (checkout / ".git" / "objects" / "info").mkdir(parents=True)
     (checkout / ".git" / "objects" / "info" / "alternates").write_text(f"{objects}\n")
     monkeypatch.setenv("SECRET_OF_THE_CI", "do-not-leak")
-    job = JobSpec("c", ["cat", "/src/README"], image="localhost/img", env=(("K", "secret"),))
+    job = JobSpec("c", ("cat", "/src/README"), image="localhost/img", env=(("K", "secret"),))
     argv, env = podman_command(job, checkout, {"DATAKIT_CI_COMMIT": "abc"}, "datakit-ci-x")
     assert argv[:3] == ["podman", "run", "--rm"]
     assert "--network=none" in argv

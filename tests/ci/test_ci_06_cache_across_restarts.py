@@ -3,7 +3,7 @@ reused) and commits nothing about it."""
 
 from __future__ import annotations
 
-from tests.ci.cihelpers import CIStack, all_commits, result_branches
+from tests.ci.cihelpers import CIStack, all_commits, result_branches, wait_until
 
 
 def test_ci_06_cache_across_restarts(ci_stack: CIStack) -> None:
@@ -20,6 +20,11 @@ def test_ci_06_cache_across_restarts(ci_stack: CIStack) -> None:
     assert before is not None
 
     stack.start()
+    with stack.http() as http:  # the restarted CI has looked m1's result up
+        wait_until(lambda: "ok passed" in http.get("/me/p/ref/heads/master").text,
+                   "the target page showing the cached result", why=stack.why)
+    assert stack.meta.head() == before
+    assert stack.conn.branch("status-me-p-ref-heads-master").head() == history
     # A later commit is handled after the restarted CI evaluated m1 again.
     m2 = stack.commit("m2")
     stack.wait_status(m2, "ok", "success")

@@ -51,3 +51,32 @@ def test_ci_13_pr_targets_via_github_bridge(fake_github: FakeGitHub, tmp_path: P
                 fake.close_pull("u/r", 5)
                 stack.wait_gone(group, "the closed PR's running job ending")
                 stack.stop()
+
+
+def test_ci_13_prs_and_branches_together(fake_github: FakeGitHub, tmp_path: Path) -> None:
+    """The default targets (every branch and every PR): master's head and
+    PR #5's head both get their statuses on GitHub."""
+    fake = fake_github
+    with datakit_process() as (port, _metrics, _proc):
+        with ci_stack_on(tmp_path, port, bridge=False) as stack:
+            m1 = stack.m1
+            p1 = stack.commit("p1", branch="feature")
+            git(stack.repo, "update-ref", "refs/pull/5/head", p1)
+            fake.push("u/r", "master", sha=m1)
+            fake.open_pull("u/r", title="Fix", head="feature", head_sha=p1, number=5)
+            args = bridge_args(stack.address, fake.base_url, "--poll-interval", "1")
+            with github_bridge(*args):
+                stack.wait_meta(lambda t: read(t, "u/r/pr/5/head") == f"{p1}\n".encode(),
+                                "PR 5 on github-metadata")
+                stack.configure([{"name": "ok", "run": ["true"]}], repo="u/r")
+                stack.start()
+                for sha in (m1, p1):
+                    stack.wait_status(sha, "ok", "success", repo="u/r")
+
+                def posted(sha: str) -> bool:
+                    return any(r.body.get("context") == "ci/datakit/ok"
+                               and r.body.get("state") == "success"
+                               for r in fake.requests("POST", f"/repos/u/r/statuses/{sha}"))
+
+                fake.wait_until(lambda: posted(m1) and posted(p1), timeout=60)
+                stack.stop()

@@ -428,3 +428,55 @@ async def test_serve_web_stops_on_shutdown() -> None:
                 partial(serve_web, example_view(), "127.0.0.1", 0, token=None, shutdown=stop)
             )
             stop.set()
+
+
+async def test_ci_08_rebuild_failed_by_query_and_upstream_path() -> None:
+    view = example_view()
+    auth = {"authorization": f"Bearer {TOKEN}"}
+    async with client(view) as c:
+        r = await c.post("/rebuild", params={"failed": "me/p/heads/dev"}, headers=auth)
+        assert r.status_code == 200 and "Rebuilding 1 failed jobs" in r.text
+        r = await c.post("/rebuild", params={"failed": "me/p/prs/5"}, headers=auth)
+        assert r.status_code == 200 and "Rebuilding 0 failed jobs" in r.text
+        r = await c.post("/rebuild", params={"failed": "me/p/ref/heads/dev"}, headers=auth)
+        assert r.status_code == 200
+        for bad in ("me/p/heads/nope", "me/p", "other/p/heads/dev", "me/p/prs/x", ""):
+            r = await c.post("/rebuild", params={"failed": bad}, headers=auth)
+            assert r.status_code == 404, bad
+        r = await c.post("/rebuild", params={"failed": "me/p/heads/dev"})
+        assert r.status_code == 403
+        r = await c.post(f"/log/rebuild/{DEV_TEST}", headers=auth)
+        assert r.status_code == 200
+    assert view.calls == [
+        ("rebuild_failed", DEV),
+        ("rebuild_failed", PR5),
+        ("rebuild_failed", DEV),
+        ("rebuild", DEV_TEST),
+    ]
+
+
+class BrokenStoreView(FakeView):
+    """A view whose store is gone (DataKit restarting under the CI)."""
+
+    async def saved_log(self, branch: str, commit: str) -> bytes | None:
+        raise ConnectionError("store gone")
+
+    async def history(self, ident: object, limit: int = 20) -> list[object]:  # type: ignore[override]
+        raise ConnectionError("store gone")
+
+    async def rebuild(self, branch: str) -> bool:
+        raise ConnectionError("store gone")
+
+
+async def test_store_errors_are_pages_not_crashes() -> None:
+    good = example_view()
+    view = BrokenStoreView(good.config, target_views=good.target_views)
+    auth = {"authorization": f"Bearer {TOKEN}"}
+    async with client(view) as c:
+        target = await c.get("/me/p/ref/heads/dev")
+        saved = await c.get(f"/log/saved/{DEV_TEST}/{sha(14)}")
+        rebuild = await c.post(f"/rebuild/{DEV_TEST}", headers=auth)
+        again = await c.get("/")
+    assert target.status_code == 200 and "could not be read" in target.text
+    assert saved.status_code == 503 and rebuild.status_code == 503
+    assert again.status_code == 200

@@ -169,7 +169,13 @@ class WebUI:
         )
 
     def error(self, request: Request, status: int, message: str) -> Response:
-        titles = {403: "Forbidden", 404: "Not found", 405: "Method not allowed", 409: "Conflict"}
+        titles = {
+            403: "Forbidden",
+            404: "Not found",
+            405: "Method not allowed",
+            409: "Conflict",
+            503: "Unavailable",
+        }
         return self.page(
             request,
             "error.html",
@@ -338,7 +344,11 @@ class WebUI:
         commit = links.parse_sha(request.path_params["commit"])
         if branch is None or commit is None:
             return self.error(request, 404, "No such log (bad branch name or commit id).")
-        data = await self.view.saved_log(branch, commit)
+        try:
+            data = await self.view.saved_log(branch, commit)
+        except Exception:
+            log.exception("web: reading the log of %s at %s", branch, commit)
+            return self.error(request, 503, "DataKit could not be reached just now: try again.")
         if data is None:
             return self.error(request, 404, f"No saved log at {commit} of {branch}.")
         found = self._find_job(branch)
@@ -417,7 +427,12 @@ class WebUI:
         why = self.auth.may_act(request, form)
         if why is not None:
             return self.error(request, 403, why)
-        return await action(form)
+        try:
+            return await action(form)
+        except Exception:
+            # The store may be restarting under the CI: say so, keep serving.
+            log.exception("web: %s %s", request.method, request.url.path)
+            return self.error(request, 503, "DataKit could not be reached just now: try again.")
 
     async def rebuild(self, request: Request) -> Response:
         async def action(form: dict[str, str]) -> Response:
@@ -438,6 +453,38 @@ class WebUI:
             return self._done(request, form, f"Cancelled {branch}", self._back(branch))
 
         return await self._act(request, action)
+
+    async def rebuild_query(self, request: Request) -> Response:
+        """``POST /rebuild?failed=<target>`` (spec B.3 step 7): the target as
+        ``--canary`` spells it (``me/p/heads/master``, ``me/p/prs/5``) or as
+        its page's path (``me/p/ref/heads/master``, ``me/p/pr/5``)."""
+
+        async def action(form: dict[str, str]) -> Response:
+            text = request.query_params.get("failed") or form.get("failed") or ""
+            ident = self._parse_target(text)
+            if ident is None or self.view.target(ident) is None:
+                return self.error(request, 404, "This CI tests no such target.")
+            count = await self.view.rebuild_failed(ident)
+            back = links.target_url(ident)
+            return self._done(request, form, f"Rebuilding {count} failed jobs", back)
+
+        return await self._act(request, action)
+
+    def _parse_target(self, text: str) -> TargetId | None:
+        parts = text.strip("/").split("/")
+        if len(parts) < 4:
+            return None
+        repo = links.parse_repo(parts[0], parts[1])
+        if repo is None or self.view.config.project(repo) is None:
+            return None
+        kind, rest = parts[2], parts[3:]
+        if kind in ("pr", "prs") and len(rest) == 1:
+            return links.parse_pr(repo, rest[0])
+        if kind in ("heads", "tags"):
+            return links.parse_ref(repo, "/".join([kind, *rest]))
+        if kind == "ref":
+            return links.parse_ref(repo, "/".join(rest))
+        return None
 
     async def rebuild_failed(self, request: Request) -> Response:
         async def action(form: dict[str, str]) -> Response:
@@ -518,7 +565,9 @@ def create_app(
         Route("/metrics", ui.metrics),
         Route("/log/live/{branch}", ui.live_log),
         Route("/log/saved/{branch}/{commit}", ui.saved_log),
+        Route("/rebuild", ui.rebuild_query, methods=["POST"]),
         Route("/rebuild/{branch}", ui.rebuild, methods=["POST"]),
+        Route("/log/rebuild/{branch}", ui.rebuild, methods=["POST"]),  # upstream's path
         Route("/cancel/{branch}", ui.cancel, methods=["POST"]),
         Route("/rebuild-failed/{user}/{repo}/pr/{n}", ui.rebuild_failed, methods=["POST"]),
         Route("/rebuild-failed/{user}/{repo}/ref/{ref:path}", ui.rebuild_failed, methods=["POST"]),

@@ -114,6 +114,9 @@ async def test_ci_16_target_page_selection() -> None:
     assert "starting build" in pr.text
     assert f'href="/log/live/{PR_BUILD}"' in pr.text
     assert 'class="job failure selected"' in unknown.text
+    # pages with unfinished jobs reload themselves (no JavaScript needed)
+    assert '<meta http-equiv="refresh"' in pr.text
+    assert '<meta http-equiv="refresh"' not in master.text
 
 
 def test_pick_job_order() -> None:

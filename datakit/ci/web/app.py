@@ -47,6 +47,8 @@ MAX_FORM = 64 * 1024
 # How much of a log the target page shows inline (the log pages show all).
 LOG_TAIL = 256 * 1024
 HISTORY_LIMIT = 20
+# Pages showing unfinished work reload themselves this often (no JavaScript).
+REFRESH_SECONDS = 10
 _MARKER = "<!--datakit-ci-log-->"
 
 # What every response says about itself: no framing, no sniffing, styles
@@ -106,6 +108,10 @@ def pick_job(jobs: tuple[JobView, ...], wanted: str | None) -> JobView | None:
     return jobs[0] if jobs else None
 
 
+def _busy(target: TargetView) -> bool:
+    return any(not job.state.finished for job in target.jobs)
+
+
 def _order(target: TargetView) -> tuple[int, tuple[str, ...]]:
     """Newest PRs first; refs by name."""
     if isinstance(target.id, PRId):
@@ -159,6 +165,7 @@ class WebUI:
         session = getattr(request.state, "session", None) or self.auth.session(request)
         path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         ctx.setdefault("nav", "")
+        ctx.setdefault("refresh", None)
         return self.env.get_template(template).render(
             request_path=path,
             login_url="/login?" + urlencode({"next": path}),
@@ -251,7 +258,14 @@ class WebUI:
                 "tag": sum(1 for t in targets if links.target_kind(t.id) == "tag"),
             }
             projects.append((project, tiles, counts))
-        return self.page(request, "dashboard.html", projects=projects, nav="dashboard")
+        busy = any(t is not None and _busy(t) for _, tiles, _ in projects for _, t in tiles)
+        return self.page(
+            request,
+            "dashboard.html",
+            projects=projects,
+            nav="dashboard",
+            refresh=REFRESH_SECONDS if busy else None,
+        )
 
     def _listing(self, request: Request, kind: str, heading: str) -> Response:
         groups = []
@@ -259,8 +273,15 @@ class WebUI:
             targets = self.view.targets(project.repo)
             targets = sorted((t for t in targets if links.target_kind(t.id) == kind), key=_order)
             groups.append((project.repo, targets))
+        busy = any(_busy(t) for _, targets in groups for t in targets)
         return self.page(
-            request, "targets.html", groups=groups, kind=kind, heading=heading, nav=kind
+            request,
+            "targets.html",
+            groups=groups,
+            kind=kind,
+            heading=heading,
+            nav=kind,
+            refresh=REFRESH_SECONDS if busy else None,
         )
 
     async def prs(self, request: Request) -> Response:
@@ -314,6 +335,7 @@ class WebUI:
             history_error=history_error,
             failed=failed,
             nav=links.target_kind(ident),
+            refresh=REFRESH_SECONDS if _busy(target) else None,
         )
 
     async def commit_page(self, request: Request) -> Response:

@@ -170,13 +170,16 @@ def format_duration(seconds: float | None) -> str:
 
 
 def format_ago(timestamp: float | None, now: float | None = None) -> str:
-    """``"3m 5s ago"``; empty for an unknown time."""
+    """``"3m ago"``, ``"2h ago"``; empty for an unknown time."""
     if timestamp is None:
         return ""
-    delta = (time.time() if now is None else now) - timestamp
+    delta = int((time.time() if now is None else now) - timestamp)
     if delta < 1:
         return "just now"
-    return f"{format_duration(delta)} ago"
+    for unit, seconds in (("d", 86400), ("h", 3600), ("m", 60)):
+        if delta >= seconds:
+            return f"{delta // seconds}{unit} ago"
+    return f"{delta}s ago"
 
 
 def short(sha: str | None) -> str:

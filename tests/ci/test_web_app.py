@@ -483,3 +483,20 @@ async def test_store_errors_are_pages_not_crashes() -> None:
     assert target.status_code == 200 and "could not be read" in target.text
     assert saved.status_code == 503 and rebuild.status_code == 503
     assert again.status_code == 200
+
+
+async def test_big_logs_render_whole_on_the_log_page_and_tail_on_the_target_page() -> None:
+    view = example_view()
+    lines = [f"\x1b[3{i % 8}mline {i}\x1b[0m <{i}>\n".encode() for i in range(40000)]
+    big = b"".join(lines)
+    assert len(big) > 512 * 1024
+    view.saved_logs[(DEV_TEST, sha(14))] = big
+    async with client(view) as c:
+        saved = await c.get(f"/log/saved/{DEV_TEST}/{sha(14)}")
+        target = await c.get("/me/p/ref/heads/dev")
+    assert saved.status_code == 200
+    assert '<span class="ansi-fg-red">line 1</span> &lt;1&gt;' in saved.text
+    assert '<span class="ansi-fg-white">line 39999</span> &lt;39999&gt;' in saved.text
+    assert f"{len(big)} bytes" in saved.text
+    assert "Showing the last 256 KiB" in target.text
+    assert "line 39999</span>" in target.text and ">line 1<" not in target.text

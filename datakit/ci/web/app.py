@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, cast
 from urllib.parse import parse_qs, urlencode
 
+import anyio.to_thread
 import jinja2
 from markupsafe import Markup
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -50,6 +51,21 @@ HISTORY_LIMIT = 20
 # Pages showing unfinished work reload themselves this often (no JavaScript).
 REFRESH_SECONDS = 10
 _MARKER = "<!--datakit-ci-log-->"
+# Logs longer than this are rendered in a worker thread: 16 MiB of colour
+# codes take seconds, and the engine shares this event loop.
+OFFLOAD = 64 * 1024
+
+
+async def render_log(data: bytes) -> str:
+    if len(data) < OFFLOAD:
+        return render(data)
+    return await anyio.to_thread.run_sync(render, data)
+
+
+async def _feed(renderer: AnsiRenderer, chunk: bytes) -> str:
+    if len(chunk) < OFFLOAD:
+        return renderer.feed(chunk)
+    return await anyio.to_thread.run_sync(renderer.feed, chunk)
 
 # What every response says about itself: no framing, no sniffing, styles
 # only from here (inline style attributes carry 256-colour log colours).
@@ -221,7 +237,7 @@ class WebUI:
         if data is None:
             return None, 0, 0
         shown = data[-LOG_TAIL:]
-        return render(shown), len(shown), len(data)
+        return await render_log(shown), len(shown), len(data)
 
     async def _form(self, request: Request) -> dict[str, str]:
         """A url-encoded form body (python-multipart is not needed for it)."""
@@ -380,7 +396,7 @@ class WebUI:
             branch=branch,
             commit=commit,
             size=len(data),
-            log_html=Markup(render(data)),
+            log_html=Markup(await render_log(data)),
             target=found[0] if found else None,
             job=found[1] if found else None,
             live=False,
@@ -426,7 +442,7 @@ class WebUI:
             yield parts(False, None)[0].encode()
             renderer = AnsiRenderer()
             async for chunk in chunks(0):
-                text = renderer.feed(chunk)
+                text = await _feed(renderer, chunk)
                 if text:
                     yield text.encode()
             yield renderer.finish().encode()

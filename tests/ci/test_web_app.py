@@ -16,8 +16,9 @@ from prometheus_client import CollectorRegistry, Counter
 
 from datakit.bridges.service import StartupError
 from datakit.ci.model import JobState
-from datakit.ci.web import create_app, serve_web
+from datakit.ci.web import create_app, links, serve_web
 from datakit.ci.web.app import pick_job
+from datakit.github.model import PRId, RefId, Repo
 from tests.ci.fakeview import (
     DEV,
     PR5,
@@ -500,3 +501,58 @@ async def test_big_logs_render_whole_on_the_log_page_and_tail_on_the_target_page
     assert f"{len(big)} bytes" in saved.text
     assert "Showing the last 256 KiB" in target.text
     assert "line 39999</span>" in target.text and ">line 1<" not in target.text
+
+
+async def test_login_and_logout_pages() -> None:
+    async with client(example_view()) as c:
+        login_page = await c.get("/login", params={"next": "//evil.example/"})
+        logout_page = await c.get("/logout")
+    assert login_page.status_code == 200 and 'name="password"' in login_page.text
+    assert 'name="next" value="/"' in login_page.text  # never another site
+    assert logout_page.status_code == 200 and 'action="/logout"' in logout_page.text
+    assert "datakit_ci_session" in login_page.headers["set-cookie"]
+    assert "httponly" in login_page.headers["set-cookie"].lower()
+
+
+def test_links_and_formats() -> None:
+    assert links.format_duration(72) == "1m 12s"
+    assert links.format_duration(3.9) == "3s"
+    assert links.format_duration(0.2) == "<1s"
+    assert links.format_duration(3600 * 2 + 60 * 5 + 7) == "2h 5m"
+    assert links.format_duration(None) == ""
+    assert links.format_ago(100.0, now=160.0) == "1m ago"
+    assert links.format_ago(100.0, now=100.0 + 3 * 3600 + 5) == "3h ago"
+    for bad in ("//evil", "http://evil", "/\\evil", "/a\nb", "", None):
+        assert links.safe_redirect(bad) == "/"
+    assert links.safe_redirect("/me/p/pr/5?test=x") == "/me/p/pr/5?test=x"
+    repo = Repo("me", "p")
+    assert links.parse_ref(repo, "heads/fix/x-y") == RefId(repo, ("heads", "fix", "x-y"))
+    for bad in (
+        "heads",
+        "heads/",
+        "heads/a..b",
+        "heads/.x",
+        "heads/x.lock",
+        "heads/a b",
+        "heads/a@{1",
+    ):
+        assert links.parse_ref(repo, bad) is None, bad
+    assert links.parse_pr(repo, "5") == PRId(repo, 5)
+    assert links.parse_pr(repo, "-5") is None and links.parse_pr(repo, "\u0665") is None
+    assert links.parse_sha("A" * 40) is None and links.parse_sha("a" * 40) == "a" * 40
+    ident = RefId(Repo("a_b", "c-d"), ("heads", "fix#1", "100%"))
+    assert links.target_path(ident) == "/a_b/c-d/ref/heads/fix%231/100%25"
+    assert links.target_label(ident) == "fix#1/100%"
+    assert links.commit_url(repo, "a" * 40, "my job") == f"/me/p/commit/{'a' * 40}?test=my+job"
+
+
+async def test_ref_names_with_url_characters_round_trip() -> None:
+    view = example_view()
+    target = view.target_views[DEV]
+    ident = RefId(Repo("me", "p"), ("heads", "fix#1", "100%"))
+    view.put(type(target)(ident, target.head, target.jobs))
+    async with client(view) as c:
+        listing = await c.get("/branch")
+        page = await c.get("/me/p/ref/heads/fix%231/100%25")
+    assert 'href="/me/p/ref/heads/fix%231/100%25">fix#1/100%</a>' in listing.text
+    assert page.status_code == 200 and "fix#1/100%" in page.text

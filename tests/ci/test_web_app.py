@@ -134,6 +134,21 @@ async def test_ci_16_target_history() -> None:
     assert f'href="/me/p/commit/{sha(9)}"' in history
     assert f'href="/me/p/commit/{M}"' in history
     assert 'class="chip failure" title="build failed: exit 1">build<' in history
+    assert f'href="/me/p/ref/heads/master?history={sha(20)}"' in history
+    assert "Evaluation" not in r.text
+
+
+async def test_target_page_shows_an_older_evaluation() -> None:
+    async with client(example_view()) as c:
+        r = await c.get("/me/p/ref/heads/master", params={"history": sha(20)})
+        bad = await c.get("/me/p/ref/heads/master", params={"history": "<x>"})
+    assert r.status_code == 200 and bad.status_code == 200
+    evaluation = r.text[r.text.index('class="evaluation failure"') :]
+    assert f"<code>{sha(20)[:10]}</code>" in evaluation
+    assert f'href="/me/p/commit/{sha(9)}"' in evaluation
+    assert "build failed: exit 1" in evaluation
+    assert 'class="failure selected"' in r.text
+    assert "Evaluation" not in bad.text
 
 
 async def test_ci_16_commit_page() -> None:

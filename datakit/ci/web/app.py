@@ -338,6 +338,9 @@ class WebUI:
         except Exception:
             log.exception("web: reading the history of %s", ident)
             history, history_error = [], True
+        # ?history=<commit>: one older evaluation, shown above the list.
+        wanted = links.parse_sha(request.query_params.get("history", ""))
+        shown_entry = next((e for e in history if e.commit == wanted), None)
         failed = sum(1 for j in target.jobs if j.state is JobState.FAILURE)
         return self.page(
             request,
@@ -349,6 +352,7 @@ class WebUI:
             log_total=total,
             history=history,
             history_error=history_error,
+            shown_entry=shown_entry,
             failed=failed,
             nav=links.target_kind(ident),
             refresh=REFRESH_SECONDS if _busy(target) else None,

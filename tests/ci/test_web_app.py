@@ -571,3 +571,29 @@ async def test_ref_names_with_url_characters_round_trip() -> None:
         page = await c.get("/me/p/ref/heads/fix%231/100%25")
     assert 'href="/me/p/ref/heads/fix%231/100%25">fix#1/100%</a>' in listing.text
     assert page.status_code == 200 and "fix#1/100%" in page.text
+
+
+async def test_bad_form_bodies_are_client_errors() -> None:
+    view = example_view()
+    async with client(view) as c:
+        await login(c)
+        many = "&".join(f"f{i}=x" for i in range(100))
+        r = await c.post(
+            f"/rebuild/{DEV_TEST}",
+            content=many,
+            headers={"content-type": "application/x-www-form-urlencoded"},
+        )
+        assert r.status_code == 400
+        r = await c.post(
+            f"/rebuild/{DEV_TEST}",
+            content=b"csrf=" + b"x" * 100_000,
+            headers={"content-type": "application/x-www-form-urlencoded"},
+        )
+        assert r.status_code == 413
+    assert view.calls == []
+
+
+async def test_waiting_job_has_no_log_yet() -> None:
+    async with client(example_view()) as c:
+        r = await c.get("/me/p/pr/5", params={"test": "test"})
+    assert 'class="job pending selected"' in r.text and "Waiting to start." in r.text

@@ -249,7 +249,10 @@ class WebUI:
             body += chunk
             if len(body) > MAX_FORM:
                 raise HTTPException(413, "form too large")
-        fields = parse_qs(body.decode("utf-8", "replace"), max_num_fields=64)
+        try:
+            fields = parse_qs(body.decode("utf-8", "replace"), max_num_fields=64)
+        except ValueError:
+            raise HTTPException(400, "too many form fields") from None
         return {k: v[0] for k, v in fields.items()}
 
     def _done(self, request: Request, form: dict[str, str], message: str, back: str) -> Response:

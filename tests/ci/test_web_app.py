@@ -597,3 +597,10 @@ async def test_waiting_job_has_no_log_yet() -> None:
     async with client(example_view()) as c:
         r = await c.get("/me/p/pr/5", params={"test": "test"})
     assert 'class="job pending selected"' in r.text and "Waiting to start." in r.text
+
+
+async def test_head_of_a_live_log_does_not_wait_for_the_job() -> None:
+    async with client(example_view()) as c:
+        with trio.fail_after(30):
+            r = await c.head(f"/log/live/{PR_BUILD}")
+    assert r.status_code == 200 and r.headers["x-accel-buffering"] == "no"

@@ -422,6 +422,9 @@ class WebUI:
                 return RedirectResponse(links.saved_log_url(branch, saved), 303)
         if live is None:
             return self.error(request, 404, f"No live log for {branch}: nothing runs there.")
+        headers = {"x-accel-buffering": "no", "cache-control": "no-store"}
+        if request.method == "HEAD":  # not a stream that lasts as long as the job
+            return Response(media_type="text/html; charset=utf-8", headers=headers)
         found = self._find_job(branch)
         session = self.auth.session(request)
         request.state.session = session
@@ -458,7 +461,7 @@ class WebUI:
         return StreamingResponse(
             body(),
             media_type="text/html; charset=utf-8",
-            headers={"x-accel-buffering": "no", "cache-control": "no-store"},
+            headers=headers,
         )
 
     # --- actions ------------------------------------------------------------------

@@ -215,6 +215,18 @@ async def test_saved_log_page() -> None:
     # links back to the target and the commit
     assert 'href="/me/p/ref/heads/dev?test=test"' in r.text
     assert f'href="/me/p/commit/{D}?test=test"' in r.text
+    assert f'href="/log/raw/{DEV_TEST}/{sha(14)}"' in r.text
+
+
+async def test_raw_log_is_the_stored_bytes_as_plain_text() -> None:
+    view = example_view()
+    async with client(view) as c:
+        r = await c.get(f"/log/raw/{DEV_TEST}/{sha(14)}")
+        missing = await c.get(f"/log/raw/{DEV_TEST}/{sha(99)}")
+    assert r.status_code == 200 and r.content == view.saved_logs[(DEV_TEST, sha(14))]
+    assert r.headers["content-type"] == "text/plain; charset=utf-8"
+    assert r.headers["x-content-type-options"] == "nosniff"
+    assert missing.status_code == 404
 
 
 async def test_static_and_security_headers() -> None:

@@ -100,6 +100,7 @@ def _environment() -> jinja2.Environment:
         commit_url=links.commit_url,
         live_log_url=links.live_log_url,
         saved_log_url=links.saved_log_url,
+        raw_log_url=links.raw_log_url,
         rebuild_failed_url=links.rebuild_failed_url,
         target_label=links.target_label,
         target_kind=links.target_kind,
@@ -384,7 +385,8 @@ class WebUI:
             request, "commit.html", repo=repo, sha=sha, live=live, archived=archived, test=test
         )
 
-    async def saved_log(self, request: Request) -> Response:
+    async def _read_saved(self, request: Request) -> tuple[str, str, bytes] | Response:
+        """(branch, commit, log) named by the URL, or the error page."""
         branch = links.parse_branch(request.path_params["branch"])
         commit = links.parse_sha(request.path_params["commit"])
         if branch is None or commit is None:
@@ -396,6 +398,21 @@ class WebUI:
             return self.error(request, 503, "DataKit could not be reached just now: try again.")
         if data is None:
             return self.error(request, 404, f"No saved log at {commit} of {branch}.")
+        return branch, commit, data
+
+    async def raw_log(self, request: Request) -> Response:
+        """The saved log's bytes as they are, for scripts and downloads
+        (``nosniff``: a browser never reads them as HTML)."""
+        found = await self._read_saved(request)
+        if isinstance(found, Response):
+            return found
+        return Response(found[2], media_type="text/plain; charset=utf-8")
+
+    async def saved_log(self, request: Request) -> Response:
+        found_log = await self._read_saved(request)
+        if isinstance(found_log, Response):
+            return found_log
+        branch, commit, data = found_log
         found = self._find_job(branch)
         return self.page(
             request,
@@ -613,6 +630,7 @@ def create_app(
         Route("/metrics", ui.metrics),
         Route("/log/live/{branch}", ui.live_log),
         Route("/log/saved/{branch}/{commit}", ui.saved_log),
+        Route("/log/raw/{branch}/{commit}", ui.raw_log),
         Route("/rebuild", ui.rebuild_query, methods=["POST"]),
         Route("/rebuild/{branch}", ui.rebuild, methods=["POST"]),
         Route("/log/rebuild/{branch}", ui.rebuild, methods=["POST"]),  # upstream's path

@@ -115,6 +115,10 @@ def saved_log_url(branch: str, commit: str) -> str:
     return f"/log/saved/{q(branch)}/{q(commit)}"
 
 
+def raw_log_url(branch: str, commit: str) -> str:
+    return f"/log/raw/{q(branch)}/{q(commit)}"
+
+
 def rebuild_failed_url(ident: TargetId) -> str:
     return "/rebuild-failed" + target_path(ident)
 
@@ -197,6 +201,7 @@ __all__ = [
     "parse_repo",
     "parse_sha",
     "q",
+    "raw_log_url",
     "rebuild_failed_url",
     "safe_redirect",
     "saved_log_url",

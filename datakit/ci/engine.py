@@ -300,6 +300,7 @@ class Engine:
         stored = await self.store.run(partial(storage.read_run, branch=run.branch, with_log=False))
         if stored is not None and stored.result is not None and not stored.rebuild_requested:
             self._finish(run, stored.result, stored.commit)
+            run.finished = None  # when is not known here (only how long it took)
             return
         for need in run.job.needs:
             dependency = self._dependency(run, need)

@@ -16,8 +16,9 @@ from prometheus_client import CollectorRegistry, Counter
 
 from datakit.bridges.service import StartupError
 from datakit.ci.model import JobState
-from datakit.ci.web import create_app, serve_web
+from datakit.ci.web import create_app, links, serve_web
 from datakit.ci.web.app import pick_job
+from datakit.github.model import PRId, RefId, Repo
 from tests.ci.fakeview import (
     DEV,
     PR5,
@@ -114,6 +115,9 @@ async def test_ci_16_target_page_selection() -> None:
     assert "starting build" in pr.text
     assert f'href="/log/live/{PR_BUILD}"' in pr.text
     assert 'class="job failure selected"' in unknown.text
+    # pages with unfinished jobs reload themselves (no JavaScript needed)
+    assert '<meta http-equiv="refresh"' in pr.text
+    assert '<meta http-equiv="refresh"' not in master.text
 
 
 def test_pick_job_order() -> None:
@@ -130,6 +134,21 @@ async def test_ci_16_target_history() -> None:
     assert f'href="/me/p/commit/{sha(9)}"' in history
     assert f'href="/me/p/commit/{M}"' in history
     assert 'class="chip failure" title="build failed: exit 1">build<' in history
+    assert f'href="/me/p/ref/heads/master?history={sha(20)}"' in history
+    assert "Evaluation" not in r.text
+
+
+async def test_target_page_shows_an_older_evaluation() -> None:
+    async with client(example_view()) as c:
+        r = await c.get("/me/p/ref/heads/master", params={"history": sha(20)})
+        bad = await c.get("/me/p/ref/heads/master", params={"history": "<x>"})
+    assert r.status_code == 200 and bad.status_code == 200
+    evaluation = r.text[r.text.index('class="evaluation failure"') :]
+    assert f"<code>{sha(20)[:10]}</code>" in evaluation
+    assert f'href="/me/p/commit/{sha(9)}"' in evaluation
+    assert "build failed: exit 1" in evaluation
+    assert 'class="failure selected"' in r.text
+    assert "Evaluation" not in bad.text
 
 
 async def test_ci_16_commit_page() -> None:
@@ -196,6 +215,18 @@ async def test_saved_log_page() -> None:
     # links back to the target and the commit
     assert 'href="/me/p/ref/heads/dev?test=test"' in r.text
     assert f'href="/me/p/commit/{D}?test=test"' in r.text
+    assert f'href="/log/raw/{DEV_TEST}/{sha(14)}"' in r.text
+
+
+async def test_raw_log_is_the_stored_bytes_as_plain_text() -> None:
+    view = example_view()
+    async with client(view) as c:
+        r = await c.get(f"/log/raw/{DEV_TEST}/{sha(14)}")
+        missing = await c.get(f"/log/raw/{DEV_TEST}/{sha(99)}")
+    assert r.status_code == 200 and r.content == view.saved_logs[(DEV_TEST, sha(14))]
+    assert r.headers["content-type"] == "text/plain; charset=utf-8"
+    assert r.headers["x-content-type-options"] == "nosniff"
+    assert missing.status_code == 404
 
 
 async def test_static_and_security_headers() -> None:
@@ -428,3 +459,160 @@ async def test_serve_web_stops_on_shutdown() -> None:
                 partial(serve_web, example_view(), "127.0.0.1", 0, token=None, shutdown=stop)
             )
             stop.set()
+
+
+async def test_ci_08_rebuild_failed_by_query_and_upstream_path() -> None:
+    view = example_view()
+    auth = {"authorization": f"Bearer {TOKEN}"}
+    async with client(view) as c:
+        r = await c.post("/rebuild", params={"failed": "me/p/heads/dev"}, headers=auth)
+        assert r.status_code == 200 and "Rebuilding 1 failed jobs" in r.text
+        r = await c.post("/rebuild", params={"failed": "me/p/prs/5"}, headers=auth)
+        assert r.status_code == 200 and "Rebuilding 0 failed jobs" in r.text
+        r = await c.post("/rebuild", params={"failed": "me/p/ref/heads/dev"}, headers=auth)
+        assert r.status_code == 200
+        for bad in ("me/p/heads/nope", "me/p", "other/p/heads/dev", "me/p/prs/x", ""):
+            r = await c.post("/rebuild", params={"failed": bad}, headers=auth)
+            assert r.status_code == 404, bad
+        r = await c.post("/rebuild", params={"failed": "me/p/heads/dev"})
+        assert r.status_code == 403
+        r = await c.post(f"/log/rebuild/{DEV_TEST}", headers=auth)
+        assert r.status_code == 200
+    assert view.calls == [
+        ("rebuild_failed", DEV),
+        ("rebuild_failed", PR5),
+        ("rebuild_failed", DEV),
+        ("rebuild", DEV_TEST),
+    ]
+
+
+class BrokenStoreView(FakeView):
+    """A view whose store is gone (DataKit restarting under the CI)."""
+
+    async def saved_log(self, branch: str, commit: str) -> bytes | None:
+        raise ConnectionError("store gone")
+
+    async def history(self, ident: object, limit: int = 20) -> list[object]:  # type: ignore[override]
+        raise ConnectionError("store gone")
+
+    async def rebuild(self, branch: str) -> bool:
+        raise ConnectionError("store gone")
+
+
+async def test_store_errors_are_pages_not_crashes() -> None:
+    good = example_view()
+    view = BrokenStoreView(good.config, target_views=good.target_views)
+    auth = {"authorization": f"Bearer {TOKEN}"}
+    async with client(view) as c:
+        target = await c.get("/me/p/ref/heads/dev")
+        saved = await c.get(f"/log/saved/{DEV_TEST}/{sha(14)}")
+        rebuild = await c.post(f"/rebuild/{DEV_TEST}", headers=auth)
+        again = await c.get("/")
+    assert target.status_code == 200 and "could not be read" in target.text
+    assert saved.status_code == 503 and rebuild.status_code == 503
+    assert again.status_code == 200
+
+
+async def test_big_logs_render_whole_on_the_log_page_and_tail_on_the_target_page() -> None:
+    view = example_view()
+    lines = [f"\x1b[3{i % 8}mline {i}\x1b[0m <{i}>\n".encode() for i in range(40000)]
+    big = b"".join(lines)
+    assert len(big) > 512 * 1024
+    view.saved_logs[(DEV_TEST, sha(14))] = big
+    async with client(view) as c:
+        saved = await c.get(f"/log/saved/{DEV_TEST}/{sha(14)}")
+        target = await c.get("/me/p/ref/heads/dev")
+    assert saved.status_code == 200
+    assert '<span class="ansi-fg-red">line 1</span> &lt;1&gt;' in saved.text
+    assert '<span class="ansi-fg-white">line 39999</span> &lt;39999&gt;' in saved.text
+    assert f"{len(big)} bytes" in saved.text
+    assert "Showing the last 256 KiB" in target.text
+    assert "line 39999</span>" in target.text and ">line 1<" not in target.text
+
+
+async def test_login_and_logout_pages() -> None:
+    async with client(example_view()) as c:
+        login_page = await c.get("/login", params={"next": "//evil.example/"})
+        logout_page = await c.get("/logout")
+    assert login_page.status_code == 200 and 'name="password"' in login_page.text
+    assert 'name="next" value="/"' in login_page.text  # never another site
+    assert logout_page.status_code == 200 and 'action="/logout"' in logout_page.text
+    assert "datakit_ci_session" in login_page.headers["set-cookie"]
+    assert "httponly" in login_page.headers["set-cookie"].lower()
+
+
+def test_links_and_formats() -> None:
+    assert links.format_duration(72) == "1m 12s"
+    assert links.format_duration(3.9) == "3s"
+    assert links.format_duration(0.2) == "<1s"
+    assert links.format_duration(3600 * 2 + 60 * 5 + 7) == "2h 5m"
+    assert links.format_duration(None) == ""
+    assert links.format_ago(100.0, now=160.0) == "1m ago"
+    assert links.format_ago(100.0, now=100.0 + 3 * 3600 + 5) == "3h ago"
+    for bad in ("//evil", "http://evil", "/\\evil", "/a\nb", "", None):
+        assert links.safe_redirect(bad) == "/"
+    assert links.safe_redirect("/me/p/pr/5?test=x") == "/me/p/pr/5?test=x"
+    repo = Repo("me", "p")
+    assert links.parse_ref(repo, "heads/fix/x-y") == RefId(repo, ("heads", "fix", "x-y"))
+    for bad in (
+        "heads",
+        "heads/",
+        "heads/a..b",
+        "heads/.x",
+        "heads/x.lock",
+        "heads/a b",
+        "heads/a@{1",
+    ):
+        assert links.parse_ref(repo, bad) is None, bad
+    assert links.parse_pr(repo, "5") == PRId(repo, 5)
+    assert links.parse_pr(repo, "-5") is None and links.parse_pr(repo, "\u0665") is None
+    assert links.parse_sha("A" * 40) is None and links.parse_sha("a" * 40) == "a" * 40
+    ident = RefId(Repo("a_b", "c-d"), ("heads", "fix#1", "100%"))
+    assert links.target_path(ident) == "/a_b/c-d/ref/heads/fix%231/100%25"
+    assert links.target_label(ident) == "fix#1/100%"
+    assert links.commit_url(repo, "a" * 40, "my job") == f"/me/p/commit/{'a' * 40}?test=my+job"
+
+
+async def test_ref_names_with_url_characters_round_trip() -> None:
+    view = example_view()
+    target = view.target_views[DEV]
+    ident = RefId(Repo("me", "p"), ("heads", "fix#1", "100%"))
+    view.put(type(target)(ident, target.head, target.jobs))
+    async with client(view) as c:
+        listing = await c.get("/branch")
+        page = await c.get("/me/p/ref/heads/fix%231/100%25")
+    assert 'href="/me/p/ref/heads/fix%231/100%25">fix#1/100%</a>' in listing.text
+    assert page.status_code == 200 and "fix#1/100%" in page.text
+
+
+async def test_bad_form_bodies_are_client_errors() -> None:
+    view = example_view()
+    async with client(view) as c:
+        await login(c)
+        many = "&".join(f"f{i}=x" for i in range(100))
+        r = await c.post(
+            f"/rebuild/{DEV_TEST}",
+            content=many,
+            headers={"content-type": "application/x-www-form-urlencoded"},
+        )
+        assert r.status_code == 400
+        r = await c.post(
+            f"/rebuild/{DEV_TEST}",
+            content=b"csrf=" + b"x" * 100_000,
+            headers={"content-type": "application/x-www-form-urlencoded"},
+        )
+        assert r.status_code == 413
+    assert view.calls == []
+
+
+async def test_waiting_job_has_no_log_yet() -> None:
+    async with client(example_view()) as c:
+        r = await c.get("/me/p/pr/5", params={"test": "test"})
+    assert 'class="job pending selected"' in r.text and "Waiting to start." in r.text
+
+
+async def test_head_of_a_live_log_does_not_wait_for_the_job() -> None:
+    async with client(example_view()) as c:
+        with trio.fail_after(30):
+            r = await c.head(f"/log/live/{PR_BUILD}")
+    assert r.status_code == 200 and r.headers["x-accel-buffering"] == "no"

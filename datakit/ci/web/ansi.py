@@ -15,6 +15,7 @@ written to a response one by one.
 from __future__ import annotations
 
 import codecs
+import functools
 import html
 import re
 from dataclasses import dataclass, replace
@@ -178,26 +179,50 @@ class AnsiRenderer:
             cut = _partial_start(text)
             if cut is not None:
                 text, self._pending = text[:cut], text[cut:]
-        out: list[str] = [self._style.open_tag()]
+        # A span is opened lazily, before the first text in a non-default
+        # style, so style changes with no text between them leave nothing.
+        out: list[str] = []
+        style = self._style
+        opened = False
+        escape = html.escape
         pos = 0
         for m in _TOKEN.finditer(text):
-            if m.start() > pos:
-                out.append(html.escape(text[pos : m.start()], quote=False))
+            start = m.start()
+            if start > pos:
+                if not opened and style is not _DEFAULT:
+                    out.append(_open_tag(style))
+                    opened = True
+                out.append(escape(text[pos:start], quote=False))
             pos = m.end()
             if m.group(3) == "m" and not m.group(2):
-                new = apply_sgr(self._style, m.group(1))
-                if new != self._style:
-                    if self._style != _DEFAULT:
+                new = _apply_cached(style, m.group(1))
+                if new != style:
+                    if opened:
                         out.append("</span>")
-                    self._style = new
-                    out.append(new.open_tag())
+                        opened = False
+                    style = new
         if pos < len(text):
-            out.append(html.escape(text[pos:], quote=False))
-        if self._style != _DEFAULT:
+            if not opened and style is not _DEFAULT:
+                out.append(_open_tag(style))
+                opened = True
+            out.append(escape(text[pos:], quote=False))
+        if opened:
             out.append("</span>")
-        result = "".join(out)
-        # Drop empty spans left by style changes with no text after them.
-        return re.sub(r"<span[^>]*></span>", "", result)
+        self._style = style
+        return "".join(out)
+
+
+@functools.lru_cache(maxsize=4096)
+def _apply_cached(style: _Style, params: str) -> _Style:
+    """:func:`apply_sgr`, remembered: logs repeat a handful of codes. The
+    default style is returned as the one ``_DEFAULT`` object."""
+    new = apply_sgr(style, params)
+    return _DEFAULT if new == _DEFAULT else new
+
+
+@functools.lru_cache(maxsize=4096)
+def _open_tag(style: _Style) -> str:
+    return style.open_tag()
 
 
 def _partial_start(text: str) -> int | None:

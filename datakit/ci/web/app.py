@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, cast
 from urllib.parse import parse_qs, urlencode
 
+import anyio.to_thread
 import jinja2
 from markupsafe import Markup
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -47,7 +48,24 @@ MAX_FORM = 64 * 1024
 # How much of a log the target page shows inline (the log pages show all).
 LOG_TAIL = 256 * 1024
 HISTORY_LIMIT = 20
+# Pages showing unfinished work reload themselves this often (no JavaScript).
+REFRESH_SECONDS = 10
 _MARKER = "<!--datakit-ci-log-->"
+# Logs longer than this are rendered in a worker thread: 16 MiB of colour
+# codes take seconds, and the engine shares this event loop.
+OFFLOAD = 64 * 1024
+
+
+async def render_log(data: bytes) -> str:
+    if len(data) < OFFLOAD:
+        return render(data)
+    return await anyio.to_thread.run_sync(render, data)
+
+
+async def _feed(renderer: AnsiRenderer, chunk: bytes) -> str:
+    if len(chunk) < OFFLOAD:
+        return renderer.feed(chunk)
+    return await anyio.to_thread.run_sync(renderer.feed, chunk)
 
 # What every response says about itself: no framing, no sniffing, styles
 # only from here (inline style attributes carry 256-colour log colours).
@@ -82,6 +100,7 @@ def _environment() -> jinja2.Environment:
         commit_url=links.commit_url,
         live_log_url=links.live_log_url,
         saved_log_url=links.saved_log_url,
+        raw_log_url=links.raw_log_url,
         rebuild_failed_url=links.rebuild_failed_url,
         target_label=links.target_label,
         target_kind=links.target_kind,
@@ -104,6 +123,10 @@ def pick_job(jobs: tuple[JobView, ...], wanted: str | None) -> JobView | None:
         if not job.state.finished:
             return job
     return jobs[0] if jobs else None
+
+
+def _busy(target: TargetView) -> bool:
+    return any(not job.state.finished for job in target.jobs)
 
 
 def _order(target: TargetView) -> tuple[int, tuple[str, ...]]:
@@ -159,6 +182,7 @@ class WebUI:
         session = getattr(request.state, "session", None) or self.auth.session(request)
         path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         ctx.setdefault("nav", "")
+        ctx.setdefault("refresh", None)
         return self.env.get_template(template).render(
             request_path=path,
             login_url="/login?" + urlencode({"next": path}),
@@ -169,7 +193,13 @@ class WebUI:
         )
 
     def error(self, request: Request, status: int, message: str) -> Response:
-        titles = {403: "Forbidden", 404: "Not found", 405: "Method not allowed", 409: "Conflict"}
+        titles = {
+            403: "Forbidden",
+            404: "Not found",
+            405: "Method not allowed",
+            409: "Conflict",
+            503: "Unavailable",
+        }
         return self.page(
             request,
             "error.html",
@@ -208,7 +238,7 @@ class WebUI:
         if data is None:
             return None, 0, 0
         shown = data[-LOG_TAIL:]
-        return render(shown), len(shown), len(data)
+        return await render_log(shown), len(shown), len(data)
 
     async def _form(self, request: Request) -> dict[str, str]:
         """A url-encoded form body (python-multipart is not needed for it)."""
@@ -220,7 +250,10 @@ class WebUI:
             body += chunk
             if len(body) > MAX_FORM:
                 raise HTTPException(413, "form too large")
-        fields = parse_qs(body.decode("utf-8", "replace"), max_num_fields=64)
+        try:
+            fields = parse_qs(body.decode("utf-8", "replace"), max_num_fields=64)
+        except ValueError:
+            raise HTTPException(400, "too many form fields") from None
         return {k: v[0] for k, v in fields.items()}
 
     def _done(self, request: Request, form: dict[str, str], message: str, back: str) -> Response:
@@ -245,7 +278,14 @@ class WebUI:
                 "tag": sum(1 for t in targets if links.target_kind(t.id) == "tag"),
             }
             projects.append((project, tiles, counts))
-        return self.page(request, "dashboard.html", projects=projects, nav="dashboard")
+        busy = any(t is not None and _busy(t) for _, tiles, _ in projects for _, t in tiles)
+        return self.page(
+            request,
+            "dashboard.html",
+            projects=projects,
+            nav="dashboard",
+            refresh=REFRESH_SECONDS if busy else None,
+        )
 
     def _listing(self, request: Request, kind: str, heading: str) -> Response:
         groups = []
@@ -253,8 +293,15 @@ class WebUI:
             targets = self.view.targets(project.repo)
             targets = sorted((t for t in targets if links.target_kind(t.id) == kind), key=_order)
             groups.append((project.repo, targets))
+        busy = any(_busy(t) for _, targets in groups for t in targets)
         return self.page(
-            request, "targets.html", groups=groups, kind=kind, heading=heading, nav=kind
+            request,
+            "targets.html",
+            groups=groups,
+            kind=kind,
+            heading=heading,
+            nav=kind,
+            refresh=REFRESH_SECONDS if busy else None,
         )
 
     async def prs(self, request: Request) -> Response:
@@ -295,6 +342,9 @@ class WebUI:
         except Exception:
             log.exception("web: reading the history of %s", ident)
             history, history_error = [], True
+        # ?history=<commit>: one older evaluation, shown above the list.
+        wanted = links.parse_sha(request.query_params.get("history", ""))
+        shown_entry = next((e for e in history if e.commit == wanted), None)
         failed = sum(1 for j in target.jobs if j.state is JobState.FAILURE)
         return self.page(
             request,
@@ -306,8 +356,10 @@ class WebUI:
             log_total=total,
             history=history,
             history_error=history_error,
+            shown_entry=shown_entry,
             failed=failed,
             nav=links.target_kind(ident),
+            refresh=REFRESH_SECONDS if _busy(target) else None,
         )
 
     async def commit_page(self, request: Request) -> Response:
@@ -333,14 +385,34 @@ class WebUI:
             request, "commit.html", repo=repo, sha=sha, live=live, archived=archived, test=test
         )
 
-    async def saved_log(self, request: Request) -> Response:
+    async def _read_saved(self, request: Request) -> tuple[str, str, bytes] | Response:
+        """(branch, commit, log) named by the URL, or the error page."""
         branch = links.parse_branch(request.path_params["branch"])
         commit = links.parse_sha(request.path_params["commit"])
         if branch is None or commit is None:
             return self.error(request, 404, "No such log (bad branch name or commit id).")
-        data = await self.view.saved_log(branch, commit)
+        try:
+            data = await self.view.saved_log(branch, commit)
+        except Exception:
+            log.exception("web: reading the log of %s at %s", branch, commit)
+            return self.error(request, 503, "DataKit could not be reached just now: try again.")
         if data is None:
             return self.error(request, 404, f"No saved log at {commit} of {branch}.")
+        return branch, commit, data
+
+    async def raw_log(self, request: Request) -> Response:
+        """The saved log's bytes as they are, for scripts and downloads
+        (``nosniff``: a browser never reads them as HTML)."""
+        found = await self._read_saved(request)
+        if isinstance(found, Response):
+            return found
+        return Response(found[2], media_type="text/plain; charset=utf-8")
+
+    async def saved_log(self, request: Request) -> Response:
+        found_log = await self._read_saved(request)
+        if isinstance(found_log, Response):
+            return found_log
+        branch, commit, data = found_log
         found = self._find_job(branch)
         return self.page(
             request,
@@ -348,7 +420,7 @@ class WebUI:
             branch=branch,
             commit=commit,
             size=len(data),
-            log_html=Markup(render(data)),
+            log_html=Markup(await render_log(data)),
             target=found[0] if found else None,
             job=found[1] if found else None,
             live=False,
@@ -367,6 +439,9 @@ class WebUI:
                 return RedirectResponse(links.saved_log_url(branch, saved), 303)
         if live is None:
             return self.error(request, 404, f"No live log for {branch}: nothing runs there.")
+        headers = {"x-accel-buffering": "no", "cache-control": "no-store"}
+        if request.method == "HEAD":  # not a stream that lasts as long as the job
+            return Response(media_type="text/html; charset=utf-8", headers=headers)
         found = self._find_job(branch)
         session = self.auth.session(request)
         request.state.session = session
@@ -394,7 +469,7 @@ class WebUI:
             yield parts(False, None)[0].encode()
             renderer = AnsiRenderer()
             async for chunk in chunks(0):
-                text = renderer.feed(chunk)
+                text = await _feed(renderer, chunk)
                 if text:
                     yield text.encode()
             yield renderer.finish().encode()
@@ -403,7 +478,7 @@ class WebUI:
         return StreamingResponse(
             body(),
             media_type="text/html; charset=utf-8",
-            headers={"x-accel-buffering": "no", "cache-control": "no-store"},
+            headers=headers,
         )
 
     # --- actions ------------------------------------------------------------------
@@ -417,7 +492,12 @@ class WebUI:
         why = self.auth.may_act(request, form)
         if why is not None:
             return self.error(request, 403, why)
-        return await action(form)
+        try:
+            return await action(form)
+        except Exception:
+            # The store may be restarting under the CI: say so, keep serving.
+            log.exception("web: %s %s", request.method, request.url.path)
+            return self.error(request, 503, "DataKit could not be reached just now: try again.")
 
     async def rebuild(self, request: Request) -> Response:
         async def action(form: dict[str, str]) -> Response:
@@ -438,6 +518,38 @@ class WebUI:
             return self._done(request, form, f"Cancelled {branch}", self._back(branch))
 
         return await self._act(request, action)
+
+    async def rebuild_query(self, request: Request) -> Response:
+        """``POST /rebuild?failed=<target>`` (spec B.3 step 7): the target as
+        ``--canary`` spells it (``me/p/heads/master``, ``me/p/prs/5``) or as
+        its page's path (``me/p/ref/heads/master``, ``me/p/pr/5``)."""
+
+        async def action(form: dict[str, str]) -> Response:
+            text = request.query_params.get("failed") or form.get("failed") or ""
+            ident = self._parse_target(text)
+            if ident is None or self.view.target(ident) is None:
+                return self.error(request, 404, "This CI tests no such target.")
+            count = await self.view.rebuild_failed(ident)
+            back = links.target_url(ident)
+            return self._done(request, form, f"Rebuilding {count} failed jobs", back)
+
+        return await self._act(request, action)
+
+    def _parse_target(self, text: str) -> TargetId | None:
+        parts = text.strip("/").split("/")
+        if len(parts) < 4:
+            return None
+        repo = links.parse_repo(parts[0], parts[1])
+        if repo is None or self.view.config.project(repo) is None:
+            return None
+        kind, rest = parts[2], parts[3:]
+        if kind in ("pr", "prs") and len(rest) == 1:
+            return links.parse_pr(repo, rest[0])
+        if kind in ("heads", "tags"):
+            return links.parse_ref(repo, "/".join([kind, *rest]))
+        if kind == "ref":
+            return links.parse_ref(repo, "/".join(rest))
+        return None
 
     async def rebuild_failed(self, request: Request) -> Response:
         async def action(form: dict[str, str]) -> Response:
@@ -518,7 +630,10 @@ def create_app(
         Route("/metrics", ui.metrics),
         Route("/log/live/{branch}", ui.live_log),
         Route("/log/saved/{branch}/{commit}", ui.saved_log),
+        Route("/log/raw/{branch}/{commit}", ui.raw_log),
+        Route("/rebuild", ui.rebuild_query, methods=["POST"]),
         Route("/rebuild/{branch}", ui.rebuild, methods=["POST"]),
+        Route("/log/rebuild/{branch}", ui.rebuild, methods=["POST"]),  # upstream's path
         Route("/cancel/{branch}", ui.cancel, methods=["POST"]),
         Route("/rebuild-failed/{user}/{repo}/pr/{n}", ui.rebuild_failed, methods=["POST"]),
         Route("/rebuild-failed/{user}/{repo}/ref/{ref:path}", ui.rebuild_failed, methods=["POST"]),

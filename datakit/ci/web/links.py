@@ -115,6 +115,10 @@ def saved_log_url(branch: str, commit: str) -> str:
     return f"/log/saved/{q(branch)}/{q(commit)}"
 
 
+def raw_log_url(branch: str, commit: str) -> str:
+    return f"/log/raw/{q(branch)}/{q(commit)}"
+
+
 def rebuild_failed_url(ident: TargetId) -> str:
     return "/rebuild-failed" + target_path(ident)
 
@@ -170,13 +174,16 @@ def format_duration(seconds: float | None) -> str:
 
 
 def format_ago(timestamp: float | None, now: float | None = None) -> str:
-    """``"3m 5s ago"``; empty for an unknown time."""
+    """``"3m ago"``, ``"2h ago"``; empty for an unknown time."""
     if timestamp is None:
         return ""
-    delta = (time.time() if now is None else now) - timestamp
+    delta = int((time.time() if now is None else now) - timestamp)
     if delta < 1:
         return "just now"
-    return f"{format_duration(delta)} ago"
+    for unit, seconds in (("d", 86400), ("h", 3600), ("m", 60)):
+        if delta >= seconds:
+            return f"{delta // seconds}{unit} ago"
+    return f"{delta}s ago"
 
 
 def short(sha: str | None) -> str:
@@ -194,6 +201,7 @@ __all__ = [
     "parse_repo",
     "parse_sha",
     "q",
+    "raw_log_url",
     "rebuild_failed_url",
     "safe_redirect",
     "saved_log_url",

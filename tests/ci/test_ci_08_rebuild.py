@@ -71,9 +71,12 @@ def test_ci_08_rebuild_failed_jobs_of_a_target(ci_stack: CIStack) -> None:
     heads = {job: stack.conn.branch(result_branches(stack.conn, job, m1)[0]).head()
              for job in ("ok", "bad", "bad2")}
     with stack.http() as http:
-        refused = http.post("/rebuild-failed/me/p/ref/heads/master")
+        target = {"failed": "me/p/heads/master"}  # spec B.3 step 7, --canary's spelling
+        refused = http.post("/rebuild", params=target)
         assert refused.status_code == 403, refused.status_code
-        answer = http.post("/rebuild-failed/me/p/ref/heads/master", headers=stack.bearer())
+        for job, head in heads.items():
+            assert stack.conn.branch(result_branches(stack.conn, job, m1)[0]).head() == head
+        answer = http.post("/rebuild", params=target, headers=stack.bearer())
         assert answer.status_code < 400, (answer.status_code, answer.text)
     for job in ("bad", "bad2"):
         since = heads[job]

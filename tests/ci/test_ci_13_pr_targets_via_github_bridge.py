@@ -79,4 +79,9 @@ def test_ci_13_prs_and_branches_together(fake_github: FakeGitHub, tmp_path: Path
                                for r in fake.requests("POST", f"/repos/u/r/statuses/{sha}"))
 
                 fake.wait_until(lambda: posted(m1) and posted(p1), timeout=60)
+                with stack.http() as http:
+                    for path in ("/", "/pr", "/branch", "/u/r/pr/5"):
+                        page = http.get(path)
+                        assert page.status_code == 200, (path, page.status_code)
+                    assert "Fix" in http.get("/pr").text
                 stack.stop()

@@ -5,6 +5,7 @@ for m1, and runs m2."""
 from __future__ import annotations
 
 from tests.ci.cihelpers import CIStack, in_group, sleeper
+from tests.gitrepo import git
 
 
 def superseded_by(description: str | None, sha: str) -> bool:
@@ -34,3 +35,20 @@ def test_ci_05_superseded_run_cancelled(ci_stack: CIStack) -> None:
     (second,) = stack.wait_marker(mark, exclude=group)
     assert second.pgid != first.pgid
     assert stack.status(m1, "slow") == old
+
+
+def test_ci_05_deleted_branch_cancelled(ci_stack: CIStack) -> None:
+    """The other half of B.3 step 5: a target that disappears (a deleted
+    branch) has its running jobs cancelled too."""
+    stack = ci_stack
+    mark = stack.marker()
+    d1 = stack.commit("d1", branch="dev")
+    git(stack.repo, "checkout", "-q", "master")
+    stack.configure([{"name": "slow", "run": sleeper(60, mark)}], targets=["heads/dev"])
+    stack.start()
+    (sleeping,) = stack.wait_marker(mark)
+    group = in_group(sleeping.pgid)
+    git(stack.repo, "branch", "-D", "dev")
+    stack.wait_gone(group, "the deleted branch's running job ending")
+    status = stack.wait_status(d1, "slow", "failure")
+    assert (status.description or "").startswith("cancelled"), status

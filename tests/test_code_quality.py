@@ -125,3 +125,26 @@ def test_shared_leaf_modules_import_nothing_of_ours() -> None:
     import each other (options by the applications too): they stay leaves."""
     for leaf in ("pathnames", "formats", "options"):
         assert not offenders(imports_of(leaf), _ours), leaf
+
+
+def test_applications_use_the_public_client_api_only() -> None:
+    """design.md: the bridges and the CI are clients like any other. Of ours
+    they use datakit.client (not its backends), the GitHub model and layout,
+    what services share (bridges.service), the leaf options module and
+    their own modules; never the store, the filesystem or the server. The
+    bridges know nothing of the CI."""
+    backends = {"git_backend", "ninep_backend", "ninep_client"}
+    package_names = ("datakit", "datakit.__version__", "datakit.bridges")
+
+    def bad(module: str, own: str, shared: tuple[str, ...]) -> bool:
+        if not _ours(module) or module in package_names or _within(module, own):
+            return False  # (`from datakit.bridges import service` names the package too)
+        if _within(module, "datakit.client"):
+            return module.split(".")[2:3] in ([b] for b in backends)
+        allowed = ("datakit.github", "datakit.options", "datakit.metrics_http", *shared)
+        return not any(_within(module, p) for p in allowed)
+
+    ci = imports_of("ci")
+    assert "datakit/ci/engine.py" in ci
+    assert not offenders(ci, lambda m: bad(m, "datakit.ci", ("datakit.bridges.service",)))
+    assert not offenders(imports_of("bridges"), lambda m: bad(m, "datakit.bridges", ()))

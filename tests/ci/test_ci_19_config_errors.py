@@ -76,3 +76,36 @@ def test_relative_source_is_relative_to_the_file(tmp_path: Path) -> None:
     path.write_text(text)
     got = [p.source for p in load_config(path).projects]
     assert got == [str(tmp_path / "src" / "p.git"), *sources[1:]]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('[[project.job]]\nname = "test"\nrn = ["true"]\n', 'unknown key "rn"'),
+        ('[[project.job]]\nname = "test"\n', 'missing key "run"'),
+        (
+            '[[project.job]]\nname = "a"\nrun = "true"\nneeds = ["b"]\n'
+            '[[project.job]]\nname = "b"\nrun = "true"\nneeds = ["a"]\n',
+            "cycle",
+        ),
+    ],
+)
+def test_ci_19_the_command_exits_1_naming_file_table_and_key(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    """`datakit ci` checks the file before connecting to anything: one line
+    on stderr, exit status 1, no traceback (no server runs here)."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "ci.toml"
+    path.write_text(HEAD + text)
+    result = subprocess.run(
+        [sys.executable, "-m", "datakit", "ci", "--config", str(path),
+         "--metadata-store", "tcp:127.0.0.1:1", "--workdir", str(tmp_path / "w")],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(f"datakit ci: {path}: [[project]] #1 (me/p) [[project.job]]")
+    assert expected in line and "Traceback" not in result.stderr

@@ -525,7 +525,7 @@ async def test_big_logs_render_whole_on_the_log_page_and_tail_on_the_target_page
     assert saved.status_code == 200
     assert '<span class="ansi-fg-red">line 1</span> &lt;1&gt;' in saved.text
     assert '<span class="ansi-fg-white">line 39999</span> &lt;39999&gt;' in saved.text
-    assert f"{len(big)} bytes" in saved.text
+    assert links.format_size(len(big)) == "1.0 MiB" and "· 1.0 MiB" in saved.text
     assert "Showing the last 256 KiB" in target.text
     assert "line 39999</span>" in target.text and ">line 1<" not in target.text
 
@@ -548,6 +548,8 @@ def test_links_and_formats() -> None:
     assert links.format_duration(3600 * 2 + 60 * 5 + 7) == "2h 5m"
     assert links.format_duration(None) == ""
     assert links.format_ago(100.0, now=160.0) == "1m ago"
+    assert links.format_size(1) == "1 byte" and links.format_size(66) == "66 bytes"
+    assert links.format_size(3 * 1024 * 1024 + 200 * 1024) == "3.2 MiB"
     assert links.format_ago(100.0, now=100.0 + 3 * 3600 + 5) == "3h ago"
     for bad in ("//evil", "http://evil", "/\\evil", "/a\nb", "", None):
         assert links.safe_redirect(bad) == "/"

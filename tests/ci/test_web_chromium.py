@@ -55,24 +55,24 @@ def decode_png(data: bytes) -> tuple[int, int, list[bytes], int]:
     prev = bytearray(stride)
     for y in range(height):
         start = y * (stride + 1)
-        kind = raw[start]
+        filter_type = raw[start]
         line = bytearray(raw[start + 1 : start + 1 + stride])
-        if kind == 1:
+        if filter_type == 1:
             for i in range(bpp, stride):
                 line[i] = (line[i] + line[i - bpp]) & 0xFF
-        elif kind == 2:
+        elif filter_type == 2:
             line = bytearray((a + b) & 0xFF for a, b in zip(line, prev, strict=True))
-        elif kind == 3:
+        elif filter_type == 3:
             for i in range(stride):
                 left = line[i - bpp] if i >= bpp else 0
                 line[i] = (line[i] + ((left + prev[i]) >> 1)) & 0xFF
-        elif kind == 4:
+        elif filter_type == 4:
             for i in range(stride):
                 left = line[i - bpp] if i >= bpp else 0
                 upleft = prev[i - bpp] if i >= bpp else 0
                 line[i] = (line[i] + _paeth(left, prev[i], upleft)) & 0xFF
         else:
-            assert kind == 0, f"bad filter {kind}"
+            assert filter_type == 0, f"bad filter {filter_type}"
         rows.append(bytes(line))
         prev = line
     return width, height, rows, bpp

@@ -92,6 +92,7 @@ def _environment() -> jinja2.Environment:
     env.filters.update(
         duration=links.format_duration,
         ago=links.format_ago,
+        size=links.format_size,
         short=links.short,
     )
     env.globals.update(

@@ -186,6 +186,17 @@ def format_ago(timestamp: float | None, now: float | None = None) -> str:
     return f"{delta}s ago"
 
 
+def format_size(size: int | None) -> str:
+    """``"66 bytes"``, ``"12.5 KiB"``, ``"3.2 MiB"``."""
+    if size is None:
+        return ""
+    if size < 1024:
+        return f"{size} byte{'s' if size != 1 else ''}"
+    if size < 1024 * 1024:
+        return f"{size / 1024:.1f} KiB"
+    return f"{size / (1024 * 1024):.1f} MiB"
+
+
 def short(sha: str | None) -> str:
     return (sha or "")[:10]
 
@@ -194,6 +205,7 @@ __all__ = [
     "commit_url",
     "format_ago",
     "format_duration",
+    "format_size",
     "live_log_url",
     "parse_branch",
     "parse_pr",

@@ -16,7 +16,18 @@ from datakit.bridges.service import StartupError, announce
 from datakit.ci.model import CIView
 from datakit.ci.web.app import create_app
 
-log = logging.getLogger("datakit.ci.web")
+_hypercorn_log = logging.getLogger("datakit.ci.web.hypercorn")
+
+
+class _NoRunningOn(logging.Filter):
+    """Hypercorn's own "Running on … (CTRL + C to quit)": the CI announces
+    its address once, in the bridges' format."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Running on")
+
+
+_hypercorn_log.addFilter(_NoRunningOn())
 
 
 def _bound(binds: list[str]) -> tuple[str, int]:
@@ -43,7 +54,7 @@ async def serve_web(
     config = Config()
     config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
     config.accesslog = None
-    config.errorlog = log
+    config.errorlog = _hypercorn_log
     config.graceful_timeout = 2.0
     app = create_app(view, token=token, registry=registry)
     stop = shutdown if shutdown is not None else trio.Event()

@@ -1,6 +1,6 @@
 """CI-16 (HTTP part): `/`, `/branch`, `/pr`, the target page and the commit
 page answer 200 with the job names and states; unknown targets give 404.
-(The Chromium screenshot is tests/ci/test_ci_16_screenshot.py.)"""
+(The Chromium screenshot is tests/ci/test_web_chromium.py.)"""
 
 from __future__ import annotations
 

@@ -89,7 +89,7 @@ MASTER_SHA = "sha=$(git -C /tmp/p rev-parse master)"
 MASTER_CATS = [
     "cat /db/branch/shell-of-check-*-on-$sha/ro/log",
     "cat /db/branch/status-me-p-ref-heads-master/ro/job/check/output"
-    '     # {"result": {"status": "success", ...',
+    '     # {"result":{"status":"success",...',
 ]
 # Not in the doc for master, but the same line as for broken: master's status.
 STATE_OF_SHA = BROKEN_CATS[0].split("#")[0].rstrip()

@@ -11,6 +11,7 @@ the web UI's :class:`~datakit.ci.model.CIView`.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Iterable
@@ -48,6 +49,7 @@ from datakit.github.model import PR, PRId, PRState, Ref, Repo, Status, StatusSta
 log = logging.getLogger("datakit.ci")
 
 BRANCH = tree.BRANCH
+SHA = re.compile(r"[0-9a-f]{40}")
 FLUSH_DELAY = 0.05  # gather the status changes of one moment into one commit
 RETRY_DELAY = 1.0
 
@@ -62,6 +64,18 @@ class Target:
     runs: dict[str, Run] = field(default_factory=dict)
     history: str | None = None
     metadata_commit: str | None = None
+
+
+def target_key(ident: TargetId) -> tuple[Repo, int, int, tuple[str, ...]]:
+    """Order targets of every kind: by repo, refs then PRs (PRId and RefId
+    do not compare with each other)."""
+    if isinstance(ident, PRId):
+        return (ident.repo, 1, ident.number, ())
+    return (ident.repo, 0, 0, ident.name)
+
+
+def first(idents: Iterable[TargetId]) -> TargetId:
+    return min(idents, key=target_key)
 
 
 def target_env(ident: TargetId) -> str:
@@ -97,6 +111,7 @@ class Engine:
         self._wake_flush = trio.Event()
         self._wake_eval = trio.Event()
         self._nursery: trio.Nursery | None = None
+        self._junk_heads: set[tuple[TargetId, str]] = set()  # each said once
         self._view: tree.View | None = None
         self._first = True
         self.evaluations = 0
@@ -196,6 +211,13 @@ class Engine:
             for ref in refs:
                 if self._selected(project, ref.id):
                     found[ref.id] = (ref.head, "")
+        for ident, (head, _) in list(found.items()):
+            if not SHA.fullmatch(head):
+                # Someone wrote junk in the branch: nothing to fetch or test.
+                del found[ident]
+                if (ident, head) not in self._junk_heads:
+                    self._junk_heads.add((ident, head))
+                    log.warning("%s: head %r is not a commit id; not tested", ident, head[:80])
         return found
 
     def _selected(self, project: ProjectSpec, ident: TargetId) -> bool:
@@ -446,7 +468,7 @@ class Engine:
             if status is None:
                 continue
             statuses.append(status)
-            label = target_label(min(run.targets)) if run.targets else run.sha[:12]
+            label = target_label(first(run.targets)) if run.targets else run.sha[:12]
             labels[(run.project.repo, run.sha, run.job.name)] = label
 
         written: list[Status] = []
@@ -469,7 +491,7 @@ class Engine:
             )
             if committed:
                 metrics.STATUS_UPDATES.inc(len(written))
-        for ident in sorted(targets):
+        for ident in sorted(targets, key=target_key):
             target = self.active.get(ident)
             if target is None or any(r.state is None for r in target.runs.values()):
                 continue  # gone, or still looking up results: written later
@@ -556,7 +578,7 @@ class Engine:
         run.cancel("cancelled: rebuild requested")
         run.restart()
         self._changed(run)
-        self._start(run, min(run.targets) if run.targets else None)
+        self._start(run, first(run.targets) if run.targets else None)
 
     def _dependants(self, run: Run) -> list[Run]:
         """Runs on the same commit that need ``run``, transitively."""
@@ -607,7 +629,7 @@ class Engine:
     def targets(self, repo: Repo | None = None) -> list[TargetView]:
         return [
             self.target_view(t)
-            for ident, t in sorted(self.active.items())
+            for ident, t in sorted(self.active.items(), key=lambda item: target_key(item[0]))
             if repo is None or ident.repo == repo
         ]
 

@@ -11,9 +11,10 @@ the web UI's :class:`~datakit.ci.model.CIView`.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -21,7 +22,7 @@ from typing import Any
 
 import trio
 
-from datakit.bridges.service import TRANSPORT_ERRORS, Store
+from datakit.bridges.service import Store
 from datakit.ci import metrics, storage
 from datakit.ci.config import target_matches
 from datakit.ci.livelog import LiveLog
@@ -39,17 +40,21 @@ from datakit.ci.model import (
     TargetView,
 )
 from datakit.ci.naming import result_branch, target_label, target_url
-from datakit.ci.runner import describe, run_job
-from datakit.ci.runs import Run
+from datakit.ci.runner import describe, kill_leftover_jobs, run_job
+from datakit.ci.runs import Attempt, Run
 from datakit.client import ABORT, AGAIN, Commit, Connection, DataKitError
 from datakit.github import tree
-from datakit.github.model import PR, PRId, PRState, Ref, Repo, Status, StatusState
+from datakit.github.model import PR, PRId, PRState, Ref, Repo, Status, StatusId, StatusState
 
 log = logging.getLogger("datakit.ci")
 
 BRANCH = tree.BRANCH
+SHA = re.compile(r"[0-9a-f]{40}")
 FLUSH_DELAY = 0.05  # gather the status changes of one moment into one commit
+WORKDIR_VAR = "DATAKIT_CI_WORKDIR"  # in every job's environment: found after a kill -9
+DESCRIPTION_MAX = 140  # GitHub's limit; the bridge would cut it, then differ
 RETRY_DELAY = 1.0
+MAX_RETRY_DELAY = 60.0
 
 
 @dataclass
@@ -62,6 +67,18 @@ class Target:
     runs: dict[str, Run] = field(default_factory=dict)
     history: str | None = None
     metadata_commit: str | None = None
+
+
+def target_key(ident: TargetId) -> tuple[Repo, int, int, tuple[str, ...]]:
+    """Order targets of every kind: by repo, refs then PRs (PRId and RefId
+    do not compare with each other)."""
+    if isinstance(ident, PRId):
+        return (ident.repo, 1, ident.number, ())
+    return (ident.repo, 0, 0, ident.name)
+
+
+def first(idents: Iterable[TargetId]) -> TargetId:
+    return min(idents, key=target_key)
 
 
 def target_env(ident: TargetId) -> str:
@@ -97,6 +114,10 @@ class Engine:
         self._wake_flush = trio.Event()
         self._wake_eval = trio.Event()
         self._nursery: trio.Nursery | None = None
+        self._junk_heads: set[tuple[TargetId, str]] = set()  # each said once
+        self._failures = 0  # in a row, for the back-off
+        # Called with a connection when the database lost our claim (see main).
+        self.reclaim: Callable[[Connection], object] | None = None
         self._view: tree.View | None = None
         self._first = True
         self.evaluations = 0
@@ -108,6 +129,9 @@ class Engine:
         removed = await trio.to_thread.run_sync(remove_stale_checkouts, self.workdir)
         if removed:
             log.info("removed %d checkouts left by a CI that was killed", removed)
+        killed = await trio.to_thread.run_sync(kill_leftover_jobs, WORKDIR_VAR, str(self.workdir))
+        if killed:
+            log.warning("killed %d processes of jobs left by a CI that was killed", killed)
         repos = [p.repo for p in self.config.projects]
         await self.store.run(partial(storage.ensure_monitors, repos=repos))
         async with trio.open_nursery() as nursery:
@@ -148,16 +172,25 @@ class Engine:
             try:
                 view = await self.store.run(self._read_view)
             except Exception as exc:  # junk in the branch must not stop the CI
-                log.warning("reading %s failed: %s; again in 1 s", BRANCH, exc)
+                log.warning("reading %s failed: %s", BRANCH, exc)
                 log.debug("the failed read", exc_info=True)
-                await trio.sleep(RETRY_DELAY)
+                await self._backoff()
                 self._wake_eval.set()
                 continue
+            self._failures = 0
             self._view = view
             missing = [p.repo for p in self.config.projects if p.repo not in view.monitored]
             if missing:
-                # An in-memory database restarted, or someone removed them.
-                await self.store.run(partial(storage.ensure_monitors, repos=missing))
+                # An in-memory database restarted (so our claim went too), or
+                # someone removed them.
+                if self.reclaim is not None and not self._first:
+                    await self.store.run(self.reclaim)
+                try:
+                    await self.store.run(partial(storage.ensure_monitors, repos=missing))
+                except DataKitError as exc:
+                    log.warning("writing .monitor files failed: %s", exc)
+                    await self._backoff()
+                    self._wake_eval.set()
                 continue  # the commit wakes this loop again
             self._reconcile(view)
             self._repair(view)
@@ -174,10 +207,19 @@ class Engine:
             return tree.view(head)
         try:
             return tree.view(head, previous)
-        except TRANSPORT_ERRORS:
-            # The previous head belongs to a connection that is gone: read
+        except (OSError, EOFError, DataKitError):  # TRANSPORT_ERRORS and the store's
+            # The previous head belongs to a connection that is gone, or to
+            # an in-memory database that restarted without it: read
             # everything again on this one (its own errors go to Store.run).
             return tree.view(head)
+
+    async def _backoff(self) -> None:
+        """After a failure: 1 s, doubling to a minute while failures go on
+        (Store.run already waits out a database that is down; this is for
+        errors it hands back, junk or conflicts)."""
+        delay = min(RETRY_DELAY * 2**self._failures, MAX_RETRY_DELAY)
+        self._failures = min(self._failures + 1, 16)
+        await trio.sleep(delay)
 
     # --- targets and runs -------------------------------------------------
 
@@ -196,6 +238,13 @@ class Engine:
             for ref in refs:
                 if self._selected(project, ref.id):
                     found[ref.id] = (ref.head, "")
+        for ident, (head, _) in list(found.items()):
+            if not SHA.fullmatch(head):
+                # Someone wrote junk in the branch: nothing to fetch or test.
+                del found[ident]
+                if (ident, head) not in self._junk_heads:
+                    self._junk_heads.add((ident, head))
+                    log.warning("%s: head %r is not a commit id; not tested", ident, head[:80])
         return found
 
     def _selected(self, project: ProjectSpec, ident: TargetId) -> bool:
@@ -251,7 +300,11 @@ class Engine:
         if run is None:
             run = Run(branch, project, job, sha, on_change=self._changed)
             self.runs[branch] = run
-            self._start(run, ident)
+            self._start(run)
+        elif run.cancel_reason is not None and not run.keep_cancelled:
+            # Superseded a moment ago (a branch renamed, a force-push undone)
+            # and wanted again: a new attempt, not the cancellation.
+            self._restart(run)
         run.targets.add(ident)
         return run
 
@@ -265,11 +318,19 @@ class Engine:
             if run.cancel(reason):
                 log.info("%s: %s", run.title, reason)
             else:
-                self.runs.pop(run.branch, None)
+                self._forget(run)
 
-    def _start(self, run: Run, ident: TargetId | None) -> None:
+    def _forget(self, run: Run) -> None:
+        if self.runs.get(run.branch) is run:
+            del self.runs[run.branch]
+
+    def _start(self, run: Run) -> None:
         assert self._nursery is not None
-        self._nursery.start_soon(self._execute, run, ident, run.generation)
+        self._nursery.start_soon(self._execute, run, run.attempt)
+
+    def _restart(self, run: Run, *, skip_cache: bool = False) -> None:
+        run.restart(skip_cache=skip_cache)
+        self._start(run)
 
     def _changed(self, run: Run) -> None:
         self._dirty.add(run)
@@ -281,110 +342,122 @@ class Engine:
 
     # --- executing one run --------------------------------------------------
 
-    async def _execute(self, run: Run, ident: TargetId | None, generation: int) -> None:
-        with trio.CancelScope() as scope:
-            run.scope = scope
+    async def _execute(self, run: Run, attempt: Attempt) -> None:
+        """One attempt at ``run``, in the attempt's own cancel scope (a
+        superseding commit, a rebuild or a user cancels it); what happens
+        after it was replaced by a newer attempt is dropped by ``run.set``."""
+        with attempt.scope:
             try:
-                await self._execute_in_scope(run, ident)
+                await self._attempt(run, attempt)
             except Exception as exc:  # a bug in one run must not stop the others
                 log.exception("%s: unexpected error", run.title)
-                run.set(JobState.FAILURE, f"internal error: {type(exc).__name__}")
-        if run.generation != generation:
-            return  # restarted (rebuild) while this attempt was being cancelled
-        if run.cancel_reason is not None and not (run.state and run.state.finished):
-            await self._cancelled(run)
-        if not run.targets:
-            self.runs.pop(run.branch, None)
-
-    async def _execute_in_scope(self, run: Run, ident: TargetId | None) -> None:
-        stored = await self.store.run(partial(storage.read_run, branch=run.branch, with_log=False))
-        if stored is not None and stored.result is not None and not stored.rebuild_requested:
-            self._finish(run, stored.result, stored.commit)
-            run.finished = None  # when is not known here (only how long it took)
+                run.set(attempt, JobState.FAILURE, f"internal error: {type(exc).__name__}")
+        if attempt is not run.attempt:
             return
+        if run.cancel_reason is not None and not run.finished_state:
+            await self._cancelled(run, attempt)
+        if not run.targets and run.finished_state:
+            self._forget(run)
+
+    async def _attempt(self, run: Run, attempt: Attempt) -> None:
+        if not attempt.skip_cache:
+            stored = await self.store.run(
+                partial(storage.read_run, branch=run.branch, with_log=False)
+            )
+            if stored is not None and stored.result is not None and not stored.rebuild_requested:
+                self._finish(run, attempt, stored.result, stored.commit)
+                run.finished = None  # when is not known here (only how long it took)
+                return
         for need in run.job.needs:
             dependency = self._dependency(run, need)
-            await dependency.known.wait()
-            if not dependency.done.is_set():
-                run.set(JobState.WAITING, f"Waiting for {need}")
-                await dependency.done.wait()
+            while dependency.state is None:
+                await dependency.wait_change()
+            if not dependency.finished_state:
+                run.set(attempt, JobState.WAITING, f"Waiting for {need}")
+                while not dependency.finished_state:
+                    await dependency.wait_change()
             if dependency.state is not JobState.SUCCESS:
-                run.set(JobState.FAILURE, f"blocked by {need}")
+                run.set(attempt, JobState.FAILURE, f"blocked by {need}")
                 return
-        run.set(JobState.QUEUED, "Queued")
+        run.set(attempt, JobState.QUEUED, "Queued")
         metrics.QUEUE_LENGTH.inc()
         try:
-            await self.pool.acquire_on_behalf_of(run)
+            await self.pool.acquire_on_behalf_of(attempt)
         finally:
             metrics.QUEUE_LENGTH.dec()
         try:
-            result = await self._run_job(run, ident)
+            result = await self._run_job(run, attempt)
         finally:
-            self.pool.release_on_behalf_of(run)
+            self.pool.release_on_behalf_of(attempt)
         if result is None:
             return
-        with trio.CancelScope(shield=True):
-            commit = await self.store.run(
-                partial(storage.write_run, branch=run.branch, result=result)
-            )
-        self._finish(run, result, commit)
+        # Not shielded: a cancelled attempt's result is not needed, and a
+        # write the database never answers must not hold up a stop.
+        commit = await self.store.run(partial(storage.write_run, branch=run.branch, result=result))
+        self._finish(run, attempt, result, commit)
         metrics.JOBS.labels(result.state.value).inc()
         metrics.JOB_DURATION.observe(result.duration)
 
     def _dependency(self, run: Run, need: str) -> Run:
+        """The run of the job ``need`` on the same commit (made if no
+        target has it: a target's runs are all made together, so only a
+        run restarted on its own finds it missing)."""
         job = run.project.job(need)
         assert job is not None  # the configuration checked needs
-        existing = self.runs.get(result_branch(job, run.sha))
-        if existing is not None:
-            existing.targets.update(run.targets)
-            return existing
-        dependency = Run(result_branch(job, run.sha), run.project, job, run.sha)
-        dependency.on_change = self._changed
+        branch = result_branch(job, run.sha)
+        dependency = self.runs.get(branch)
+        if dependency is None:
+            dependency = Run(branch, run.project, job, run.sha, on_change=self._changed)
+            self.runs[branch] = dependency
+            self._start(dependency)
         dependency.targets.update(run.targets)
-        self.runs[dependency.branch] = dependency
-        self._start(dependency, next(iter(run.targets), None))
         return dependency
 
-    async def _run_job(self, run: Run, ident: TargetId | None) -> RunResult | None:
-        run.log = LiveLog()
-        run.set(JobState.RUNNING, f"Running {run.job.name}")
+    async def _run_job(self, run: Run, attempt: Attempt) -> RunResult | None:
+        output = LiveLog()
+        if attempt is run.attempt:
+            run.log = output
+        run.set(attempt, JobState.RUNNING, f"Running {run.job.name}")
         metrics.RUNNING.inc()
+        ident = first(run.targets) if run.targets else None
         try:
             mirror = self.mirrors[run.project.repo]
             try:
                 await mirror.ensure(run.sha, ident)
-                env = {"DATAKIT_CI_COMMIT": run.sha}
+                # Applied after the job's own env: it cannot pretend to be
+                # another commit.
+                env = {WORKDIR_VAR: str(self.workdir), "DATAKIT_CI_COMMIT": run.sha}
                 if ident is not None:
                     env["DATAKIT_CI_TARGET"] = target_env(ident)
-                env.update(run.job.env)
                 async with mirror.checkout(run.sha) as checkout:
-                    outcome = await run_job(run.job, checkout, env, run.log)
+                    outcome = await run_job(run.job, checkout, env, output)
             except SourceError as exc:
-                # Not stored: the source may come back; the next start tries again.
-                run.log.write(f"datakit-ci: {exc}\n".encode())
-                run.log.close()
-                run.set(JobState.FAILURE, f"source unavailable: {exc}"[:140])
+                # Not stored: the source may come back; a rebuild or the next
+                # start tries again.
+                output.write(f"datakit-ci: {exc}\n".encode())
+                output.close()
+                run.set(attempt, JobState.FAILURE, _cap(f"source unavailable: {exc}"))
                 return None
             description, failure = describe(run.job, outcome)
-            run.log.close()
+            output.close()
             return RunResult(
                 description=description,
                 failure=failure,
                 exit_status=outcome.exit_status,
                 duration=outcome.duration,
-                log=run.log.snapshot(),
+                log=output.snapshot(),
             )
         finally:
             metrics.RUNNING.dec()
 
-    async def _cancelled(self, run: Run) -> None:
-        if run.state is None:
-            return  # cancelled while looking up its result: nothing was said about it
-        reason = run.cancel_reason or "cancelled"
-        metrics.JOBS.labels("cancelled").inc()
-        if run.log is not None:
+    async def _cancelled(self, run: Run, attempt: Attempt) -> None:
+        reason = _cap(run.cancel_reason or "cancelled")
+        if run.log is not None and not run.log.closed:
             run.log.write(f"\ndatakit-ci: {reason}\n".encode())
             run.log.close()
+        if run.state is None and not run.keep_cancelled and not self._pending_here(run):
+            return  # cancelled while looking its result up: nothing was said about it
+        metrics.JOBS.labels("cancelled").inc()
         if run.keep_cancelled:
             result = RunResult(
                 description=reason,
@@ -393,19 +466,31 @@ class Engine:
                 duration=_elapsed(run),
                 log=run.log.snapshot() if run.log is not None else b"",
             )
-            with trio.CancelScope(shield=True):
-                try:
-                    run.saved = await self.store.run(
-                        partial(storage.write_run, branch=run.branch, result=result)
-                    )
-                except DataKitError as exc:
-                    log.warning("%s: storing the cancellation failed: %s", run.title, exc)
-        run.set(JobState.FAILURE, reason)
+            try:
+                saved = await self.store.run(
+                    partial(storage.write_run, branch=run.branch, result=result)
+                )
+            except DataKitError as exc:
+                log.warning("%s: storing the cancellation failed: %s", run.title, exc)
+            else:
+                if attempt is run.attempt:
+                    run.saved = saved
+        run.set(attempt, JobState.FAILURE, reason)
 
-    def _finish(self, run: Run, result: RunResult, commit: str) -> None:
+    def _pending_here(self, run: Run) -> bool:
+        """Does the branch show a pending status for ``run`` (left by a CI
+        that died while it ran)? Then cancelling it must say so."""
+        if self._view is None:
+            return False
+        status = self._view.snapshot.status(StatusId(run.project.repo, run.sha, run.job.context))
+        return status is not None and status.state is StatusState.PENDING
+
+    def _finish(self, run: Run, attempt: Attempt, result: RunResult, commit: str) -> None:
+        if attempt is not run.attempt:
+            return
         run.saved = commit
         run.elapsed = result.duration
-        run.set(result.state, result.description)
+        run.set(attempt, result.state, result.description)
 
     # --- statuses and history -----------------------------------------------
 
@@ -419,12 +504,14 @@ class Engine:
             try:
                 await self._flush(runs, targets)
             except Exception as exc:  # logged and retried with the next change
-                log.warning("writing statuses failed: %s; again in 1 s", exc)
+                log.warning("writing statuses failed: %s", exc)
                 log.debug("the failed write", exc_info=True)
                 self._dirty |= runs
                 self._dirty_targets |= targets
-                await trio.sleep(RETRY_DELAY)
+                await self._backoff()
                 self._wake_flush.set()
+            else:
+                self._failures = 0
 
     def _status(self, run: Run) -> Status | None:
         if run.state is None:
@@ -446,7 +533,7 @@ class Engine:
             if status is None:
                 continue
             statuses.append(status)
-            label = target_label(min(run.targets)) if run.targets else run.sha[:12]
+            label = target_label(first(run.targets)) if run.targets else run.sha[:12]
             labels[(run.project.repo, run.sha, run.job.name)] = label
 
         written: list[Status] = []
@@ -469,7 +556,7 @@ class Engine:
             )
             if committed:
                 metrics.STATUS_UPDATES.inc(len(written))
-        for ident in sorted(targets):
+        for ident in sorted(targets, key=target_key):
             target = self.active.get(ident)
             if target is None or any(r.state is None for r in target.runs.values()):
                 continue  # gone, or still looking up results: written later
@@ -529,8 +616,13 @@ class Engine:
                     )
                 )
         if stale and self._nursery is not None:
-            message = f"{len(stale)} updates\n\n" + "\n".join(
-                f"{s.repo}/{s.commit[:12]}:{s.context[-1]} -> {s.description}" for s in stale
+            message = storage.combine_messages(
+                [
+                    storage.status_message(
+                        f"{s.repo}/commit/{s.commit}", [(s.context[-1], s.description or "")]
+                    )
+                    for s in stale
+                ]
             )
             self._nursery.start_soon(self._write_stale, stale, message)
 
@@ -543,20 +635,22 @@ class Engine:
     # --- actions (the web UI) ----------------------------------------------
 
     async def rebuild(self, branch: str) -> bool:
-        if not await self.store.run(partial(storage.request_rebuild, branch=branch)):
-            return False
+        """Run ``branch``'s job again, and the jobs that need it (#625):
+        their result branches are marked (upstream's ``rebuild-requested``,
+        so a restart in between still rebuilds) and their attempts replaced.
+        A failure that was never stored (a source that was unavailable, a
+        blocked job) is rebuilt too; False if there is no such run."""
         run = self.runs.get(branch)
-        if run is not None:
-            self._restart(run)
-            for dependant in self._dependants(run):
-                self._restart(dependant)
+        marked = await self.store.run(partial(storage.request_rebuild, branch=branch))
+        if run is None:
+            return bool(marked)
+        dependants = self._dependants(run)
+        for dependant in dependants:
+            await self.store.run(partial(storage.request_rebuild, branch=dependant.branch))
+        self._restart(run, skip_cache=True)
+        for dependant in dependants:
+            self._restart(dependant, skip_cache=True)
         return True
-
-    def _restart(self, run: Run) -> None:
-        run.cancel("cancelled: rebuild requested")
-        run.restart()
-        self._changed(run)
-        self._start(run, min(run.targets) if run.targets else None)
 
     def _dependants(self, run: Run) -> list[Run]:
         """Runs on the same commit that need ``run``, transitively."""
@@ -607,7 +701,7 @@ class Engine:
     def targets(self, repo: Repo | None = None) -> list[TargetView]:
         return [
             self.target_view(t)
-            for ident, t in sorted(self.active.items())
+            for ident, t in sorted(self.active.items(), key=lambda item: target_key(item[0]))
             if repo is None or ident.repo == repo
         ]
 
@@ -629,6 +723,10 @@ class Engine:
 
     async def builds_of_commit(self, repo: Repo, sha: str) -> list[tuple[TargetId, str]]:
         return await self.store.run(partial(storage.builds_of_commit, repo=repo, sha=sha))
+
+
+def _cap(text: str) -> str:
+    return text if len(text) <= DESCRIPTION_MAX else text[: DESCRIPTION_MAX - 1] + "…"
 
 
 def _elapsed(run: Run) -> float:

@@ -4,13 +4,14 @@ endpoint in one trio process (spec ci.md B.1)."""
 from __future__ import annotations
 
 import argparse
+import fcntl
 import logging
 import os
 import sys
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
-from typing import NoReturn
+from typing import IO, NoReturn
 
 import trio
 
@@ -19,10 +20,11 @@ from datakit.ci import owner, storage
 from datakit.ci.config import ConfigError, load_config, parse_canary
 from datakit.ci.engine import Engine
 from datakit.ci.model import CIConfig
-from datakit.client import DataKitError
+from datakit.client import Connection, DataKitError
 from datakit.options import LEVELS, UsageError, log_level
 
 PROG = "datakit ci"
+REQUEST_TIMEOUT = 30.0
 log = logging.getLogger("datakit.ci")
 
 FEEDBACK_LOOP = (
@@ -146,17 +148,17 @@ def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
             raise UsageError("--jobs must be at least 1")
         check_sources(config)
         workdir = Path(args.workdir)
-        workdir.mkdir(parents=True, exist_ok=True)
+        lock = lock_workdir(workdir)
     except (ConfigError, UsageError, ValueError) as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 1
-    except OSError as exc:
-        print(f"{prog}: --workdir {args.workdir}: {exc.strerror or exc}", file=sys.stderr)
-        return 1
-    store = service.Store(address)
+    # A request the server never answers fails after this long (and is
+    # retried on a new connection): a stuck server must not stop the CI for
+    # good. Watches wait as long as they like.
+    store = service.Store(address, options={"timeout": REQUEST_TIMEOUT} if address.server else {})
     try:
         store.connect_now()
-    except (OSError, EOFError, DataKitError, ValueError) as exc:
+    except Exception as exc:  # whatever answered there is not a DataKit store: one line
         print(f"{prog}: {service.describe_connect_error(address, exc)}", file=sys.stderr)
         return 1
     me = owner.Owner.me()
@@ -169,6 +171,16 @@ def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
         pool_size=args.jobs,
     )
 
+    def reclaim(conn: Connection) -> None:
+        # The database lost our claim (an in-memory store restarted): claim
+        # it again, or stop if another CI took it meanwhile.
+        try:
+            owner.claim(conn, me)
+        except owner.AlreadyRunning as exc:
+            raise service.StartupError(str(exc)) from None
+
+    engine.reclaim = reclaim
+
     async def run() -> None:
         from datakit.ci.web import serve_web
 
@@ -176,6 +188,8 @@ def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
             previous = await store.run(partial(owner.claim, me=me, take_over=args.take_over))
         except owner.AlreadyRunning as exc:
             raise service.StartupError(str(exc)) from None
+        except DataKitError as exc:  # junk where the claim belongs
+            raise service.StartupError(f"{owner.BRANCH}: {exc}") from None
         if previous is not None:
             log.warning("took over from a CI that is gone (pid %d on %s)", *previous.where)
         try:
@@ -194,6 +208,24 @@ def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
         return service.run_service(prog, run)
     finally:
         store.close()
+        lock.close()
+
+
+def lock_workdir(workdir: Path) -> IO[bytes]:
+    """Make the workdir and hold its lock for the life of the process: two
+    CIs on one workdir would share mirrors and kill each other's jobs
+    (leftover jobs are found by the workdir they carry)."""
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+        lock = open(workdir / ".lock", "wb")  # noqa: SIM115 - held until exit
+    except OSError as exc:
+        raise UsageError(f"--workdir {workdir}: {exc.strerror or exc}") from None
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        raise UsageError(f"--workdir {workdir}: another datakit ci uses it") from None
+    return lock
 
 
 def _url_host(host: str) -> str:

@@ -251,6 +251,34 @@ async def _sweep(pgid: int, cookie: str | None) -> None:
         await trio.sleep(0.05)
 
 
+def kill_leftover_jobs(name: str, value: str) -> int:
+    """SIGKILL every process whose environment has ``name=value``: the jobs
+    of a CI that was killed (``kill -9`` skips every cleanup) carry the CI's
+    workdir in their environment, so the next start on that workdir finds
+    them. Returns how many were killed. (Containers are podman's: a killed
+    ``podman run`` leaves its container to ``podman rm``.)"""
+    marker = f"{name}={value}".encode()
+    me = os.getpid()
+    killed = 0
+    try:
+        names = os.listdir("/proc")
+    except OSError:  # pragma: no cover - no procfs
+        return 0
+    for pid in names:
+        if not pid.isdigit() or int(pid) == me:
+            continue
+        st = _stat(pid)
+        if st is None or st[0] in ("Z", "X") or not _has_cookie(pid, marker):
+            continue
+        try:
+            os.kill(int(pid), signal.SIGKILL)
+            killed += 1
+        except OSError as exc:
+            if exc.errno != errno.ESRCH:
+                log.warning("cannot kill leftover process %s: %s", pid, exc)
+    return killed
+
+
 async def _podman_rm(container: str) -> None:
     try:
         with trio.move_on_after(60):
@@ -384,6 +412,7 @@ __all__ = [
     "RunOutcome",
     "describe",
     "job_environment",
+    "kill_leftover_jobs",
     "podman_command",
     "podman_environment",
     "run_job",

@@ -20,6 +20,18 @@ from datakit.ci.model import JobSpec, JobState, JobView, ProjectSpec, TargetId
 
 
 @dataclass(eq=False)
+class Attempt:
+    """One go at a run. A rebuild, or a target coming back to a commit whose
+    run is being cancelled, starts a new attempt; the old one is cancelled
+    and whatever it still does is ignored (:meth:`Run.set` checks whose
+    turn it is). The scope exists before the attempt's task starts, so a
+    cancellation that comes first is not lost."""
+
+    skip_cache: bool = False  # a rebuild: do not reuse the stored result
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+
+
+@dataclass(eq=False)
 class Run:
     branch: str
     project: ProjectSpec
@@ -33,35 +45,49 @@ class Run:
     log: LiveLog | None = None
     saved: str | None = None  # the result branch commit holding the log
     elapsed: float | None = None  # the stored result's duration
-    known: trio.Event = field(default_factory=trio.Event)  # state is not None
-    done: trio.Event = field(default_factory=trio.Event)  # state is finished
-    scope: trio.CancelScope | None = None
+    attempt: Attempt = field(default_factory=Attempt)
     cancel_reason: str | None = None
     keep_cancelled: bool = False  # store the cancellation (a user asked)
-    generation: int = 0
     on_change: Callable[[Run], None] | None = None
+    _changed: trio.Event = field(default_factory=trio.Event)
 
     @property
     def title(self) -> str:
         return f"{self.job.name} on {self.sha[:12]}"
 
-    def set(self, state: JobState, description: str) -> None:
+    @property
+    def finished_state(self) -> bool:
+        return self.state is not None and self.state.finished
+
+    def set(self, attempt: Attempt, state: JobState, description: str) -> None:
+        """Move the run on, if ``attempt`` is still its current one."""
+        if attempt is not self.attempt:
+            return
         if (state, description) == (self.state, self.description):
             return
         self.state = state
         self.description = description
-        self.known.set()
         if state is JobState.RUNNING and self.started is None:
             self.started = time.time()
         if state.finished:
             self.finished = self.finished or time.time()
-            self.done.set()
+        self._notify()
+
+    async def wait_change(self) -> None:
+        """Until the next change of state (a restart included)."""
+        await self._changed.wait()
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
         if self.on_change is not None:
             self.on_change(self)
 
-    def restart(self) -> None:
-        """Forget the outcome: the run will be looked up and run again."""
-        self.generation += 1
+    def restart(self, *, skip_cache: bool = False) -> Attempt:
+        """Cancel the current attempt and forget its outcome: the next
+        attempt looks the result up (unless ``skip_cache``) and runs again."""
+        self.attempt.scope.cancel()
+        self.attempt = Attempt(skip_cache=skip_cache)
         self.state = None
         self.description = ""
         self.started = self.finished = None
@@ -70,18 +96,18 @@ class Run:
         self.log = None
         self.cancel_reason = None
         self.keep_cancelled = False
-        self.known = trio.Event()
-        self.done = trio.Event()
+        self._notify()
+        return self.attempt
 
     def cancel(self, reason: str, *, keep: bool = False) -> bool:
-        """Stop the run if it has not finished; ``keep`` stores the
-        cancellation as its result (so it is not simply run again)."""
-        if self.state is not None and self.state.finished:
+        """Cancel the current attempt unless it has finished (then False);
+        ``keep`` stores the cancellation as its result (so it is not simply
+        run again)."""
+        if self.finished_state:
             return False
         self.cancel_reason = reason
         self.keep_cancelled = keep
-        if self.scope is not None:
-            self.scope.cancel()
+        self.attempt.scope.cancel()
         return True
 
     def view(self) -> JobView:

@@ -67,6 +67,7 @@ async def _feed(renderer: AnsiRenderer, chunk: bytes) -> str:
         return renderer.feed(chunk)
     return await anyio.to_thread.run_sync(renderer.feed, chunk)
 
+
 # What every response says about itself: no framing, no sniffing, styles
 # only from here (inline style attributes carry 256-colour log colours).
 SECURITY_HEADERS = [

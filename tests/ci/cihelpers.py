@@ -590,11 +590,17 @@ class CIStack:
 
     # processes
 
-    def wait_marker(self, mark: str, exclude: Iterable[Proc] = ()) -> list[Proc]:
-        """Until a process (not in ``exclude``) carries ``mark``; those."""
+    def wait_marker(self, mark: str, exclude: Iterable[Proc] = (),
+                    named: bool = False) -> list[Proc]:
+        """Until a process (not in ``exclude``) carries ``mark`` (``named``:
+        as its name, argv[0], which ``exec -a`` sets); those."""
         old = {p.key for p in exclude}
-        return wait_until(lambda: [p for p in with_marker(mark) if p.key not in old],
-                          f"a process marked {mark}", why=self.why)
+
+        def found() -> list[Proc]:
+            return [p for p in with_marker(mark) if p.key not in old
+                    and (not named or p.cmdline.split(" ", 1)[0] == mark)]
+
+        return wait_until(found, f"a process marked {mark}", why=self.why)
 
     def wait_gone(self, procs: Iterable[Proc], what: str, timeout: float = TIMEOUT) -> None:
         procs = list(procs)

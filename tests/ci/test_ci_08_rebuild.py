@@ -5,6 +5,9 @@ the token: 403 and nothing changes. Rebuilding the failed jobs of a target
 
 from __future__ import annotations
 
+import html
+import re
+
 from datakit.client import Commit
 from tests.ci.cihelpers import (
     CIStack,
@@ -86,3 +89,39 @@ def test_ci_08_rebuild_failed_jobs_of_a_target(ci_stack: CIStack) -> None:
     assert (stack.runs_of("ok"), stack.runs_of("bad"), stack.runs_of("bad2")) == (1, 2, 2)
     assert stack.conn.branch(result_branches(stack.conn, "ok", m1)[0]).head() == heads["ok"]
     assert stack.status(m1, "ok").state == "success"  # type: ignore[union-attr]
+
+
+FORM = re.compile(
+    r'<form method="post" action="([^"]*)"[^>]*>\s*'
+    r'<input type="hidden" name="csrf" value="([^"]*)">'
+)
+
+
+def test_ci_08_rebuild_button_after_login(ci_stack: CIStack) -> None:
+    """The same rebuild as a person does it: log in with the token, press
+    the target page's Rebuild button (a form with its CSRF token)."""
+    stack, m1 = ci_stack, ci_stack.m1
+    stack.configure([{"name": "bad", "run": stack.counting("bad", BAD)}])
+    stack.start()
+    stack.wait_status(m1, "bad", "failure")
+    (branch,) = result_branches(stack.conn, "bad", m1)
+    before = stack.conn.branch(branch).head()
+    assert before is not None
+    with stack.http() as http:
+        login = http.get("/login")
+        (csrf,) = re.findall(r'name="csrf" value="([^"]*)"', login.text)
+        logged = http.post("/login", data={"csrf": html.unescape(csrf), "next": "/",
+                                           "password": stack.token})
+        assert logged.status_code in (302, 303), (logged.status_code, logged.text)
+        page = http.get("/me/p/ref/heads/master", params={"test": "bad"})
+        forms = {html.unescape(action): html.unescape(token)
+                 for action, token in FORM.findall(page.text)}
+        rebuild = [a for a in forms if a.startswith("/rebuild/") and branch in a]
+        assert len(rebuild) == 1, forms
+        forged = http.post(rebuild[0], data={"csrf": "forged", "redirect": "/"})
+        assert forged.status_code == 403, forged.status_code
+        assert stack.conn.branch(branch).head() == before
+        pressed = http.post(rebuild[0], data={"csrf": forms[rebuild[0]], "redirect": "/"})
+        assert pressed.status_code in (302, 303), (pressed.status_code, pressed.text)
+    rebuilt(stack, branch, before)
+    assert stack.runs_of("bad") == 2

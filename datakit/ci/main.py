@@ -29,8 +29,9 @@ log = logging.getLogger("datakit.ci")
 
 FEEDBACK_LOOP = (
     "{source} (source of {repo}) is itself a DataKit store (it has a "
-    "github-metadata branch): every result the CI commits would change the "
-    "repository under test and start another build, forever. Keep the CI's "
+    "github-metadata branch): a feedback loop, as every result the CI commits "
+    "would change the repository under test and start another build, forever. "
+    "Keep the CI's "
     "database and the repositories it tests separate (spec ci.md A.4)"
 )
 

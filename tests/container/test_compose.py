@@ -107,7 +107,7 @@ def test_ci_service(compose: dict[str, Any], prometheus_config: dict[str, Any]) 
     mounts = {dst: src for src, dst, *_ in (v.split(":") for v in service["volumes"])}
     config = load_config(REPO / mounts[args.config])
     bridge = compose["services"]["bridge-local"]
-    published = bridge["command"][-1].split(":", 1)
+    published = bridge["command"][-1].rsplit(":", 1)
     [project] = config.projects
     assert project.source == published[1] == "/repos/project"
     assert mounts["/repos/project"] == "${LOCAL_REPO:-.}"

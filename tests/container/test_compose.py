@@ -8,6 +8,7 @@ command-line parser.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from datakit.serve import ServeConfig
 from tests.container.podman import REPO, dockerfile_stages, effective, stage
 
 COMPOSE = REPO / "docker-compose.yml"
+VOLUME = re.compile(r"(.+):(/[^:]*)(?::(?:ro|rw))?")
 PROMETHEUS = REPO / "deploy" / "prometheus.yml"
 
 
@@ -104,7 +106,9 @@ def test_ci_service(compose: dict[str, Any], prometheus_config: dict[str, Any]) 
     command = [a.replace("${CI_CONFIG:-/etc/datakit-ci/ci.toml}", "/etc/datakit-ci/ci.toml")
                for a in service["command"]]  # fmt: skip
     args = ci_parser().parse_args(command)
-    mounts = {dst: src for src, dst, *_ in (v.split(":") for v in service["volumes"])}
+    # SOURCE:TARGET[:MODE], where SOURCE may be ${VAR:-default} (a colon in it).
+    mounts = {m[2]: m[1] for v in service["volumes"] if (m := VOLUME.fullmatch(v))}
+    assert len(mounts) == len(service["volumes"]), service["volumes"]
     config = load_config(REPO / mounts[args.config])
     bridge = compose["services"]["bridge-local"]
     published = bridge["command"][-1].rsplit(":", 1)

@@ -558,7 +558,11 @@ def view(head: DKCommit | None, previous: View | None = None) -> View:
             else:
                 repos.add(ident)
     snapshot = refresh(tree, previous.snapshot, changes.ids, repos)
-    marks = (previous.dirty - changes.undirty) | changes.dirty
+    # A marker counts only as a file, as in a full read (a symlink named
+    # .dirty is junk, and a marker can turn into one).
+    touched = changes.dirty | changes.undirty
+    present = {m for m in touched if _raw(tree, dirty_file(m)) is not None}
+    marks = (previous.dirty - touched) | present
     return View(head, snapshot, frozenset(repos), marks)
 
 

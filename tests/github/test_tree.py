@@ -435,3 +435,19 @@ def test_contexts_that_would_collide_are_skipped_not_flipped(branch: Branch, fie
     # The next step (the branch read back, the same wish) changes nothing.
     assert layout.is_empty(commit_write(branch, stored, wanted))
     assert branch.head() == head
+
+
+def test_a_dirty_symlink_is_junk_when_following_too(branch: Branch) -> None:
+    """Another hypothesis find: a full read counts a ``.dirty`` marker only
+    as a file; following the branch must not count a symlink of that name."""
+    layout.init_branch(branch)
+    first = branch.head()
+    with branch.transaction() as t:
+        t.make_dirs("u/r")
+        t.create_symlink("u/r/.dirty", "../.dirty")
+        t.commit("junk")
+    head = branch.head()
+    assert head is not None
+    assert layout.view(head).dirty == frozenset()
+    assert layout.view(head, layout.view(first)) == layout.view(head)
+

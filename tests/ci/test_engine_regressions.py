@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import trio
 
+from datakit.bridges import service
 from datakit.ci import mirror, storage
 from datakit.ci.model import JobState
 from datakit.ci.runs import Run
@@ -123,12 +124,20 @@ async def test_pr_and_branch_at_one_commit(
         assert len(engine.targets()) == 3  # the web UI's lists sort both kinds
 
 
-async def test_memory_database_restart(tmp_path: Path, source: tuple[Path, str]) -> None:
-    """Bug 2: an in-memory database restarted on the same port; the engine
-    kept diffing against a head the new database never had and never
-    evaluated again, so the statuses were not written back."""
+async def test_memory_database_restart(
+    tmp_path: Path, source: tuple[Path, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bug 2: an in-memory database restarted on the same port and the
+    bridge imported the refs again before the CI reconnected; the engine
+    kept diffing against a head the new database never had, failed, and
+    never evaluated again: the statuses were not written back."""
     repo, m1 = source
     cfg = write_config(tmp_path, repo, [OK_JOB])
+    # Holds the engine's reconnection until the new database has its refs
+    # (Store connects through this module's ``connect``).
+    gate = Gate(service.connect, lambda *_args, **_kwargs: True)
+    gate.armed = False
+    monkeypatch.setattr(service, "connect", gate)
     with server_process() as (address, first):
         meta = Meta(address)
         meta.set_ref("heads/master", m1)
@@ -138,14 +147,17 @@ async def test_memory_database_restart(tmp_path: Path, source: tuple[Path, str])
                 lambda: has_status(meta, m1, "ok", StatusState.SUCCESS),
                 "status on the first database",
             )
+            gate.armed = True
             meta.close()
             first.kill()  # everything it held is lost
             await trio.to_thread.run_sync(first.wait)
+            await gate.wait_entered("the engine reconnecting")
             with server_process(port_of(address)):
                 again = Meta(address)
                 try:
                     # The bridge imports the ref into the empty database.
                     await trio.to_thread.run_sync(again.set_ref, "heads/master", m1)
+                    gate.open()
                     await wait_for(
                         lambda: has_status(again, m1, "ok", StatusState.SUCCESS),
                         "status re-written on the restarted database",

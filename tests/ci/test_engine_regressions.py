@@ -176,13 +176,10 @@ async def test_branch_renamed_while_its_job_runs(
     repo, m1 = source
     mark = marker()
     marks.append(mark)
-    cfg = write_config(
-        tmp_path,
-        repo,
-        [
-            {"name": "slow", "run": ["bash", "-c", f"exec -a {mark} sleep 2"]},
-        ],
-    )
+    runs = tmp_path / "runs"
+    # The first run lasts until cancelled; the next one passes.
+    body = f"[ $n -ge 2 ] && exit 0; exec -a {mark} sleep 60"
+    cfg = write_config(tmp_path, repo, [{"name": "slow", "run": counted(runs, body)}])
     meta.set_ref("heads/feature", m1)
     renamed = RefId(REPO, ("heads", "renamed"))
     engine = make_engine(cfg, address, tmp_path / "work")
@@ -193,6 +190,7 @@ async def test_branch_renamed_while_its_job_runs(
         run = engine.active[renamed].runs["slow"]
         await wait_engine(lambda: finished(run), "renamed's run finishes")
         assert run.state is JobState.SUCCESS, run.description
+        assert count(runs) == 2
         await wait_for(
             lambda: has_status(meta, m1, "slow", StatusState.SUCCESS), "status slow of m1 success"
         )

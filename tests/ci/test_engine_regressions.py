@@ -213,8 +213,9 @@ async def test_force_push_undone_while_cancelling(
     marks.append(mark)
     runs = tmp_path / "runs-m1"
     # m2 passes at once; m1 runs until cancelled, and passes when run again.
-    body = f"grep -q m2 README && exit 0; [ $n -ge 2 ] && exit 0; exec -a {mark} sleep 60"
-    cfg = write_config(tmp_path, repo, [{"name": "j", "run": counted(runs, body)}])
+    body = f"[ $n -ge 2 ] && exit 0; exec -a {mark} sleep 60"
+    script = ["bash", "-c", f"grep -q m2 README && exit 0; {counted(runs, body)[2]}"]
+    cfg = write_config(tmp_path, repo, [{"name": "j", "run": script}])
     gate = held_checkout_removal(monkeypatch, m1)
     meta.set_ref("heads/master", m1)
     engine = make_engine(cfg, address, tmp_path / "work")

@@ -22,7 +22,6 @@ import argparse
 import functools
 import logging
 import sys
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,9 +33,6 @@ from datakit.bridges.gitrefs import NotARepository, RefName, RefWatcher, find_gi
 from datakit.bridges.reflayout import format_ref, remove_ref, write_ref
 from datakit.bridges.reflayout import read_refs as read_stored_refs
 from datakit.client import (
-    ABORT,
-    AGAIN,
-    Commit,
     Conflict,
     Connection,
     DataKitError,
@@ -334,28 +330,8 @@ class LocalBridge:
 
     async def _follow_store(self) -> None:
         """Wake the sync whenever github-metadata's head changes, and after
-        each reconnection (the wait sees the current head first)."""
-        cancel = threading.Event()
-
-        def on_head(head: Commit | None) -> object:
-            try:
-                trio.from_thread.run_sync(self.poke)
-            except trio.RunFinishedError:
-                return ABORT
-            return AGAIN
-
-        def wait(conn: Connection) -> object:
-            return conn.branch(BRANCH).wait_for_head(on_head, cancel=cancel)
-
-        try:
-            while not cancel.is_set():
-                try:
-                    await self.store.run(wait)
-                except (DataKitError, ValueError) as exc:  # not the transport: retried
-                    log.warning("watching %s failed: %s; again in 1 s", BRANCH, exc)
-                    await trio.sleep(1)
-        finally:
-            cancel.set()
+        each reconnection."""
+        await self.store.follow(BRANCH, self.poke)
 
     async def _sync_loop(self) -> None:
         await self._ready.wait()

@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -27,7 +28,7 @@ from prometheus_client import (
     ProcessCollector,
 )
 
-from datakit.client import Connection, connect
+from datakit.client import ABORT, AGAIN, Commit, Connection, DataKitError, connect
 
 T = TypeVar("T")
 log = logging.getLogger("datakit.bridges")
@@ -232,6 +233,32 @@ class Store:
             except TRANSPORT_ERRORS as exc:
                 self._lost(generation, exc)
 
+    async def follow(self, branch: str, wake: Callable[[], object]) -> None:
+        """Call ``wake()`` (in trio) at each new head of ``branch``, and after
+        each reconnection (the wait sees the current head first); until
+        cancelled. The wait blocks a worker thread; cancelling releases it."""
+        cancel = threading.Event()
+
+        def on_head(head: Commit | None) -> object:
+            try:
+                trio.from_thread.run_sync(wake)
+            except trio.RunFinishedError:
+                return ABORT
+            return AGAIN
+
+        def wait(conn: Connection) -> object:
+            return conn.branch(branch).wait_for_head(on_head, cancel=cancel)
+
+        try:
+            while not cancel.is_set():
+                try:
+                    await self.run(wait)
+                except (DataKitError, ValueError) as exc:  # not the transport: retried
+                    log.warning("watching %s failed: %s; again in 1 s", branch, exc)
+                    await trio.sleep(1)
+        finally:
+            cancel.set()
+
 
 async def run_until_signalled(main: Callable[[], Awaitable[None]]) -> int:
     """Run ``main()`` until it returns or SIGTERM/SIGINT arrives; 0 either way.
@@ -275,9 +302,7 @@ async def serve_prometheus(
     try:
         listeners = await trio.open_tcp_listeners(port, host=host)
     except OSError as e:
-        raise StartupError(
-            f"--listen-prometheus {host}:{port}: {e.strerror or e}"
-        ) from None
+        raise StartupError(f"--listen-prometheus {host}:{port}: {e.strerror or e}") from None
     sockname = listeners[0].socket.getsockname()
     await trio.lowlevel.checkpoint()
     bound = (str(sockname[0]), int(sockname[1]))

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -42,7 +41,7 @@ from datakit.ci.model import (
 from datakit.ci.naming import result_branch, target_label, target_url
 from datakit.ci.runner import describe, kill_leftover_jobs, run_job
 from datakit.ci.runs import Attempt, Run
-from datakit.client import ABORT, AGAIN, Commit, Connection, DataKitError
+from datakit.client import Connection, DataKitError
 from datakit.github import tree
 from datakit.github.model import PR, PRId, PRState, Ref, Repo, Status, StatusId, StatusState
 
@@ -142,28 +141,11 @@ class Engine:
 
     async def _follow_metadata(self) -> None:
         """Wake the evaluation at each new head of ``github-metadata`` (and
-        after each reconnection: the wait sees the current head first)."""
-        cancel = threading.Event()
+        after each reconnection)."""
+        await self.store.follow(BRANCH, self._poke_eval)
 
-        def on_head(head: Commit | None) -> object:
-            try:
-                trio.from_thread.run_sync(self._wake_eval.set)
-            except trio.RunFinishedError:
-                return ABORT
-            return AGAIN
-
-        def wait(conn: Connection) -> object:
-            return conn.branch(BRANCH).wait_for_head(on_head, cancel=cancel)
-
-        try:
-            while not cancel.is_set():
-                try:
-                    await self.store.run(wait)
-                except (DataKitError, ValueError) as exc:
-                    log.warning("watching %s failed: %s; again in 1 s", BRANCH, exc)
-                    await trio.sleep(RETRY_DELAY)
-        finally:
-            cancel.set()
+    def _poke_eval(self) -> None:
+        self._wake_eval.set()  # looked up each time: the loop replaces the event
 
     async def _evaluate_loop(self) -> None:
         while True:

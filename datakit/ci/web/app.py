@@ -528,12 +528,7 @@ class WebUI:
 
         async def action(form: dict[str, str]) -> Response:
             text = request.query_params.get("failed") or form.get("failed") or ""
-            ident = self._parse_target(text)
-            if ident is None or self.view.target(ident) is None:
-                return self.error(request, 404, "This CI tests no such target.")
-            count = await self.view.rebuild_failed(ident)
-            back = links.target_url(ident)
-            return self._done(request, form, f"Rebuilding {count} failed jobs", back)
+            return await self._rebuild_failed_of(request, form, self._parse_target(text))
 
         return await self._act(request, action)
 
@@ -555,14 +550,18 @@ class WebUI:
 
     async def rebuild_failed(self, request: Request) -> Response:
         async def action(form: dict[str, str]) -> Response:
-            ident = self._ident(request)
-            if ident is None or self.view.target(ident) is None:
-                return self.error(request, 404, "This CI tests no such target.")
-            count = await self.view.rebuild_failed(ident)
-            back = links.target_url(ident)
-            return self._done(request, form, f"Rebuilding {count} failed jobs", back)
+            return await self._rebuild_failed_of(request, form, self._ident(request))
 
         return await self._act(request, action)
+
+    async def _rebuild_failed_of(
+        self, request: Request, form: dict[str, str], ident: TargetId | None
+    ) -> Response:
+        if ident is None or self.view.target(ident) is None:
+            return self.error(request, 404, "This CI tests no such target.")
+        count = await self.view.rebuild_failed(ident)
+        back = links.target_url(ident)
+        return self._done(request, form, f"Rebuilding {count} failed jobs", back)
 
     def _back(self, branch: str) -> str:
         found = self._find_job(branch)

@@ -37,6 +37,7 @@ from datakit.ci import naming
 from datakit.client import AGAIN, Branch, Commit, Connection, Tree, connect
 from datakit.github.model import Repo
 from tests.bridges import localbridge
+from tests.bridges.ghbridge import read
 from tests.gitrepo import git
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -262,33 +263,6 @@ def sleeper(seconds: float, mark: str) -> list[str]:
 
 
 # --- reading DataKit ----------------------------------------------------------------
-
-
-def read(tree: Tree, path: str) -> bytes | None:
-    try:
-        return tree.read_file(path)
-    except Exception:
-        return None
-
-
-def files(tree: Tree, path: str = "") -> dict[str, bytes]:
-    """Every file below ``path``: path relative to it -> content."""
-    out: dict[str, bytes] = {}
-
-    def walk(p: str) -> None:
-        try:
-            names = tree.read_dir(p)
-        except Exception:
-            return
-        for name in names:
-            child = f"{p}/{name}" if p else name
-            if tree.exists_dir(child):
-                walk(child)
-            else:
-                out[child.removeprefix(path).lstrip("/")] = tree.read_file(child)
-
-    walk(path)
-    return out
 
 
 @dataclass(frozen=True)

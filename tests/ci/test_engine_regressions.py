@@ -83,6 +83,18 @@ def has_status(meta: Meta, sha: str, job: str, state: StatusState) -> bool:
     return found is not None and found.state is state
 
 
+async def passes(run: Run, meta: Meta, runs: Path, *, times: int) -> None:
+    """``run`` ends in success, its job having started ``times`` times in
+    all, and its status on the branch says so."""
+    await wait_engine(lambda: finished(run), f"{run.title} finishes")
+    assert run.state is JobState.SUCCESS, run.description
+    assert count(runs) == times
+    await wait_for(
+        lambda: has_status(meta, run.sha, run.job.name, StatusState.SUCCESS),
+        f"status {run.job.name} of {run.sha[:12]} success",
+    )
+
+
 def count(path: Path) -> int:
     return len(path.read_text().splitlines()) if path.exists() else 0
 
@@ -187,13 +199,7 @@ async def test_branch_renamed_while_its_job_runs(
         await wait_for(lambda: with_marker(mark), "feature's job runs")
         await trio.to_thread.run_sync(meta.rename_ref, "heads/feature", "heads/renamed", m1)
         await wait_engine(lambda: renamed in engine.active, "renamed seen")
-        run = engine.active[renamed].runs["slow"]
-        await wait_engine(lambda: finished(run), "renamed's run finishes")
-        assert run.state is JobState.SUCCESS, run.description
-        assert count(runs) == 2
-        await wait_for(
-            lambda: has_status(meta, m1, "slow", StatusState.SUCCESS), "status slow of m1 success"
-        )
+        await passes(engine.active[renamed].runs["slow"], meta, runs, times=2)
 
 
 async def test_force_push_undone_while_cancelling(
@@ -227,13 +233,7 @@ async def test_force_push_undone_while_cancelling(
         await trio.to_thread.run_sync(meta.set_ref, "heads/master", m1)
         await wait_engine(lambda: engine.active[MASTER].head == m1, "m1 seen again")
         gate.open()
-        run = engine.active[MASTER].runs["j"]
-        await wait_engine(lambda: finished(run), "m1's run finishes")
-        assert run.state is JobState.SUCCESS, run.description
-        assert count(runs) == 2
-        await wait_for(
-            lambda: has_status(meta, m1, "j", StatusState.SUCCESS), "status j of m1 success"
-        )
+        await passes(engine.active[MASTER].runs["j"], meta, runs, times=2)
 
 
 async def test_rebuild_while_running(

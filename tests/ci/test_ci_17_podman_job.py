@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,12 +24,8 @@ from datakit.ci.model import JobSpec
 from datakit.ci.runner import RunOutcome, describe, run_job
 from datakit.github.model import RefId, Repo
 from tests.container.podman import (
-    CONTAINER_DIR,
-    SETUP_SCRIPT,
     Podman,
-    PodmanError,
-    config_files_present,
-    tail,
+    ready_podman,
 )
 from tests.gitrepo import git
 
@@ -47,26 +42,7 @@ REPO = Repo("me", "p")
 
 
 def _podman() -> Podman:
-    if os.geteuid() != 0:
-        pytest.fail("the podman job test needs root (rootful podman)")
-    try:
-        pm = Podman()
-    except PodmanError:
-        pytest.fail("podman is not installed: run scripts/container-setup.sh as root first")
-    if not config_files_present() or not pm.image_exists(BASE):
-        result = subprocess.run(
-            ["bash", str(SETUP_SCRIPT)],
-            env=dict(os.environ, DATAKIT_CONTAINER_DIR=str(CONTAINER_DIR)),
-            capture_output=True,
-            text=True,
-            timeout=1500,
-            check=False,
-        )
-        if result.returncode != 0:
-            pytest.fail(f"{SETUP_SCRIPT} failed ({result.returncode}):\n{tail(result.stderr, 60)}")
-        pm = Podman()
-        assert pm.image_exists(BASE), f"{SETUP_SCRIPT} did not provide {BASE}"
-    return pm
+    return ready_podman(BASE, "the podman job test")
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ missing, the setup script is run from here.
 from __future__ import annotations
 
 import os
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,14 +16,10 @@ from pathlib import Path
 import pytest
 
 from tests.container.podman import (
-    CONTAINER_DIR,
     LABEL,
-    SETUP_SCRIPT,
     Podman,
-    PodmanError,
     base_image,
-    config_files_present,
-    tail,
+    ready_podman,
 )
 
 SERVER_TAG = "localhost/datakit-test/db:latest"
@@ -33,30 +28,7 @@ CLIENT_TAG = "localhost/datakit-test/client:latest"
 
 @pytest.fixture(scope="session")
 def podman() -> Iterator[Podman]:
-    if os.geteuid() != 0:
-        pytest.fail("the container tests need root (rootful podman)")
-    try:
-        pm = Podman()
-    except PodmanError:
-        pytest.fail(
-            "podman is not installed: run scripts/container-setup.sh as root first "
-            "(it installs podman, configures it and builds the base image stand-in)"
-        )
-    base = base_image()
-    if not config_files_present() or not pm.image_exists(base):
-        env = dict(os.environ, DATAKIT_CONTAINER_DIR=str(CONTAINER_DIR), DATAKIT_BASE_IMAGE=base)
-        result = subprocess.run(
-            ["bash", str(SETUP_SCRIPT)],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=1500,
-            check=False,
-        )
-        if result.returncode != 0:
-            pytest.fail(f"{SETUP_SCRIPT} failed ({result.returncode}):\n{tail(result.stderr, 60)}")
-        pm = Podman()
-        assert pm.image_exists(base), f"{SETUP_SCRIPT} did not provide {base}"
+    pm = ready_podman(base_image(), "the container tests")
     yield pm
     # Containers of this session that a teardown could not remove.
     leftovers = pm.run("ps", "-aq", "--filter", f"label={LABEL}", check=False).stdout.split()

@@ -331,3 +331,38 @@ def healthcheck(value: str) -> dict:
     if "retries" in options:
         hc["Retries"] = int(options["retries"])
     return hc
+
+
+def ready_podman(image: str, who: str) -> Podman:
+    """Podman, configured, with ``image`` present: scripts/container-setup.sh
+    is run when its configuration or the image is missing. ``who`` needs it
+    (for the messages). A missing podman or root is a failure, not a skip."""
+    import pytest
+
+    if os.geteuid() != 0:
+        pytest.fail(f"{who}: root is needed (rootful podman)")
+    try:
+        pm = Podman()
+    except PodmanError:
+        pytest.fail(
+            "podman is not installed: run scripts/container-setup.sh as root first "
+            "(it installs podman, configures it and builds the base image stand-in)"
+        )
+    if not config_files_present() or not pm.image_exists(image):
+        env = dict(
+            os.environ, DATAKIT_CONTAINER_DIR=str(CONTAINER_DIR), DATAKIT_BASE_IMAGE=base_image()
+        )
+        result = subprocess.run(
+            ["bash", str(SETUP_SCRIPT)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=1500,
+            check=False,
+        )
+        if result.returncode != 0:
+            pytest.fail(f"{SETUP_SCRIPT} failed ({result.returncode}):\n{tail(result.stderr, 60)}")
+        pm = Podman()
+        assert pm.image_exists(image), f"{SETUP_SCRIPT} did not provide {image}"
+    return pm
+

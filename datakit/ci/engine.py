@@ -119,7 +119,6 @@ class Engine:
         self.reclaim: Callable[[Connection], object] | None = None
         self._view: tree.View | None = None
         self._first = True
-        self.evaluations = 0
         self.ready = trio.Event()  # set after the first evaluation
 
     # --- the main loop --------------------------------------------------
@@ -176,7 +175,6 @@ class Engine:
                 continue  # the commit wakes this loop again
             self._reconcile(view)
             self._repair(view)
-            self.evaluations += 1
             if self._first:
                 self._first = False
                 self._recover_stale(view)

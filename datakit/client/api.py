@@ -211,6 +211,18 @@ class Commit(ABC):
     def parents(self) -> list[Commit]:
         """Parent commits. Their order is not significant (treat as a set)."""
 
+    @property
+    @abstractmethod
+    def tree_id(self) -> str:
+        """The Git hash of the commit's root tree: two commits with the same
+        tree id hold exactly the same files."""
+
+    @property
+    @abstractmethod
+    def time(self) -> int:
+        """The commit's time, in seconds since the epoch (the ``date`` of
+        ``commits/<id>``)."""
+
     @abstractmethod
     def tree(self) -> Tree: ...
 

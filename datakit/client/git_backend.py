@@ -322,6 +322,14 @@ class GitCommit(Commit):
     def parents(self) -> list[Commit]:
         return [self._conn.commit_of(p) for p in self._info.parents]
 
+    @property
+    def tree_id(self) -> str:
+        return self._info.tree
+
+    @property
+    def time(self) -> int:
+        return self._info.time
+
     def tree(self) -> GitTree:
         with self._conn.lock, _store_errors():
             return GitTree(self._conn, self._conn.store.tree(self._info.tree))

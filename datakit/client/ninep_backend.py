@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import errno as E
+import json
 import random
 from collections.abc import Iterable, Iterator
 
@@ -395,6 +396,7 @@ class NinepCommit(Commit):
         self.id = id
         self._message: str | None = None
         self._parents: list[Commit] | None = None
+        self._info: tuple[str, int] | None = None
 
     @property
     def message(self) -> str:
@@ -409,6 +411,26 @@ class NinepCommit(Commit):
             raw = self._conn.read_bytes(("snapshots", self.id, "parents"))
             self._parents = [NinepCommit(self._conn, p) for p in parse_parents(raw)]
         return list(self._parents)
+
+    def _tree_and_time(self) -> tuple[str, int]:
+        # commits/<id> is upstream's JSON record of the commit: the one
+        # place 9p names a commit's tree and time.
+        if self._info is None:
+            raw = self._conn.read_bytes(("commits", self.id))
+            try:
+                value = json.loads(raw)["value"]
+                self._info = (str(value["node"]), int(value["info"]["date"]))
+            except (ValueError, KeyError, TypeError) as e:
+                raise BackendError(f"commits/{self.id}: unexpected record: {e}") from None
+        return self._info
+
+    @property
+    def tree_id(self) -> str:
+        return self._tree_and_time()[0]
+
+    @property
+    def time(self) -> int:
+        return self._tree_and_time()[1]
 
     def tree(self) -> NinepTree:
         return NinepTree(self._conn, ("snapshots", self.id, "ro"))

@@ -4,6 +4,8 @@ and the Git backend on a repository)."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from datakit.client import (
@@ -428,3 +430,18 @@ def test_c20_create_or_replace_file(conn: Connection) -> None:
         t.create_or_replace_file("README", b"Data2")
         t.commit("readme")
     assert head_or_fail(conn, "master").tree().read_file("README") == b"Data2"
+
+
+def test_commit_tree_id_and_time(conn: Connection) -> None:
+    """Both backends name a commit's root tree and time the same way: equal
+    files give equal tree ids whatever the history, and the time is when the
+    commit was made."""
+    before = int(time.time())
+    commit1, commit2 = make_two_commits(conn)
+    after = int(time.time()) + 1
+    c1, c2 = conn.commit(commit1), conn.commit(commit2)
+    assert len(c1.tree_id) == 40 and c1.tree_id != c2.tree_id
+    assert before <= c1.time <= c2.time <= after
+    again = conn.branch("again")
+    commit_files(again, {"file": b"2"}, "same files, other history")
+    assert head_or_fail(conn, "again").tree_id == c2.tree_id

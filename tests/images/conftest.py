@@ -1,0 +1,24 @@
+"""Fixtures for image tests: a real registry per test."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.images.registryproc import RegistryProc, running_registry
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Iterator[RegistryProc]:
+    """A fresh Debian `docker-registry` on 127.0.0.1 (plain HTTP, no auth), storage in tmp_path.
+
+    `registry.address` is "127.0.0.1:PORT" (push with --plain-http).
+    What the registry saw: `registry.requests()` -> [(method, path?query, status), ...]
+    from its access log, or `registry.log()` for the whole log (file
+    `registry.log_path`, i.e. tmp_path/"registry"/"registry.log"). It is stopped
+    after the test. For a registry with Basic auth use
+    `running_registry(tmp_path / "authreg", htpasswd={"user": "pw"})` directly."""
+    with running_registry(tmp_path / "registry") as reg:
+        yield reg

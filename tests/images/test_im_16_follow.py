@@ -1,0 +1,162 @@
+"""IM-16: `datakit image follow` pushes new heads of a branch (coalescing
+bursts) and stops cleanly on SIGINT and SIGTERM, never leaving a partial
+manifest behind."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.images.imagehelpers import (
+    C1_FILES,
+    REVISION,
+    Db,
+    cli_env,
+    get_manifest,
+    git_db,
+    image_cmd,
+    rootfs_tree,
+    skopeo_inspect,
+    tree_of,
+    unpack_ref,
+)
+from tests.images.registryproc import RegistryProc
+
+DIGEST_LINE = r"sha256:[0-9a-f]{64} "
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[Db]:
+    with git_db(tmp_path / "db.git") as d:
+        yield d
+
+
+class Follower:
+    """`datakit image follow` as a child process; stdout lines collected."""
+
+    def __init__(self, db: Db, ref: str, log: Path) -> None:
+        self.lines: list[str] = []
+        self.log = log
+        self.proc = subprocess.Popen(
+            image_cmd("follow", "--db", db.address, "--branch", "master", "--to", ref,
+                      "--plain-http"),
+            env=cli_env(),
+            stdout=subprocess.PIPE,
+            stderr=log.open("wb"),
+            text=True,
+        )  # fmt: skip
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def stop(self, sig: int) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            rc = self.proc.wait(60)
+        except subprocess.TimeoutExpired as exc:
+            self.proc.kill()
+            self.proc.wait()
+            msg = f"follow did not stop on {sig!r}: {self.log.read_text()}"
+            raise AssertionError(msg) from exc
+        self.reader.join(10)
+        return rc
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def wait_for_revision(registry: str, repo: str, commit: str, follower: Follower) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        m = get_manifest(registry, repo, "latest")
+        if m is not None and m.json.get("annotations", {}).get(REVISION) == commit:
+            return
+        assert follower.proc.poll() is None, (
+            f"follow exited with {follower.proc.returncode}: {follower.log.read_text()}"
+        )
+        time.sleep(0.1)
+    raise AssertionError(
+        f"the tag never named {commit}; follow printed {follower.lines}; "
+        f"stderr: {follower.log.read_text()}"
+    )
+
+
+def complete(registry: RegistryProc, repo: str, tmp: Path) -> tuple[str, dict]:
+    """The tag holds a whole image: every blob is there and umoci unpacks it."""
+    ref = f"{registry.address}/{repo}:latest"
+    m = get_manifest(registry.address, repo, "latest")
+    assert m is not None
+    info = skopeo_inspect(ref)
+    assert info["Digest"] == m.digest
+    tree = rootfs_tree(unpack_ref(ref, tmp))
+    return m.json["annotations"][REVISION], tree
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["sigint", "sigterm"])
+def test_im_16_follow(db: Db, tmp_path: Path, registry: RegistryProc, sig: int) -> None:
+    c0 = db.commit(C1_FILES, "c0")
+    repo = "dk/follow"
+    follower = Follower(db, f"{registry.address}/{repo}:latest", tmp_path / "follow.log")
+    try:
+        wait_for_revision(registry.address, repo, c0.id, follower)
+        before = len(follower.lines)
+        # three commits in quick succession
+        commits = [db.update({"docs/n.md": b"version %d\n" % i}, f"n{i}") for i in range(3)]
+        wait_for_revision(registry.address, repo, commits[-1].id, follower)
+        time.sleep(1)  # a late extra push would show up here
+        pushes = follower.lines[before:]
+        assert 1 <= len(pushes) <= 3, pushes
+        rc = follower.stop(sig)
+    finally:
+        follower.close()
+    assert rc == 0, follower.log.read_text()
+    for line in follower.lines:
+        digest, _, how = line.partition(" ")
+        assert digest.startswith("sha256:") and len(digest) == 71, line
+        assert how, line
+    revision, tree = complete(registry, repo, tmp_path / "u")
+    assert revision == commits[-1].id
+    assert tree == tree_of(commits[-1])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["sigint", "sigterm"])
+def test_im_16_follow_stopped_mid_push(
+    db: Db, tmp_path: Path, registry: RegistryProc, sig: int
+) -> None:
+    """Stopped right after a commit, probably while pushing it: the tag holds
+    either the previous image or the new one, complete."""
+    c0 = db.commit(C1_FILES, "c0")
+    repo = "dk/stopped"
+    follower = Follower(db, f"{registry.address}/{repo}:latest", tmp_path / "follow.log")
+    try:
+        wait_for_revision(registry.address, repo, c0.id, follower)
+        seen = len(registry.requests())
+        big = bytes(range(256)) * 4096 * 4  # 4 MiB, so the push takes a moment
+        c1 = db.update({"big.bin": big}, "c1")
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not [
+            r for r in registry.requests()[seen:] if r[0] in ("HEAD", "POST") and "/blobs/" in r[1]
+        ]:
+            time.sleep(0.01)
+        rc = follower.stop(sig)
+    finally:
+        follower.close()
+    assert rc == 0, follower.log.read_text()
+    revision, tree = complete(registry, repo, tmp_path / "u")
+    assert revision in (c0.id, c1.id)
+    assert tree == tree_of(db.conn.commit(revision))

@@ -1,0 +1,1 @@
+"""`datakit image`: DataKit snapshots as OCI container images (docs/images.md)."""

@@ -1,1 +1,1 @@
-"""Container images from DataKit snapshots: layers from tree diffs, pushed to OCI registries."""
+"""`datakit image`: DataKit snapshots as OCI container images (docs/images.md)."""

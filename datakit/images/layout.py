@@ -1,0 +1,171 @@
+"""An OCI image layout on disk as a place to write images (`image export`).
+
+The layout may hold other tags: we only ever add blobs and replace the one
+index entry whose ``org.opencontainers.image.ref.name`` is our tag, and
+index.json is replaced atomically, so an interrupted export leaves the
+previous state readable. Blobs no longer referenced are left in place (as
+`skopeo copy` does); a registry-style garbage collection is out of scope.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from datakit.images.oci import (
+    ANN_REF_NAME,
+    MAX_DOCUMENT,
+    Descriptor,
+    ImageFormatError,
+    digest_of,
+    dump,
+    parse_json,
+    valid_digest,
+)
+from datakit.images.target import Current, TargetError
+
+_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
+_LAYOUT_FILE = "oci-layout"
+_INDEX = "index.json"
+
+
+def split_layout(text: str) -> tuple[Path, str]:
+    """``DIR[:TAG]`` as (directory, tag); the tag defaults to ``latest``."""
+    directory, sep, tag = text.rpartition(":")
+    if sep and directory and "/" not in tag and _TAG.fullmatch(tag):
+        return Path(directory), tag
+    return Path(text), "latest"
+
+
+class LayoutTarget:
+    """The image at one tag of an OCI image layout directory."""
+
+    def __init__(self, directory: Path, tag: str) -> None:
+        self.directory = directory
+        self.tag = tag
+        if directory.exists():
+            if not directory.is_dir():
+                raise TargetError(f"{directory}: not a directory")
+            if any(directory.iterdir()) and not (directory / _LAYOUT_FILE).is_file():
+                raise TargetError(f"{directory}: exists and is not an OCI image layout")
+
+    def __str__(self) -> str:
+        return f"oci:{self.directory}:{self.tag}"
+
+    def _blob_path(self, digest: str) -> Path:
+        if not valid_digest(digest):
+            raise TargetError(f"{self}: unsupported digest {digest[:80]!r}")
+        return self.directory / "blobs" / "sha256" / digest.split(":", 1)[1]
+
+    def _index(self) -> dict[str, Any]:
+        path = self.directory / _INDEX
+        if not path.is_file():
+            return {"schemaVersion": 2, "manifests": []}
+        try:
+            index = parse_json(path.read_bytes(), str(path))
+        except (OSError, ImageFormatError) as e:
+            raise TargetError(f"{path}: unreadable image index: {e}") from None
+        if not isinstance(index.get("manifests"), list):
+            raise TargetError(f"{path}: an image index without a manifests list")
+        return index
+
+    def current(self) -> Current | None:
+        entries = [
+            m
+            for m in self._index()["manifests"]
+            if isinstance(m, dict) and (m.get("annotations") or {}).get(ANN_REF_NAME) == self.tag
+        ]
+        if not entries:
+            return None
+        try:
+            desc = Descriptor.from_json(entries[-1], f"{self} index entry")
+        except ImageFormatError as e:
+            raise TargetError(str(e)) from None
+        data = self.read_blob(desc.digest, MAX_DOCUMENT)
+        return Current(data, desc.media_type, desc.digest)
+
+    def read_blob(self, digest: str, max_size: int) -> bytes:
+        path = self._blob_path(digest)
+        try:
+            if path.stat().st_size > max_size:
+                raise TargetError(f"{self}: blob {digest} is larger than {max_size} bytes")
+            data = path.read_bytes()
+        except OSError as e:
+            raise TargetError(f"{self}: cannot read blob {digest}: {e.strerror}") from None
+        if digest_of(data) != digest:
+            raise TargetError(f"{self}: blob {digest} does not match its digest")
+        return data
+
+    def has_blob(self, digest: str) -> bool:
+        return self._blob_path(digest).is_file()
+
+    def _init(self) -> None:
+        (self.directory / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
+        marker = self.directory / _LAYOUT_FILE
+        if not marker.exists():
+            self._write(marker, dump({"imageLayoutVersion": "1.0.0"}))
+
+    def _write(self, path: Path, data: bytes) -> None:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def mount_blob(self, digest: str, from_repository: str) -> bool:
+        return False  # one layout, one repository
+
+    def put_blob_file(self, digest: str, source: Path) -> bool:
+        """Copy a blob in; False if it was already there."""
+        target = self._blob_path(digest)
+        if target.is_file():
+            return False
+        self._init()
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as out, source.open("rb") as src:
+                shutil.copyfileobj(src, out, 1024 * 1024)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return True
+
+    def put_blob_bytes(self, digest: str, data: bytes) -> bool:
+        target = self._blob_path(digest)
+        if target.is_file():
+            return False
+        self._init()
+        self._write(target, data)
+        return True
+
+    def put_manifest(self, data: bytes, media_type: str) -> str:
+        digest = digest_of(data)
+        self.put_blob_bytes(digest, data)
+        index = self._index()
+        manifests = [
+            m
+            for m in index["manifests"]
+            if not (
+                isinstance(m, dict) and (m.get("annotations") or {}).get(ANN_REF_NAME) == self.tag
+            )
+        ]
+        manifests.append(
+            Descriptor(media_type, digest, len(data), {ANN_REF_NAME: self.tag}).to_json()
+        )
+        index["manifests"] = manifests
+        index.setdefault("schemaVersion", 2)
+        self._write(self.directory / _INDEX, json.dumps(index, indent=2).encode() + b"\n")
+        return digest

@@ -1,4 +1,4 @@
-"""Fixtures for image tests: a real registry per test."""
+"""Fixtures for image tests: a real registry per test, and a proxy in front of it."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.images.proxy import RegistryProxy
 from tests.images.registryproc import RegistryProc, running_registry
 
 
@@ -22,3 +23,12 @@ def registry(tmp_path: Path) -> Iterator[RegistryProc]:
     `running_registry(tmp_path / "authreg", htpasswd={"user": "pw"})` directly."""
     with running_registry(tmp_path / "registry") as reg:
         yield reg
+
+
+@pytest.fixture
+def proxy(registry: RegistryProc) -> Iterator[RegistryProxy]:
+    """A recording, fault-injecting proxy in front of `registry` (see tests/images/proxy.py).
+
+    Point a client at `proxy.address`; `proxy.requests` lists what it sent."""
+    with RegistryProxy(registry.address) as p:
+        yield p

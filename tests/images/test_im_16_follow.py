@@ -94,6 +94,13 @@ def wait_for_revision(registry: str, repo: str, commit: str, follower: Follower)
     )
 
 
+def wait_for_lines(follower: Follower, n: int) -> None:
+    deadline = time.monotonic() + 60
+    while len(follower.lines) < n and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(follower.lines) >= n, (follower.lines, follower.log.read_text())
+
+
 def complete(registry: RegistryProc, repo: str, tmp: Path) -> tuple[str, dict]:
     """The tag holds a whole image: every blob is there and umoci unpacks it."""
     ref = f"{registry.address}/{repo}:latest"
@@ -113,6 +120,7 @@ def test_im_16_follow(db: Db, tmp_path: Path, registry: RegistryProc, sig: int) 
     follower = Follower(db, f"{registry.address}/{repo}:latest", tmp_path / "follow.log")
     try:
         wait_for_revision(registry.address, repo, c0.id, follower)
+        wait_for_lines(follower, 1)
         before = len(follower.lines)
         # three commits in quick succession
         commits = [db.update({"docs/n.md": b"version %d\n" % i}, f"n{i}") for i in range(3)]

@@ -1,0 +1,112 @@
+"""IM-13: a base image (made by hand, copied into the registry with skopeo)
+under the DataKit layers, the tree under --prefix."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.images.imagehelpers import (
+    C1_FILES,
+    C2_CHANGES,
+    DK,
+    Db,
+    get_manifest,
+    git_db,
+    layout_to_registry,
+    make_layout,
+    read_layout,
+    rootfs_tree,
+    run_image,
+    tree_of,
+    under,
+    unpack_ref,
+    uploads,
+    with_dirs,
+)
+from tests.images.proxy import RegistryProxy
+from tests.images.registryproc import RegistryProc
+
+BASE_FILES = {"etc/os-release": b'ID=standin\nPRETTY_NAME="a base image"\n'}
+BASE_HISTORY = [{"created": "2020-01-02T03:04:05Z", "created_by": "/bin/sh -c #(nop) base"}]
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[Db]:
+    with git_db(tmp_path / "db.git") as d:
+        yield d
+
+
+@pytest.mark.slow
+def test_im_13_base_image(db: Db, tmp_path: Path, registry: RegistryProc) -> None:
+    layout = tmp_path / "base"
+    base_digest = make_layout(
+        layout, "b", [with_dirs(BASE_FILES)], architecture="arm64", history=BASE_HISTORY
+    )
+    base = read_layout(layout, "b")
+    base_layer = base.layers[0]["digest"]
+    base_ref = f"{registry.address}/base/os:1"
+    layout_to_registry(layout, "b", base_ref)
+    remote_base = get_manifest(registry.address, "base/os", "1")
+    assert remote_base is not None
+
+    c1 = db.commit(C1_FILES, "c1")
+    c2 = db.update(C2_CHANGES, "c2")
+    with RegistryProxy(registry.address) as proxy:
+        ref = f"{proxy.address}/dk/site:latest"
+        args = ("--base", f"{proxy.address}/base/os:1", "--prefix", "/srv/data", "--plain-http")
+        seen = len(proxy.requests)
+        _digest, how = run_image(
+            "push", "--db", db.address, "--commit", c1.id, "--to", ref, *args
+        ).one()
+        assert how == "full"
+        sent = proxy.requests[seen:]
+        # the base layer is mounted or found, never uploaded again
+        assert not [r for r in sent if r[0] in ("PUT", "PATCH") and base_layer in r[1]], sent
+        assert uploads(sent)["patch"] == 0
+
+        manifest = get_manifest(registry.address, "dk/site", "latest")
+        assert manifest is not None
+        m = manifest.json
+        assert m["layers"][0]["digest"] == base_layer
+        assert len(m["layers"]) == 2
+        assert m["annotations"][DK + "base"] == remote_base.digest == base_digest
+        assert m["annotations"][DK + "prefix"] in ("/srv/data", "srv/data", "/srv/data/")
+        assert DK + "commit" in m["layers"][1]["annotations"]
+        config = json.loads(_blob(registry.address, "dk/site", m["config"]["digest"]))
+        assert config["architecture"] == "arm64"
+        assert config["config"]["Env"] == base.config["config"]["Env"]
+        assert config["history"][0] == BASE_HISTORY[0]
+        assert len(config["history"]) == 2
+        assert config["history"][1]["created_by"] == f"datakit commit {c1.id}"
+        assert config["rootfs"]["diff_ids"][0] == base.config["rootfs"]["diff_ids"][0]
+
+        direct = f"{registry.address}/dk/site:latest"
+        want1 = with_dirs(BASE_FILES) | under(tree_of(c1), "srv/data")
+        got = rootfs_tree(unpack_ref(direct, tmp_path / "u1"))
+        assert got == want1
+        assert got["etc/os-release"] == ("file", BASE_FILES["etc/os-release"])
+        assert got["srv/data/README"] == ("file", C1_FILES["README"])
+
+        # the next commit is a delta on top, the base kept
+        _digest, how = run_image(
+            "push", "--db", db.address, "--commit", c2.id, "--to", ref, *args
+        ).one()
+        assert how == f"delta from {c1.id}"
+    m2 = get_manifest(registry.address, "dk/site", "latest")
+    assert m2 is not None and len(m2.json["layers"]) == 3
+    assert m2.json["layers"][0]["digest"] == base_layer
+    want2 = with_dirs(BASE_FILES) | under(tree_of(c2), "srv/data")
+    assert rootfs_tree(unpack_ref(direct, tmp_path / "u2")) == want2
+
+
+def _blob(registry: str, repository: str, digest: str) -> bytes:
+    import urllib.request
+
+    with urllib.request.urlopen(
+        f"http://{registry}/v2/{repository}/blobs/{digest}", timeout=30
+    ) as resp:
+        return bytes(resp.read())

@@ -16,6 +16,7 @@ time is held in memory.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import gzip
 import hashlib
@@ -118,12 +119,15 @@ class _HashingSink(io.RawIOBase):
         self.out = out
         self.sha = hashlib.sha256()
         self.size = 0
+        self.abandoned = False
 
     def writable(self) -> bool:
         return True
 
     def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
         view = memoryview(data)
+        if self.abandoned:  # a failed layer: late flushes go nowhere
+            return len(view)
         self.sha.update(view)
         self.out.write(view)
         self.size += len(view)
@@ -185,6 +189,16 @@ class _LayerWriter:
         self.tar.addfile(self._info(name, tarfile.REGTYPE, 0o644), io.BytesIO(b""))
         self.entries += 1
 
+    def abandon(self) -> None:
+        """Drop a failed layer: nothing more reaches the file, not even
+        what tarfile or gzip flush when they are garbage-collected."""
+        self.raw.abandoned = self.stored.abandoned = True
+        with contextlib.suppress(Exception):
+            self.tar.close()
+        if self.gzip is not None:
+            with contextlib.suppress(Exception):
+                self.gzip.close()
+
     def close(self) -> tuple[str, str, int]:
         """Finish the archive; (digest, diff_id, stored size)."""
         self.tar.close()
@@ -210,7 +224,11 @@ def _write_layer(
     try:
         with os.fdopen(fd, "wb") as file:
             writer = _LayerWriter(file, compression, mtime)
-            body(writer)
+            try:
+                body(writer)
+            except BaseException:
+                writer.abandon()
+                raise
             digest, diff_id, size = writer.close()
     except BaseException:
         os.unlink(name)

@@ -1,0 +1,699 @@
+"""Layers from DataKit trees (spec images.md C.2; IM-3, 5, 6, 7, 17 at the
+layer level, reproducibility, PAX names, prefixes, submodules).
+
+Layers are read back with ``tarfile`` and, where it matters, applied to a
+model filesystem with the OCI rules (B.1) and compared with the commit's
+tree. Most tests run on both client backends: the Git backend on a
+repository and the 9p backend on a real ``datakit serve``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import random
+import tarfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from datakit.client import Commit, Connection, Kind, Transaction, Tree, connect
+from datakit.images.layers import (
+    LAYER_GZIP,
+    LAYER_TAR,
+    Layer,
+    LayerError,
+    delta_layer,
+    full_layer,
+    normalize_prefix,
+)
+from tests.gitrepo import RAW_NAME, git_written_repo
+from tests.operations.procs import datakit_process
+from tests.serverthread import running_server
+
+# ---------------------------------------------------------------------------
+# helpers
+
+
+@pytest.fixture(params=["git", "9p"])
+def conn(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Connection]:
+    """A connection on a fresh store: a Git repository, or a datakit server."""
+    if request.param == "git":
+        with connect(tmp_path / "repo") as c:
+            yield c
+    else:
+        with running_server(tmp_path) as address, connect(address, timeout=30) as c:
+            yield c
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    d = tmp_path / "work"
+    d.mkdir()
+    return d
+
+
+def commit(
+    conn: Connection,
+    edit: Callable[[Transaction], None],
+    branch: str = "master",
+    message: str = "m",
+) -> Commit:
+    b = conn.branch(branch)
+    with b.transaction() as t:
+        edit(t)
+        t.commit(message)
+    head = b.head()
+    assert head is not None
+    return head
+
+
+def members(layer: Layer) -> list[tarfile.TarInfo]:
+    with tarfile.open(layer.path) as tf:
+        return tf.getmembers()
+
+
+def listing(layer: Layer) -> list[tuple[str, str]]:
+    """(name, kind) of every entry in archive order; kind: dir/file/exec/link."""
+    out = []
+    for m in members(layer):
+        if m.isdir():
+            kind = "dir"
+        elif m.issym():
+            kind = "link"
+        else:
+            kind = "exec" if m.mode & 0o100 else "file"
+        out.append((m.name, kind))
+    return out
+
+
+Model = dict[str, tuple[str, bytes | str | None]]  # path -> (kind, content/target)
+
+
+def apply(fs: Model, layer: Layer) -> None:
+    """Apply a layer to a model filesystem with the OCI rules (B.1)."""
+
+    def drop(path: str) -> None:
+        for p in [p for p in fs if p == path or p.startswith(path + "/")]:
+            del fs[p]
+
+    with tarfile.open(layer.path) as tf:
+        entries = tf.getmembers()
+        # Opaque whiteouts first, whatever their position; they hide lower
+        # children only, so remember what this layer itself adds.
+        for m in entries:
+            head, _, base = m.name.rpartition("/")
+            if base == ".wh..wh..opq":
+                for p in [p for p in fs if p.startswith(head + "/" if head else "")]:
+                    del fs[p]
+        for m in entries:
+            head, _, base = m.name.rpartition("/")
+            if base == ".wh..wh..opq":
+                continue
+            if base.startswith(".wh."):
+                drop(f"{head}/{base[4:]}" if head else base[4:])
+                continue
+            old = fs.get(m.name)
+            if m.isdir():
+                if old is None or old[0] != "dir":
+                    drop(m.name)
+                fs[m.name] = ("dir", None)
+                continue
+            drop(m.name)
+            if m.issym():
+                fs[m.name] = ("link", m.linkname)
+            else:
+                f = tf.extractfile(m)
+                assert f is not None
+                fs[m.name] = ("exec" if m.mode & 0o100 else "file", f.read())
+
+
+def model_of(tree: Tree, prefix: str = "") -> Model:
+    """What unpacking an image of ``tree`` below ``prefix`` should give."""
+    fs: Model = {}
+    parts = prefix.split("/") if prefix else []
+    for i in range(1, len(parts) + 1):
+        fs["/".join(parts[:i])] = ("dir", None)
+
+    def walk(path: str) -> None:
+        for name in tree.read_dir(path):
+            p = f"{path}/{name}" if path else name
+            stat = tree.stat(p)
+            assert stat is not None
+            key = f"{prefix}/{p}" if prefix else p
+            if stat.kind is Kind.DIR:
+                fs[key] = ("dir", None)
+                walk(p)
+            elif stat.kind is Kind.LINK:
+                fs[key] = ("link", tree.read_link(p))
+            elif stat.kind is not Kind.GITLINK:
+                fs[key] = (stat.kind.value, tree.read_file(p))
+
+    walk("")
+    return fs
+
+
+def c1_tree(t: Transaction) -> None:
+    """IM-1's C1: {README, bin/run (exec), docs/a.md, link -> README}."""
+    t.create_file("README", b"read me\n")
+    t.make_dirs("bin")
+    t.create_file("bin/run", b"#!/bin/sh\necho hi\n", executable=True)
+    t.make_dirs("docs")
+    t.create_file("docs/a.md", b"# A\n")
+    t.create_symlink("link", "README")
+
+
+def c2_edit(t: Transaction) -> None:
+    """IM-3's C2: change docs/a.md, add docs/b.md, delete link and bin."""
+    t.replace_file("docs/a.md", b"# A, again\n")
+    t.create_file("docs/b.md", b"# B\n")
+    t.remove("link")
+    t.remove("bin")
+
+
+# ---------------------------------------------------------------------------
+# full layers
+
+
+def test_im_01_full_layer_entries_and_attributes(conn: Connection, workdir: Path) -> None:
+    c1 = commit(conn, c1_tree)
+    layer = full_layer(c1, workdir=workdir)
+    assert listing(layer) == [
+        ("README", "file"),
+        ("bin", "dir"),
+        ("bin/run", "exec"),
+        ("docs", "dir"),
+        ("docs/a.md", "file"),
+        ("link", "link"),
+    ]
+    modes = {m.name: m.mode for m in members(layer)}
+    assert modes == {
+        "README": 0o644,
+        "bin": 0o755,
+        "bin/run": 0o755,
+        "docs": 0o755,
+        "docs/a.md": 0o644,
+        "link": 0o777,
+    }
+    for m in members(layer):
+        assert (m.uid, m.gid, m.uname, m.gname, m.mtime) == (0, 0, "", "", 0), m.name
+    assert {m.name: m.linkname for m in members(layer) if m.issym()} == {"link": "README"}
+    assert layer.entries == 6
+    assert layer.media_type == LAYER_GZIP
+    fs: Model = {}
+    apply(fs, layer)
+    assert fs == model_of(c1.tree())
+
+
+def test_full_layer_mtime_option(conn: Connection, workdir: Path) -> None:
+    c1 = commit(conn, c1_tree)
+    layer = full_layer(c1, workdir=workdir, mtime=c1.time)
+    assert c1.time > 0
+    assert {m.mtime for m in members(layer)} == {c1.time}
+    assert layer.digest != full_layer(c1, workdir=workdir).digest
+
+
+def test_digests_sizes_and_raw_tar(conn: Connection, workdir: Path) -> None:
+    """digest = sha256 of the stored bytes, diff_id = sha256 of the tar;
+    gzip header with mtime 0 and no file name; --compression none."""
+    c1 = commit(conn, c1_tree)
+    layer = full_layer(c1, workdir=workdir)
+    blob = layer.path.read_bytes()
+    assert layer.size == len(blob)
+    assert layer.digest == "sha256:" + hashlib.sha256(blob).hexdigest()
+    tar = gzip.decompress(blob)
+    assert layer.diff_id == "sha256:" + hashlib.sha256(tar).hexdigest()
+    assert layer.digest != layer.diff_id
+    assert blob[:3] == b"\x1f\x8b\x08"
+    assert blob[3] & 0x08 == 0  # no FNAME
+    assert blob[4:8] == b"\0\0\0\0"  # MTIME 0
+    plain = full_layer(c1, workdir=workdir, compression="none")
+    assert plain.media_type == LAYER_TAR
+    assert plain.path.read_bytes() == tar
+    assert plain.digest == plain.diff_id == layer.diff_id
+    assert plain.size == len(tar)
+
+
+def test_im_02_reproducible(conn: Connection, workdir: Path) -> None:
+    c1 = commit(conn, c1_tree)
+    a = full_layer(c1, workdir=workdir)
+    b = full_layer(c1, workdir=workdir)
+    assert a.path != b.path
+    assert a.path.read_bytes() == b.path.read_bytes()
+    assert (a.digest, a.diff_id, a.size) == (b.digest, b.diff_id, b.size)
+    # Another commit (other branch, other message, later) with the same tree.
+    other = commit(conn, c1_tree, branch="other", message="other")
+    assert other.id != c1.id and other.tree_id == c1.tree_id
+    assert full_layer(other, workdir=workdir).digest == a.digest
+    # The same for deltas.
+    c2 = commit(conn, c2_edit)
+    other2 = commit(conn, c2_edit, branch="other", message="other")
+    assert other2.id != c2.id and other2.tree_id == c2.tree_id
+    d1 = delta_layer(c1, c2, workdir=workdir)
+    d2 = delta_layer(other, other2, workdir=workdir)
+    assert d1.path.read_bytes() == d2.path.read_bytes()
+
+
+def test_pax_long_and_non_ascii_names(conn: Connection, workdir: Path) -> None:
+    long_dir = "d" * 120
+    long_name = "f" * 150 + ".txt"
+    target = "../" * 40 + "t" * 80  # a symlink target over 100 bytes
+
+    def edit(t: Transaction) -> None:
+        t.make_dirs(long_dir)
+        t.create_file(f"{long_dir}/{long_name}", b"long")
+        t.make_dirs("café")
+        t.create_file("café/ñandú-日本.txt", b"utf8")
+        t.create_symlink("far", target)
+
+    c = commit(conn, edit)
+    layer = full_layer(c, workdir=workdir, compression="none")
+    assert listing(layer) == [
+        ("café", "dir"),
+        ("café/ñandú-日本.txt", "file"),
+        (long_dir, "dir"),
+        (f"{long_dir}/{long_name}", "file"),
+        ("far", "link"),
+    ]
+    assert [m.linkname for m in members(layer) if m.issym()] == [target]
+    raw = layer.path.read_bytes()
+    # PAX extended headers carry the full names (ustar fields cannot).
+    assert f"path={long_dir}/{long_name}\n".encode() in raw
+    assert "path=café/ñandú-日本.txt\n".encode() in raw
+    assert f"linkpath={target}\n".encode() in raw
+    with tarfile.open(layer.path) as tf:
+        assert tf.pax_headers == {}  # no global header
+        info = tf.getmember(f"{long_dir}/{long_name}")
+        f = tf.extractfile(info)
+        assert f is not None and f.read() == b"long"
+
+
+def test_full_layer_prefix(conn: Connection, workdir: Path) -> None:
+    c1 = commit(conn, c1_tree)
+    layer = full_layer(c1, prefix="/srv/data/", workdir=workdir)
+    assert listing(layer)[:4] == [
+        ("srv", "dir"),
+        ("srv/data", "dir"),
+        ("srv/data/README", "file"),
+        ("srv/data/bin", "dir"),
+    ]
+    fs: Model = {}
+    apply(fs, layer)
+    assert fs == model_of(c1.tree(), "srv/data")
+    # "/" and "" mean the root: no prefix entries at all.
+    root = full_layer(c1, workdir=workdir).digest
+    assert full_layer(c1, prefix="", workdir=workdir).digest == root
+
+
+def test_normalize_prefix() -> None:
+    assert normalize_prefix("/") == ""
+    assert normalize_prefix("") == ""
+    assert normalize_prefix("/srv/data/") == "srv/data"
+    assert normalize_prefix("var/run/kontext") == "var/run/kontext"
+    for bad in ("/srv/../etc", "a//b", "/./x", "/x/.wh.y"):
+        with pytest.raises(LayerError, match="prefix"):
+            normalize_prefix(bad)
+
+
+def test_full_layer_of_empty_tree(conn: Connection, workdir: Path) -> None:
+    c = commit(conn, lambda t: None)
+    assert full_layer(c, workdir=workdir).entries == 0
+    assert listing(full_layer(c, prefix="/a/b", workdir=workdir)) == [("a", "dir"), ("a/b", "dir")]
+
+
+# ---------------------------------------------------------------------------
+# delta layers
+
+
+def test_im_03_delta_layer_contents(conn: Connection, workdir: Path) -> None:
+    c1 = commit(conn, c1_tree)
+    c2 = commit(conn, c2_edit)
+    layer = delta_layer(c1, c2, workdir=workdir)
+    assert listing(layer) == [
+        (".wh.bin", "file"),
+        (".wh.link", "file"),
+        ("docs", "dir"),
+        ("docs/a.md", "file"),
+        ("docs/b.md", "file"),
+    ]
+    wh = {m.name: m for m in members(layer)}
+    for name in (".wh.bin", ".wh.link"):
+        assert (wh[name].size, wh[name].mode, wh[name].type) == (0, 0o644, tarfile.REGTYPE)
+    assert layer.entries == 5
+    fs: Model = {}
+    apply(fs, full_layer(c1, workdir=workdir))
+    assert fs != model_of(c2.tree())  # the model comparison can fail
+    apply(fs, layer)
+    assert fs == model_of(c2.tree())
+
+
+def test_delta_with_prefix(conn: Connection, workdir: Path) -> None:
+    c1 = commit(conn, c1_tree)
+    c2 = commit(conn, c2_edit)
+    layer = delta_layer(c1, c2, prefix="/srv/data", workdir=workdir)
+    assert [n for n, _ in listing(layer)] == [
+        "srv",
+        "srv/data",
+        "srv/data/.wh.bin",
+        "srv/data/.wh.link",
+        "srv/data/docs",
+        "srv/data/docs/a.md",
+        "srv/data/docs/b.md",
+    ]
+    # Nothing changed: an empty layer (not even the prefix directories).
+    same = delta_layer(c2, c2, prefix="/srv/data", workdir=workdir)
+    assert same.entries == 0 and members(same) == []
+
+
+def test_im_05_type_changes_need_no_whiteout(conn: Connection, workdir: Path) -> None:
+    def before(t: Transaction) -> None:
+        t.make_dirs("docs/old")
+        t.create_file("docs/b.md", b"b")
+        t.create_file("docs/old/y", b"y")
+        t.create_file("keep", b"k")
+
+    def after(t: Transaction) -> None:
+        t.remove("docs/b.md")
+        t.make_dirs("docs/b.md")
+        t.create_file("docs/b.md/x", b"x")
+        t.remove("docs/old")
+        t.create_file("docs/old", b"now a file")
+
+    c_old = commit(conn, before)
+    c3 = commit(conn, after)
+    layer = delta_layer(c_old, c3, workdir=workdir)
+    assert listing(layer) == [
+        ("docs", "dir"),
+        ("docs/b.md", "dir"),
+        ("docs/b.md/x", "file"),
+        ("docs/old", "file"),
+    ]
+    fs: Model = {}
+    apply(fs, full_layer(c_old, workdir=workdir))
+    apply(fs, layer)
+    assert fs == model_of(c3.tree())
+
+
+def test_kind_changes_file_exec_link(conn: Connection, workdir: Path) -> None:
+    def before(t: Transaction) -> None:
+        t.create_file("a", b"same")
+        t.create_file("b", b"same")
+        t.create_symlink("c", "a")
+        t.create_file("d", b"unchanged")
+
+    def after(t: Transaction) -> None:
+        t.set_executable("a", True)  # same blob, other mode
+        t.remove("b")
+        t.create_symlink("b", "d")  # file -> symlink
+        t.remove("c")
+        t.create_file("c", b"was a link")  # symlink -> file
+
+    c_old, c_new = commit(conn, before), commit(conn, after)
+    layer = delta_layer(c_old, c_new, workdir=workdir)
+    assert listing(layer) == [("a", "exec"), ("b", "link"), ("c", "file")]
+    fs: Model = {}
+    apply(fs, full_layer(c_old, workdir=workdir))
+    apply(fs, layer)
+    assert fs == model_of(c_new.tree())
+
+
+def test_im_06_deep_removal_is_one_whiteout(conn: Connection, workdir: Path) -> None:
+    def before(t: Transaction) -> None:
+        for d in range(10):
+            t.make_dirs(f"vendor/pkg{d}/src")
+            for f in range(100):
+                t.create_file(f"vendor/pkg{d}/{'src/' if f % 2 else ''}f{f}", b"%d" % f)
+        t.create_file("main", b"m")
+
+    c_old = commit(conn, before)
+    c_new = commit(conn, lambda t: t.remove("vendor"))
+    assert len(c_new.diff(c_old)) == 1000
+    layer = delta_layer(c_old, c_new, workdir=workdir)
+    assert listing(layer) == [(".wh.vendor", "file")]
+
+    # One level down: one whiteout per removed top directory, in its parent.
+    def deep(t: Transaction) -> None:
+        t.make_dirs("a/b/c/d")
+        t.create_file("a/b/c/d/e", b"")
+        t.create_file("a/keep", b"")
+
+    c_third = commit(conn, deep)
+    c_fourth = commit(conn, lambda t: t.remove("a/b"))
+    assert listing(delta_layer(c_third, c_fourth, workdir=workdir)) == [
+        ("a", "dir"),
+        ("a/.wh.b", "file"),
+    ]
+
+
+def test_im_07_forbidden_names_refused(conn: Connection, workdir: Path) -> None:
+    c_ok = commit(conn, c1_tree)
+
+    def bad(t: Transaction) -> None:
+        t.make_dirs("a")
+        t.create_file("a/.wh.b", b"hidden")
+        t.create_file("a/keep", b"k")
+
+    c_bad = commit(conn, bad)
+    with pytest.raises(LayerError, match=r"^a/\.wh\.b: "):
+        full_layer(c_bad, workdir=workdir)
+    assert list(workdir.iterdir()) == []
+    with pytest.raises(LayerError, match=r"^a/\.wh\.b: "):
+        delta_layer(c_ok, c_bad, workdir=workdir, compression="none")
+    assert list(workdir.iterdir()) == []
+    # Removing it again is fine: the delta writes no entry with that name
+    # (and no whiteout for it: it was never in an image).
+    c_fixed = commit(conn, lambda t: t.remove("a/.wh.b"))
+    assert listing(delta_layer(c_bad, c_fixed, workdir=workdir)) == []
+    fixed = delta_layer(c_ok, c_fixed, workdir=workdir)
+    assert listing(fixed) == [("a", "dir"), ("a/keep", "file")]
+
+
+def test_bad_options_refused(conn: Connection, workdir: Path) -> None:
+    c1 = commit(conn, c1_tree)
+    with pytest.raises(LayerError, match="compression 'zstd'"):
+        full_layer(c1, workdir=workdir, compression="zstd")
+    with pytest.raises(LayerError, match="opaque threshold 0"):
+        delta_layer(c1, c1, workdir=workdir, opaque_threshold=0)
+    assert list(workdir.iterdir()) == []
+
+
+def test_im_17_opaque_whiteouts(conn: Connection, workdir: Path) -> None:
+    def before(t: Transaction) -> None:
+        t.make_dirs("o/sub")
+        t.create_file("o/old1", b"1")
+        t.create_file("o/old2", b"2")
+        t.create_file("o/sub/s", b"s")
+        t.create_file("top", b"t")
+
+    def after(t: Transaction) -> None:
+        t.remove("o/old1")
+        t.remove("o/old2")
+        t.create_file("o/new", b"n")
+        t.replace_file("o/sub/s", b"changed")
+
+    c_old, c_new = commit(conn, before), commit(conn, after)
+    explicit = delta_layer(c_old, c_new, workdir=workdir)
+    assert [n for n, _ in listing(explicit)] == [
+        "o",
+        "o/.wh.old1",
+        "o/.wh.old2",
+        "o/new",
+        "o/sub",
+        "o/sub/s",
+    ]
+    opaque = delta_layer(c_old, c_new, workdir=workdir, opaque_threshold=2)
+    assert [n for n, _ in listing(opaque)] == ["o", "o/.wh..wh..opq", "o/new", "o/sub", "o/sub/s"]
+    assert delta_layer(c_old, c_new, workdir=workdir, opaque_threshold=3).digest == explicit.digest
+    base: Model = {}
+    apply(base, full_layer(c_old, workdir=workdir))
+    for layer in (explicit, opaque):
+        fs = dict(base)
+        apply(fs, layer)
+        assert fs == model_of(c_new.tree())
+
+
+def test_opaque_not_used_when_an_entry_survives(conn: Connection, workdir: Path) -> None:
+    def before(t: Transaction) -> None:
+        t.make_dirs("o")
+        for name in ("old1", "old2", "old3", "kept"):
+            t.create_file(f"o/{name}", name.encode())
+
+    def after(t: Transaction) -> None:
+        for name in ("old1", "old2", "old3"):
+            t.remove(f"o/{name}")
+
+    c_old, c_new = commit(conn, before), commit(conn, after)
+    layer = delta_layer(c_old, c_new, workdir=workdir, opaque_threshold=1)
+    assert [n for n, _ in listing(layer)] == ["o", "o/.wh.old1", "o/.wh.old2", "o/.wh.old3"]
+    # The tree's root never gets an opaque whiteout (it would hide a base image).
+    c_gone = commit(conn, lambda t: t.remove("o"))
+    assert listing(delta_layer(c_new, c_gone, workdir=workdir, opaque_threshold=1)) == [
+        (".wh.o", "file")
+    ]
+
+
+def test_random_histories_apply_to_the_new_tree(conn: Connection, workdir: Path) -> None:
+    """Full layer + a chain of deltas unpacks to every commit's tree."""
+    rng = random.Random(12)
+    names = ["a", "b", "c", "a-b", "a.b", "é"]
+
+    def mutate(t: Transaction) -> None:
+        for _ in range(6):
+            path = "/".join(rng.choice(names) for _ in range(rng.randint(1, 3)))
+            action = rng.random()
+            existing = t.stat(path)
+            if action < 0.3:
+                if existing is not None:
+                    t.remove(path)
+                continue
+            if existing is not None:
+                t.remove(path)
+            parent = path.rpartition("/")[0]
+            if parent:
+                for i in range(1, parent.count("/") + 2):
+                    p = "/".join(parent.split("/")[:i])
+                    s = t.stat(p)
+                    if s is not None and s.kind is not Kind.DIR:
+                        t.remove(p)
+                t.make_dirs(parent)
+            if action < 0.6:
+                t.create_file(path, rng.randbytes(8), executable=rng.random() < 0.3)
+            elif action < 0.8:
+                t.create_symlink(path, rng.choice(names))
+            else:
+                t.make_dirs(path)
+                t.create_file(f"{path}/inner", b"i")
+
+    prev = commit(conn, mutate)
+    fs: Model = {}
+    apply(fs, full_layer(prev, workdir=workdir))
+    for step in range(25):
+        cur = commit(conn, mutate)
+        layer = delta_layer(prev, cur, workdir=workdir, opaque_threshold=(1 if step % 2 else None))
+        apply(fs, layer)
+        assert fs == model_of(cur.tree()), step
+        names_in_layer = [m.name for m in members(layer)]
+        assert len(names_in_layer) == len(set(names_in_layer))  # B.1: no duplicates
+        prev = cur
+
+
+class _Counting:
+    """A commit whose trees count the reads and stats made through them."""
+
+    def __init__(self, inner: Commit, counter: list[str]) -> None:
+        self._inner, self._counter = inner, counter
+        self.id = inner.id
+
+    def tree(self) -> Any:
+        inner, counter = self._inner.tree(), self._counter
+
+        class T:
+            def read(self, p: Any) -> Any:
+                counter.append(f"read {p}")
+                return inner.read(p)
+
+            def stat(self, p: Any) -> Any:
+                counter.append(f"stat {p}")
+                return inner.stat(p)
+
+            def read_dir(self, p: Any) -> Any:
+                counter.append(f"read_dir {p}")
+                return inner.read_dir(p)
+
+        return T()
+
+    def diff(self, other: Any) -> Any:
+        return self._inner.diff(other._inner)
+
+
+def test_im_18_delta_reads_only_the_change(conn: Connection, workdir: Path) -> None:
+    """A one-file change in a 2,000-file tree: the delta looks at that file
+    and its parents only (no walk), and holds the file plus its parents."""
+
+    def big(t: Transaction) -> None:
+        for d in range(20):
+            t.make_dirs(f"d{d}/sub")
+            for f in range(100):
+                t.create_file(f"d{d}/sub/f{f}", b"%d" % f)
+
+    c_old = commit(conn, big)
+    c_new = commit(conn, lambda t: t.replace_file("d7/sub/f42", b"new"))
+    calls: list[str] = []
+    old, new = _Counting(c_old, calls), _Counting(c_new, calls)
+    layer = delta_layer(old, new, workdir=workdir)  # type: ignore[arg-type]
+    assert listing(layer) == [("d7", "dir"), ("d7/sub", "dir"), ("d7/sub/f42", "file")]
+    assert len(calls) <= 8, calls
+
+
+# ---------------------------------------------------------------------------
+# submodules and repositories written by git; the 9p process backend
+
+
+def test_submodule_skipped_with_warning(tmp_path: Path, workdir: Path) -> None:
+    repo = git_written_repo(tmp_path / "repo.git")
+    warnings: list[str] = []
+    with connect(repo) as c:
+        head = c.branch("master").head()
+        assert head is not None
+        layer = full_layer(head, workdir=workdir, warn=warnings.append)
+        names = [m.name for m in members(layer)]
+        assert warnings == ["sub: submodule skipped"]
+        assert "sub" not in names
+        # The Latin-1 file name and symlink target survive (PAX, binary charset).
+        raw_name = RAW_NAME.decode("utf-8", "surrogateescape")
+        with tarfile.open(layer.path, encoding="utf-8", errors="surrogateescape") as tf:
+            got = {m.name: m for m in tf.getmembers()}
+        assert set(got) == {raw_name, "badlink", "plain"}
+        assert got["badlink"].linkname.encode("utf-8", "surrogateescape") == b"caf\xe9/\xff"
+        # A delta adding a submodule (and removing one) warns and writes nothing for it.
+        empty = commit(c, lambda t: t.remove(""), branch="empty")
+        warnings.clear()
+        delta = delta_layer(empty, head, workdir=workdir, warn=warnings.append)
+        assert warnings == ["sub: submodule skipped"]
+        assert "sub" not in [m.name for m in members(delta)]
+
+
+def test_9p_process_and_git_backend_give_the_same_layers(tmp_path: Path, workdir: Path) -> None:
+    """A `datakit serve --git` process over TCP and the Git backend on the
+    same repository produce byte-identical layers."""
+    repo = tmp_path / "repo.git"
+    with connect(repo) as g:
+        c1 = commit(g, c1_tree)
+        c2 = commit(g, c2_edit)
+        ids = (c1.id, c2.id)
+        git_layers = [
+            full_layer(c1, workdir=workdir).digest,
+            delta_layer(c1, c2, workdir=workdir, prefix="/srv").digest,
+        ]
+    with datakit_process("--git", str(repo)) as (port, _, _proc):
+        with connect(f"tcp://127.0.0.1:{port}", timeout=30) as n:
+            p1, p2 = n.commit(ids[0]), n.commit(ids[1])
+            warnings: list[str] = []
+            ninep_layers = [
+                full_layer(p1, workdir=workdir, warn=warnings.append).digest,
+                delta_layer(p1, p2, workdir=workdir, prefix="/srv").digest,
+            ]
+    assert ninep_layers == git_layers
+    assert warnings == []
+
+
+def test_reader_renews_its_tree(conn: Connection, workdir: Path, monkeypatch: Any) -> None:
+    """A walk longer than the reader's budget gives the same layer (the
+    9p backend's per-tree memo is dropped on the way, not the content)."""
+    from datakit.images import layers
+
+    c = commit(conn, lambda t: [t.create_file(f"f{i}", b"x" * 100) for i in range(30)])
+    whole = full_layer(c, workdir=workdir).digest
+    monkeypatch.setattr(layers, "_READER_ITEMS", 3)
+    trees: list[object] = []
+    real = layers._Reader.node
+
+    def node(self: Any, steps: Any) -> Any:
+        trees.append(self.tree)
+        return real(self, steps)
+
+    monkeypatch.setattr(layers._Reader, "node", node)
+    assert full_layer(c, workdir=workdir).digest == whole
+    assert len({id(t) for t in trees}) > 5

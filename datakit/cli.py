@@ -1,4 +1,4 @@
-"""The `datakit` command: `datakit serve`, `datakit mount`, `datakit bridge` and `datakit ci`."""
+"""The `datakit` command: `datakit serve`, `mount`, `bridge`, `ci` and `image`."""
 
 from __future__ import annotations
 
@@ -236,6 +236,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="run a bridge: `datakit bridge local ...` or `datakit bridge github ...`",
         add_help=False,
     )
+    # `datakit image ...` (datakit.images.main), likewise handed over whole.
+    sub.add_parser(
+        "image",
+        help="write snapshots as OCI images: `datakit image push --db ADDR --branch B --to REF` "
+        "(see docs/images.md)",
+        add_help=False,
+    )
     # Likewise `datakit ci ...` (datakit.ci.main), which needs the web stack.
     sub.add_parser(
         "ci",
@@ -314,6 +321,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from datakit.ci.main import main as ci_main
 
         return ci_main(argv[1:])
+    if argv[:1] == ["image"]:
+        from datakit.images.main import main as image_main
+
+        return image_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -128,7 +128,7 @@ def test_shared_leaf_modules_import_nothing_of_ours() -> None:
 
 
 def test_applications_use_the_public_client_api_only() -> None:
-    """design.md: the bridges and the CI are clients like any other. Of ours
+    """design.md: the bridges, the CI and the image tools are clients like any other. Of ours
     they use datakit.client (not its backends), the GitHub model and layout,
     what services share (bridges.service), the leaf options module and
     their own modules; never the store, the filesystem or the server. The
@@ -148,3 +148,7 @@ def test_applications_use_the_public_client_api_only() -> None:
     assert "datakit/ci/engine.py" in ci
     assert not offenders(ci, lambda m: bad(m, "datakit.ci", ("datakit.bridges.service",)))
     assert not offenders(imports_of("bridges"), lambda m: bad(m, "datakit.bridges", ()))
+    images = imports_of("images")
+    assert "datakit/images/build.py" in images
+    no_github = lambda m: bad(m, "datakit.images", ()) or _within(m, "datakit.github")  # noqa: E731
+    assert not offenders(images, no_github)

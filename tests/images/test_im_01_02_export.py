@@ -13,8 +13,12 @@ from tests.images.imagehelpers import (
     DK,
     REVISION,
     Db,
+    Entry,
+    exe,
     git_db,
     layout_blobs,
+    link,
+    podman_tree,
     read_layout,
     rootfs_modes,
     rootfs_tree,
@@ -23,6 +27,7 @@ from tests.images.imagehelpers import (
     tree_of,
     umoci_unpack,
 )
+from tests.images.registryproc import RegistryProc
 
 
 @pytest.fixture
@@ -122,3 +127,49 @@ def test_im_02_reproducible(db: Db, tmp_path: Path) -> None:
     }
     assert d3 != d1
     assert b.annotations[REVISION] == same.id
+
+
+ODD: dict[str, bytes | Entry | None] = {
+    "ünïcödé/日本語.txt": b"utf-8 names\n",
+    "long/" + "x" * 120 + "/" + "y" * 150: b"a path over 255 bytes (PAX)\n",
+    "with space/a b": b"",
+    "links/abs": link("/etc/passwd"),
+    "links/dangling": link("../nowhere"),
+    "links/todir": link("../with space"),
+    "empty-exec": exe(b""),
+}
+
+
+@pytest.mark.slow
+def test_im_01_odd_names_and_links(db: Db, tmp_path: Path, registry: RegistryProc) -> None:
+    """Non-ASCII and very long names, empty files, absolute, dangling and
+    directory symlinks: umoci and podman both give back exactly the tree."""
+    c = db.commit(ODD, "odd")
+    layout = tmp_path / "L"
+    digest, how = run_image(
+        "export", "--db", db.address, "--commit", c.id, "--oci-layout", f"{layout}:v1"
+    ).one()
+    assert how == "full"
+    assert rootfs_tree(umoci_unpack(layout, "v1", tmp_path / "bundle")) == tree_of(c)
+    ref = f"{registry.address}/dk/odd:latest"
+    pushed, how = run_image(
+        "push", "--db", db.address, "--commit", c.id, "--to", ref, "--plain-http"
+    ).one()
+    assert (pushed, how) == (digest, "full")  # the same image, byte for byte
+    assert podman_tree(ref) == tree_of(c)
+
+
+def test_im_01_options(db: Db, tmp_path: Path) -> None:
+    """--platform, --mtime commit and --compression none reach the image."""
+    c1 = db.commit(C1_FILES, "c1")
+    layout = tmp_path / "L"
+    run_image(
+        "export", "--db", db.address, "--commit", c1.id, "--oci-layout", f"{layout}:v1",
+        "--platform", "linux/arm64", "--mtime", "commit", "--compression", "none",
+    )  # fmt: skip
+    img = read_layout(layout, "v1")
+    img.check_digests()
+    assert (img.config["os"], img.config["architecture"]) == ("linux", "arm64")
+    assert img.layers[0]["mediaType"] == "application/vnd.oci.image.layer.v1.tar"
+    assert {e.mtime for e in img.layer_entries(0)} == {c1.time}
+    assert rootfs_tree(umoci_unpack(layout, "v1", tmp_path / "bundle")) == tree_of(c1)

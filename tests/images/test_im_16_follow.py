@@ -168,3 +168,43 @@ def test_im_16_follow_stopped_mid_push(
     revision, tree = complete(registry, repo, tmp_path / "u")
     assert revision in (c0.id, c1.id)
     assert tree == tree_of(db.conn.commit(revision))
+
+
+@pytest.mark.slow
+def test_im_16_follow_keeps_working(db: Db, tmp_path: Path, registry: RegistryProc) -> None:
+    """At run time a failure is a log line and the follower carries on: a
+    registry answering 5xx is retried; a commit that cannot be an image (a
+    `.wh.` name) is reported and skipped until the branch moves on."""
+    from tests.images.proxy import RegistryProxy
+
+    c0 = db.commit(C1_FILES, "c0")
+    repo = "dk/keep"
+    log = tmp_path / "follow.log"
+    with RegistryProxy(registry.address) as proxy:
+        follower = Follower(db, f"{proxy.address}/{repo}:latest", log)
+        try:
+            wait_for_revision(registry.address, repo, c0.id, follower)
+            proxy.fail_next("PUT", r"/manifests/", 500, times=2)
+            c1 = db.update({"docs/n.md": b"one\n"}, "c1")
+            wait_for_revision(registry.address, repo, c1.id, follower)
+            assert proxy.count("PUT", r"/manifests/", 500) == 2
+            assert "500" in log.read_text()
+
+            bad = db.update({"a/.wh.b": b"x\n"}, "bad")
+            deadline = time.monotonic() + 60
+            while bad.id not in log.read_text() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert "a/.wh.b" in log.read_text(), log.read_text()
+            m = get_manifest(registry.address, repo, "latest")
+            assert m is not None and m.json["annotations"][REVISION] == c1.id
+
+            c3 = db.update({"a": None, "docs/n.md": b"three\n"}, "c3")
+            wait_for_revision(registry.address, repo, c3.id, follower)
+            assert follower.proc.poll() is None
+            rc = follower.stop(signal.SIGTERM)
+        finally:
+            follower.close()
+    assert rc == 0, log.read_text()
+    revision, tree = complete(registry, repo, tmp_path / "u")
+    assert revision == c3.id
+    assert tree == tree_of(c3)

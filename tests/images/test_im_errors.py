@@ -170,3 +170,47 @@ def test_im_err_upload_lost_midway(db: Db, registry: RegistryProc, tmp_path: Pat
         expect_error(res)
         assert tag_digest(registry) == before
         assert rootfs_tree(unpack_ref(direct, tmp_path / "u")) == tree_of(c1)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="product bug: the error is 'datakit image: Connection refused', naming no database",
+)
+def test_im_err_database_unreachable(tmp_path: Path) -> None:
+    port = free_port()
+    res = run_image(
+        "export", "--db", f"tcp://127.0.0.1:{port}", "--branch", "master", "--oci-layout",
+        f"{tmp_path / 'L'}:v1", check=False,
+    )  # fmt: skip
+    expect_error(res, f"127.0.0.1:{port}")
+    assert not (tmp_path / "L").exists()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="product bug: DIR:bad tag silently writes a directory named 'DIR:bad tag' (tag latest)",
+)
+def test_im_err_bad_layout_tag(db: Db, tmp_path: Path) -> None:
+    """A layout tag outside the OCI ref.name grammar (here a space) is refused
+    at the start, as push refuses such a tag (B.3)."""
+    c1 = db.commit(C1_FILES, "c1")
+    res = run_image(
+        "export", "--db", db.address, "--commit", c1.id, "--oci-layout",
+        f"{tmp_path / 'L'}:bad tag", check=False,
+    )  # fmt: skip
+    assert res.returncode in (1, 2), str(res)
+    assert "bad tag" in res.stderr
+    assert not (tmp_path / "L" / "index.json").exists()
+
+
+def test_im_err_not_a_layout(db: Db, tmp_path: Path) -> None:
+    c1 = db.commit(C1_FILES, "c1")
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    (junk / "notes.txt").write_text("mine\n")
+    res = run_image(
+        "export", "--db", db.address, "--commit", c1.id, "--oci-layout", f"{junk}:v1",
+        check=False,
+    )  # fmt: skip
+    expect_error(res, str(junk))
+    assert sorted(p.name for p in junk.iterdir()) == ["notes.txt"]

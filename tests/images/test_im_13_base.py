@@ -110,3 +110,30 @@ def _blob(registry: str, repository: str, digest: str) -> bytes:
         f"http://{registry}/v2/{repository}/blobs/{digest}", timeout=30
     ) as resp:
         return bytes(resp.read())
+
+
+@pytest.mark.slow
+def test_im_12_layer_cap_with_base(db: Db, tmp_path: Path, registry: RegistryProc) -> None:
+    """--max-layers counts DataKit layers only: the base's layers stay
+    under the full layer that replaces the DataKit ones."""
+    layout = tmp_path / "base"
+    make_layout(layout, "b", [with_dirs(BASE_FILES)], history=BASE_HISTORY)
+    base = read_layout(layout, "b")
+    base_ref = f"{registry.address}/base/os:1"
+    layout_to_registry(layout, "b", base_ref)
+    ref = f"{registry.address}/dk/capped:latest"
+    commits = [db.commit(C1_FILES, "c1")]
+    commits += [db.update({f"n{i}": b"%d\n" % i}, f"c{i}") for i in range(2, 5)]
+    counts = []
+    for i, c in enumerate(commits):
+        run_image(
+            "push", "--db", db.address, "--commit", c.id, "--to", ref, "--plain-http",
+            "--base", base_ref, "--max-layers", "2",
+        )  # fmt: skip
+        m = get_manifest(registry.address, "dk/capped", "latest")
+        assert m is not None
+        assert m.json["layers"][0]["digest"] == base.layers[0]["digest"]
+        counts.append(len(m.json["layers"]))
+        want = with_dirs(BASE_FILES) | tree_of(c)
+        assert rootfs_tree(unpack_ref(ref, tmp_path / f"u{i}")) == want
+    assert counts == [2, 3, 2, 3]

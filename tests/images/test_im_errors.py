@@ -5,6 +5,10 @@ as it was (the manifest is put last)."""
 
 from __future__ import annotations
 
+import random
+import signal
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,10 +20,12 @@ from tests.images.imagehelpers import (
     REVISION,
     Db,
     Result,
+    cli_env,
     expect_error,
     free_port,
     get_manifest,
     git_db,
+    image_cmd,
     rootfs_tree,
     run_image,
     tree_of,
@@ -214,3 +220,34 @@ def test_im_err_not_a_layout(db: Db, tmp_path: Path) -> None:
     )  # fmt: skip
     expect_error(res, str(junk))
     assert sorted(p.name for p in junk.iterdir()) == ["notes.txt"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["sigint", "sigterm"])
+def test_im_err_push_interrupted(db: Db, registry: RegistryProc, sig: int) -> None:
+    """Ctrl-C (or SIGTERM) in the middle of an upload: non-zero exit, no
+    traceback, and the tag still names the previous, complete image."""
+    c1 = db.commit(C1_FILES, "c1")
+    c2 = db.update({"big.bin": random.Random(7).randbytes(4 * 1024 * 1024)}, "c2")
+    with RegistryProxy(registry.address) as proxy:
+        ref = f"{proxy.address}/{REPO}:latest"
+        push(db, c1.id, ref)
+        before = tag_digest(registry)
+        seen = len(proxy.requests)
+        proc = subprocess.Popen(
+            image_cmd("push", "--db", db.address, "--commit", c2.id, "--to", ref,
+                      "--plain-http", "--chunk-size", str(256 * 1024)),
+            env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while proxy.count("PATCH", r"/blobs/uploads/") == 0 and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.01)
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=60)
+        sent = proxy.requests[seen:]
+    assert proc.returncode != 0, (out, err)
+    assert out == "" and "Traceback" not in err, (out, err)
+    assert len([ln for ln in err.splitlines() if ln.strip()]) <= 1, err
+    assert uploads(sent)["manifest_put"] == 0, sent
+    assert tag_digest(registry) == before

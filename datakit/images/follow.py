@@ -29,7 +29,7 @@ MAX_BACKOFF = 60.0
 
 
 def follow(args: argparse.Namespace, push: Callable[[Connection, Commit], Outcome]) -> int:
-    from datakit.images.main import PROG, open_db
+    from datakit.images.main import PROG, DatabaseUnavailable, open_db
 
     done: str | None = None  # the last head pushed, or skipped as unpushable
     delay = 1.0
@@ -55,6 +55,8 @@ def follow(args: argparse.Namespace, push: Callable[[Connection, Commit], Outcom
                     print(outcome, flush=True)
                     done = head.id
                     delay = 1.0
+        except DatabaseUnavailable as e:
+            print(f"{PROG}: {e}; retrying in {delay:.0f} s", file=sys.stderr, flush=True)
         except (RegistryError, TargetError) as e:
             print(f"{PROG}: {e}; retrying in {delay:.0f} s", file=sys.stderr, flush=True)
         except (DataKitError, OSError) as e:

@@ -35,11 +35,21 @@ _INDEX = "index.json"
 
 
 def split_layout(text: str) -> tuple[Path, str]:
-    """``DIR[:TAG]`` as (directory, tag); the tag defaults to ``latest``."""
+    """``DIR[:TAG]`` as (directory, tag); the tag defaults to ``latest``.
+
+    Whatever follows the last colon of the last path component is the tag,
+    and must be a valid one: a typo is refused rather than taken as part of
+    a directory name (a directory whose name has a colon: add ``:latest``).
+    """
     directory, sep, tag = text.rpartition(":")
-    if sep and directory and "/" not in tag and _TAG.fullmatch(tag):
-        return Path(directory), tag
-    return Path(text), "latest"
+    if not sep or "/" in tag:
+        return Path(text), "latest"
+    if not directory or not _TAG.fullmatch(tag):
+        raise TargetError(
+            f"{text}: {tag!r} is not a valid tag (letters, digits, _ . -, at most 128, "
+            "not starting with . or -)"
+        )
+    return Path(directory), tag
 
 
 class LayoutTarget:

@@ -47,6 +47,10 @@ class UsageError(Exception):
     pass
 
 
+class DatabaseUnavailable(UsageError):
+    """The database did not answer (``follow`` waits for it to come back)."""
+
+
 class Stop(Exception):
     """SIGINT or SIGTERM: stop between (or in the middle of) pushes."""
 
@@ -182,6 +186,8 @@ def open_db(address: str) -> Connection:
         return connect(address)
     except ValueError as e:
         raise UsageError(str(e)) from None
+    except (OSError, DataKitError) as e:
+        raise DatabaseUnavailable(f"database {address}: {_one_line(e)}") from None
 
 
 def resolve(db: Connection, branch: str | None, commit: str | None) -> Commit:
@@ -259,11 +265,11 @@ def push_once(args: argparse.Namespace, db: Connection, commit: Commit) -> Outco
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    directory, tag = split_layout(args.oci_layout)
+    target = LayoutTarget(*split_layout(args.oci_layout))
     options = options_of(args)
     with open_db(args.db) as db:
         commit = resolve(db, args.branch, args.commit)
-        outcome = build(db, commit, LayoutTarget(directory, tag), options, warn=_warn)
+        outcome = build(db, commit, target, options, warn=_warn)
     print(outcome, flush=True)
     return 0
 

@@ -96,6 +96,9 @@ def test_split_layout() -> None:
     assert split_layout("rel/dir") == (Path("rel/dir"), "latest")
     # A colon in the directory part is not a tag separator.
     assert split_layout("/tmp/a:b/L") == (Path("/tmp/a:b/L"), "latest")
+    for bad in ("/tmp/L:bad tag", "/tmp/L:", "/tmp/L:.hidden", ":v1"):
+        with pytest.raises(TargetError, match="not a valid tag"):
+            split_layout(bad)
 
 
 def test_layout_keeps_other_tags_and_replaces_its_own(tmp_path: Path) -> None:

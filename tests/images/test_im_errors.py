@@ -178,10 +178,6 @@ def test_im_err_upload_lost_midway(db: Db, registry: RegistryProc, tmp_path: Pat
         assert rootfs_tree(unpack_ref(direct, tmp_path / "u")) == tree_of(c1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: the error is 'datakit image: Connection refused', naming no database",
-)
 def test_im_err_database_unreachable(tmp_path: Path) -> None:
     port = free_port()
     res = run_image(
@@ -192,10 +188,6 @@ def test_im_err_database_unreachable(tmp_path: Path) -> None:
     assert not (tmp_path / "L").exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: DIR:bad tag silently writes a directory named 'DIR:bad tag' (tag latest)",
-)
 def test_im_err_bad_layout_tag(db: Db, tmp_path: Path) -> None:
     """A layout tag outside the OCI ref.name grammar (here a space) is refused
     at the start, as push refuses such a tag (B.3)."""

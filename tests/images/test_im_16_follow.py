@@ -208,3 +208,35 @@ def test_im_16_follow_keeps_working(db: Db, tmp_path: Path, registry: RegistryPr
     revision, tree = complete(registry, repo, tmp_path / "u")
     assert revision == c3.id
     assert tree == tree_of(c3)
+
+
+@pytest.mark.slow
+def test_im_16_follow_waits_for_the_registry(
+    db: Db, tmp_path: Path, registry: RegistryProc
+) -> None:
+    """Started while the registry is unreachable (the proxy's upstream is a
+    closed port: every answer is a 502), the follower logs, retries and
+    pushes once the registry is back."""
+    from tests.images.imagehelpers import free_port
+    from tests.images.proxy import RegistryProxy
+
+    c0 = db.commit(C1_FILES, "c0")
+    repo = "dk/late"
+    log = tmp_path / "follow.log"
+    with RegistryProxy(f"127.0.0.1:{free_port()}") as proxy:
+        follower = Follower(db, f"{proxy.address}/{repo}:latest", log)
+        try:
+            deadline = time.monotonic() + 60
+            while "retrying" not in log.read_text() and time.monotonic() < deadline:
+                assert follower.proc.poll() is None, log.read_text()
+                time.sleep(0.1)
+            assert "retrying" in log.read_text(), log.read_text()
+            assert follower.lines == []
+            proxy.upstream = registry.address  # the registry is back
+            wait_for_revision(registry.address, repo, c0.id, follower)
+            rc = follower.stop(signal.SIGINT)
+        finally:
+            follower.close()
+    assert rc == 0, log.read_text()
+    revision, tree = complete(registry, repo, tmp_path / "u")
+    assert revision == c0.id and tree == tree_of(c0)

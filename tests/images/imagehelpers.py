@@ -730,3 +730,54 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@contextmanager
+def running_tls_registry(workdir: Path) -> Iterator[str]:
+    """Debian's registry over TLS with a self-signed certificate for
+    127.0.0.1 (for --insecure); yields its address. R's registryproc runs
+    plain HTTP only, so this starts its own, the same way."""
+    import time
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    cert, key = workdir / "cert.pem", workdir / "key.pem"
+    tool(
+        "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+        "-addext", "subjectAltName=IP:127.0.0.1",
+    )  # fmt: skip
+    config = workdir / "registry.yml"
+    config.write_text(
+        "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n"
+        f"    rootdirectory: {workdir / 'storage'}\n"
+        "http:\n  addr: 127.0.0.1:0\n  secret: datakit-tests-tls\n"
+        f"  tls:\n    certificate: {cert}\n    key: {key}\n"
+    )
+    log = workdir / "registry.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            ["docker-registry", "serve", str(config)],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        port = None
+        while port is None and time.monotonic() < deadline:
+            m = re.search(r"listening on 127\.0\.0\.1:(\d+)", log.read_text(errors="replace"))
+            if m:
+                port = int(m.group(1))
+            elif proc.poll() is not None:
+                raise RuntimeError(f"docker-registry exited: {log.read_text()}")
+            else:
+                time.sleep(0.05)
+        assert port is not None, log.read_text()
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -21,6 +21,7 @@ from tests.images.imagehelpers import (
     git_db,
     rootfs_tree,
     run_image,
+    running_tls_registry,
     skopeo_inspect,
     tree_of,
     unpack_ref,
@@ -112,3 +113,21 @@ def test_im_15_bearer_token(db: Db, tmp_path: Path, registry: RegistryProc) -> N
     assert rootfs_tree(unpack_ref(f"{registry.address}/dk/site:latest", tmp_path / "u")) == (
         tree_of(c1)
     )
+
+
+@pytest.mark.slow
+def test_im_15_tls_insecure(db: Db, tmp_path: Path) -> None:
+    """A registry behind TLS with a self-signed certificate: refused (one
+    line) unless --insecure is given."""
+    c1 = db.commit(C1_FILES, "c1")
+    with running_tls_registry(tmp_path / "tlsreg") as address:
+        ref = f"{address}/dk/site:latest"
+        push = ("push", "--db", db.address, "--commit", c1.id, "--to", ref)
+        expect_error(run_image(*push, check=False), address)
+        digest, how = run_image(*push, "--insecure").one()
+        assert how == "full"
+        info = skopeo_inspect(ref)
+        assert info["Digest"] == digest and len(info["Layers"]) == 1
+        assert rootfs_tree(unpack_ref(ref, tmp_path / "u")) == tree_of(c1)
+        # up to date, over TLS too
+        assert run_image(*push, "--insecure").one() == (digest, "up to date")

@@ -18,6 +18,7 @@ from tests.images.imagehelpers import (
     expect_error,
     get_manifest,
     git_db,
+    git_fast_import,
     layout_blobs,
     names,
     podman_tree,
@@ -181,3 +182,25 @@ def test_im_17_opaque_option(db: Db, tmp_path: Path, registry: RegistryProc) -> 
         run_image(*push, "--commit", c1.id)
         assert run_image(*push, "--commit", c2.id).one()[1] == f"delta from {c1.id}"
         assert podman_tree(ref) == want
+
+
+def test_im_07_submodule_skipped(tmp_path: Path) -> None:
+    """A Git submodule entry (mode 160000) cannot be carried: a warning
+    naming it, and the rest of the tree in the image."""
+    repo = tmp_path / "sub.git"
+    git_fast_import(
+        repo,
+        b"commit refs/heads/master\ncommitter t <t@example.com> 1500000000 +0000\n"
+        b"data 3\nsm\n"
+        b"M 100644 inline README\ndata 2\nr\n\n"
+        b"M 160000 0123456789abcdef0123456789abcdef01234567 vendor/lib\n\n",
+    )
+    layout = tmp_path / "L"
+    res = run_image(
+        "export", "--db", str(repo), "--branch", "master", "--oci-layout", f"{layout}:v1"
+    )
+    assert res.one()[1] == "full"
+    warnings = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(warnings) == 1 and "vendor/lib" in warnings[0], res.stderr
+    rootfs = umoci_unpack(layout, "v1", tmp_path / "bundle")
+    assert rootfs_tree(rootfs) == {"README": ("file", b"r\n"), "vendor": ("dir", b"")}

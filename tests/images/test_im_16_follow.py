@@ -4,6 +4,7 @@ manifest behind."""
 
 from __future__ import annotations
 
+import random
 import signal
 import subprocess
 import threading
@@ -40,12 +41,12 @@ def db(tmp_path: Path) -> Iterator[Db]:
 class Follower:
     """`datakit image follow` as a child process; stdout lines collected."""
 
-    def __init__(self, db: Db, ref: str, log: Path) -> None:
+    def __init__(self, db: Db, ref: str, log: Path, *extra: str) -> None:
         self.lines: list[str] = []
         self.log = log
         self.proc = subprocess.Popen(
             image_cmd("follow", "--db", db.address, "--branch", "master", "--to", ref,
-                      "--plain-http"),
+                      "--plain-http", *extra),
             env=cli_env(),
             stdout=subprocess.PIPE,
             stderr=log.open("wb"),
@@ -150,15 +151,18 @@ def test_im_16_follow_stopped_mid_push(
     either the previous image or the new one, complete."""
     c0 = db.commit(C1_FILES, "c0")
     repo = "dk/stopped"
-    follower = Follower(db, f"{registry.address}/{repo}:latest", tmp_path / "follow.log")
+    follower = Follower(
+        db, f"{registry.address}/{repo}:latest", tmp_path / "follow.log",
+        "--chunk-size", str(64 * 1024),
+    )  # fmt: skip
     try:
         wait_for_revision(registry.address, repo, c0.id, follower)
         seen = len(registry.requests())
-        big = bytes(range(256)) * 4096 * 4  # 4 MiB, so the push takes a moment
-        c1 = db.update({"big.bin": big}, "c1")
-        deadline = time.monotonic() + 30
+        # 8 MiB of noise in 64 KiB chunks: the signal lands mid-upload
+        c1 = db.update({"big.bin": random.Random(16).randbytes(8 * 1024 * 1024)}, "c1")
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not [
-            r for r in registry.requests()[seen:] if r[0] in ("HEAD", "POST") and "/blobs/" in r[1]
+            r for r in registry.requests()[seen:] if r[0] == "PATCH"
         ]:
             time.sleep(0.01)
         rc = follower.stop(sig)

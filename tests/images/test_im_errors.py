@@ -218,9 +218,10 @@ def test_im_err_not_a_layout(db: Db, tmp_path: Path) -> None:
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["sigint", "sigterm"])
 def test_im_err_push_interrupted(db: Db, registry: RegistryProc, sig: int) -> None:
     """Ctrl-C (or SIGTERM) in the middle of an upload: non-zero exit, no
-    traceback, and the tag still names the previous, complete image."""
+    traceback, and the tag still names the previous, complete image. (8 MiB
+    in 64 KiB chunks: 128 PATCHes, so the signal lands mid-upload.)"""
     c1 = db.commit(C1_FILES, "c1")
-    c2 = db.update({"big.bin": random.Random(7).randbytes(4 * 1024 * 1024)}, "c2")
+    c2 = db.update({"big.bin": random.Random(7).randbytes(8 * 1024 * 1024)}, "c2")
     with RegistryProxy(registry.address) as proxy:
         ref = f"{proxy.address}/{REPO}:latest"
         push(db, c1.id, ref)
@@ -228,7 +229,7 @@ def test_im_err_push_interrupted(db: Db, registry: RegistryProc, sig: int) -> No
         seen = len(proxy.requests)
         proc = subprocess.Popen(
             image_cmd("push", "--db", db.address, "--commit", c2.id, "--to", ref,
-                      "--plain-http", "--chunk-size", str(256 * 1024)),
+                      "--plain-http", "--chunk-size", str(64 * 1024)),
             env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         deadline = time.monotonic() + 60

@@ -213,3 +213,35 @@ def test_im_19_edited_file_reaches_the_image(
     got = rootfs_tree(unpack_ref(ref, tmp_path / "u2"))
     assert got["run"] == ("exec", b"x\n")
     assert got == tree_of(c3)
+
+
+def config_of(registry: RegistryProc, repository: str) -> dict:
+    import json
+    import urllib.request
+
+    m = get_manifest(registry.address, repository, "latest")
+    assert m is not None
+    url = f"http://{registry.address}/v2/{repository}/blobs/{m.json['config']['digest']}"
+    with urllib.request.urlopen(url, timeout=30) as resp:
+        return dict(json.loads(resp.read()))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="product bug: the tag's amd64 image is reused for --platform linux/arm64 "
+    "(delta, then 'up to date'); the config keeps architecture amd64",
+)
+def test_im_11_other_platform_is_not_reused(db: Db, tmp_path: Path, registry: RegistryProc) -> None:
+    """The tag holds our image for another platform: the image pushed for
+    --platform linux/arm64 must say arm64 (C.3), however it is built."""
+    c1 = db.commit(C1_FILES, "c1")
+    c2 = db.update(C2_CHANGES, "c2")
+    ref = f"{registry.address}/dk/plat:latest"
+    push(db, c1.id, ref)
+    assert config_of(registry, "dk/plat")["architecture"] == "amd64"
+    _digest, how = push(db, c1.id, ref, "--platform", "linux/arm64")
+    assert how != "up to date", how
+    assert config_of(registry, "dk/plat")["architecture"] == "arm64"
+    push(db, c2.id, ref, "--platform", "linux/arm64")
+    assert config_of(registry, "dk/plat")["architecture"] == "arm64"
+    assert rootfs_tree(unpack_ref(ref, tmp_path / "u")) == tree_of(c2)

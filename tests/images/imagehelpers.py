@@ -45,10 +45,11 @@ OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
 LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 MANIFEST_ACCEPT = ", ".join(
     [
         OCI_MANIFEST,
-        "application/vnd.docker.distribution.manifest.v2+json",
+        DOCKER_MANIFEST,
         OCI_INDEX,
         "application/vnd.docker.distribution.manifest.list.v2+json",
     ]

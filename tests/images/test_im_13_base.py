@@ -4,6 +4,7 @@ under the DataKit layers, the tree under --prefix."""
 from __future__ import annotations
 
 import json
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +14,11 @@ from tests.images.imagehelpers import (
     C1_FILES,
     C2_CHANGES,
     DK,
+    DOCKER_MANIFEST,
+    OCI_INDEX,
+    OCI_MANIFEST,
     Db,
+    expect_error,
     get_manifest,
     git_db,
     layout_to_registry,
@@ -21,6 +26,7 @@ from tests.images.imagehelpers import (
     read_layout,
     rootfs_tree,
     run_image,
+    tool,
     tree_of,
     under,
     unpack_ref,
@@ -104,8 +110,6 @@ def test_im_13_base_image(db: Db, tmp_path: Path, registry: RegistryProc) -> Non
 
 
 def _blob(registry: str, repository: str, digest: str) -> bytes:
-    import urllib.request
-
     with urllib.request.urlopen(
         f"http://{registry}/v2/{repository}/blobs/{digest}", timeout=30
     ) as resp:
@@ -137,3 +141,80 @@ def test_im_12_layer_cap_with_base(db: Db, tmp_path: Path, registry: RegistryPro
         want = with_dirs(BASE_FILES) | tree_of(c)
         assert rootfs_tree(unpack_ref(ref, tmp_path / f"u{i}")) == want
     assert counts == [2, 3, 2, 3]
+
+
+@pytest.mark.slow
+def test_im_13_docker_and_multi_platform_bases(
+    db: Db, tmp_path: Path, registry: RegistryProc
+) -> None:
+    """A base in Docker's schema 2 (its layers re-described with the OCI
+    media type, bytes unchanged), and a base that is an OCI index (the
+    manifest of --platform is used; a platform it lacks is one error line)."""
+    c1 = db.commit(C1_FILES, "c1")
+    arm = tmp_path / "arm"
+    make_layout(arm, "b", [with_dirs(BASE_FILES)], architecture="arm64")
+    tool(
+        "skopeo", "copy", "--format", "v2s2", "--dest-tls-verify=false",
+        f"oci:{arm}:b", f"docker://{registry.address}/base/docker:1",
+    )  # fmt: skip
+    docker = get_manifest(registry.address, "base/docker", "1")
+    assert docker is not None and docker.media_type == DOCKER_MANIFEST
+    ref = f"{registry.address}/dk/site:latest"
+    run_image(
+        "push", "--db", db.address, "--commit", c1.id, "--to", ref, "--plain-http",
+        "--base", f"{registry.address}/base/docker:1", "--prefix", "/srv/data",
+    )  # fmt: skip
+    m = get_manifest(registry.address, "dk/site", "latest")
+    assert m is not None
+    first = m.json["layers"][0]
+    assert first["digest"] == docker.json["layers"][0]["digest"]
+    assert first["mediaType"] == "application/vnd.oci.image.layer.v1.tar+gzip"
+    assert m.json["mediaType"] == "application/vnd.oci.image.manifest.v1+json"
+    want_arm = with_dirs(BASE_FILES) | under(tree_of(c1), "srv/data")
+    assert rootfs_tree(unpack_ref(ref, tmp_path / "u0")) == want_arm
+
+    # an index over an amd64 and an arm64 image
+    amd = tmp_path / "amd"
+    amd_files = {"etc/os-release": b"ID=amd64\n"}
+    make_layout(amd, "a", [with_dirs(amd_files)], architecture="amd64")
+    layout_to_registry(amd, "a", f"{registry.address}/base/multi:amd64")
+    layout_to_registry(arm, "b", f"{registry.address}/base/multi:arm64")
+    entries = []
+    for tag, arch in (("arm64", "arm64"), ("amd64", "amd64")):
+        one = get_manifest(registry.address, "base/multi", tag)
+        assert one is not None
+        entries.append(
+            {"mediaType": OCI_MANIFEST, "digest": one.digest, "size": len(one.data),
+             "platform": {"os": "linux", "architecture": arch}}
+        )  # fmt: skip
+    index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries})
+    req = urllib.request.Request(
+        f"http://{registry.address}/v2/base/multi/manifests/1",
+        data=index.encode(),
+        method="PUT",
+        headers={"Content-Type": OCI_INDEX},
+    )
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        assert resp.status == 201
+    base = f"{registry.address}/base/multi:1"
+    for platform, files in (("linux/amd64", amd_files), ("linux/arm64", BASE_FILES)):
+        arch = platform.split("/")[1]
+        target = f"{registry.address}/dk/{arch}:latest"
+        run_image(
+            "push", "--db", db.address, "--commit", c1.id, "--to", target, "--plain-http",
+            "--base", base, "--prefix", "/srv/data", "--platform", platform,
+        )  # fmt: skip
+        want = with_dirs(files) | under(tree_of(c1), "srv/data")
+        assert rootfs_tree(unpack_ref(target, tmp_path / f"u-{arch}")) == want
+        assert config_arch(registry.address, f"dk/{arch}") == arch
+    res = run_image(
+        "push", "--db", db.address, "--commit", c1.id, "--to", ref, "--plain-http",
+        "--base", base, "--platform", "linux/s390x", check=False,
+    )  # fmt: skip
+    expect_error(res, "linux/s390x")
+
+
+def config_arch(registry: str, repository: str) -> str:
+    m = get_manifest(registry, repository, "latest")
+    assert m is not None
+    return str(json.loads(_blob(registry, repository, m.json["config"]["digest"]))["architecture"])

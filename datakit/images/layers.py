@@ -379,7 +379,8 @@ def full_layer(
 
 
 class _Op(enum.Enum):
-    ENTRY = "entry"  # the new tree's node (parents of entries included)
+    ENTRY = "entry"  # a file, executable or symlink of the new tree, in full
+    DIR = "dir"  # a directory entry only (a parent of another entry)
     WHITEOUT = "whiteout"  # .wh.<name> in the parent
     OPAQUE = "opaque"  # the directory, its opaque whiteout and all its new contents
 
@@ -402,8 +403,9 @@ class _Plan:
 
     def parents(self, steps: Steps) -> None:
         for i in range(len(steps) - 1, 0, -1):
-            if self.ops.setdefault(steps[:i], _Op.ENTRY) is not _Op.ENTRY:
+            if steps[:i] in self.ops:
                 break  # already there, and so are its parents
+            self.ops[steps[:i]] = _Op.DIR
 
     def ordered(self) -> list[tuple[Steps, _Op]]:
         """C.2's order: depth-first; in a directory whiteouts first, then
@@ -516,6 +518,10 @@ def delta_layer(
         for steps, op in items:
             if op is _Op.WHITEOUT:
                 writer.whiteout(_tar_name(inner, (*steps[:-1], WHITEOUT_PREFIX + steps[-1])))
+                continue
+            if op is _Op.DIR:  # known to be one: no need to list it
+                _check_name(steps)
+                writer.directory(_tar_name(inner, steps))
                 continue
             stat, value = reader.node(steps)
             _emit_node(writer, inner, steps, stat, value, warn)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import random
 import tarfile
 from collections.abc import Callable, Iterator
@@ -20,6 +21,7 @@ from typing import Any
 import pytest
 
 from datakit.client import Commit, Connection, Kind, Transaction, Tree, connect
+from datakit.images import layers
 from datakit.images.layers import (
     LAYER_GZIP,
     LAYER_TAR,
@@ -683,7 +685,6 @@ def test_9p_process_and_git_backend_give_the_same_layers(tmp_path: Path, workdir
 def test_reader_renews_its_tree(conn: Connection, workdir: Path, monkeypatch: Any) -> None:
     """A walk longer than the reader's budget gives the same layer (the
     9p backend's per-tree memo is dropped on the way, not the content)."""
-    from datakit.images import layers
 
     c = commit(conn, lambda t: [t.create_file(f"f{i}", b"x" * 100) for i in range(30)])
     whole = full_layer(c, workdir=workdir).digest
@@ -698,3 +699,85 @@ def test_reader_renews_its_tree(conn: Connection, workdir: Path, monkeypatch: An
     monkeypatch.setattr(layers._Reader, "node", node)
     assert full_layer(c, workdir=workdir).digest == whole
     assert len({id(t) for t in trees}) > 5
+
+
+# ---------------------------------------------------------------------------
+# the tar writer against Python's tarfile
+
+_LATIN1 = b"caf\xe9".decode("utf-8", "surrogateescape")  # a name that is not UTF-8
+_CASES: list[tuple[str, str, bytes | str | None]] = [
+    ("dir", "a", None),
+    ("file", "a/x", b"x" * 700),
+    ("exec", "a/run", b"#!/bin/sh\n"),
+    ("file", "a/empty", b""),
+    ("file", "a/block", b"b" * 512),
+    ("link", "a/l", "x"),
+    ("link", "a/far", "../" * 50),
+    ("link", "a/ü", "ö/" + "é" * 60),
+    ("dir", "d" * 99, None),  # 100 bytes with the slash: fits
+    ("dir", "e" * 100, None),  # 101 with the slash: PAX
+    ("file", "f" * 100, b"fits"),
+    ("file", "g" * 101, b"PAX"),
+    ("file", "x/" * 120 + "deep", b"deep"),
+    ("file", "日本/語", b"utf-8"),
+    ("file", _LATIN1, b"latin-1 name"),
+    ("link", "badlink", _LATIN1 + "/x"),
+    ("whiteout", "a/.wh.gone", None),
+]
+
+
+def _reference(cases: list[tuple[str, str, bytes | str | None]], mtime: int) -> bytes:
+    """The same entries written by tarfile in PAX format."""
+    buf = io.BytesIO()
+    with tarfile.open(
+        fileobj=buf, mode="w", format=tarfile.PAX_FORMAT, encoding="utf-8", errors="surrogateescape"
+    ) as tf:
+        for kind, name, payload in cases:
+            info = tarfile.TarInfo(name)
+            info.mtime = mtime
+            info.uname = info.gname = ""
+            data = b""
+            if kind == "dir":
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+            elif kind == "link":
+                assert isinstance(payload, str)
+                info.type, info.mode, info.linkname = tarfile.SYMTYPE, 0o777, payload
+            else:
+                data = payload if isinstance(payload, bytes) else b""
+                info.mode = 0o755 if kind == "exec" else 0o644
+                info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("mtime", [0, 1_700_000_000])
+def test_tar_bytes_equal_tarfile_pax_output(mtime: int) -> None:
+    out = io.BytesIO()
+    writer = layers._LayerWriter(out, "none", mtime)  # type: ignore[arg-type]
+    for kind, name, payload in _CASES:
+        if kind == "dir":
+            writer.directory(name)
+        elif kind == "link":
+            assert isinstance(payload, str)
+            writer.symlink(name, payload)
+        elif kind == "whiteout":
+            writer.whiteout(name)
+        else:
+            assert isinstance(payload, bytes)
+            writer.file(name, payload, kind == "exec")
+    writer.close()
+    ours = out.getvalue()
+    assert len(ours) % (20 * 512) == 0
+    assert ours == _reference(_CASES, mtime)
+    with tarfile.open(fileobj=io.BytesIO(ours), encoding="utf-8", errors="surrogateescape") as tf:
+        names = [m.name for m in tf.getmembers()]
+    assert names == [name.rstrip("/") for _, name, _ in _CASES]
+
+
+def test_tar_header_for_a_size_beyond_ustar() -> None:
+    """Files of 8 GiB and more get a PAX size record, as tarfile writes it."""
+    info = tarfile.TarInfo("huge")
+    info.size, info.mode, info.uname, info.gname = 8**11 + 5, 0o644, "", ""
+    expected = info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+    assert layers._header("huge", b"0", 0o644, 8**11 + 5, 0) == expected
+    assert b"size=8589934597\n" in expected

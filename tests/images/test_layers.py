@@ -660,26 +660,31 @@ def test_submodule_skipped_with_warning(tmp_path: Path, workdir: Path) -> None:
 
 def test_9p_process_and_git_backend_give_the_same_layers(tmp_path: Path, workdir: Path) -> None:
     """A `datakit serve --git` process over TCP and the Git backend on the
-    same repository produce byte-identical layers."""
-    repo = tmp_path / "repo.git"
-    with connect(repo) as g:
-        c1 = commit(g, c1_tree)
-        c2 = commit(g, c2_edit)
-        ids = (c1.id, c2.id)
-        git_layers = [
-            full_layer(c1, workdir=workdir).digest,
+    same repository produce byte-identical layers and the same warnings
+    (a repository written by git: a submodule, a Latin-1 name and target)."""
+    repo = git_written_repo(tmp_path / "repo.git")
+
+    def build(c: Connection, ids: list[str]) -> tuple[list[str], list[str]]:
+        by_git, c1, c2 = (c.commit(i) for i in ids)
+        warnings: list[str] = []
+        digests = [
+            full_layer(by_git, workdir=workdir, warn=warnings.append).digest,
+            full_layer(c2, workdir=workdir, warn=warnings.append, prefix="/srv").digest,
             delta_layer(c1, c2, workdir=workdir, prefix="/srv").digest,
+            delta_layer(by_git, c2, workdir=workdir, warn=warnings.append).digest,
+            delta_layer(c2, by_git, workdir=workdir, warn=warnings.append).digest,
         ]
+        return digests, warnings
+
+    with connect(repo) as g:
+        head = g.branch("master").head()
+        assert head is not None
+        ids = [head.id, commit(g, c1_tree).id, commit(g, c2_edit).id]
+        git_result = build(g, ids)
+    assert git_result[1] == ["sub: submodule skipped"] * 2
     with datakit_process("--git", str(repo)) as (port, _, _proc):
         with connect(f"tcp://127.0.0.1:{port}", timeout=30) as n:
-            p1, p2 = n.commit(ids[0]), n.commit(ids[1])
-            warnings: list[str] = []
-            ninep_layers = [
-                full_layer(p1, workdir=workdir, warn=warnings.append).digest,
-                delta_layer(p1, p2, workdir=workdir, prefix="/srv").digest,
-            ]
-    assert ninep_layers == git_layers
-    assert warnings == []
+            assert build(n, ids) == git_result
 
 
 def test_reader_renews_its_tree(conn: Connection, workdir: Path, monkeypatch: Any) -> None:

@@ -343,7 +343,7 @@ class _Reader:
     """Reads a commit's tree through a tree object renewed every few MiB:
     the 9p backend memoises reads per tree object, which a walk of a big
     tree must not accumulate. ``read`` then ``stat`` of the same path on the
-    same object costs one request on 9p (the stat comes with the read)."""
+    same object costs no extra request on 9p (the stat comes with the read)."""
 
     def __init__(self, commit: Commit) -> None:
         self.commit = commit

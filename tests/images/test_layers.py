@@ -786,3 +786,64 @@ def test_tar_header_for_a_size_beyond_ustar() -> None:
     expected = info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
     assert layers._header("huge", b"0", 0o644, 8**11 + 5, 0) == expected
     assert b"size=8589934597\n" in expected
+
+
+# ---------------------------------------------------------------------------
+# measurements (IM-18), not a test: python -m tests.images.test_layers [N] [--9p]
+
+
+def _measure(files: int, over_9p: bool) -> None:  # pragma: no cover
+    import resource
+    import shutil
+    import sys
+    import tempfile
+    import time
+
+    base = Path(tempfile.mkdtemp(prefix="layers-bench-"))
+    repo = base / "repo"
+    with connect(repo) as g:
+
+        def big(t: Transaction) -> None:
+            for i in range(files):
+                d = f"d{i // 1000:03}/{'sub/' if i % 2 else ''}"
+                if i % 1000 < 2:
+                    t.make_dirs(d.rstrip("/"))
+                t.create_file(f"{d}f{i:06}.txt", (f"file {i}\n" * 8).encode())
+
+        c1 = commit(g, big)
+        c2 = commit(g, lambda t: t.replace_file("d000/sub/f000001.txt", b"changed\n"))
+        ids = (c1.id, c2.id)
+
+    def run(c: Connection) -> None:
+        old, new = c.commit(ids[0]), c.commit(ids[1])
+        start = time.perf_counter()
+        layer = full_layer(old, workdir=base)
+        took = time.perf_counter() - start
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+        print(
+            f"full layer: {took:.1f} s, {layer.entries} entries, {layer.size} bytes, "
+            f"peak RSS {rss} MB"
+        )
+        start = time.perf_counter()
+        delta = delta_layer(old, new, workdir=base)
+        took = time.perf_counter() - start
+        print(f"one-file delta: {took:.3f} s, {delta.entries} entries")
+
+    try:
+        if over_9p:
+            with datakit_process("--git", str(repo)) as (port, _, _proc):
+                with connect(f"tcp://127.0.0.1:{port}", timeout=60) as n:
+                    run(n)
+        else:
+            with connect(repo) as g:
+                run(g)
+    finally:
+        shutil.rmtree(base)
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    import sys
+
+    args = sys.argv[1:]
+    _measure(int(next((a for a in args if a.isdigit()), "100000")), "--9p" in args)

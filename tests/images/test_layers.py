@@ -792,12 +792,35 @@ def test_tar_header_for_a_size_beyond_ustar() -> None:
 # measurements (IM-18), not a test: python -m tests.images.test_layers [N] [--9p]
 
 
-def _measure(files: int, over_9p: bool) -> None:  # pragma: no cover
+def _measure_layers(address: str, old_id: str, new_id: str) -> None:  # pragma: no cover
+    """In a process of its own, so the peak RSS is the layers' alone."""
     import resource
-    import shutil
-    import sys
     import tempfile
     import time
+
+    options = {"timeout": 60} if "://" in address else {}
+    with connect(address, **options) as c, tempfile.TemporaryDirectory() as work:
+        old, new = c.commit(old_id), c.commit(new_id)
+        start = time.perf_counter()
+        layer = full_layer(old, workdir=Path(work))
+        took = time.perf_counter() - start
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+        print(
+            f"full layer: {took:.1f} s, {layer.entries} entries, {layer.size} bytes, "
+            f"peak RSS {rss} MB",
+            flush=True,
+        )
+        start = time.perf_counter()
+        delta = delta_layer(old, new, workdir=Path(work))
+        took = time.perf_counter() - start
+        print(f"one-file delta: {took:.3f} s, {delta.entries} entries", flush=True)
+
+
+def _measure(files: int, over_9p: bool) -> None:  # pragma: no cover
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
 
     base = Path(tempfile.mkdtemp(prefix="layers-bench-"))
     repo = base / "repo"
@@ -810,40 +833,28 @@ def _measure(files: int, over_9p: bool) -> None:  # pragma: no cover
                     t.make_dirs(d.rstrip("/"))
                 t.create_file(f"{d}f{i:06}.txt", (f"file {i}\n" * 8).encode())
 
-        c1 = commit(g, big)
-        c2 = commit(g, lambda t: t.replace_file("d000/sub/f000001.txt", b"changed\n"))
-        ids = (c1.id, c2.id)
+        ids = [commit(g, big).id]
+        ids.append(commit(g, lambda t: t.replace_file("d000/sub/f000001.txt", b"x\n")).id)
 
-    def run(c: Connection) -> None:
-        old, new = c.commit(ids[0]), c.commit(ids[1])
-        start = time.perf_counter()
-        layer = full_layer(old, workdir=base)
-        took = time.perf_counter() - start
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
-        print(
-            f"full layer: {took:.1f} s, {layer.entries} entries, {layer.size} bytes, "
-            f"peak RSS {rss} MB"
-        )
-        start = time.perf_counter()
-        delta = delta_layer(old, new, workdir=base)
-        took = time.perf_counter() - start
-        print(f"one-file delta: {took:.3f} s, {delta.entries} entries")
+    def run(address: str) -> None:
+        command = [sys.executable, "-m", "tests.images.test_layers", "--layers", address, *ids]
+        subprocess.run(command, check=True)
 
     try:
         if over_9p:
             with datakit_process("--git", str(repo)) as (port, _, _proc):
-                with connect(f"tcp://127.0.0.1:{port}", timeout=60) as n:
-                    run(n)
+                run(f"tcp://127.0.0.1:{port}")
         else:
-            with connect(repo) as g:
-                run(g)
+            run(str(repo))
     finally:
         shutil.rmtree(base)
-    sys.stdout.flush()
 
 
 if __name__ == "__main__":  # pragma: no cover
     import sys
 
     args = sys.argv[1:]
-    _measure(int(next((a for a in args if a.isdigit()), "100000")), "--9p" in args)
+    if args[:1] == ["--layers"]:
+        _measure_layers(*args[1:4])
+    else:
+        _measure(int(next((a for a in args if a.isdigit()), "100000")), "--9p" in args)

@@ -99,19 +99,21 @@ def start_registry(workdir: Path) -> tuple[subprocess.Popen[bytes], str, Path]:
 
 
 def rss_of(cmd: list[str]) -> tuple[float, float, str]:
-    """(seconds, peak RSS in MB, stdout) of one command run to completion;
-    the RSS is that process's own (wait4), not the largest child's so far."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    """(seconds, peak RSS in MB, stdout) of one command run to completion.
+
+    The RSS comes from GNU time, whose own child starts small: ru_maxrss of
+    a child of this (larger) process would count the pages it had before
+    execve."""
+    with tempfile.NamedTemporaryFile() as rss:
         start = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err)
-        _, status, usage = os.wait4(proc.pid, 0)
+        proc = subprocess.run(
+            ["/usr/bin/time", "-o", rss.name, "-f", "%M", *cmd], capture_output=True
+        )
         elapsed = time.perf_counter() - start
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
         if proc.returncode != 0:
-            raise SystemExit(f"{' '.join(cmd)} failed: {err.read().decode()}")
-        return elapsed, usage.ru_maxrss / 1024, out.read().decode().strip()
+            raise SystemExit(f"{' '.join(cmd)} failed: {proc.stderr.decode()}")
+        peak_kb = int(Path(rss.name).read_text().split()[-1])
+        return elapsed, peak_kb / 1024, proc.stdout.decode().strip()
 
 
 def du(path: Path) -> int:

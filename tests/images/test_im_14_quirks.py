@@ -5,7 +5,11 @@ the client read the upload's offset back and carry on."""
 
 from __future__ import annotations
 
+import os
 import random
+import select
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,8 +17,10 @@ import pytest
 
 from tests.images.imagehelpers import (
     Db,
+    cli_env,
     get_manifest,
     git_db,
+    image_cmd,
     rootfs_tree,
     run_image,
     tree_of,
@@ -137,3 +143,52 @@ def test_im_14_lost_chunk_resumes(
     assert remote is not None and remote.digest == digest
     got = rootfs_tree(unpack_ref(f"{registry.address}/dk/big:latest", tmp_path / "u"))
     assert got == tree_of(db.conn.commit(commit))
+
+
+def read_pty_until_exit(proc: subprocess.Popen[str], master: int) -> bytes:
+    """Everything the child writes to the terminal, until it is gone."""
+    out = bytearray()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.2)
+        if ready:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: no one holds the terminal any more
+                chunk = b""
+            if chunk:
+                out += chunk
+                continue
+            break
+        if proc.poll() is not None:
+            break
+    proc.wait(60)
+    return bytes(out)
+
+
+@pytest.mark.slow
+def test_im_14_progress_on_a_terminal_only(db: Db, registry: RegistryProc) -> None:
+    """Issue 12: a progress bar on uploads of more than a few MiB when stderr
+    is a terminal; nothing on stderr when it is not."""
+    c1 = db.commit({"big.bin": random.Random(3).randbytes(8 * CHUNK)}, "big")
+    args = ("push", "--db", db.address, "--commit", c1.id, "--plain-http")
+    res = run_image(*args, "--to", f"{registry.address}/dk/quiet:latest")
+    assert res.one()[1] == "full"
+    assert res.stderr == "", res.stderr
+
+    master, slave = os.openpty()
+    try:
+        proc = subprocess.Popen(
+            image_cmd(*args, "--to", f"{registry.address}/dk/tty:latest"),
+            env=cli_env(), stdout=subprocess.PIPE, stderr=slave, text=True,
+        )  # fmt: skip
+        os.close(slave)
+        shown = read_pty_until_exit(proc, master)
+        assert proc.stdout is not None
+        out = proc.stdout.read()
+        proc.stdout.close()
+    finally:
+        os.close(master)
+    assert proc.returncode == 0, shown
+    assert out.endswith(" full\n") and out.count("\n") == 1, out
+    assert b"\r[#" in shown and b"MiB" in shown, shown

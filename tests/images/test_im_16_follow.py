@@ -23,6 +23,7 @@ from tests.images.imagehelpers import (
     git_db,
     image_cmd,
     rootfs_tree,
+    served_db,
     skopeo_inspect,
     tree_of,
     unpack_ref,
@@ -116,6 +117,18 @@ def complete(registry: RegistryProc, repo: str, tmp: Path) -> tuple[str, dict]:
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["sigint", "sigterm"])
 def test_im_16_follow(db: Db, tmp_path: Path, registry: RegistryProc, sig: int) -> None:
+    follow_three_commits(db, tmp_path, registry, sig)
+
+
+@pytest.mark.slow
+def test_im_16_follow_over_9p(tmp_path: Path, registry: RegistryProc) -> None:
+    """The same against a `datakit serve` process (the follower's watch is a
+    9p one there)."""
+    with served_db(tmp_path / "served.git") as db:
+        follow_three_commits(db, tmp_path, registry, signal.SIGTERM)
+
+
+def follow_three_commits(db: Db, tmp_path: Path, registry: RegistryProc, sig: int) -> None:
     c0 = db.commit(C1_FILES, "c0")
     repo = "dk/follow"
     follower = Follower(db, f"{registry.address}/{repo}:latest", tmp_path / "follow.log")

@@ -142,6 +142,9 @@ def follow_three_commits(db: Db, tmp_path: Path, registry: RegistryProc, sig: in
         time.sleep(1)  # a late extra push would show up here
         pushes = follower.lines[before:]
         assert 1 <= len(pushes) <= 3, pushes
+        # each push a delta of a new head: nothing pushed twice
+        assert all(line.split(" ", 1)[1].startswith("delta from ") for line in pushes), pushes
+        assert len({line.split(" ", 1)[0] for line in pushes}) == len(pushes), pushes
         rc = follower.stop(sig)
     finally:
         follower.close()

@@ -507,9 +507,14 @@ class Registry:
                 f"{self.name}: {what}: no answer within {self.timeout:g}s ({method} {_path(url)})"
             ) from None
         except httpx.ConnectError as e:
+            cause = _one_line(str(e)) or "failed"
+            hint = ""
+            if "CERTIFICATE_VERIFY_FAILED" in cause:
+                hint = " (--insecure skips TLS verification)"
+            elif "WRONG_VERSION_NUMBER" in cause or "record layer failure" in cause:
+                hint = " (a plain-HTTP registry? give --plain-http)"
             raise RegistryError(
-                f"{self.name}: {what}: cannot connect to {self.base}:"
-                f" {_one_line(str(e)) or 'failed'}"
+                f"{self.name}: {what}: cannot connect to {self.base}: {cause}{hint}"
             ) from None
         except (httpx.TransportError, httpx.StreamError) as e:
             raise _TransportFailure(

@@ -239,10 +239,12 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(key, value)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
+        # Recorded before the client can see the answer, so a test reading
+        # `requests` right after its call returned finds it there.
+        self.owner._record(self.command, self.path, status)
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
-        self.owner._record(self.command, self.path, status)
 
     def _error(self, status: int, code: str, headers: dict[str, str] | None = None) -> None:
         body = json.dumps(
@@ -323,6 +325,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _forward(self, *, rewrite_digest: bool, drop_answer: bool) -> None:
         host, _, port = self.owner.upstream.rpartition(":")
         upstream = http.client.HTTPConnection(host, int(port), timeout=120)
+        recorded = False
         try:
             upstream.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
             chunked = self.headers.get("Transfer-Encoding", "").lower() == "chunked"
@@ -345,6 +348,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self.owner._record(self.command, self.path, -response.status)
                 self._hang_up()
                 return
+            self.owner._record(self.command, self.path, response.status)  # before relaying
+            recorded = True
             self.send_response_only(response.status, response.reason)
             length = response.getheader("Content-Length")
             for key, value in response.getheaders():
@@ -367,10 +372,11 @@ class _Handler(BaseHTTPRequestHandler):
                     )
                 if length is None:
                     self.wfile.write(b"0\r\n\r\n")
-            self.owner._record(self.command, self.path, response.status)
         except OSError as e:  # upstream down: say so like a gateway would
-            self.owner._record(self.command, self.path, 502)
             self.close_connection = True
+            if recorded:
+                return  # the client went away while we relayed
+            self.owner._record(self.command, self.path, 502)
             body = json.dumps({"errors": [{"code": "PROXY", "message": str(e)}]}).encode()
             try:
                 self.send_response_only(502)

@@ -96,3 +96,18 @@ def test_bearer_without_or_with_wrong_credentials(
             reg.has_blob("dk/site", sha256_digest(b""))
     message = str(info.value)
     assert "401" in message and "bob" in message and "token" in message
+
+
+def test_tls_self_signed_needs_insecure(tmp_path: Path) -> None:
+    with running_registry(tmp_path / "r", htpasswd={"alice": "s3cret"}, tls=True) as server:
+        creds = Credentials("alice", "s3cret")
+        with Registry(server.address, credentials=creds) as reg:
+            with pytest.raises(RegistryError) as info:
+                reg.has_blob("dk/site", sha256_digest(b""))
+        message = str(info.value)
+        assert message.startswith(server.address) and "\n" not in message
+        assert "CERTIFICATE_VERIFY_FAILED" in message and "--insecure" in message
+        with Registry(server.address, credentials=creds, insecure=True) as reg:
+            digest = upload(reg, "dk/site", b"over tls")
+            assert reg.has_blob("dk/site", digest)
+        assert any(m == "PUT" and s == 201 for m, _, s in server.requests())

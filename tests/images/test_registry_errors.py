@@ -36,6 +36,7 @@ def test_https_to_a_plain_http_registry(registry: RegistryProc) -> None:
             reg.has_blob("dk/site", sha256_digest(b""))
     message = one_line(info)
     assert message.startswith(registry.address) and f"https://{registry.address}" in message
+    assert "--plain-http" in message
 
 
 def test_5xx_names_status_and_registry_error_code(

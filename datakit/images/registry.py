@@ -268,8 +268,8 @@ class Registry:
         sent = _Sent(self._progress)
         restarts = 0
         while True:
-            location = self._start_upload(repository, what)
             try:
+                location = self._start_upload(repository, what)
                 if size <= self.chunk_size:
                     final = location
                     body: _Body | None = _file_body(source, 0, size, sent)
@@ -284,10 +284,14 @@ class Registry:
                 if restarts > _MAX_RESUMES:
                     raise RegistryError(f"{self.name}: {what}: {lost}; giving up") from None
             except _TransportFailure:
-                # A monolithic PUT or the closing PUT lost: start over in a new session.
+                # A request of the session was lost (a monolithic PUT, the closing
+                # PUT, the POST): start over in a new session.
                 restarts += 1
                 if restarts > _MAX_RESUMES:
                     raise
+            # Only the answer to the closing PUT may have been lost: then the blob is there.
+            if self.has_blob(repository, digest):
+                return
 
     def put_manifest(self, repository: str, reference: str, data: bytes, media_type: str) -> str:
         """Store `data` as the manifest at `reference`; returns its digest (checked)."""

@@ -139,6 +139,53 @@ def test_chunk_applied_but_answer_lost_restarts_the_session(
     assert proxy.count("POST", UPLOADS, 202) == 2
 
 
+def test_lost_monolithic_put_starts_a_new_session(
+    tmp_path: Path, registry: RegistryProc, proxy: RegistryProxy
+) -> None:
+    path, digest = blob_file(tmp_path, 4000)
+    proxy.drop_next("PUT", UPLOADS)
+    sent: list[int] = []
+    with Registry(proxy.address, plain_http=True, progress=sent.append) as reg:
+        with path.open("rb") as f:
+            reg.upload_blob("dk/site", digest, 4000, f)
+    assert stored(registry, "dk/site", digest) == path.read_bytes()
+    assert sum(sent) == 4000
+    trail = [(m, s) for m, p, s in proxy.requests if "/blobs/" in p]
+    assert trail == [("POST", 202), ("PUT", 0), ("HEAD", 404), ("POST", 202), ("PUT", 201)]
+
+
+def test_lost_answer_to_the_closing_put_is_success_when_the_blob_is_there(
+    tmp_path: Path, registry: RegistryProc, proxy: RegistryProxy
+) -> None:
+    path, digest = blob_file(tmp_path, 3 * 1000)
+    proxy.drop_answer_next("PUT", UPLOADS)
+    with Registry(proxy.address, plain_http=True, chunk_size=1000) as reg:
+        with path.open("rb") as f:
+            reg.upload_blob("dk/site", digest, 3000, f)
+    assert stored(registry, "dk/site", digest) == path.read_bytes()
+    trail = [(m, s) for m, p, s in proxy.requests if "/blobs/" in p]
+    assert trail[-2:] == [("PUT", -201), ("HEAD", 200)]
+    assert proxy.count("POST", UPLOADS) == 1
+
+
+@pytest.mark.parametrize(("size", "chunk_size", "patches"), [(0, 1000, 0), (3000, 1000, 3)])
+def test_empty_blob_and_exact_chunk_multiple(
+    tmp_path: Path,
+    registry: RegistryProc,
+    proxy: RegistryProxy,
+    size: int,
+    chunk_size: int,
+    patches: int,
+) -> None:
+    path, digest = blob_file(tmp_path, size)
+    with Registry(proxy.address, plain_http=True, chunk_size=chunk_size) as reg:
+        with path.open("rb") as f:
+            reg.upload_blob("dk/site", digest, size, f)
+        assert reg.has_blob("dk/site", digest)
+    assert stored(registry, "dk/site", digest) == path.read_bytes()
+    assert proxy.count("PATCH", UPLOADS, 202) == patches
+
+
 def test_endless_416_gives_up_with_one_line(
     tmp_path: Path, registry: RegistryProc, proxy: RegistryProxy
 ) -> None:

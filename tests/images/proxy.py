@@ -114,6 +114,12 @@ class RegistryProxy:
         with self._lock:
             self._bearer = _Bearer(username, password)
 
+    def expire_tokens(self) -> None:
+        """Forget every token issued so far (as a token service's tokens expire)."""
+        with self._lock:
+            if self._bearer is not None:
+                self._bearer.tokens.clear()
+
     def count(self, method: str, path_regex: str, status: int | None = None) -> int:
         """How many recorded requests match."""
         pattern = re.compile(path_regex)

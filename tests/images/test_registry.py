@@ -224,6 +224,11 @@ def test_mount_across_repositories(
         absent = sha256_digest(b"not in the registry")
         assert reg.mount_blob("dk/other", absent, "dk/base") is False
         assert not reg.has_blob("dk/other", absent)
+        proxy.fail_next("POST", r"\?mount=", 405, code="UNSUPPORTED")
+        assert reg.mount_blob("dk/third", digest, "dk/base") is False
+        proxy.fail_next("POST", r"\?mount=", 500, code="UNKNOWN")
+        with pytest.raises(RegistryError, match="HTTP 500"):
+            reg.mount_blob("dk/third", digest, "dk/base")
     assert stored(registry, "dk/site", digest) == path.read_bytes()
     assert proxy.count("POST", r"/v2/dk/site/blobs/uploads/\?mount=sha256", 201) == 1
     assert proxy.count("POST", r"/v2/dk/other/blobs/uploads/\?mount=", 202) == 1

@@ -64,12 +64,14 @@ class RegistryProxy:
     `requests`: (method, path?query, status) of every request, in order; status
     0 for a request dropped without an answer, minus the registry's status for
     one whose answer was dropped (drop_answer_next). Token requests (require_bearer)
-    are recorded too, with path "/token?..."."""
+    are recorded too, with path "/token?...". `headers`: the request headers of
+    each, in the same order (names in lower case)."""
 
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream
         self.address = ""
         self.requests: list[tuple[str, str, int]] = []
+        self.headers: list[dict[str, str]] = []  # request headers, same order as `requests`
         self._rules: list[_Rule] = []
         self._bearer: _Bearer | None = None
         self._lock = threading.Lock()
@@ -145,9 +147,10 @@ class RegistryProxy:
                     return rule
         return None
 
-    def _record(self, method: str, path: str, status: int) -> None:
+    def _record(self, method: str, path: str, status: int, headers: dict[str, str]) -> None:
         with self._lock:
             self.requests.append((method, path, status))
+            self.headers.append(headers)
 
     # -- lifetime ---------------------------------------------------------
 
@@ -233,6 +236,9 @@ class _Handler(BaseHTTPRequestHandler):
                 left -= len(piece)
                 yield piece
 
+    def _lower_headers(self) -> dict[str, str]:
+        return {key.lower(): value for key, value in self.headers.items()}
+
     def _discard_body(self) -> None:
         for _ in self._body_pieces():
             pass
@@ -247,7 +253,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         # Recorded before the client can see the answer, so a test reading
         # `requests` right after its call returned finds it there.
-        self.owner._record(self.command, self.path, status)
+        self.owner._record(self.command, self.path, status, self._lower_headers())
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
@@ -274,7 +280,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if rule is not None and rule.kind == "drop":
             self._discard_body()
-            self.owner._record(method, path, 0)
+            self.owner._record(method, path, 0, self._lower_headers())
             self._hang_up()
             return
         if bearer is not None and not self._authorized(bearer):
@@ -351,10 +357,12 @@ class _Handler(BaseHTTPRequestHandler):
             response = upstream.getresponse()
             if drop_answer:
                 response.read()
-                self.owner._record(self.command, self.path, -response.status)
+                self.owner._record(self.command, self.path, -response.status, self._lower_headers())
                 self._hang_up()
                 return
-            self.owner._record(self.command, self.path, response.status)  # before relaying
+            self.owner._record(
+                self.command, self.path, response.status, self._lower_headers()
+            )  # before relaying
             recorded = True
             self.send_response_only(response.status, response.reason)
             length = response.getheader("Content-Length")
@@ -382,7 +390,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             if recorded:
                 return  # the client went away while we relayed
-            self.owner._record(self.command, self.path, 502)
+            self.owner._record(self.command, self.path, 502, self._lower_headers())
             body = json.dumps({"errors": [{"code": "PROXY", "message": str(e)}]}).encode()
             try:
                 self.send_response_only(502)

@@ -59,6 +59,10 @@ def test_monolithic_upload_puts_to_the_location_with_its_query(
     assert sum(sent) == 5000
     methods = [(m, s) for m, p, s in proxy.requests if UPLOADS in p]
     assert methods == [("POST", 202), ("PUT", 201)]
+    put_headers = proxy.headers[[m for m, _, _ in proxy.requests].index("PUT")]
+    assert put_headers["content-length"] == "5000"
+    assert put_headers["content-type"] == "application/octet-stream"
+    assert "transfer-encoding" not in put_headers
     put = next(p for m, p, _ in proxy.requests if m == "PUT")
     # Debian's Location already carries ?_state=...; the digest is joined with '&'.
     assert re.search(r"\?_state=[^&]+&digest=sha256:[0-9a-f]{64}$", put), put
@@ -76,6 +80,13 @@ def test_chunked_upload_above_chunk_size(
     assert stored(registry, "dk/site", digest) == path.read_bytes()
     assert sum(sent) == size
     assert proxy.count("PATCH", UPLOADS, 202) == 6
+    patches = [
+        h for (m, _, _), h in zip(proxy.requests, proxy.headers, strict=True) if m == "PATCH"
+    ]
+    ends = [*range(65535, size - 1, 65536), size - 1]
+    assert [h["content-range"] for h in patches] == [f"{e - e % 65536}-{e}" for e in ends]
+    assert [int(h["content-length"]) for h in patches] == [65536] * 5 + [7]
+    assert {h["content-type"] for h in patches} == {"application/octet-stream"}
     assert proxy.count("PUT", UPLOADS + r".*&digest=", 201) == 1
     assert proxy.count("POST", UPLOADS) == 1
 

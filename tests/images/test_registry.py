@@ -18,6 +18,7 @@ import pytest
 
 from datakit.images.registry import (
     DOCKER_MANIFEST,
+    OCI_INDEX,
     OCI_MANIFEST,
     Registry,
     RegistryError,
@@ -356,3 +357,28 @@ def test_get_blob_checks_size_cap_and_digest(
             reg.get_blob("dk/site", digest, max_size=9999)
         with pytest.raises(RegistryError, match="404"):
             reg.get_blob("dk/site", sha256_digest(b"nothing"))
+
+
+def test_index_put_and_get(registry: RegistryProc, proxy: RegistryProxy) -> None:
+    with Registry(proxy.address, plain_http=True) as reg:
+        data = push_image(reg, "dk/site")
+        digest = reg.put_manifest("dk/site", sha256_digest(data), data, OCI_MANIFEST)
+        index = json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": OCI_INDEX,
+                "manifests": [
+                    {
+                        "mediaType": OCI_MANIFEST,
+                        "digest": digest,
+                        "size": len(data),
+                        "platform": {"architecture": "amd64", "os": "linux"},
+                    }
+                ],
+            }
+        ).encode()
+        index_digest = reg.put_manifest("dk/site", "multi", index, OCI_INDEX)
+        got = reg.get_manifest("dk/site", "multi")
+        assert proxy.headers[-1]["accept"].count("application/vnd.") == 4
+    assert got is not None
+    assert (got.data, got.media_type, got.digest) == (index, OCI_INDEX, index_digest)

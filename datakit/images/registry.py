@@ -21,6 +21,7 @@ import json
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
 from urllib.parse import quote, urlencode
@@ -223,6 +224,34 @@ class Registry:
         if got != digest:
             raise RegistryError(f"{self.name}: {what}: the registry sent content with digest {got}")
         return reply.body
+
+    def download_blob(self, repository: str, digest: str, dest: Path) -> int:
+        """A blob of any size streamed into the file ``dest`` (created or
+        truncated); its digest is verified. Returns its size."""
+        what = f"fetching blob {digest} from {repository}"
+        check = hashlib.sha256()
+        size = 0
+        with dest.open("wb") as out:
+
+            def sink(piece: bytes) -> None:
+                nonlocal size
+                check.update(piece)
+                out.write(piece)
+                size += len(piece)
+
+            reply = self._call(
+                "GET",
+                f"{self.base}/v2/{repository}/blobs/{digest}",
+                what,
+                _pull(repository),
+                follow_redirects=True,
+                sink=sink,
+            )
+        self._expect(reply, what, 200)
+        got = "sha256:" + check.hexdigest()
+        if got != digest:
+            raise RegistryError(f"{self.name}: {what}: the registry sent content with digest {got}")
+        return size
 
     def has_blob(self, repository: str, digest: str) -> bool:
         what = f"checking blob {digest} in {repository}"
@@ -445,9 +474,12 @@ class Registry:
         body: bytes | _Body | None = None,
         max_body: int = _MAX_ERROR_BODY,
         follow_redirects: bool = False,
+        sink: Callable[[bytes], None] | None = None,
     ) -> _Reply:
         """One request, authenticated as the registry wants (one retry after a 401)."""
-        reply = self._send(method, url, what, scopes, headers, body, max_body, follow_redirects)
+        reply = self._send(
+            method, url, what, scopes, headers, body, max_body, follow_redirects, sink
+        )
         if reply.status != 401:
             return reply
         challenge = _parse_challenge(reply.headers.get("WWW-Authenticate", ""))
@@ -463,7 +495,9 @@ class Registry:
             self._bearer = challenge
             extra = challenge.params.get("scope", "").split()
             self._fetch_token(scopes, extra, what)
-        reply = self._send(method, url, what, scopes, headers, body, max_body, follow_redirects)
+        reply = self._send(
+            method, url, what, scopes, headers, body, max_body, follow_redirects, sink
+        )
         if reply.status == 401:
             raise self._auth_error(reply, what)
         return reply
@@ -478,7 +512,10 @@ class Registry:
         body: bytes | _Body | None,
         max_body: int,
         follow_redirects: bool,
+        sink: Callable[[bytes], None] | None = None,
     ) -> _Reply:
+        """``sink``, if given, takes the body of a 2xx answer piece by piece
+        (a blob download) instead of it being kept."""
         all_headers = dict(headers or {})
         all_headers.update(self._auth_header(scopes, what))
         content: bytes | Iterator[bytes] | None
@@ -490,7 +527,10 @@ class Registry:
                 chunks = []
                 read = 0
                 too_big = False
-                if method != "HEAD":
+                if sink is not None and 200 <= response.status_code < 300:
+                    for piece in response.iter_bytes():
+                        sink(piece)
+                elif method != "HEAD":
                     for piece in response.iter_bytes():
                         read += len(piece)
                         if read > max_body:

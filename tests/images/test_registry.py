@@ -382,3 +382,20 @@ def test_index_put_and_get(registry: RegistryProc, proxy: RegistryProxy) -> None
         assert proxy.headers[-1]["accept"].count("application/vnd.") == 4
     assert got is not None
     assert (got.data, got.media_type, got.digest) == (index, OCI_INDEX, index_digest)
+
+
+def test_download_blob_streams_any_size_into_a_file(
+    tmp_path: Path, registry: RegistryProc, proxy: RegistryProxy
+) -> None:
+    """How a base layer is copied when the registry will not mount it: larger
+    than any document we read whole, checked against its digest."""
+    size = 5 * 1024 * 1024 + 7
+    path, digest = blob_file(tmp_path, size)
+    with Registry(proxy.address, plain_http=True) as reg:
+        with path.open("rb") as f:
+            reg.upload_blob("dk/base", digest, size, f)
+        dest = tmp_path / "copy"
+        assert reg.download_blob("dk/base", digest, dest) == size
+        assert dest.read_bytes() == path.read_bytes()
+        with pytest.raises(RegistryError, match="404"):
+            reg.download_blob("dk/base", sha256_digest(b"nothing"), tmp_path / "none")

@@ -21,6 +21,7 @@ import json
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
 from urllib.parse import quote, urlencode
@@ -224,6 +225,34 @@ class Registry:
             raise RegistryError(f"{self.name}: {what}: the registry sent content with digest {got}")
         return reply.body
 
+    def download_blob(self, repository: str, digest: str, dest: Path) -> int:
+        """A blob of any size streamed into the file ``dest`` (created or
+        truncated); its digest is verified. Returns its size."""
+        what = f"fetching blob {digest} from {repository}"
+        check = hashlib.sha256()
+        size = 0
+        with dest.open("wb") as out:
+
+            def sink(piece: bytes) -> None:
+                nonlocal size
+                check.update(piece)
+                out.write(piece)
+                size += len(piece)
+
+            reply = self._call(
+                "GET",
+                f"{self.base}/v2/{repository}/blobs/{digest}",
+                what,
+                _pull(repository),
+                follow_redirects=True,
+                sink=sink,
+            )
+        self._expect(reply, what, 200)
+        got = "sha256:" + check.hexdigest()
+        if got != digest:
+            raise RegistryError(f"{self.name}: {what}: the registry sent content with digest {got}")
+        return size
+
     def has_blob(self, repository: str, digest: str) -> bool:
         what = f"checking blob {digest} in {repository}"
         reply = self._call(
@@ -238,7 +267,7 @@ class Registry:
         """Mount a blob from another repository of this registry: True if mounted.
 
         False when the registry started an upload session instead (the session
-        is cancelled; the caller uploads)."""
+        is cancelled) or refused to mount (4xx): the caller uploads."""
         what = f"mounting blob {digest} into {repository} from {from_repository}"
         query = urlencode({"mount": digest, "from": from_repository})
         reply = self._call(
@@ -250,6 +279,10 @@ class Registry:
         )
         if reply.status == 201:
             return True
+        if 400 <= reply.status < 500:
+            # Mounting is an optimisation some registries refuse (405 for
+            # pull-through caches, 404 for an unknown source): upload instead.
+            return False
         self._expect(reply, what, 202)
         location = reply.headers.get("Location")
         if location:
@@ -268,8 +301,8 @@ class Registry:
         sent = _Sent(self._progress)
         restarts = 0
         while True:
-            location = self._start_upload(repository, what)
             try:
+                location = self._start_upload(repository, what)
                 if size <= self.chunk_size:
                     final = location
                     body: _Body | None = _file_body(source, 0, size, sent)
@@ -284,10 +317,14 @@ class Registry:
                 if restarts > _MAX_RESUMES:
                     raise RegistryError(f"{self.name}: {what}: {lost}; giving up") from None
             except _TransportFailure:
-                # A monolithic PUT or the closing PUT lost: start over in a new session.
+                # A request of the session was lost (a monolithic PUT, the closing
+                # PUT, the POST): start over in a new session.
                 restarts += 1
                 if restarts > _MAX_RESUMES:
                     raise
+            # Only the answer to the closing PUT may have been lost: then the blob is there.
+            if self.has_blob(repository, digest):
+                return
 
     def put_manifest(self, repository: str, reference: str, data: bytes, media_type: str) -> str:
         """Store `data` as the manifest at `reference`; returns its digest (checked)."""
@@ -437,9 +474,12 @@ class Registry:
         body: bytes | _Body | None = None,
         max_body: int = _MAX_ERROR_BODY,
         follow_redirects: bool = False,
+        sink: Callable[[bytes], None] | None = None,
     ) -> _Reply:
         """One request, authenticated as the registry wants (one retry after a 401)."""
-        reply = self._send(method, url, what, scopes, headers, body, max_body, follow_redirects)
+        reply = self._send(
+            method, url, what, scopes, headers, body, max_body, follow_redirects, sink
+        )
         if reply.status != 401:
             return reply
         challenge = _parse_challenge(reply.headers.get("WWW-Authenticate", ""))
@@ -450,13 +490,14 @@ class Registry:
                 raise self._auth_error(reply, what)
             self._basic = True
         else:
-            if self._bearer is not None and self._token_key(scopes) in self._tokens:
-                # A token we hold was refused: fetch a fresh one once.
-                del self._tokens[self._token_key(scopes)]
+            # No token yet, or the one we sent was refused: get one for exactly
+            # these scopes (plus any the registry names) and retry once with it.
             self._bearer = challenge
             extra = challenge.params.get("scope", "").split()
             self._fetch_token(scopes, extra, what)
-        reply = self._send(method, url, what, scopes, headers, body, max_body, follow_redirects)
+        reply = self._send(
+            method, url, what, scopes, headers, body, max_body, follow_redirects, sink
+        )
         if reply.status == 401:
             raise self._auth_error(reply, what)
         return reply
@@ -471,7 +512,10 @@ class Registry:
         body: bytes | _Body | None,
         max_body: int,
         follow_redirects: bool,
+        sink: Callable[[bytes], None] | None = None,
     ) -> _Reply:
+        """``sink``, if given, takes the body of a 2xx answer piece by piece
+        (a blob download) instead of it being kept."""
         all_headers = dict(headers or {})
         all_headers.update(self._auth_header(scopes, what))
         content: bytes | Iterator[bytes] | None
@@ -483,7 +527,10 @@ class Registry:
                 chunks = []
                 read = 0
                 too_big = False
-                if method != "HEAD":
+                if sink is not None and 200 <= response.status_code < 300:
+                    for piece in response.iter_bytes():
+                        sink(piece)
+                elif method != "HEAD":
                     for piece in response.iter_bytes():
                         read += len(piece)
                         if read > max_body:
@@ -507,9 +554,14 @@ class Registry:
                 f"{self.name}: {what}: no answer within {self.timeout:g}s ({method} {_path(url)})"
             ) from None
         except httpx.ConnectError as e:
+            cause = _one_line(str(e)) or "failed"
+            hint = ""
+            if "CERTIFICATE_VERIFY_FAILED" in cause:
+                hint = " (--insecure skips TLS verification)"
+            elif "WRONG_VERSION_NUMBER" in cause or "record layer failure" in cause:
+                hint = " (a plain-HTTP registry? give --plain-http)"
             raise RegistryError(
-                f"{self.name}: {what}: cannot connect to {self.base}:"
-                f" {_one_line(str(e)) or 'failed'}"
+                f"{self.name}: {what}: cannot connect to {self.base}: {cause}{hint}"
             ) from None
         except (httpx.TransportError, httpx.StreamError) as e:
             raise _TransportFailure(
@@ -522,9 +574,11 @@ class Registry:
     def _auth_header(self, scopes: Sequence[str], what: str) -> dict[str, str]:
         if self._bearer is not None:
             key = self._token_key(scopes)
-            if key not in self._tokens:
+            token = self._tokens.get(key) or self._covering_token(scopes)
+            if token is None:
                 self._fetch_token(scopes, [], what)
-            return {"Authorization": f"Bearer {self._tokens[key]}"}
+                token = self._tokens[key]
+            return {"Authorization": f"Bearer {token}"}
         if self._basic and self._credentials is not None:
             return {"Authorization": _basic(self._credentials)}
         return {}
@@ -532,6 +586,14 @@ class Registry:
     @staticmethod
     def _token_key(scopes: Sequence[str]) -> tuple[str, ...]:
         return tuple(sorted(set(scopes)))
+
+    def _covering_token(self, scopes: Sequence[str]) -> str | None:
+        """A token asked for with scopes covering these (pull,push covers pull)."""
+        needed = _grants(scopes)
+        for key, token in self._tokens.items():
+            if needed <= _grants(key):
+                return token
+        return None
 
     def _fetch_token(self, scopes: Sequence[str], extra: Sequence[str], what: str) -> None:
         assert self._bearer is not None
@@ -650,6 +712,15 @@ def _file_body(source: BinaryIO, start: int, end: int, sent: _Sent) -> _Body:
             sent.reached(position)
 
     return pieces
+
+
+def _grants(scopes: Sequence[str]) -> set[tuple[str, str]]:
+    """("repository:a/b:pull,push",) -> {("repository:a/b", "pull"), ("repository:a/b", "push")}."""
+    grants: set[tuple[str, str]] = set()
+    for scope in scopes:
+        resource, _, actions = scope.rpartition(":")
+        grants.update((resource, action) for action in actions.split(","))
+    return grants
 
 
 def _pull(repository: str) -> tuple[str, ...]:

@@ -9,6 +9,7 @@ from datakit.images.build import BaseImage
 from datakit.images.oci import (
     INDEX_TYPES,
     MAX_DOCUMENT,
+    Descriptor,
     ImageFormatError,
     Platform,
     check_config,
@@ -98,10 +99,14 @@ def load_base(
     except ImageFormatError as e:
         raise TargetError(f"base image {ref}: {e}") from None
 
+    def fetch(desc: Descriptor, dest: Path) -> None:
+        registry.download_blob(ref.repository, desc.digest, dest)
+
     return BaseImage(
         name=str(ref),
         digest=digest,
         manifest=manifest,
         config=config,
         repository=ref.repository if same_registry else None,
+        fetch=fetch,
     )

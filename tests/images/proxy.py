@@ -64,12 +64,14 @@ class RegistryProxy:
     `requests`: (method, path?query, status) of every request, in order; status
     0 for a request dropped without an answer, minus the registry's status for
     one whose answer was dropped (drop_answer_next). Token requests (require_bearer)
-    are recorded too, with path "/token?..."."""
+    are recorded too, with path "/token?...". `headers`: the request headers of
+    each, in the same order (names in lower case)."""
 
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream
         self.address = ""
         self.requests: list[tuple[str, str, int]] = []
+        self.headers: list[dict[str, str]] = []  # request headers, same order as `requests`
         self._rules: list[_Rule] = []
         self._bearer: _Bearer | None = None
         self._lock = threading.Lock()
@@ -114,6 +116,12 @@ class RegistryProxy:
         with self._lock:
             self._bearer = _Bearer(username, password)
 
+    def expire_tokens(self) -> None:
+        """Forget every token issued so far (as a token service's tokens expire)."""
+        with self._lock:
+            if self._bearer is not None:
+                self._bearer.tokens.clear()
+
     def count(self, method: str, path_regex: str, status: int | None = None) -> int:
         """How many recorded requests match."""
         pattern = re.compile(path_regex)
@@ -139,9 +147,10 @@ class RegistryProxy:
                     return rule
         return None
 
-    def _record(self, method: str, path: str, status: int) -> None:
+    def _record(self, method: str, path: str, status: int, headers: dict[str, str]) -> None:
         with self._lock:
             self.requests.append((method, path, status))
+            self.headers.append(headers)
 
     # -- lifetime ---------------------------------------------------------
 
@@ -227,6 +236,9 @@ class _Handler(BaseHTTPRequestHandler):
                 left -= len(piece)
                 yield piece
 
+    def _lower_headers(self) -> dict[str, str]:
+        return {key.lower(): value for key, value in self.headers.items()}
+
     def _discard_body(self) -> None:
         for _ in self._body_pieces():
             pass
@@ -239,10 +251,12 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(key, value)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
+        # Recorded before the client can see the answer, so a test reading
+        # `requests` right after its call returned finds it there.
+        self.owner._record(self.command, self.path, status, self._lower_headers())
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
-        self.owner._record(self.command, self.path, status)
 
     def _error(self, status: int, code: str, headers: dict[str, str] | None = None) -> None:
         body = json.dumps(
@@ -266,7 +280,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if rule is not None and rule.kind == "drop":
             self._discard_body()
-            self.owner._record(method, path, 0)
+            self.owner._record(method, path, 0, self._lower_headers())
             self._hang_up()
             return
         if bearer is not None and not self._authorized(bearer):
@@ -323,6 +337,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _forward(self, *, rewrite_digest: bool, drop_answer: bool) -> None:
         host, _, port = self.owner.upstream.rpartition(":")
         upstream = http.client.HTTPConnection(host, int(port), timeout=120)
+        recorded = False
         try:
             upstream.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
             chunked = self.headers.get("Transfer-Encoding", "").lower() == "chunked"
@@ -342,9 +357,13 @@ class _Handler(BaseHTTPRequestHandler):
             response = upstream.getresponse()
             if drop_answer:
                 response.read()
-                self.owner._record(self.command, self.path, -response.status)
+                self.owner._record(self.command, self.path, -response.status, self._lower_headers())
                 self._hang_up()
                 return
+            self.owner._record(
+                self.command, self.path, response.status, self._lower_headers()
+            )  # before relaying
+            recorded = True
             self.send_response_only(response.status, response.reason)
             length = response.getheader("Content-Length")
             for key, value in response.getheaders():
@@ -367,10 +386,11 @@ class _Handler(BaseHTTPRequestHandler):
                     )
                 if length is None:
                     self.wfile.write(b"0\r\n\r\n")
-            self.owner._record(self.command, self.path, response.status)
         except OSError as e:  # upstream down: say so like a gateway would
-            self.owner._record(self.command, self.path, 502)
             self.close_connection = True
+            if recorded:
+                return  # the client went away while we relayed
+            self.owner._record(self.command, self.path, 502, self._lower_headers())
             body = json.dumps({"errors": [{"code": "PROXY", "message": str(e)}]}).encode()
             try:
                 self.send_response_only(502)

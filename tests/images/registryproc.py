@@ -10,6 +10,7 @@ read from what it announces, so two tests never race for a port.
 from __future__ import annotations
 
 import re
+import ssl
 import subprocess
 import time
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import httpx
 
-_LISTENING = re.compile(r'msg="listening on 127\.0\.0\.1:(\d+)"')
+_LISTENING = re.compile(r'msg="listening on 127\.0\.0\.1:(\d+)')
 # Access-log lines (Apache combined format, written to stdout by the registry).
 _ACCESS = re.compile(r'^\S+ - \S+ \[[^\]]*\] "(\w+) (\S+) HTTP/[\d.]+" (\d{3}) ')
 
@@ -38,13 +39,18 @@ class RegistryProc:
     process: subprocess.Popen[bytes] = field(repr=False)
     username: str | None = None
     password: str | None = None
+    cert_path: Path | None = None  # the self-signed certificate when started with tls=True
 
     def log(self) -> str:
         """Everything the registry wrote so far."""
         return self.log_path.read_text(errors="replace")
 
     def requests(self) -> list[tuple[str, str, int]]:
-        """(method, path?query, status) of every request the registry answered, in order."""
+        """(method, path?query, status) of every request the registry answered, in order.
+
+        The registry writes each line just after answering, so the last request
+        a test made may show up a moment late: for exact counts right after a
+        call, put a RegistryProxy in front (it records before answering)."""
         found = []
         for line in self.log().splitlines():
             m = _ACCESS.match(line)
@@ -54,7 +60,7 @@ class RegistryProc:
 
     @property
     def url(self) -> str:
-        return f"http://{self.address}"
+        return f"{'https' if self.cert_path else 'http'}://{self.address}"
 
 
 def _htpasswd_line(username: str, password: str) -> str:
@@ -65,7 +71,18 @@ def _htpasswd_line(username: str, password: str) -> str:
     return f"{username}:{hashed}\n"
 
 
-def _config(root: Path, htpasswd_path: Path | None) -> str:
+def _self_signed(workdir: Path) -> tuple[Path, Path]:
+    cert, key = workdir / "registry.crt", workdir / "registry.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+def _config(root: Path, htpasswd_path: Path | None, tls: tuple[Path, Path] | None) -> str:
     lines = [
         "version: 0.1",
         "log:",
@@ -84,6 +101,8 @@ def _config(root: Path, htpasswd_path: Path | None) -> str:
         "  addr: 127.0.0.1:0",
         "  secret: datakit-tests-registry-secret",
     ]
+    if tls is not None:
+        lines += ["  tls:", f"    certificate: {tls[0]}", f"    key: {tls[1]}"]
     if htpasswd_path is not None:
         lines += [
             "auth:",
@@ -96,12 +115,14 @@ def _config(root: Path, htpasswd_path: Path | None) -> str:
 
 @contextmanager
 def running_registry(
-    workdir: Path, *, htpasswd: dict[str, str] | None = None
+    workdir: Path, *, htpasswd: dict[str, str] | None = None, tls: bool = False
 ) -> Iterator[RegistryProc]:
     """Run `docker-registry serve` with storage under `workdir`/storage until the block ends.
 
     `htpasswd`: {username: password} turns on Basic auth (bcrypt hashes, as the
-    registry requires). Waits until /v2/ answers (200, or 401 with auth) and
+    registry requires). `tls`: serve HTTPS with a fresh self-signed certificate
+    for 127.0.0.1 (`cert_path`), so clients need --insecure or that CA.
+    Waits until /v2/ answers (200, or 401 with auth) and
     stops the registry (SIGTERM, then SIGKILL) on the way out."""
     workdir.mkdir(parents=True, exist_ok=True)
     root = workdir / "storage"
@@ -111,7 +132,8 @@ def running_registry(
         htpasswd_path = workdir / "htpasswd"
         htpasswd_path.write_text("".join(_htpasswd_line(u, p) for u, p in htpasswd.items()))
     config_path = workdir / "registry.yml"
-    config_path.write_text(_config(root, htpasswd_path))
+    cert_key = _self_signed(workdir) if tls else None
+    config_path.write_text(_config(root, htpasswd_path, cert_key))
     log_path = workdir / "registry.log"
     with log_path.open("wb") as log_file:
         proc = subprocess.Popen(
@@ -123,7 +145,8 @@ def running_registry(
     try:
         port = _wait_for_port(proc, log_path)
         user, password = next(iter(htpasswd.items())) if htpasswd else (None, None)
-        reg = RegistryProc(f"127.0.0.1:{port}", root, log_path, proc, user, password)
+        cert = cert_key[0] if cert_key else None
+        reg = RegistryProc(f"127.0.0.1:{port}", root, log_path, proc, user, password, cert)
         _wait_for_api(reg)
         yield reg
     finally:
@@ -148,7 +171,10 @@ def _wait_for_api(reg: RegistryProc, timeout: float = 30) -> None:
     last: object = None
     while time.monotonic() < deadline:
         try:
-            status = httpx.get(f"{reg.url}/v2/", timeout=5).status_code
+            verify: ssl.SSLContext | bool = True
+            if reg.cert_path is not None:
+                verify = ssl.create_default_context(cafile=str(reg.cert_path))
+            status = httpx.get(f"{reg.url}/v2/", timeout=5, verify=verify).status_code
             if status in (200, 401):
                 return
             last = status

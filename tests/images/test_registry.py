@@ -18,6 +18,7 @@ import pytest
 
 from datakit.images.registry import (
     DOCKER_MANIFEST,
+    OCI_INDEX,
     OCI_MANIFEST,
     Registry,
     RegistryError,
@@ -59,6 +60,10 @@ def test_monolithic_upload_puts_to_the_location_with_its_query(
     assert sum(sent) == 5000
     methods = [(m, s) for m, p, s in proxy.requests if UPLOADS in p]
     assert methods == [("POST", 202), ("PUT", 201)]
+    put_headers = proxy.headers[[m for m, _, _ in proxy.requests].index("PUT")]
+    assert put_headers["content-length"] == "5000"
+    assert put_headers["content-type"] == "application/octet-stream"
+    assert "transfer-encoding" not in put_headers
     put = next(p for m, p, _ in proxy.requests if m == "PUT")
     # Debian's Location already carries ?_state=...; the digest is joined with '&'.
     assert re.search(r"\?_state=[^&]+&digest=sha256:[0-9a-f]{64}$", put), put
@@ -76,6 +81,13 @@ def test_chunked_upload_above_chunk_size(
     assert stored(registry, "dk/site", digest) == path.read_bytes()
     assert sum(sent) == size
     assert proxy.count("PATCH", UPLOADS, 202) == 6
+    patches = [
+        h for (m, _, _), h in zip(proxy.requests, proxy.headers, strict=True) if m == "PATCH"
+    ]
+    ends = [*range(65535, size - 1, 65536), size - 1]
+    assert [h["content-range"] for h in patches] == [f"{e - e % 65536}-{e}" for e in ends]
+    assert [int(h["content-length"]) for h in patches] == [65536] * 5 + [7]
+    assert {h["content-type"] for h in patches} == {"application/octet-stream"}
     assert proxy.count("PUT", UPLOADS + r".*&digest=", 201) == 1
     assert proxy.count("POST", UPLOADS) == 1
 
@@ -139,6 +151,53 @@ def test_chunk_applied_but_answer_lost_restarts_the_session(
     assert proxy.count("POST", UPLOADS, 202) == 2
 
 
+def test_lost_monolithic_put_starts_a_new_session(
+    tmp_path: Path, registry: RegistryProc, proxy: RegistryProxy
+) -> None:
+    path, digest = blob_file(tmp_path, 4000)
+    proxy.drop_next("PUT", UPLOADS)
+    sent: list[int] = []
+    with Registry(proxy.address, plain_http=True, progress=sent.append) as reg:
+        with path.open("rb") as f:
+            reg.upload_blob("dk/site", digest, 4000, f)
+    assert stored(registry, "dk/site", digest) == path.read_bytes()
+    assert sum(sent) == 4000
+    trail = [(m, s) for m, p, s in proxy.requests if "/blobs/" in p]
+    assert trail == [("POST", 202), ("PUT", 0), ("HEAD", 404), ("POST", 202), ("PUT", 201)]
+
+
+def test_lost_answer_to_the_closing_put_is_success_when_the_blob_is_there(
+    tmp_path: Path, registry: RegistryProc, proxy: RegistryProxy
+) -> None:
+    path, digest = blob_file(tmp_path, 3 * 1000)
+    proxy.drop_answer_next("PUT", UPLOADS)
+    with Registry(proxy.address, plain_http=True, chunk_size=1000) as reg:
+        with path.open("rb") as f:
+            reg.upload_blob("dk/site", digest, 3000, f)
+    assert stored(registry, "dk/site", digest) == path.read_bytes()
+    trail = [(m, s) for m, p, s in proxy.requests if "/blobs/" in p]
+    assert trail[-2:] == [("PUT", -201), ("HEAD", 200)]
+    assert proxy.count("POST", UPLOADS) == 1
+
+
+@pytest.mark.parametrize(("size", "chunk_size", "patches"), [(0, 1000, 0), (3000, 1000, 3)])
+def test_empty_blob_and_exact_chunk_multiple(
+    tmp_path: Path,
+    registry: RegistryProc,
+    proxy: RegistryProxy,
+    size: int,
+    chunk_size: int,
+    patches: int,
+) -> None:
+    path, digest = blob_file(tmp_path, size)
+    with Registry(proxy.address, plain_http=True, chunk_size=chunk_size) as reg:
+        with path.open("rb") as f:
+            reg.upload_blob("dk/site", digest, size, f)
+        assert reg.has_blob("dk/site", digest)
+    assert stored(registry, "dk/site", digest) == path.read_bytes()
+    assert proxy.count("PATCH", UPLOADS, 202) == patches
+
+
 def test_endless_416_gives_up_with_one_line(
     tmp_path: Path, registry: RegistryProc, proxy: RegistryProxy
 ) -> None:
@@ -177,6 +236,11 @@ def test_mount_across_repositories(
         absent = sha256_digest(b"not in the registry")
         assert reg.mount_blob("dk/other", absent, "dk/base") is False
         assert not reg.has_blob("dk/other", absent)
+        proxy.fail_next("POST", r"\?mount=", 405, code="UNSUPPORTED")
+        assert reg.mount_blob("dk/third", digest, "dk/base") is False
+        proxy.fail_next("POST", r"\?mount=", 500, code="UNKNOWN")
+        with pytest.raises(RegistryError, match="HTTP 500"):
+            reg.mount_blob("dk/third", digest, "dk/base")
     assert stored(registry, "dk/site", digest) == path.read_bytes()
     assert proxy.count("POST", r"/v2/dk/site/blobs/uploads/\?mount=sha256", 201) == 1
     assert proxy.count("POST", r"/v2/dk/other/blobs/uploads/\?mount=", 202) == 1
@@ -293,3 +357,45 @@ def test_get_blob_checks_size_cap_and_digest(
             reg.get_blob("dk/site", digest, max_size=9999)
         with pytest.raises(RegistryError, match="404"):
             reg.get_blob("dk/site", sha256_digest(b"nothing"))
+
+
+def test_index_put_and_get(registry: RegistryProc, proxy: RegistryProxy) -> None:
+    with Registry(proxy.address, plain_http=True) as reg:
+        data = push_image(reg, "dk/site")
+        digest = reg.put_manifest("dk/site", sha256_digest(data), data, OCI_MANIFEST)
+        index = json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": OCI_INDEX,
+                "manifests": [
+                    {
+                        "mediaType": OCI_MANIFEST,
+                        "digest": digest,
+                        "size": len(data),
+                        "platform": {"architecture": "amd64", "os": "linux"},
+                    }
+                ],
+            }
+        ).encode()
+        index_digest = reg.put_manifest("dk/site", "multi", index, OCI_INDEX)
+        got = reg.get_manifest("dk/site", "multi")
+        assert proxy.headers[-1]["accept"].count("application/vnd.") == 4
+    assert got is not None
+    assert (got.data, got.media_type, got.digest) == (index, OCI_INDEX, index_digest)
+
+
+def test_download_blob_streams_any_size_into_a_file(
+    tmp_path: Path, registry: RegistryProc, proxy: RegistryProxy
+) -> None:
+    """How a base layer is copied when the registry will not mount it: larger
+    than any document we read whole, checked against its digest."""
+    size = 5 * 1024 * 1024 + 7
+    path, digest = blob_file(tmp_path, size)
+    with Registry(proxy.address, plain_http=True) as reg:
+        with path.open("rb") as f:
+            reg.upload_blob("dk/base", digest, size, f)
+        dest = tmp_path / "copy"
+        assert reg.download_blob("dk/base", digest, dest) == size
+        assert dest.read_bytes() == path.read_bytes()
+        with pytest.raises(RegistryError, match="404"):
+            reg.download_blob("dk/base", sha256_digest(b"nothing"), tmp_path / "none")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import socket
 
 import pytest
 
@@ -36,6 +37,7 @@ def test_https_to_a_plain_http_registry(registry: RegistryProc) -> None:
             reg.has_blob("dk/site", sha256_digest(b""))
     message = one_line(info)
     assert message.startswith(registry.address) and f"https://{registry.address}" in message
+    assert "--plain-http" in message
 
 
 def test_5xx_names_status_and_registry_error_code(
@@ -61,3 +63,21 @@ def test_bad_digest_argument(registry: RegistryProc) -> None:
         with pytest.raises(RegistryError) as info:
             reg.upload_blob("dk/site", "md5:abc", 1, io.BytesIO(b"x"))
     assert "md5:abc" in one_line(info)
+
+
+def test_registry_that_never_answers() -> None:
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # connections are accepted by the kernel, never answered
+        address = f"127.0.0.1:{silent.getsockname()[1]}"
+        with Registry(address, plain_http=True, timeout=0.5) as reg:
+            with pytest.raises(RegistryError) as info:
+                reg.get_manifest("dk/site", "latest")
+            data = b"layer"
+            with pytest.raises(RegistryError) as info2:
+                reg.upload_blob("dk/site", sha256_digest(data), len(data), io.BytesIO(data))
+    assert one_line(info) == (
+        f"{address}: fetching manifest dk/site:latest: no answer within 0.5s"
+        " (GET /v2/dk/site/manifests/latest)"
+    )
+    assert "no answer within 0.5s" in one_line(info2)

@@ -21,7 +21,6 @@ from tests.images.imagehelpers import (
     git_db,
     rootfs_tree,
     run_image,
-    running_tls_registry,
     skopeo_inspect,
     tree_of,
     unpack_ref,
@@ -120,7 +119,8 @@ def test_im_15_tls_insecure(db: Db, tmp_path: Path) -> None:
     """A registry behind TLS with a self-signed certificate: refused (one
     line) unless --insecure is given."""
     c1 = db.commit(C1_FILES, "c1")
-    with running_tls_registry(tmp_path / "tlsreg") as address:
+    with running_registry(tmp_path / "tlsreg", tls=True) as reg:
+        address = reg.address
         ref = f"{address}/dk/site:latest"
         push = ("push", "--db", db.address, "--commit", c1.id, "--to", ref)
         expect_error(run_image(*push, check=False), address)

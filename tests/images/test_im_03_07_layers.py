@@ -159,6 +159,20 @@ def test_im_07_forbidden_names(db: Db, tmp_path: Path, registry: RegistryProc) -
     assert get_manifest(registry.address, "dk/bad", "latest") is None
     assert not [r for r in registry.requests() if r[0] in ("POST", "PUT", "PATCH")]
 
+    # as a delta on top of a good image: refused too, the tag as it was
+    good_ref = f"{registry.address}/dk/good:latest"
+    run_image("push", "--db", db.address, "--commit", good.id, "--to", good_ref, "--plain-http")
+    before = get_manifest(registry.address, "dk/good", "latest")
+    assert before is not None
+    later = db.update({"a/.wh.b": b"cannot be in a layer\n", "x": b"x\n"}, "bad on top")
+    res = run_image(
+        "push", "--db", db.address, "--commit", later.id, "--to", good_ref, "--plain-http",
+        check=False,
+    )  # fmt: skip
+    expect_error(res, "a/.wh.b")
+    after = get_manifest(registry.address, "dk/good", "latest")
+    assert after is not None and after.digest == before.digest
+
 
 @pytest.mark.slow
 def test_im_17_opaque_option(db: Db, tmp_path: Path, registry: RegistryProc) -> None:

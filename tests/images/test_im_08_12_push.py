@@ -245,3 +245,23 @@ def test_im_11_other_platform_is_not_reused(db: Db, tmp_path: Path, registry: Re
     push(db, c2.id, ref, "--platform", "linux/arm64")
     assert config_of(registry, "dk/plat")["architecture"] == "arm64"
     assert rootfs_tree(unpack_ref(ref, tmp_path / "u")) == tree_of(c2)
+
+
+def test_im_19_empty_tree_is_an_image(db: Db, tmp_path: Path, registry: RegistryProc) -> None:
+    """kontext never creates the tag for an empty directory (A.5 item 10);
+    an empty tree is an image here, and emptying a tree is a delta."""
+    ref = f"{registry.address}/dk/empty:latest"
+    with db.conn.branch("master").transaction() as t:
+        t.commit("nothing yet")
+    empty = db.conn.branch("master").head()
+    assert empty is not None and tree_of(empty) == {}
+    _digest, how = push(db, empty.id, ref)
+    assert how == "full"
+    assert len(layer_digests(ref)) == 1
+    assert rootfs_tree(unpack_ref(ref, tmp_path / "u0")) == {}
+    c1 = db.commit(C1_FILES, "c1")
+    assert push(db, c1.id, ref)[1] == f"delta from {empty.id}"
+    assert rootfs_tree(unpack_ref(ref, tmp_path / "u1")) == tree_of(c1)
+    gone = db.commit({}, "emptied")
+    assert push(db, gone.id, ref)[1] == f"delta from {c1.id}"
+    assert rootfs_tree(unpack_ref(ref, tmp_path / "u2")) == {}

@@ -129,6 +129,13 @@ def test_im_10_up_to_date(served: Db, registry: RegistryProc) -> None:
     assert layer_digests(direct) == layers
     assert not [r for r in sent if r[0] == "PUT" and any(d in r[1] for d in layers)], sent
     assert not [r for r in sent if r[0] == "PATCH"], sent
+    remote = get_manifest(registry.address, "dk/site", "latest")
+    assert remote is not None
+    if how == "re-tagged":  # a new manifest naming the new commit, same layers
+        assert remote.json["annotations"][REVISION] == same.id
+        assert uploads(sent)["manifest_put"] == 1, sent
+    else:
+        assert remote.digest == d2
 
 
 @pytest.mark.slow

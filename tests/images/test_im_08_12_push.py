@@ -272,3 +272,26 @@ def test_im_19_empty_tree_is_an_image(db: Db, tmp_path: Path, registry: Registry
     gone = db.commit({}, "emptied")
     assert push(db, gone.id, ref)[1] == f"delta from {c1.id}"
     assert rootfs_tree(unpack_ref(ref, tmp_path / "u2")) == {}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="product bug: after a re-tag the next push is full ('the tag's image does not "
+    "end with the layer of its commit', build.py _previous)",
+)
+def test_im_10_retagged_image_is_continued(db: Db, tmp_path: Path, registry: RegistryProc) -> None:
+    """A re-tagged image (a new commit with the same tree: a merge, a revert
+    of a revert) is ours and its commit is known: the next commit is a delta
+    on top of it, not a full image."""
+    ref = f"{registry.address}/dk/retag:latest"
+    c1 = db.commit(C1_FILES, "c1")
+    c2 = db.update(C2_CHANGES, "c2")
+    push(db, c1.id, ref)
+    push(db, c2.id, ref)
+    same = db.commit({p: e for p, e in tree_of(c2).items() if e[0] != "dir"}, "same tree")
+    assert push(db, same.id, ref)[1] in ("re-tagged", "up to date")
+    c3 = db.update({"docs/c.md": b"c\n"}, "c3")
+    _digest, how = push(db, c3.id, ref)
+    assert how in (f"delta from {same.id}", f"delta from {c2.id}"), how
+    assert len(layer_digests(ref)) == 3
+    assert rootfs_tree(unpack_ref(ref, tmp_path / "u")) == tree_of(c3)

@@ -295,3 +295,23 @@ def test_im_10_retagged_image_is_continued(db: Db, tmp_path: Path, registry: Reg
     assert how in (f"delta from {same.id}", f"delta from {c2.id}"), how
     assert len(layer_digests(ref)) == 3
     assert rootfs_tree(unpack_ref(ref, tmp_path / "u")) == tree_of(c3)
+
+
+@pytest.mark.slow
+def test_im_04_delta_between_any_two_commits(
+    db: Db, tmp_path: Path, registry: RegistryProc
+) -> None:
+    """A delta needs two trees, not a line of history: back to an older
+    commit, then over to an unrelated branch; podman and umoci agree."""
+    ref = f"{registry.address}/dk/jumps:latest"
+    c1 = db.commit(C1_FILES, "c1")
+    c2 = db.update(C2_CHANGES, "c2")
+    push(db, c1.id, ref)
+    push(db, c2.id, ref)
+    assert push(db, c1.id, ref)[1] == f"delta from {c2.id}"
+    assert rootfs_tree(unpack_ref(ref, tmp_path / "u1")) == tree_of(c1)
+    assert podman_tree(ref) == tree_of(c1)
+    other = db.commit({"only/here": b"another line of history\n"}, "other", branch="other")
+    assert push(db, other.id, ref)[1] == f"delta from {c1.id}"
+    assert rootfs_tree(unpack_ref(ref, tmp_path / "u2")) == tree_of(other)
+    assert podman_tree(ref) == tree_of(other)

@@ -25,6 +25,7 @@ from tests.images.imagehelpers import (
     read_layout,
     rootfs_tree,
     run_image,
+    served_db,
     tree_of,
     umoci_unpack,
     unpack_ref,
@@ -218,3 +219,25 @@ def test_im_07_submodule_skipped(tmp_path: Path) -> None:
     assert len(warnings) == 1 and "vendor/lib" in warnings[0], res.stderr
     rootfs = umoci_unpack(layout, "v1", tmp_path / "bundle")
     assert rootfs_tree(rootfs) == {"README": ("file", b"r\n"), "vendor": ("dir", b"")}
+
+
+@pytest.mark.slow
+def test_im_03_same_layers_over_9p_and_git(tmp_path: Path) -> None:
+    """The same commits exported through a `datakit serve` process (9p) and
+    straight from its Git repository give byte-identical images."""
+    repo = tmp_path / "db.git"
+    with served_db(repo) as db:
+        c1 = db.commit(C1_FILES, "c1")
+        c2 = db.update(C2_CHANGES, "c2")
+        over_9p = tmp_path / "9p"
+        export(db, c1.id, f"{over_9p}:v1")
+        assert export(db, c2.id, f"{over_9p}:v1")[1] == f"delta from {c1.id}"
+    with git_db(repo) as db:
+        direct = tmp_path / "git"
+        export(db, c1.id, f"{direct}:v1")
+        assert export(db, c2.id, f"{direct}:v1")[1] == f"delta from {c1.id}"
+        want = tree_of(db.conn.commit(c2.id))
+    a, b = read_layout(over_9p, "v1"), read_layout(direct, "v1")
+    assert a.manifest_digest == b.manifest_digest
+    assert layout_blobs(over_9p) == layout_blobs(direct)
+    assert rootfs_tree(umoci_unpack(over_9p, "v1", tmp_path / "bundle")) == want

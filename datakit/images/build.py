@@ -171,6 +171,14 @@ def _previous(
         check_config(config, len(manifest.layers), "the tag's image")
     except ImageFormatError as e:
         raise _Full(str(e)) from None
+    if options.base is None:
+        # Without a base the platform is ours to set (with one, the base's
+        # digest above already changes with the platform chosen).
+        was = Platform(
+            str(config.get("os")), str(config.get("architecture")), config.get("variant")
+        )
+        if was != options.platform:
+            raise _Full(f"the tag's image is for {was}")
     missing = [d.digest for d in manifest.layers if not target.has_blob(d.digest)]
     if missing:
         raise _Full(f"layer {missing[0]} of the tag's image is missing")

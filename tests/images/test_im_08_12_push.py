@@ -233,11 +233,6 @@ def config_of(registry: RegistryProc, repository: str) -> dict:
         return dict(json.loads(resp.read()))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: the tag's amd64 image is reused for --platform linux/arm64 "
-    "(delta, then 'up to date'); the config keeps architecture amd64",
-)
 def test_im_11_other_platform_is_not_reused(db: Db, tmp_path: Path, registry: RegistryProc) -> None:
     """The tag holds our image for another platform: the image pushed for
     --platform linux/arm64 must say arm64 (C.3), however it is built."""

@@ -15,11 +15,13 @@ from tests.images.imagehelpers import (
     DK,
     REVISION,
     Db,
+    exe,
     expect_error,
     get_manifest,
     git_db,
     git_fast_import,
     layout_blobs,
+    link,
     names,
     podman_tree,
     read_layout,
@@ -241,3 +243,42 @@ def test_im_03_same_layers_over_9p_and_git(tmp_path: Path) -> None:
     assert a.manifest_digest == b.manifest_digest
     assert layout_blobs(over_9p) == layout_blobs(direct)
     assert rootfs_tree(umoci_unpack(over_9p, "v1", tmp_path / "bundle")) == want
+
+
+@pytest.mark.slow
+def test_im_05_type_changes_with_links(db: Db, tmp_path: Path, registry: RegistryProc) -> None:
+    """Every kind into every other at one path: file, executable, symlink,
+    directory; umoci and podman give the new tree."""
+    before = db.commit(
+        {
+            "f2l": b"file\n",
+            "l2f": link("f2l"),
+            "l2d": link("f2l"),
+            "d2l/x": b"x\n",
+            "x2f": exe(b"#!/bin/sh\n"),
+            "f2x": b"#!/bin/sh\n",
+        },
+        "before",
+    )
+    after = db.commit(
+        {
+            "f2l": link("x2f"),
+            "l2f": b"now a file\n",
+            "l2d/y": b"y\n",
+            "d2l": link("l2f"),
+            "x2f": b"#!/bin/sh\n",
+            "f2x": exe(b"#!/bin/sh\n"),
+        },
+        "after",
+    )
+    layout = tmp_path / "L"
+    export(db, before.id, f"{layout}:v1")
+    assert export(db, after.id, f"{layout}:v1")[1] == f"delta from {before.id}"
+    entries = read_layout(layout, "v1").layer_entries(1)
+    assert not [e for e in entries if ".wh." in e.name], names(entries)
+    assert rootfs_tree(umoci_unpack(layout, "v1", tmp_path / "bundle")) == tree_of(after)
+    ref = f"{registry.address}/dk/kinds:latest"
+    push = ("push", "--db", db.address, "--to", ref, "--plain-http")
+    run_image(*push, "--commit", before.id)
+    assert run_image(*push, "--commit", after.id).one()[1] == f"delta from {before.id}"
+    assert podman_tree(ref) == tree_of(after)

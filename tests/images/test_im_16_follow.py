@@ -282,7 +282,15 @@ def test_im_16_follow_coalesces_a_burst(db: Db, tmp_path: Path, registry: Regist
             r for r in registry.requests()[seen:] if r[0] == "PATCH"
         ]:
             time.sleep(0.01)
-        commits = [db.update({"n": b"%d\n" % i}, f"n{i}") for i in range(10)]
+        master = db.conn.branch("master")
+        commits = []
+        for i in range(10):  # straight transactions: the burst takes a moment only
+            with master.transaction() as t:
+                t.create_or_replace_file("n", b"%d\n" % i)
+                t.commit(f"n{i}")
+            head = master.head()
+            assert head is not None
+            commits.append(head)
         wait_for_revision(registry.address, repo, commits[-1].id, follower)
         time.sleep(1)
         pushes = follower.lines[1:]

@@ -216,7 +216,9 @@ def test_im_19_edited_file_reaches_the_image(
     assert got == tree_of(c2)
     # a mode-only change (the executable bit) reaches the image too
     c3 = db.update({"run": ("exec", b"x\n")}, "c3")
-    assert push(db, c3.id, ref)[1] == f"delta from {c2.id}"
+    # --branch: the head, here c3
+    res = run_image("push", "--db", db.address, "--branch", "master", "--to", ref, "--plain-http")
+    assert res.one()[1] == f"delta from {c2.id}"
     got = rootfs_tree(unpack_ref(ref, tmp_path / "u2"))
     assert got["run"] == ("exec", b"x\n")
     assert got == tree_of(c3)

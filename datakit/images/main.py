@@ -51,8 +51,9 @@ class DatabaseUnavailable(UsageError):
     """The database did not answer (``follow`` waits for it to come back)."""
 
 
-class Stop(Exception):
-    """SIGINT or SIGTERM: stop between (or in the middle of) pushes."""
+class Stop(BaseException):
+    """SIGINT or SIGTERM: stop between (or in the middle of) pushes. Not an
+    Exception, so that no ``except Exception`` on the way can swallow it."""
 
 
 def _positive(text: str) -> int:

@@ -137,12 +137,16 @@ def _open_store(
     bare: bool,
     compression: int | None,
     git_dir: str | None,
+    cache_size: int | None = None,
 ) -> st.Store:
     """Open the repository, creating it if needed (bare, or with a work tree
     at ``path``), then apply the HEAD and compression options."""
+    limits = st.Limits() if cache_size is None else st.Limits(cache_size=cache_size)
     with _store_errors():
         store = st.Store.open(
-            git_dir if git_dir is not None else path, work_tree=None if bare else path
+            git_dir if git_dir is not None else path,
+            work_tree=None if bare else path,
+            limits=limits,
         )
     try:
         if head is not None:
@@ -165,7 +169,9 @@ class GitConnection(Connection):
     repository is created: bare, the default, or with a work tree, which is
     never touched), ``compression`` (zlib level recorded in the repository's
     config and used for the objects written), ``git_dir`` (the Git directory, if not ``path`` or
-    ``path/.git``).
+    ``path/.git``), ``cache_size`` (bytes of file contents kept in memory
+    for the next reader; 64 MiB by default, as the server's
+    ``--cache-size``: a program that reads each file once can use less).
     """
 
     def __init__(
@@ -177,6 +183,7 @@ class GitConnection(Connection):
         bare: bool = True,
         compression: int | None = None,
         git_dir: str | os.PathLike[str] | None = None,
+        cache_size: int | None = None,
     ) -> None:
         self.path = os.fspath(path)
         self.author = parse_author(author)
@@ -186,6 +193,7 @@ class GitConnection(Connection):
             bare=bare,
             compression=compression,
             git_dir=os.fspath(git_dir) if git_dir is not None else None,
+            cache_size=cache_size,
         )
         self.lock = threading.RLock()
         self._changed = threading.Condition(self.lock)

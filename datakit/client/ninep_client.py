@@ -63,6 +63,8 @@ def parse_address(address: str) -> Address:
         host, sep, port = rest.rpartition(":")
         if not sep or not port.isdigit():
             host, port = rest, str(DEFAULT_PORT)
+        if not 0 < int(port) < 65536:
+            raise ValueError(f"{address}: port {port} is not between 1 and 65535")
         host = host.strip("[]") or "127.0.0.1"
         family = socket.AF_INET6 if ":" in host else socket.AF_INET  # [::1]:5640
         return Address(family, (host, int(port)))

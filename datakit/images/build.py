@@ -152,20 +152,23 @@ def _previous(
         raise _Full("the tag holds an image not made by datakit image")
     ann = manifest.annotations
     if ann.get(ANN_PREFIX, "/") != prefix_text(options.prefix):
-        raise _Full(f"the tag's image has its files under {ann.get(ANN_PREFIX)}")
+        raise _Full(f"the tag's image has its files under {_quote(ann.get(ANN_PREFIX, ''))}")
     if ann.get(ANN_BASE, "none") != base_digest:
-        raise _Full(f"the tag's image was made on base {ann.get(ANN_BASE)}")
+        raise _Full(f"the tag's image was made on base {_quote(ann.get(ANN_BASE, ''))}")
     layers = manifest.datakit_layers
     revision = ann[ANN_REVISION]
-    if not layers or layers[-1].annotations.get(ANN_COMMIT) != revision:
-        raise _Full("the tag's image does not end with the layer of its commit")
-    try:
-        commit = db.commit(revision)
-        commit.tree_id  # noqa: B018 - reads the commit: it must exist here
-    except (InvalidHash, DataKitError):
-        raise _Full(f"its commit {revision[:80]} is not in this database") from None
+    commit = _known_commit(db, revision)
+    if commit is None:
+        raise _Full(f"its commit {_quote(revision)} is not in this database")
     if commit.tree_id != ann.get(ANN_TREE):
         raise _Full(f"its commit {revision} does not have the tree it names")
+    # The layers must bring the tree to the revision's: the last one is of
+    # the revision itself, or (after a re-tag) of a commit with its tree.
+    last = layers[-1].annotations.get(ANN_COMMIT, "") if layers else ""
+    if last != revision:
+        last_commit = _known_commit(db, last)
+        if last_commit is None or last_commit.tree_id != commit.tree_id:
+            raise _Full("the tag's image does not end with a layer of its tree")
     try:
         config = parse_json(target.read_blob(manifest.config.digest, MAX_DOCUMENT), "config")
         check_config(config, len(manifest.layers), "the tag's image")
@@ -178,11 +181,28 @@ def _previous(
             str(config.get("os")), str(config.get("architecture")), config.get("variant")
         )
         if was != options.platform:
-            raise _Full(f"the tag's image is for {was}")
+            raise _Full(f"the tag's image is for {_quote(str(was))}")
     missing = [d.digest for d in manifest.layers if not target.has_blob(d.digest)]
     if missing:
         raise _Full(f"layer {missing[0]} of the tag's image is missing")
     return _Previous(current.digest, manifest, config, commit)
+
+
+def _known_commit(db: Connection, id: str) -> Commit | None:
+    """The commit ``id`` if this database has it (ids come from a registry:
+    anything may be there)."""
+    try:
+        commit = db.commit(id)
+        commit.tree_id  # noqa: B018 - reads the commit: it must exist here
+    except (InvalidHash, DataKitError):
+        return None
+    return commit
+
+
+def _quote(text: str) -> str:
+    """Text read from a registry, safe in our one-line output."""
+    shown = repr(text[:80])[1:-1]
+    return shown + "..." if len(text) > 80 else shown
 
 
 def _annotations(commit: Commit, options: Options, base_digest: str) -> dict[str, str]:

@@ -9,11 +9,15 @@ previous state readable. Blobs no longer referenced are left in place (as
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import logging
 import os
 import re
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +32,8 @@ from datakit.images.oci import (
     valid_digest,
 )
 from datakit.images.target import Current, TargetError
+
+log = logging.getLogger(__name__)
 
 _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
 _LAYOUT_FILE = "oci-layout"
@@ -52,6 +58,14 @@ def split_layout(text: str) -> tuple[Path, str]:
     return Path(directory), tag
 
 
+def _ref_name(entry: object) -> object:
+    """An index entry's tag, None if it has none (or is not an object)."""
+    if not isinstance(entry, dict):
+        return None
+    annotations = entry.get("annotations")
+    return annotations.get(ANN_REF_NAME) if isinstance(annotations, dict) else None
+
+
 class LayoutTarget:
     """The image at one tag of an OCI image layout directory."""
 
@@ -61,7 +75,8 @@ class LayoutTarget:
         if directory.exists():
             if not directory.is_dir():
                 raise TargetError(f"{directory}: not a directory")
-            if any(directory.iterdir()) and not (directory / _LAYOUT_FILE).is_file():
+            ours = (p for p in directory.iterdir() if not p.name.startswith(".tmp-"))
+            if any(ours) and not (directory / _LAYOUT_FILE).is_file():
                 raise TargetError(f"{directory}: exists and is not an OCI image layout")
 
     def __str__(self) -> str:
@@ -85,17 +100,18 @@ class LayoutTarget:
         return index
 
     def current(self) -> Current | None:
-        entries = [
-            m
-            for m in self._index()["manifests"]
-            if isinstance(m, dict) and (m.get("annotations") or {}).get(ANN_REF_NAME) == self.tag
-        ]
+        entries = [m for m in self._index()["manifests"] if _ref_name(m) == self.tag]
         if not entries:
             return None
         try:
             desc = Descriptor.from_json(entries[-1], f"{self} index entry")
         except ImageFormatError as e:
             raise TargetError(str(e)) from None
+        if not self.has_blob(desc.digest):
+            # A tag naming a manifest that is gone holds nothing to build on:
+            # the export writes it anew (full), as for a missing layer.
+            log.warning("%s: its manifest %s is missing; writing a full image", self, desc.digest)
+            return None
         data = self.read_blob(desc.digest, MAX_DOCUMENT)
         return Current(data, desc.media_type, desc.digest)
 
@@ -115,10 +131,13 @@ class LayoutTarget:
         return self._blob_path(digest).is_file()
 
     def _init(self) -> None:
-        (self.directory / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
+        # The marker first: another export starting now must see a layout
+        # (or only our temporary file), never a bare blobs/ directory.
+        self.directory.mkdir(parents=True, exist_ok=True)
         marker = self.directory / _LAYOUT_FILE
         if not marker.exists():
             self._write(marker, dump({"imageLayoutVersion": "1.0.0"}))
+        (self.directory / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
 
     def _write(self, path: Path, data: bytes) -> None:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
@@ -164,18 +183,26 @@ class LayoutTarget:
     def put_manifest(self, data: bytes, media_type: str) -> str:
         digest = digest_of(data)
         self.put_blob_bytes(digest, data)
-        index = self._index()
-        manifests = [
-            m
-            for m in index["manifests"]
-            if not (
-                isinstance(m, dict) and (m.get("annotations") or {}).get(ANN_REF_NAME) == self.tag
+        # index.json is read, changed and replaced: exports of other tags at
+        # the same time must wait their turn or one would lose the other's.
+        with self._locked():
+            index = self._index()
+            manifests = [m for m in index["manifests"] if _ref_name(m) != self.tag]
+            manifests.append(
+                Descriptor(media_type, digest, len(data), {ANN_REF_NAME: self.tag}).to_json()
             )
-        ]
-        manifests.append(
-            Descriptor(media_type, digest, len(data), {ANN_REF_NAME: self.tag}).to_json()
-        )
-        index["manifests"] = manifests
-        index.setdefault("schemaVersion", 2)
-        self._write(self.directory / _INDEX, json.dumps(index, indent=2).encode() + b"\n")
+            index["manifests"] = manifests
+            index.setdefault("schemaVersion", 2)
+            self._write(self.directory / _INDEX, json.dumps(index, indent=2).encode() + b"\n")
         return digest
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """An exclusive lock on the layout: flock on its directory, so that
+        no file of ours is added to the layout."""
+        fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)

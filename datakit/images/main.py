@@ -51,8 +51,9 @@ class DatabaseUnavailable(UsageError):
     """The database did not answer (``follow`` waits for it to come back)."""
 
 
-class Stop(Exception):
-    """SIGINT or SIGTERM: stop between (or in the middle of) pushes."""
+class Stop(BaseException):
+    """SIGINT or SIGTERM: stop between (or in the middle of) pushes. Not an
+    Exception, so that no ``except Exception`` on the way can swallow it."""
 
 
 def _positive(text: str) -> int:
@@ -183,7 +184,11 @@ def open_db(address: str) -> Connection:
         if not ((path / ".git").exists() or (path / "HEAD").is_file()):
             raise UsageError(f"{address}: not a Git repository")
     try:
-        return connect(address)
+        if "://" in address:
+            return connect(address)
+        # Each file is read once into a layer: a big cache would only hold
+        # the tree's last 64 MiB for nobody (memory flat whatever the tree).
+        return connect(address, cache_size=4 << 20)
     except ValueError as e:
         raise UsageError(str(e)) from None
     except (OSError, DataKitError) as e:

@@ -39,6 +39,7 @@ MANIFEST_TYPES = (OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST)
 
 MAX_MANIFEST = 4 * 1024 * 1024
 _MAX_ERROR_BODY = 64 * 1024
+_MAX_TOKEN_BODY = 1024 * 1024  # real tokens are a few KiB
 _PIECE = 1024 * 1024  # bytes read from the source file at a time
 _MAX_RESUMES = 5  # recoveries (416, lost chunk) in a row before giving up
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
@@ -384,8 +385,18 @@ class Registry:
                 reply, lost = None, _one_line(str(e).partition(": ")[2], 200)
             if reply is not None and reply.status == 202:
                 location = self._location(reply, what)
-                offset = self._offset(reply, end)
-                trouble = 0
+                new_offset = self._offset(reply, end)
+                if new_offset > offset:
+                    offset, trouble = new_offset, 0
+                    continue
+                # Accepted, yet nothing kept: as bad as a refusal, and
+                # retrying it forever would never end.
+                trouble += 1
+                if trouble > _MAX_RESUMES:
+                    raise RegistryError(
+                        f"{self.name}: {what}: the registry accepted chunks at offset "
+                        f"{offset} {trouble} times without keeping them; giving up"
+                    )
                 continue
             if reply is not None and reply.status != 416:
                 self._expect(reply, what, 202)
@@ -574,6 +585,11 @@ class Registry:
             ) from None
         except httpx.InvalidURL as e:
             raise RegistryError(f"{self.name}: {what}: bad URL {url!r}: {e}") from None
+        except httpx.HTTPError as e:  # an undecodable body, a redirect loop...
+            raise RegistryError(
+                f"{self.name}: {what}: {method} {_path(url)}: "
+                f"{_one_line(str(e)) or type(e).__name__}"
+            ) from None
 
     def _auth_header(self, scopes: Sequence[str], what: str) -> dict[str, str]:
         if self._bearer is not None:
@@ -613,8 +629,16 @@ class Registry:
         if self._credentials is not None:
             headers["Authorization"] = _basic(self._credentials)
         try:
-            response = self._client.get(realm, params=params, headers=headers)
-        except httpx.HTTPError as e:
+            with self._client.stream("GET", realm, params=params, headers=headers) as response:
+                body = bytearray()
+                for piece in response.iter_bytes():
+                    body += piece
+                    if len(body) > _MAX_TOKEN_BODY:
+                        raise RegistryError(
+                            f"{self.name}: {what}: token service {realm} sent more than "
+                            f"{_MAX_TOKEN_BODY} bytes"
+                        )
+        except (httpx.HTTPError, httpx.InvalidURL) as e:
             raise RegistryError(
                 f"{self.name}: {what}: cannot get a token from {realm}: {_one_line(str(e))}"
             ) from None
@@ -629,7 +653,7 @@ class Registry:
                 f" {response.status_code} {response.reason_phrase} ({who})"
             )
         try:
-            data = response.json()
+            data = json.loads(body)
             token = data.get("token") or data.get("access_token")
         except (ValueError, AttributeError):
             token = None

@@ -27,6 +27,12 @@ def test_unknown_schemes_are_refused(address: str) -> None:
         connect(address)
 
 
+@pytest.mark.parametrize("port", ["0", "65536", "99999"])
+def test_tcp_port_out_of_range_is_refused(port: str) -> None:
+    with pytest.raises(ValueError, match="not between 1 and 65535"):
+        connect(f"tcp://127.0.0.1:{port}")
+
+
 def test_unix_address(server: str) -> None:
     with connect(server) as conn:
         assert isinstance(conn, NinepConnection)

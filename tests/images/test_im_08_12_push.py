@@ -271,11 +271,6 @@ def test_im_19_empty_tree_is_an_image(db: Db, tmp_path: Path, registry: Registry
     assert rootfs_tree(unpack_ref(ref, tmp_path / "u2")) == {}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: after a re-tag the next push is full ('the tag's image does not "
-    "end with the layer of its commit', build.py _previous)",
-)
 def test_im_10_retagged_image_is_continued(db: Db, tmp_path: Path, registry: RegistryProc) -> None:
     """A re-tagged image (a new commit with the same tree: a merge, a revert
     of a revert) is ours and its commit is known: the next commit is a delta

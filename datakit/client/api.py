@@ -1,6 +1,6 @@
 """The client API as abstract classes, with everything both backends share.
 
-Each backend implements a handful of primitives (``read``, ``stat``, the
+Each backend implements a handful of primitives (``read``, ``stat``, ``_chunks``, the
 writes, the watch event streams); the derived operations (``exists``,
 ``read_file``, ``make_dirs``, the wait loops, the transaction context
 manager...) live here once, so the two backends cannot drift apart on them.

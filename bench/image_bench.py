@@ -152,36 +152,14 @@ def main() -> None:
             )
             rows.append(("export, full (OCI layout)", secs, rss, du(work / "layout"), out))
             storage = work / "registry" / "storage"
+            push = [*image, "push", "--db", str(repo), "--branch", "master", "--plain-http"]
+            push += ["--to", f"{address}/bench/tree:latest"]
             before = du(storage) if storage.exists() else 0
-            secs, rss, out = rss_of(
-                [
-                    *image,
-                    "push",
-                    "--db",
-                    str(repo),
-                    "--branch",
-                    "master",
-                    "--plain-http",
-                    "--to",
-                    f"{address}/bench/tree:latest",
-                ]
-            )
+            secs, rss, out = rss_of(push)
             rows.append(("push, full", secs, rss, du(storage) - before, out))
             change_one_file(repo)
             before = du(storage)
-            secs, rss, out = rss_of(
-                [
-                    *image,
-                    "push",
-                    "--db",
-                    str(repo),
-                    "--branch",
-                    "master",
-                    "--plain-http",
-                    "--to",
-                    f"{address}/bench/tree:latest",
-                ]
-            )
+            secs, rss, out = rss_of(push)
             delta_secs, delta_bytes = secs, du(storage) - before
             rows.append(("push, one-file delta", secs, rss, delta_bytes, out))
             secs, rss, out = rss_of(

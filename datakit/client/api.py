@@ -1,6 +1,6 @@
 """The client API as abstract classes, with everything both backends share.
 
-Each backend implements a handful of primitives (``read``, ``stat``, the
+Each backend implements a handful of primitives (``read``, ``stat``, ``_chunks``, the
 writes, the watch event streams); the derived operations (``exists``,
 ``read_file``, ``make_dirs``, the wait loops, the transaction context
 manager...) live here once, so the two backends cannot drift apart on them.
@@ -9,6 +9,7 @@ Type annotations in user code should name these classes, not a backend's.
 
 from __future__ import annotations
 
+import itertools
 import re
 import time
 from abc import ABC, abstractmethod
@@ -46,6 +47,10 @@ from datakit.client.values import (
 )
 
 T = TypeVar("T")
+
+READ_CHUNK = 1 << 20
+"""``read_chunks``' default piece size: big enough that per-piece costs
+vanish, small enough that a reader of huge files stays small."""
 
 _HEX40 = re.compile(r"[0-9a-fA-F]{40}\Z")
 _BRANCH_CHARS = re.compile(r"[A-Za-z0-9_.\-]+\Z")
@@ -176,6 +181,29 @@ class Reader(ABC):
         if isinstance(value, File):
             return value.data
         raise NotAFile()
+
+    def read_chunks(self, path: PathLike, chunk_size: int = READ_CHUNK) -> Iterator[bytes]:
+        """Content of a regular or executable file as it is read, in
+        non-empty pieces of at most ``chunk_size`` bytes (fewer on 9p, where
+        a piece is at most one message), so a file of any size costs
+        ``chunk_size`` of memory, not its size. An empty file yields nothing.
+
+        Errors come from this call, as ``read_file``'s do (DoesNotExist,
+        NotAFile for a directory or a symlink), not from the iteration; the
+        file is opened here and released when the iterator ends or is
+        garbage-collected. On a transaction the pieces are read live: a
+        concurrent change may show part-way through."""
+        if chunk_size < 1:
+            raise ValueError(f"chunk size {chunk_size}: must be at least 1")
+        chunks = self._chunks(path, chunk_size)
+        first = next(chunks, None)  # opens the file: errors raise here
+        if first is None:
+            return iter(())
+        return itertools.chain((first,), chunks)
+
+    @abstractmethod
+    def _chunks(self, path: PathLike, chunk_size: int) -> Iterator[bytes]:
+        """``read_chunks``' generator; its errors raise at the first ``next``."""
 
     def read_dir(self, path: PathLike) -> list[str]:
         """Names in a directory, in byte order; NotADirectory otherwise."""

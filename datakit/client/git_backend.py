@@ -46,6 +46,7 @@ from datakit.client.errors import (
     IsADirectory,
     NameTooLong,
     NotADirectory,
+    NotAFile,
     NotFastForward,
 )
 from datakit.client.values import (
@@ -305,6 +306,22 @@ class GitTree(Tree):
             return Link(data.decode("utf-8", "surrogateescape"))
         return File(data)
 
+    def _chunks(self, path: PathLike, chunk_size: int) -> Iterator[bytes]:
+        steps = to_steps(path)
+        with self._conn.lock, _store_errors():
+            entry = self._entry(steps)
+            if entry is None:
+                raise DoesNotExist()
+            if entry.kind in (st.Kind.DIR, st.Kind.LINK):
+                raise NotAFile()
+            # A blob bigger than the cache is inflated a piece at a time into
+            # a temporary file shared by its readers, never held whole.
+            reader = self._conn.store.reader(entry)
+        for offset in range(0, reader.size, chunk_size):
+            with self._conn.lock, _store_errors():
+                data = reader.read(offset, chunk_size)
+            yield data
+
     def stat(self, path: PathLike) -> Stat | None:
         steps = to_steps(path)
         with self._conn.lock, _store_errors():
@@ -482,6 +499,27 @@ class GitTransaction(Transaction):
         if kind is st.Kind.LINK:
             return Link(data.decode("utf-8", "surrogateescape"))
         return File(data)
+
+    def _chunks(self, path: PathLike, chunk_size: int) -> Iterator[bytes]:
+        steps = self._steps(path)
+        with self._conn.lock, _store_errors():
+            kind = self._tree.kind(steps)
+            if kind is None:
+                raise DoesNotExist()
+            if kind in (st.Kind.DIR, st.Kind.LINK):
+                raise NotAFile()
+        offset = 0
+        while True:
+            self._check_open()
+            with self._conn.lock, _store_errors():
+                try:
+                    data = self._tree.read(steps, offset, chunk_size)
+                except st.InvalidOffset:
+                    return  # cut short meanwhile
+            if not data:
+                return
+            offset += len(data)
+            yield data
 
     def stat(self, path: PathLike) -> Stat | None:
         steps = self._steps(path)

@@ -45,6 +45,7 @@ from datakit.client.errors import (
     IsADirectory,
     NameTooLong,
     NotADirectory,
+    NotAFile,
     NotFastForward,
 )
 from datakit.client.ninep_client import Client, RemoteError
@@ -242,6 +243,30 @@ class NinepConnection(Connection):
             return Stat(kind, len(raw)), Link(raw.decode("utf-8", "surrogateescape"))
         return Stat(kind, len(raw)), File(raw)
 
+    def read_chunks(self, path: Steps, chunk_size: int, *, immutable: bool) -> Iterator[bytes]:
+        """A file's content a read at a time, each at most ``chunk_size``
+        and one message: walk, stat, open and the first read in one round
+        trip, then a read per piece until an empty one (for an immutable
+        file: until the stat's length), then a clunk."""
+        client = self.client
+        count = min(chunk_size, client.iounit)
+        with _missing_if_not_dir(), _errors():
+            fid, st, data = client.open_and_read(path, count)
+        try:
+            if _kind_of_mode(st.mode) in (Kind.DIR, Kind.LINK):
+                raise NotAFile()
+            offset = 0
+            while data:
+                offset += len(data)
+                yield data
+                if immutable and offset >= st.length:
+                    break
+                with _errors():
+                    data = client.read_fid(fid, offset, count)
+        finally:
+            with contextlib.suppress(OSError):
+                client.clunk_later(fid)
+
     def stat_node(self, path: Steps) -> Stat | None:
         try:
             with _missing_if_not_dir(), _errors():
@@ -381,6 +406,10 @@ class NinepTree(Tree):
             self._reads[steps] = value
             self._stats[steps] = stat
         return value
+
+    def _chunks(self, path: PathLike, chunk_size: int) -> Iterator[bytes]:
+        steps = to_steps(path)
+        return self._conn.read_chunks((*self._prefix, *steps), chunk_size, immutable=True)
 
     def stat(self, path: PathLike) -> Stat | None:
         steps = to_steps(path)
@@ -525,6 +554,9 @@ class NinepTransaction(Transaction):
 
     def read(self, path: PathLike) -> Value:
         return self._conn.read_node(self._path(path), immutable=False)[1]
+
+    def _chunks(self, path: PathLike, chunk_size: int) -> Iterator[bytes]:
+        return self._conn.read_chunks(self._path(path), chunk_size, immutable=False)
 
     def stat(self, path: PathLike) -> Stat | None:
         return self._conn.stat_node(self._path(path))

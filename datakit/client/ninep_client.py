@@ -371,6 +371,23 @@ class Client:
         self._batch(fid, [*walk, self._open_request(fid, mode)], clunk="on-error")
         return fid
 
+    def open_and_read(
+        self, path: str | tuple[str, ...], count: int
+    ) -> tuple[int, ninep.Stat, bytes]:
+        """Walk, stat, open and read the first ``count`` bytes in one round
+        trip: (open fid, stat, data). The caller reads on and clunks."""
+        fid, walk = self._walk_step(split(path))
+        requests = [
+            *walk,
+            (ninep.Tstat, {"fid": fid}),
+            self._open_request(fid, ninep.OREAD),
+            (ninep.Tread, {"fid": fid, "offset": 0, "count": min(count, self.iounit)}),
+        ]
+        replies = self._batch(fid, requests, clunk="on-error")
+        stat: ninep.Stat = replies[-3].stat  # type: ignore[attr-defined]
+        data: bytes = replies[-1].data  # type: ignore[attr-defined]
+        return fid, stat, data
+
     def read_fid(self, fid: int, offset: int = 0, count: int | None = None) -> bytes:
         reply = self.rpc(ninep.Tread, fid=fid, offset=offset, count=count or self.iounit)
         return reply.data  # type: ignore[attr-defined,no-any-return]

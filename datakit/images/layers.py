@@ -10,8 +10,9 @@ and registries deduplicate the blobs.
 The delta comes from ``new.diff(old)`` (the store prunes equal subtrees),
 plus cached ``stat`` look-ups of the changed paths' prefixes: its cost is
 proportional to the change, never to the tree. Layers are streamed into a
-temporary file while the two digests are computed; one file's content at a
-time is held in memory.
+temporary file while the two digests are computed, and a file's content
+passes through a piece at a time (``read_chunks``): no file is ever held
+whole in memory, whatever its size.
 """
 
 from __future__ import annotations
@@ -24,12 +25,12 @@ import io
 import os
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from datakit.client import Commit, Diff, Dir, File, Kind, Link, Removed, Stat, Tree, Updated, Value
+from datakit.client import Commit, Diff, Dir, Kind, Link, Removed, Stat, Tree, Updated, Value
 
 LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
 LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
@@ -41,6 +42,9 @@ GZIP_LEVEL = 6
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_NAME = ".wh..wh..opq"
+
+# A file's content is read and written in pieces of this size.
+_CHUNK = 1 << 20
 
 # The 9p backend memoises what a tree object has read; a fresh tree object
 # is taken after this much so a walk of a big tree does not keep it all.
@@ -266,10 +270,21 @@ class _LayerWriter:
         self._put(_header(name + "/", _DIRTYPE, 0o755, 0, self.mtime))
         self.entries += 1
 
-    def file(self, name: str, data: bytes, executable: bool) -> None:
-        self._put(_header(name, _REGTYPE, 0o755 if executable else 0o644, len(data), self.mtime))
-        self._put(data)
-        self._put(_padding(len(data)))
+    def file(self, name: str, size: int, chunks: Iterable[bytes], executable: bool) -> None:
+        """A file of ``size`` bytes (the header comes first) whose content
+        is streamed from ``chunks``; LayerError if they hold another size,
+        as a file changed while being read would: the tar would be corrupt."""
+        self._put(_header(name, _REGTYPE, 0o755 if executable else 0o644, size, self.mtime))
+        done = 0
+        for chunk in chunks:
+            done += len(chunk)
+            if done > size:
+                break
+            self._put(chunk)
+        if done != size:
+            got = f"more than {size}" if done > size else str(done)
+            raise LayerError(f"{name}: {size} bytes expected, {got} read: changed while read?")
+        self._put(_padding(size))
         self.entries += 1
 
     def symlink(self, name: str, target: str) -> None:
@@ -341,9 +356,10 @@ def _write_layer(
 
 class _Reader:
     """Reads a commit's tree through a tree object renewed every few MiB:
-    the 9p backend memoises reads per tree object, which a walk of a big
-    tree must not accumulate. ``read`` then ``stat`` of the same path on the
-    same object costs no extra request on 9p (the stat comes with the read)."""
+    the 9p backend memoises stats and listings per tree object, which a walk
+    of a big tree must not accumulate. A file costs a ``stat`` (its size goes
+    in the tar header first) and a ``read_chunks``: on 9p two round trips,
+    where a whole-file ``read`` takes five."""
 
     def __init__(self, commit: Commit) -> None:
         self.commit = commit
@@ -351,20 +367,25 @@ class _Reader:
         self.bytes = 0
         self.items = 0
 
-    def node(self, steps: Steps) -> tuple[Stat, Value]:
+    def node(self, steps: Steps) -> tuple[Stat, Value | None]:
+        """The stat and, for a directory or a symlink, the value; a file's
+        content is left to :meth:`chunks` (its size is the stat's)."""
         if self.bytes > _READER_BYTES or self.items > _READER_ITEMS:
             self.tree, self.bytes, self.items = self.commit.tree(), 0, 0
         tree = self.tree
-        value = tree.read(steps)
         stat = tree.stat(steps)
         if stat is None:  # cannot happen on an immutable tree
             raise LayerError(f"{_path(steps)}: vanished while being read")
         self.items += 1
-        if isinstance(value, File):
-            self.bytes += len(value.data)
-        elif isinstance(value, Dir):
+        if stat.kind not in (Kind.DIR, Kind.LINK):
+            return stat, None  # a file (streamed) or a submodule (skipped)
+        value = tree.read(steps)
+        if isinstance(value, Dir):
             self.bytes += sum(len(n) + 16 for n in value.names)
         return stat, value
+
+    def chunks(self, steps: Steps) -> Iterator[bytes]:
+        return self.tree.read_chunks(steps, _CHUNK)
 
 
 class _Stats:
@@ -389,10 +410,11 @@ def _tar_name(prefix: str, steps: Steps) -> str:
 
 def _emit_node(
     writer: _LayerWriter,
+    reader: _Reader,
     prefix: str,
     steps: Steps,
     stat: Stat,
-    value: Value,
+    value: Value | None,
     warn: Callable[[str], None],
 ) -> bool:
     """Write one non-whiteout entry; False for a skipped submodule."""
@@ -407,8 +429,7 @@ def _emit_node(
         assert isinstance(value, Link)
         writer.symlink(name, value.target)
     else:
-        assert isinstance(value, File)
-        writer.file(name, value.data, stat.kind is Kind.EXEC)
+        writer.file(name, stat.size, reader.chunks(steps), stat.kind is Kind.EXEC)
     return True
 
 
@@ -432,7 +453,7 @@ def _walk(
             continue
         steps = (*dirs[-1], name)
         stat, value = reader.node(steps)
-        if _emit_node(writer, prefix, steps, stat, value, warn) and isinstance(value, Dir):
+        if _emit_node(writer, reader, prefix, steps, stat, value, warn) and isinstance(value, Dir):
             stack.append(iter(sorted(value.names, key=_name_key)))
             dirs.append(steps)
 
@@ -616,7 +637,7 @@ def delta_layer(
                 writer.directory(_tar_name(inner, steps))
                 continue
             stat, value = reader.node(steps)
-            _emit_node(writer, inner, steps, stat, value, warn)
+            _emit_node(writer, reader, inner, steps, stat, value, warn)
             if op is _Op.OPAQUE:
                 assert isinstance(value, Dir)
                 writer.whiteout(_tar_name(inner, (*steps, OPAQUE_NAME)))

@@ -17,9 +17,9 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from datakit.images.oci import (
     ANN_REF_NAME,
@@ -140,12 +140,18 @@ class LayoutTarget:
         (self.directory / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
 
     def _write(self, path: Path, data: bytes) -> None:
+        self._write_with(path, lambda out: out.write(data))
+
+    @staticmethod
+    def _write_with(path: Path, fill: Callable[[BinaryIO], object]) -> None:
+        """Write ``path`` whole or not at all: a temporary file beside it,
+        synced, renamed over it."""
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
+            with os.fdopen(fd, "wb") as out:
+                fill(out)
+                out.flush()
+                os.fsync(out.fileno())
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
@@ -160,16 +166,8 @@ class LayoutTarget:
         if target.is_file():
             return False
         self._init()
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "wb") as out, source.open("rb") as src:
-                shutil.copyfileobj(src, out, 1024 * 1024)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with source.open("rb") as src:
+            self._write_with(target, lambda out: shutil.copyfileobj(src, out, 1024 * 1024))
         return True
 
     def put_blob_bytes(self, digest: str, data: bytes) -> bool:

@@ -9,11 +9,13 @@ repository and the 9p backend on a real ``datakit serve``.
 
 from __future__ import annotations
 
+import gc
 import gzip
 import hashlib
 import io
 import random
 import tarfile
+import tracemalloc
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -604,6 +606,10 @@ class _Counting:
                 counter.append(f"read_dir {p}")
                 return inner.read_dir(p)
 
+            def read_chunks(self, p: Any, size: int) -> Any:
+                counter.append(f"read_chunks {p}")
+                return inner.read_chunks(p, size)
+
         return T()
 
     def diff(self, other: Any) -> Any:
@@ -769,7 +775,8 @@ def test_tar_bytes_equal_tarfile_pax_output(mtime: int) -> None:
             writer.whiteout(name)
         else:
             assert isinstance(payload, bytes)
-            writer.file(name, payload, kind == "exec")
+            pieces = [payload[i : i + 100] for i in range(0, len(payload), 100)]
+            writer.file(name, len(payload), pieces, kind == "exec")
     writer.close()
     ours = out.getvalue()
     assert len(ours) % (20 * 512) == 0
@@ -777,6 +784,42 @@ def test_tar_bytes_equal_tarfile_pax_output(mtime: int) -> None:
     with tarfile.open(fileobj=io.BytesIO(ours), encoding="utf-8", errors="surrogateescape") as tf:
         names = [m.name for m in tf.getmembers()]
     assert names == [name.rstrip("/") for _, name, _ in _CASES]
+
+
+@pytest.mark.parametrize("pieces", [[b"abc", b"d"], [b"ab"], [], [b"abcd", b""], [b"abcde"]])
+def test_file_of_another_size_than_its_header_is_refused(pieces: list[bytes]) -> None:
+    """A file that changed size while read would corrupt the tar."""
+    writer = layers._LayerWriter(io.BytesIO(), "none", 0)  # type: ignore[arg-type]
+    if sum(map(len, pieces)) == 4:
+        writer.file("dir/f", 4, pieces, False)
+        return
+    with pytest.raises(LayerError, match="dir/f: 4 bytes expected"):
+        writer.file("dir/f", 4, pieces, False)
+
+
+def test_big_file_is_streamed_into_the_layer(conn: Connection, workdir: Path) -> None:
+    """A file of many read pieces: the layer is what tarfile writes for it,
+    and the Python allocations while it is made stay well under its size."""
+    mib = 1 << 20
+    data = b"".join(bytes([i]) * mib for i in range(20)) + b"tail"  # not a whole number of pieces
+    expected = _reference([("dir", "dir", None), ("exec", "dir/big", data)], 0)
+    with conn.branch("master").transaction() as t:
+        t.create_dir("dir")
+        t.create_file("dir/big", data, executable=True)
+        t.commit("big")
+    del data
+    c = conn.branch("master").head()
+    assert c is not None
+    gc.collect()
+    tracemalloc.start()
+    try:
+        layer = full_layer(c, workdir=workdir)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert gzip.decompress(layer.path.read_bytes()) == expected
+    assert layer.diff_id == "sha256:" + hashlib.sha256(expected).hexdigest()
+    assert peak < 6 * mib, f"peak {peak / mib:.1f} MiB"
 
 
 def test_tar_header_for_a_size_beyond_ustar() -> None:

@@ -15,16 +15,19 @@ from tests.images.imagehelpers import (
     DK,
     REVISION,
     Db,
+    exe,
     expect_error,
     get_manifest,
     git_db,
     git_fast_import,
     layout_blobs,
+    link,
     names,
     podman_tree,
     read_layout,
     rootfs_tree,
     run_image,
+    served_db,
     tree_of,
     umoci_unpack,
     unpack_ref,
@@ -159,6 +162,20 @@ def test_im_07_forbidden_names(db: Db, tmp_path: Path, registry: RegistryProc) -
     assert get_manifest(registry.address, "dk/bad", "latest") is None
     assert not [r for r in registry.requests() if r[0] in ("POST", "PUT", "PATCH")]
 
+    # as a delta on top of a good image: refused too, the tag as it was
+    good_ref = f"{registry.address}/dk/good:latest"
+    run_image("push", "--db", db.address, "--commit", good.id, "--to", good_ref, "--plain-http")
+    before = get_manifest(registry.address, "dk/good", "latest")
+    assert before is not None
+    later = db.update({"a/.wh.b": b"cannot be in a layer\n", "x": b"x\n"}, "bad on top")
+    res = run_image(
+        "push", "--db", db.address, "--commit", later.id, "--to", good_ref, "--plain-http",
+        check=False,
+    )  # fmt: skip
+    expect_error(res, "a/.wh.b")
+    after = get_manifest(registry.address, "dk/good", "latest")
+    assert after is not None and after.digest == before.digest
+
 
 @pytest.mark.slow
 def test_im_17_opaque_option(db: Db, tmp_path: Path, registry: RegistryProc) -> None:
@@ -204,3 +221,64 @@ def test_im_07_submodule_skipped(tmp_path: Path) -> None:
     assert len(warnings) == 1 and "vendor/lib" in warnings[0], res.stderr
     rootfs = umoci_unpack(layout, "v1", tmp_path / "bundle")
     assert rootfs_tree(rootfs) == {"README": ("file", b"r\n"), "vendor": ("dir", b"")}
+
+
+@pytest.mark.slow
+def test_im_03_same_layers_over_9p_and_git(tmp_path: Path) -> None:
+    """The same commits exported through a `datakit serve` process (9p) and
+    straight from its Git repository give byte-identical images."""
+    repo = tmp_path / "db.git"
+    with served_db(repo) as db:
+        c1 = db.commit(C1_FILES, "c1")
+        c2 = db.update(C2_CHANGES, "c2")
+        over_9p = tmp_path / "9p"
+        export(db, c1.id, f"{over_9p}:v1")
+        assert export(db, c2.id, f"{over_9p}:v1")[1] == f"delta from {c1.id}"
+    with git_db(repo) as db:
+        direct = tmp_path / "git"
+        export(db, c1.id, f"{direct}:v1")
+        assert export(db, c2.id, f"{direct}:v1")[1] == f"delta from {c1.id}"
+        want = tree_of(db.conn.commit(c2.id))
+    a, b = read_layout(over_9p, "v1"), read_layout(direct, "v1")
+    assert a.manifest_digest == b.manifest_digest
+    assert layout_blobs(over_9p) == layout_blobs(direct)
+    assert rootfs_tree(umoci_unpack(over_9p, "v1", tmp_path / "bundle")) == want
+
+
+@pytest.mark.slow
+def test_im_05_type_changes_with_links(db: Db, tmp_path: Path, registry: RegistryProc) -> None:
+    """Every kind into every other at one path: file, executable, symlink,
+    directory; umoci and podman give the new tree."""
+    before = db.commit(
+        {
+            "f2l": b"file\n",
+            "l2f": link("f2l"),
+            "l2d": link("f2l"),
+            "d2l/x": b"x\n",
+            "x2f": exe(b"#!/bin/sh\n"),
+            "f2x": b"#!/bin/sh\n",
+        },
+        "before",
+    )
+    after = db.commit(
+        {
+            "f2l": link("x2f"),
+            "l2f": b"now a file\n",
+            "l2d/y": b"y\n",
+            "d2l": link("l2f"),
+            "x2f": b"#!/bin/sh\n",
+            "f2x": exe(b"#!/bin/sh\n"),
+        },
+        "after",
+    )
+    layout = tmp_path / "L"
+    export(db, before.id, f"{layout}:v1")
+    assert export(db, after.id, f"{layout}:v1")[1] == f"delta from {before.id}"
+    entries = read_layout(layout, "v1").layer_entries(1)
+    assert not [e for e in entries if ".wh." in e.name], names(entries)
+    assert rootfs_tree(umoci_unpack(layout, "v1", tmp_path / "bundle")) == tree_of(after)
+    ref = f"{registry.address}/dk/kinds:latest"
+    push = ("push", "--db", db.address, "--to", ref, "--plain-http")
+    run_image(*push, "--commit", before.id)
+    assert run_image(*push, "--commit", after.id).one()[1] == f"delta from {before.id}"
+    assert podman_tree(ref) == tree_of(after)

@@ -129,6 +129,13 @@ def test_im_10_up_to_date(served: Db, registry: RegistryProc) -> None:
     assert layer_digests(direct) == layers
     assert not [r for r in sent if r[0] == "PUT" and any(d in r[1] for d in layers)], sent
     assert not [r for r in sent if r[0] == "PATCH"], sent
+    remote = get_manifest(registry.address, "dk/site", "latest")
+    assert remote is not None
+    if how == "re-tagged":  # a new manifest naming the new commit, same layers
+        assert remote.json["annotations"][REVISION] == same.id
+        assert uploads(sent)["manifest_put"] == 1, sent
+    else:
+        assert remote.digest == d2
 
 
 @pytest.mark.slow
@@ -209,7 +216,9 @@ def test_im_19_edited_file_reaches_the_image(
     assert got == tree_of(c2)
     # a mode-only change (the executable bit) reaches the image too
     c3 = db.update({"run": ("exec", b"x\n")}, "c3")
-    assert push(db, c3.id, ref)[1] == f"delta from {c2.id}"
+    # --branch: the head, here c3
+    res = run_image("push", "--db", db.address, "--branch", "master", "--to", ref, "--plain-http")
+    assert res.one()[1] == f"delta from {c2.id}"
     got = rootfs_tree(unpack_ref(ref, tmp_path / "u2"))
     assert got["run"] == ("exec", b"x\n")
     assert got == tree_of(c3)
@@ -240,3 +249,61 @@ def test_im_11_other_platform_is_not_reused(db: Db, tmp_path: Path, registry: Re
     push(db, c2.id, ref, "--platform", "linux/arm64")
     assert config_of(registry, "dk/plat")["architecture"] == "arm64"
     assert rootfs_tree(unpack_ref(ref, tmp_path / "u")) == tree_of(c2)
+
+
+def test_im_19_empty_tree_is_an_image(db: Db, tmp_path: Path, registry: RegistryProc) -> None:
+    """kontext never creates the tag for an empty directory (A.5 item 10);
+    an empty tree is an image here, and emptying a tree is a delta."""
+    ref = f"{registry.address}/dk/empty:latest"
+    with db.conn.branch("master").transaction() as t:
+        t.commit("nothing yet")
+    empty = db.conn.branch("master").head()
+    assert empty is not None and tree_of(empty) == {}
+    _digest, how = push(db, empty.id, ref)
+    assert how == "full"
+    assert len(layer_digests(ref)) == 1
+    assert rootfs_tree(unpack_ref(ref, tmp_path / "u0")) == {}
+    c1 = db.commit(C1_FILES, "c1")
+    assert push(db, c1.id, ref)[1] == f"delta from {empty.id}"
+    assert rootfs_tree(unpack_ref(ref, tmp_path / "u1")) == tree_of(c1)
+    gone = db.commit({}, "emptied")
+    assert push(db, gone.id, ref)[1] == f"delta from {c1.id}"
+    assert rootfs_tree(unpack_ref(ref, tmp_path / "u2")) == {}
+
+
+def test_im_10_retagged_image_is_continued(db: Db, tmp_path: Path, registry: RegistryProc) -> None:
+    """A re-tagged image (a new commit with the same tree: a merge, a revert
+    of a revert) is ours and its commit is known: the next commit is a delta
+    on top of it, not a full image."""
+    ref = f"{registry.address}/dk/retag:latest"
+    c1 = db.commit(C1_FILES, "c1")
+    c2 = db.update(C2_CHANGES, "c2")
+    push(db, c1.id, ref)
+    push(db, c2.id, ref)
+    same = db.commit({p: e for p, e in tree_of(c2).items() if e[0] != "dir"}, "same tree")
+    assert push(db, same.id, ref)[1] in ("re-tagged", "up to date")
+    c3 = db.update({"docs/c.md": b"c\n"}, "c3")
+    _digest, how = push(db, c3.id, ref)
+    assert how in (f"delta from {same.id}", f"delta from {c2.id}"), how
+    assert len(layer_digests(ref)) == 3
+    assert rootfs_tree(unpack_ref(ref, tmp_path / "u")) == tree_of(c3)
+
+
+@pytest.mark.slow
+def test_im_04_delta_between_any_two_commits(
+    db: Db, tmp_path: Path, registry: RegistryProc
+) -> None:
+    """A delta needs two trees, not a line of history: back to an older
+    commit, then over to an unrelated branch; podman and umoci agree."""
+    ref = f"{registry.address}/dk/jumps:latest"
+    c1 = db.commit(C1_FILES, "c1")
+    c2 = db.update(C2_CHANGES, "c2")
+    push(db, c1.id, ref)
+    push(db, c2.id, ref)
+    assert push(db, c1.id, ref)[1] == f"delta from {c2.id}"
+    assert rootfs_tree(unpack_ref(ref, tmp_path / "u1")) == tree_of(c1)
+    assert podman_tree(ref) == tree_of(c1)
+    other = db.commit({"only/here": b"another line of history\n"}, "other", branch="other")
+    assert push(db, other.id, ref)[1] == f"delta from {c1.id}"
+    assert rootfs_tree(unpack_ref(ref, tmp_path / "u2")) == tree_of(other)
+    assert podman_tree(ref) == tree_of(other)

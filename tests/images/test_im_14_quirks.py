@@ -192,3 +192,26 @@ def test_im_14_progress_on_a_terminal_only(db: Db, registry: RegistryProc) -> No
     assert proc.returncode == 0, shown
     assert out.endswith(" full\n") and out.count("\n") == 1, out
     assert b"\r[#" in shown and b"MiB" in shown, shown
+
+
+@pytest.mark.slow
+def test_im_14_64mib_file_default_chunks(db: Db, registry: RegistryProc, tmp_path: Path) -> None:
+    """IM-14 as the spec words it: a file of more than 64 MiB goes up in
+    chunks of the default size (64 MiB: two PATCHes), with a 416 on the
+    second one, and the image is whole."""
+    big = random.Random(64).randbytes(64 * CHUNK + 4321)
+    c1 = db.commit({"big.bin": big}, "64 MiB")
+    with RegistryProxy(registry.address) as proxy:
+        proxy.fail_next("PATCH", r"/blobs/uploads/", 416, after=1)
+        ref = f"{proxy.address}/dk/huge:latest"
+        digest, how = run_image(
+            "push", "--db", db.address, "--commit", c1.id, "--to", ref, "--plain-http"
+        ).one()
+        sent = list(proxy.requests)
+    assert how == "full"
+    assert [r[2] for r in sent if r[0] == "PATCH"] == [202, 416, 202], sent
+    assert uploads(sent)["post"] == 2, sent
+    remote = get_manifest(registry.address, "dk/huge", "latest")
+    assert remote is not None and remote.digest == digest
+    rootfs = unpack_ref(f"{registry.address}/dk/huge:latest", tmp_path / "u")
+    assert (rootfs / "big.bin").read_bytes() == big

@@ -91,6 +91,22 @@ def test_im_15_basic_auth(db: Db, tmp_path: Path) -> None:
         assert res.one()[1] == f"delta from {c1.id}"
         assert rootfs_tree(unpack_ref(ref, tmp_path / "u2", creds=creds)) == tree_of(c2)
 
+        # the other places credentials are looked for (C.4 step 5): podman's
+        # $XDG_RUNTIME_DIR/containers/auth.json, then ~/.docker/config.json
+        # (here with an "https://host/v1/"-style key)
+        xdg = tmp_path / "xdg" / "containers"
+        xdg.mkdir(parents=True)
+        auth_file(xdg / "auth.json", reg.address, USER, PASSWORD)
+        res = run_image(*push, "--commit", c2.id, env=env)
+        assert res.one()[1] == "up to date"
+        (xdg / "auth.json").unlink()
+        expect_error(run_image(*push, "--commit", c2.id, check=False, env=env), "401")
+        docker = tmp_path / "home" / ".docker"
+        docker.mkdir(parents=True)
+        auth_file(docker / "config.json", f"https://{reg.address}/v1/", USER, PASSWORD)
+        res = run_image(*push, "--commit", c2.id, env=env)
+        assert res.one()[1] == "up to date"
+
 
 @pytest.mark.slow
 def test_im_15_bearer_token(db: Db, tmp_path: Path, registry: RegistryProc) -> None:

@@ -260,3 +260,44 @@ def test_im_16_follow_waits_for_the_registry(
     assert rc == 0, log.read_text()
     revision, tree = complete(registry, repo, tmp_path / "u")
     assert revision == c0.id and tree == tree_of(c0)
+
+
+@pytest.mark.slow
+def test_im_16_follow_coalesces_a_burst(db: Db, tmp_path: Path, registry: RegistryProc) -> None:
+    """Ten commits land while a slow push (8 MiB in 64 KiB chunks) runs:
+    the follower then pushes the newest head, not each commit."""
+    c0 = db.commit(C1_FILES, "c0")
+    repo = "dk/burst"
+    follower = Follower(
+        db, f"{registry.address}/{repo}:latest", tmp_path / "follow.log",
+        "--chunk-size", str(64 * 1024),
+    )  # fmt: skip
+    try:
+        wait_for_revision(registry.address, repo, c0.id, follower)
+        wait_for_lines(follower, 1)
+        seen = len(registry.requests())
+        db.update({"big.bin": random.Random(5).randbytes(8 * 1024 * 1024)}, "big")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not [
+            r for r in registry.requests()[seen:] if r[0] == "PATCH"
+        ]:
+            time.sleep(0.01)
+        master = db.conn.branch("master")
+        commits = []
+        for i in range(10):  # straight transactions: the burst takes a moment only
+            with master.transaction() as t:
+                t.create_or_replace_file("n", b"%d\n" % i)
+                t.commit(f"n{i}")
+            head = master.head()
+            assert head is not None
+            commits.append(head)
+        wait_for_revision(registry.address, repo, commits[-1].id, follower)
+        time.sleep(1)
+        pushes = follower.lines[1:]
+        assert 2 <= len(pushes) <= 3, pushes
+        rc = follower.stop(signal.SIGINT)
+    finally:
+        follower.close()
+    assert rc == 0, follower.log.read_text()
+    revision, tree = complete(registry, repo, tmp_path / "u")
+    assert revision == commits[-1].id and tree == tree_of(commits[-1])

@@ -19,7 +19,7 @@ from tests.images.imagehelpers import (
 )
 
 TOP, MID, LEAF = 100, 10, 100  # 100 * 10 * 100 = 100,000 files
-RSS_LIMIT = 150 * 1024 * 1024
+RSS_LIMIT = 150 * 10**6  # "150 MB" (spec IM-18)
 
 
 def content(i: int, j: int, k: int) -> bytes:

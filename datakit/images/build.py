@@ -169,6 +169,8 @@ def _previous(
         last_commit = _known_commit(db, last)
         if last_commit is None or last_commit.tree_id != commit.tree_id:
             raise _Full("the tag's image does not end with a layer of its tree")
+    if not target.has_blob(manifest.config.digest):
+        raise _Full(f"the config {manifest.config.digest} of the tag's image is missing")
     try:
         config = parse_json(target.read_blob(manifest.config.digest, MAX_DOCUMENT), "config")
         check_config(config, len(manifest.layers), "the tag's image")

@@ -5,6 +5,7 @@ the recording proxy; images are checked with skopeo, umoci and podman."""
 
 from __future__ import annotations
 
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -307,3 +308,25 @@ def test_im_04_delta_between_any_two_commits(
     assert push(db, other.id, ref)[1] == f"delta from {c1.id}"
     assert rootfs_tree(unpack_ref(ref, tmp_path / "u2")) == tree_of(other)
     assert podman_tree(ref) == tree_of(other)
+
+
+def test_im_11_missing_config_is_replaced_by_full(
+    db: Db, tmp_path: Path, registry: RegistryProc
+) -> None:
+    """The tag's config blob is gone (deleted, garbage collected): like a
+    missing layer, the image cannot be continued, so the push is full."""
+    c1 = db.commit(C1_FILES, "c1")
+    c2 = db.update(C2_CHANGES, "c2")
+    ref = f"{registry.address}/dk/site:latest"
+    push(db, c1.id, ref)
+    found = get_manifest(registry.address, "dk/site", "latest")
+    assert found is not None
+    config = found.json["config"]["digest"]
+    request = urllib.request.Request(
+        f"http://{registry.address}/v2/dk/site/blobs/{config}", method="DELETE"
+    )
+    with urllib.request.urlopen(request, timeout=30) as resp:
+        assert resp.status == 202
+    _digest, how = push(db, c2.id, ref)
+    assert how == f"full (the config {config} of the tag's image is missing)", how
+    assert rootfs_tree(unpack_ref(ref, tmp_path / "u")) == tree_of(c2)

@@ -14,7 +14,6 @@ import fcntl
 import json
 import logging
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -31,11 +30,11 @@ from datakit.images.oci import (
     parse_json,
     valid_digest,
 )
+from datakit.images.reference import valid_tag
 from datakit.images.target import Current, TargetError
 
 log = logging.getLogger(__name__)
 
-_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
 _LAYOUT_FILE = "oci-layout"
 _INDEX = "index.json"
 
@@ -50,7 +49,7 @@ def split_layout(text: str) -> tuple[Path, str]:
     directory, sep, tag = text.rpartition(":")
     if not sep or "/" in tag:
         return Path(text), "latest"
-    if not directory or not _TAG.fullmatch(tag):
+    if not directory or not valid_tag(tag):
         raise TargetError(
             f"{text}: {tag!r} is not a valid tag (letters, digits, _ . -, at most 128, "
             "not starting with . or -)"

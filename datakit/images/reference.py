@@ -11,11 +11,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from datakit.images.oci import valid_digest
+
 # distribution-spec (spec B.3): one path component, and the whole repository name.
 _COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
 _REPOSITORY = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
 _TAG = re.compile(r"[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}")
-_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 # A DNS name or IPv4 address, or a bracketed IPv6 address; optional port.
 _HOST = re.compile(
     r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*"
@@ -66,6 +67,12 @@ class ImageRef:
         return text
 
 
+def valid_tag(tag: str) -> bool:
+    """A tag as the distribution spec allows (B.3), in references and in
+    OCI layouts alike."""
+    return _TAG.fullmatch(tag) is not None
+
+
 def api_host(registry: str) -> str:
     """The host[:port] serving the registry API for a registry as users name it."""
     return DOCKER_HUB_API if registry in (DOCKER_HUB, "index.docker.io") else registry
@@ -96,7 +103,7 @@ def parse_ref(text: str) -> ImageRef:
     digest: str | None = None
     rest, at, digest_text = rest.partition("@")
     if at:
-        if not _DIGEST.fullmatch(digest_text):
+        if not valid_digest(digest_text):
             raise RefError(
                 f"image reference {text!r}: digest {digest_text!r} is not sha256:<64 lowercase hex>"
             )
@@ -105,7 +112,7 @@ def parse_ref(text: str) -> ImageRef:
     # A ':' after the last '/' starts the tag (a ':' before it belongs to the host).
     if ":" in rest.rpartition("/")[2]:
         rest, _, tag = rest.rpartition(":")
-        if not _TAG.fullmatch(tag):
+        if not valid_tag(tag):
             raise RefError(
                 f"image reference {text!r}: tag {tag!r} is not allowed"
                 " (letters, digits, '_', '.', '-'; at most 128; not starting with '.' or '-')"

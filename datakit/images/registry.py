@@ -29,20 +29,23 @@ from urllib.parse import quote, urlencode
 import httpx
 
 from datakit.images.auth import Credentials
+from datakit.images.oci import (
+    DOCKER_LIST,
+    DOCKER_MANIFEST,
+    MAX_DOCUMENT,
+    OCI_INDEX,
+    OCI_MANIFEST,
+    digest_of,
+    valid_digest,
+)
 from datakit.images.reference import api_host
 
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-MANIFEST_TYPES = (OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST)
-
-MAX_MANIFEST = 4 * 1024 * 1024
+# What a tag may hold and we can read: an image, or an index of images.
+_ACCEPT = (OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST)
 _MAX_ERROR_BODY = 64 * 1024
 _MAX_TOKEN_BODY = 1024 * 1024  # real tokens are a few KiB
 _PIECE = 1024 * 1024  # bytes read from the source file at a time
 _MAX_RESUMES = 5  # recoveries (416, lost chunk) in a row before giving up
-_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 
 
 class RegistryError(Exception):
@@ -87,10 +90,6 @@ class _Challenge:
 def _one_line(text: str, limit: int = 300) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def sha256_digest(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def _parse_challenge(header: str) -> _Challenge | None:
@@ -188,22 +187,22 @@ class Registry:
             f"{self.base}/v2/{repository}/manifests/{reference}",
             what,
             _pull(repository),
-            headers={"Accept": ", ".join(MANIFEST_TYPES)},
-            max_body=MAX_MANIFEST,
+            headers={"Accept": ", ".join(_ACCEPT)},
+            max_body=MAX_DOCUMENT,
         )
         if reply.status == 404:
             return None
         self._expect(reply, what, 200)
         if reply.too_big:
-            raise RegistryError(f"{self.name}: {what}: manifest larger than {MAX_MANIFEST} bytes")
-        digest = sha256_digest(reply.body)
+            raise RegistryError(f"{self.name}: {what}: manifest larger than {MAX_DOCUMENT} bytes")
+        digest = digest_of(reply.body)
         self._check_digest(reply, what, digest)
-        if _DIGEST.fullmatch(reference) and reference != digest:
+        if valid_digest(reference) and reference != digest:
             raise RegistryError(
                 f"{self.name}: {what}: the registry sent content with digest {digest}"
             )
         media_type = reply.headers.get("Content-Type", "").split(";")[0].strip()
-        if media_type not in MANIFEST_TYPES:
+        if media_type not in _ACCEPT:
             try:
                 declared = json.loads(reply.body).get("mediaType")
             except (ValueError, AttributeError):
@@ -225,7 +224,7 @@ class Registry:
         self._expect(reply, what, 200)
         if reply.too_big:
             raise RegistryError(f"{self.name}: {what}: blob larger than {max_size} bytes")
-        got = sha256_digest(reply.body)
+        got = digest_of(reply.body)
         if got != digest:
             raise RegistryError(f"{self.name}: {what}: the registry sent content with digest {got}")
         return reply.body
@@ -300,7 +299,7 @@ class Registry:
         Monolithic (POST, then PUT with the bytes) up to chunk_size; above it
         PATCH chunks, resuming from the registry's offset after a 416 or a lost
         chunk, restarting the session if the registry dropped it."""
-        if not _DIGEST.fullmatch(digest):
+        if not valid_digest(digest):
             raise RegistryError(f"{self.name}: blob digest {digest!r} is not sha256:<64 hex>")
         what = f"uploading blob {digest} to {repository}"
         sent = _Sent(self._progress)
@@ -334,7 +333,7 @@ class Registry:
     def put_manifest(self, repository: str, reference: str, data: bytes, media_type: str) -> str:
         """Store `data` as the manifest at `reference`; returns its digest (checked)."""
         what = f"pushing manifest {repository}:{reference}"
-        digest = sha256_digest(data)
+        digest = digest_of(data)
         reply = self._call(
             "PUT",
             f"{self.base}/v2/{repository}/manifests/{reference}",

@@ -16,14 +16,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from datakit.images.registry import (
-    DOCKER_MANIFEST,
-    OCI_INDEX,
-    OCI_MANIFEST,
-    Registry,
-    RegistryError,
-    sha256_digest,
-)
+from datakit.images.oci import DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST
+from datakit.images.oci import digest_of as sha256_digest
+from datakit.images.registry import Registry, RegistryError
 from tests.images.proxy import RegistryProxy
 from tests.images.registryproc import RegistryProc
 

@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 from datakit.images.auth import Credentials, find_credentials
-from datakit.images.registry import OCI_MANIFEST, Registry, RegistryError, sha256_digest
+from datakit.images.oci import OCI_MANIFEST
+from datakit.images.oci import digest_of as sha256_digest
+from datakit.images.registry import Registry, RegistryError
 from tests.images.proxy import RegistryProxy
 from tests.images.registryproc import RegistryProc, running_registry
 from tests.images.test_registry import push_image

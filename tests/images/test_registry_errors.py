@@ -7,7 +7,8 @@ import socket
 
 import pytest
 
-from datakit.images.registry import Registry, RegistryError, sha256_digest
+from datakit.images.oci import digest_of as sha256_digest
+from datakit.images.registry import Registry, RegistryError
 from tests.images.proxy import RegistryProxy
 from tests.images.registryproc import RegistryProc
 from tests.ports import free_port

@@ -7,6 +7,7 @@ in place, an error or an interruption at any point leaves the tag as it was.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import tempfile
 from collections.abc import Callable
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from datakit.client import Commit, Connection, DataKitError, InvalidHash
+from datakit.client import Commit, Connection, DataKitError
 from datakit.images.layers import Layer, delta_layer, full_layer, normalize_prefix
 from datakit.images.oci import (
     ANN_BASE,
@@ -42,7 +43,7 @@ from datakit.images.oci import (
     rfc3339,
     with_layers,
 )
-from datakit.images.target import Target, TargetError
+from datakit.images.target import Current, Target, TargetError
 
 log = logging.getLogger(__name__)
 
@@ -125,24 +126,22 @@ def build(
         except _Full as e:
             why_full = str(e)
 
+    if previous is not None:
+        if previous.commit.tree_id == commit.tree_id:
+            return _same_tree(commit, previous, target, options, base_digest)
+        layers = len(previous.manifest.datakit_layers) + 1
+        if layers > options.max_layers:
+            why_full = f"{layers} layers would be more than --max-layers {options.max_layers}"
+            previous = None
     with tempfile.TemporaryDirectory(prefix="datakit-image-") as tmp:
         workdir = Path(tmp)
-        if previous is not None:
-            if previous.commit.tree_id == commit.tree_id:
-                return _same_tree(commit, previous, target, options, base_digest)
-            if len(previous.manifest.datakit_layers) + 1 > options.max_layers:
-                why_full = (
-                    f"{len(previous.manifest.datakit_layers) + 1} layers would be more than "
-                    f"--max-layers {options.max_layers}"
-                )
-                previous = None
         if previous is not None:
             return _delta(commit, previous, target, options, base_digest, workdir, warn)
         return _full(commit, target, options, base_digest, why_full, workdir, warn)
 
 
 def _previous(
-    db: Connection, current: Any, target: Target, options: Options, base_digest: str
+    db: Connection, current: Current, target: Target, options: Options, base_digest: str
 ) -> _Previous:
     try:
         manifest = parse_manifest(current.data, current.media_type)
@@ -157,7 +156,7 @@ def _previous(
         raise _Full(f"the tag's image was made on base {_quote(ann.get(ANN_BASE, ''))}")
     layers = manifest.datakit_layers
     revision = ann[ANN_REVISION]
-    commit = _known_commit(db, revision)
+    commit = known_commit(db, revision)
     if commit is None:
         raise _Full(f"its commit {_quote(revision)} is not in this database")
     if commit.tree_id != ann.get(ANN_TREE):
@@ -166,7 +165,7 @@ def _previous(
     # the revision itself, or (after a re-tag) of a commit with its tree.
     last = layers[-1].annotations.get(ANN_COMMIT, "") if layers else ""
     if last != revision:
-        last_commit = _known_commit(db, last)
+        last_commit = known_commit(db, last)
         if last_commit is None or last_commit.tree_id != commit.tree_id:
             raise _Full("the tag's image does not end with a layer of its tree")
     if not target.has_blob(manifest.config.digest):
@@ -190,13 +189,13 @@ def _previous(
     return _Previous(current.digest, manifest, config, commit)
 
 
-def _known_commit(db: Connection, id: str) -> Commit | None:
-    """The commit ``id`` if this database has it (ids come from a registry:
-    anything may be there)."""
+def known_commit(db: Connection, id: str) -> Commit | None:
+    """The commit ``id`` if this database has it; None for an id that is
+    malformed or unknown (ids come from users and registries)."""
     try:
         commit = db.commit(id)
         commit.tree_id  # noqa: B018 - reads the commit: it must exist here
-    except (InvalidHash, DataKitError):
+    except DataKitError:  # InvalidHash included
         return None
     return commit
 
@@ -318,18 +317,13 @@ def _delta(
     layers = [*previous.manifest.layers, _layer_descriptor(layer, commit, parent)]
     digest, sent = _write(
         target,
-        _without_base(options),
+        dataclasses.replace(options, base=None),  # its base layers are in place
         layers,
         layer,
         config,
         _annotations(commit, options, base_digest),
     )
     return Outcome(digest, f"delta from {parent.id}", sent, layer)
-
-
-def _without_base(options: Options) -> Options:
-    """A delta keeps the previous image's base layers, already in place."""
-    return Options(**{**options.__dict__, "base": None})
 
 
 def _full(

@@ -11,7 +11,6 @@ reported once and skipped until the branch moves on.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 import time
 from collections.abc import Callable
@@ -22,8 +21,6 @@ from datakit.images.layers import LayerError
 from datakit.images.oci import ImageFormatError
 from datakit.images.registry import RegistryError
 from datakit.images.target import TargetError
-
-log = logging.getLogger(__name__)
 
 MAX_BACKOFF = 60.0
 
@@ -55,9 +52,7 @@ def follow(args: argparse.Namespace, push: Callable[[Connection, Commit], Outcom
                     print(outcome, flush=True)
                     done = head.id
                     delay = 1.0
-        except DatabaseUnavailable as e:
-            print(f"{PROG}: {e}; retrying in {delay:.0f} s", file=sys.stderr, flush=True)
-        except (RegistryError, TargetError) as e:
+        except (DatabaseUnavailable, RegistryError, TargetError) as e:
             print(f"{PROG}: {e}; retrying in {delay:.0f} s", file=sys.stderr, flush=True)
         except (DataKitError, OSError) as e:
             print(

@@ -19,7 +19,14 @@ from types import FrameType
 
 from datakit.client import Commit, Connection, DataKitError, connect
 from datakit.images.auth import AuthFileError, find_credentials
-from datakit.images.build import DEFAULT_MAX_LAYERS, BaseImage, Options, Outcome, build
+from datakit.images.build import (
+    DEFAULT_MAX_LAYERS,
+    BaseImage,
+    Options,
+    Outcome,
+    build,
+    known_commit,
+)
 from datakit.images.layers import LayerError, normalize_prefix
 from datakit.images.layout import LayoutTarget, split_layout
 from datakit.images.oci import ImageFormatError, Platform
@@ -177,18 +184,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def open_db(address: str) -> Connection:
     """connect(), but never create a repository where the user named none."""
+    options = {}
     if "://" not in address:
         path = Path(address)
         if not path.exists():
             raise UsageError(f"{address}: no such database (not a server address nor a path)")
         if not ((path / ".git").exists() or (path / "HEAD").is_file()):
             raise UsageError(f"{address}: not a Git repository")
-    try:
-        if "://" in address:
-            return connect(address)
         # Each file is read once into a layer: a big cache would only hold
         # the tree's last 64 MiB for nobody (memory flat whatever the tree).
-        return connect(address, cache_size=4 << 20)
+        options["cache_size"] = 4 << 20
+    try:
+        return connect(address, **options)
     except ValueError as e:
         raise UsageError(str(e)) from None
     except (OSError, DataKitError) as e:
@@ -197,11 +204,9 @@ def open_db(address: str) -> Connection:
 
 def resolve(db: Connection, branch: str | None, commit: str | None) -> Commit:
     if commit is not None:
-        try:
-            found = db.commit(commit)
-            found.tree_id  # noqa: B018 - fails here if the commit is not in the database
-        except DataKitError:
-            raise UsageError(f"commit {commit}: not in the database") from None
+        found = known_commit(db, commit)
+        if found is None:
+            raise UsageError(f"commit {commit}: not in the database")
         return found
     assert branch is not None
     head = db.branch(branch).head()

@@ -10,17 +10,21 @@ of them: past that, whoever queues waits (back-pressure, not failure).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import trio
+
+from datakit.server.transport import Buffer, Transport
 
 #: Reply bytes held for a client that does not read before queueing waits.
 MAX_QUEUED_BYTES = 8 * 1024 * 1024
 
 
 class OutputQueue:
-    def __init__(self, stream: trio.abc.SendStream, max_bytes: int = MAX_QUEUED_BYTES) -> None:
-        self.stream = stream
+    def __init__(self, transport: Transport, max_bytes: int = MAX_QUEUED_BYTES) -> None:
+        self.transport = transport
         self.max_bytes = max_bytes
-        self._out: list[bytes] = []
+        self._out: list[Buffer] = []
         self._out_bytes = 0
         self._writing = False
         self._drained = trio.Event()  # set (and replaced) whenever a write completes
@@ -31,22 +35,31 @@ class OutputQueue:
         """Bytes of replies queued and not yet handed to the stream."""
         return self._out_bytes
 
-    async def put(self, data: bytes, *, defer: bool = False) -> None:
-        """Queue a reply; unless `defer`, also write out everything queued.
+    async def put(self, data: Buffer | Sequence[Buffer], *, defer: bool = False) -> None:
+        """Queue a reply (its bytes, or its parts in order); unless `defer`,
+        also write out everything queued.
 
         The read loop defers: it answers every request already received
         before it writes (`send_queued`), so a pipelined burst gets one
         write back."""
         await self.wait_for_room()
-        self._out.append(data)
-        self._out_bytes += len(data)
+        if isinstance(data, bytes | bytearray | memoryview):
+            self._out.append(data)
+            self._out_bytes += len(data)
+        else:
+            self._out.extend(data)
+            self._out_bytes += sum(len(part) for part in data)
         if not (defer or self._writing):  # else the task writing sends this too
-            await self._write_out()
+            await self._write_out(gather=True)
 
     async def send_queued(self) -> None:
-        """Write what deferred `put`s left, unless a writer is at it already."""
+        """Write what deferred `put`s left, unless a writer is at it already.
+
+        No waiting for other replies first: the read loop calls this once
+        it has answered everything received, and a lone request's reply
+        should leave at once."""
         if self._out and not self._writing:
-            await self._write_out()
+            await self._write_out(gather=False)
 
     async def wait_for_room(self) -> None:
         """Wait until the queue is within its bound (writing it out if nobody is)."""
@@ -56,7 +69,7 @@ class OutputQueue:
             if self._writing:
                 await self._drained.wait()
             else:
-                await self._write_out()
+                await self._write_out(gather=False)
 
     async def drain(self) -> None:
         """Wait until everything queued has been written (before closing)."""
@@ -66,16 +79,18 @@ class OutputQueue:
             else:
                 await self._write_out()
 
-    async def _write_out(self) -> None:
+    async def _write_out(self, *, gather: bool = True) -> None:
         self._writing = True
         try:
-            # Let the other requests that are ready now run first, so their
-            # replies leave in this same write (pipelined clients send many).
-            await trio.lowlevel.cancel_shielded_checkpoint()
+            if gather:
+                # Let the other requests that are ready now run first, so
+                # their replies leave in this same write (requests answered
+                # in tasks of their own finish together).
+                await trio.lowlevel.cancel_shielded_checkpoint()
             while self._out:
                 out, self._out = self._out, []
                 self._out_bytes = 0
-                await self.stream.send_all(out[0] if len(out) == 1 else b"".join(out))
+                await self.transport.send(out)
                 drained, self._drained = self._drained, trio.Event()
                 drained.set()
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:

@@ -43,6 +43,7 @@ class Scheduler:
         self.output = output
         self.max_pending = max_pending
         self._pending: dict[int, _Request] = {}  # by tag
+        self._running = 0  # tasks started and not yet out of the fids' ordering
         self._order = ordering.FidOrder()
 
     @property
@@ -59,6 +60,11 @@ class Scheduler:
         tag = msg.tag
         if tag in self._pending:
             await self._send(self.conn.error_reply(tag, FsError("Tag in use", E.EINVAL)))
+            return
+        if not self._running and not self._may_block(msg):
+            # Nothing runs in a task, so nothing earlier can be in the way:
+            # the lone request of a client that waits for each reply.
+            await self._run_inline(msg)
             return
         shared, owned = ordering.claims(msg)
         waits = self._order.pending(shared, owned)
@@ -77,6 +83,7 @@ class Scheduler:
         req = _Request(tag)
         self._pending[tag] = req
         self._order.enter(shared, owned, req.done)
+        self._running += 1
         nursery.start_soon(self._run_request, msg, req, waits, shared + owned)
 
     def reset(self) -> None:
@@ -140,6 +147,7 @@ class Scheduler:
             self._finish(req)
             req.done.set()
             self._order.leave(fids)
+            self._running -= 1
             metrics.count_request(type(msg), outcome, time.perf_counter() - start)
 
     def _finish(self, req: _Request) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import errno as E
 import logging
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -24,6 +23,7 @@ from datakit.server import ops
 from datakit.server.connection import Connection
 from datakit.server.output import MAX_QUEUED_BYTES, OutputQueue
 from datakit.server.scheduler import Scheduler
+from datakit.server.transport import transport_for
 from datakit.vfs import Directory, FsError
 
 log = logging.getLogger("datakit.server")
@@ -53,14 +53,14 @@ class Session:
         *,
         read_only: bool = False,
     ) -> None:
-        self.stream = stream
+        self.transport = transport_for(stream)
         self.limits = limits or Limits()
         self.decoder = ninep.Decoder()
         self.handshake = ServerHandshake(self.decoder, self.limits.max_msize)
         self.conn = Connection(
             self.handshake, make_root, max_fids=self.limits.max_fids, read_only=read_only
         )
-        self.output = OutputQueue(stream, self.limits.max_queued_bytes)
+        self.output = OutputQueue(self.transport, self.limits.max_queued_bytes)
         self.scheduler = Scheduler(self.conn, self.output, self.limits.max_pending)
 
     @property
@@ -91,7 +91,7 @@ class Session:
             # Last, so a scrape that sees the connection gone also sees its state gone.
             metrics.CONNECTIONS.dec()
             with trio.CancelScope(shield=True):
-                await self.stream.aclose()
+                await self.transport.aclose()
 
     async def _read_loop(self, nursery: trio.Nursery) -> None:
         deadline = trio.current_time() + self.limits.handshake_timeout
@@ -114,24 +114,33 @@ class Session:
                     await self._receive(deadline)
                 elif handshake.state is State.READY:
                     await self.scheduler.submit(msg, nursery)
+                    await self.transport.spend()
                 else:
                     await self._handshake(msg)
 
     async def _receive(self, deadline: float) -> None:
         """Read more bytes; until the client attached, only up to `deadline`."""
         await self.output.send_queued()  # the replies of everything received so far
-        with trio.move_on_at(math.inf if self.state is State.READY else deadline):
-            data = await self.stream.receive_some(max(65536, self.conn.msize + 4096))
-            if data:
-                self.decoder.feed(data)
-            else:
-                self.handshake.close()
+        if self.state is State.READY:  # the common case: no cancel scope to set up
+            self._take(await self.transport.receive(self._receive_size()))
+            return
+        with trio.move_on_at(deadline):
+            self._take(await self.transport.receive(self._receive_size()))
             return
         log.info(
             "closing a connection that did not attach within %g s",
             self.limits.handshake_timeout,
         )
         self.handshake.close()
+
+    def _receive_size(self) -> int:
+        return max(65536, self.conn.msize + 4096)
+
+    def _take(self, data: bytes) -> None:
+        if data:
+            self.decoder.feed(data)
+        else:  # the client closed its side
+            self.handshake.close()
 
     async def _handshake(self, msg: ninep.Message) -> None:
         """Before the first attach: Tversion (again), then Tattach."""

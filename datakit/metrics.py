@@ -7,47 +7,80 @@ nothing here does I/O. :mod:`datakit.metrics_http` serves the registry.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from bisect import bisect_left
+from collections.abc import Iterator
 
 from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
     GCCollector,
-    Histogram,
     PlatformCollector,
     ProcessCollector,
     Summary,
 )
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.utils import floatToGoString
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 ProcessCollector(registry=REGISTRY)
 PlatformCollector(registry=REGISTRY)
 GCCollector(registry=REGISTRY)
 
-REQUESTS = Counter(
-    "datakit_9p_requests_total",
-    "9p requests handled, by message type and outcome (ok, error, flushed).",
-    ["type", "outcome"],
-    registry=REGISTRY,
-)
-REQUEST_SECONDS = Histogram(
-    "datakit_9p_request_duration_seconds",
-    "Time from receiving a 9p request to sending its reply.",
-    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5, 2.5, 10.0),
-    registry=REGISTRY,
-)
-_request_children: dict[tuple[type, str], Any] = {}
+
+class _RequestStats:
+    """`datakit_9p_requests_total` and `datakit_9p_request_duration_seconds`,
+    counted in plain ints and turned into metrics only when scraped.
+
+    Every request updates both. prometheus_client's labelled counter and
+    histogram take a lock and walk the buckets per update: 8% of a small
+    request's time in a profile of the kernel's `cat` sequence. Updates come
+    from the event loop's thread only; a scrape copies before reading."""
+
+    BOUNDS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5, 2.5, 10.0)
+
+    def __init__(self) -> None:
+        self.counts: dict[tuple[type, str], int] = {}
+        self.buckets = [0] * (len(self.BOUNDS) + 1)  # the last one: above every bound
+        self.total_seconds = 0.0
+
+    def count(self, msg_type: type, outcome: str, seconds: float) -> None:
+        key = (msg_type, outcome)
+        self.counts[key] = self.counts.get(key, 0) + 1
+        self.buckets[bisect_left(self.BOUNDS, seconds)] += 1
+        self.total_seconds += seconds
+
+    def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily(
+            "datakit_9p_requests",
+            "9p requests handled, by message type and outcome (ok, error, flushed).",
+            labels=["type", "outcome"],
+        )
+        for (msg_type, outcome), n in sorted(
+            self.counts.copy().items(), key=lambda item: (item[0][0].__name__, item[0][1])
+        ):
+            requests.add_metric([msg_type.__name__, outcome], n)
+        yield requests
+        cumulative, buckets = 0, []
+        bounds = (*map(floatToGoString, self.BOUNDS), "+Inf")
+        for bound, n in zip(bounds, self.buckets.copy(), strict=True):
+            cumulative += n
+            buckets.append((bound, cumulative))
+        seconds = HistogramMetricFamily(
+            "datakit_9p_request_duration_seconds",
+            "Time from receiving a 9p request to sending its reply.",
+        )
+        seconds.add_metric([], buckets, self.total_seconds)
+        yield seconds
+
+
+_REQUEST_STATS = _RequestStats()
+REGISTRY.register(_REQUEST_STATS)
 
 
 def count_request(msg_type: type, outcome: str, seconds: float) -> None:
-    """One handled request; the labelled child is looked up once per pair
-    (`labels()` takes a lock and builds a tuple: too slow per request)."""
-    child = _request_children.get((msg_type, outcome))
-    if child is None:
-        child = _request_children[msg_type, outcome] = REQUESTS.labels(msg_type.__name__, outcome)
-    child.inc()
-    REQUEST_SECONDS.observe(seconds)
+    """One handled request (see `_RequestStats`)."""
+    _REQUEST_STATS.count(msg_type, outcome, seconds)
 
 
 BYTES_READ = Counter(

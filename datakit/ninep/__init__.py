@@ -32,7 +32,15 @@ reply to ``accept``; either way the agreed ``Settings`` configure the decoder.
 
 from . import constants as _constants
 from . import messages as _messages
-from .codec import decode, decode_dirents, decode_stats, encode, encode_dirent, encode_stat
+from .codec import (
+    decode,
+    decode_dirents,
+    decode_stats,
+    encode,
+    encode_dirent,
+    encode_parts,
+    encode_stat,
+)
 from .constants import *  # noqa: F403  (every protocol number is public)
 from .decoder import DEFAULT_MAX_SIZE, Decoder
 from .errors import EncodeError, MessageTooLarge, NinepError, ProtocolError
@@ -50,6 +58,7 @@ __all__ = [
     "decode_stats",
     "encode",
     "encode_dirent",
+    "encode_parts",
     "encode_stat",
 ]
 __all__ += _constants.__all__

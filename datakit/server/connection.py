@@ -14,6 +14,7 @@ from datakit import metrics, ninep
 from datakit.ninep.handshake import ServerHandshake
 from datakit.server import replies
 from datakit.server.fids import Fid, FidTable
+from datakit.server.transport import Buffer
 from datakit.vfs import Directory, FsError
 
 
@@ -54,8 +55,9 @@ class Connection:
         settings = self.handshake.settings
         return replies.error_reply(tag, err, settings.dialect, settings.msize)
 
-    def encode(self, reply: ninep.Message) -> bytes:
-        """Never raises: a reply that cannot be sent becomes an error for its tag."""
+    def encode(self, reply: ninep.Message) -> tuple[Buffer, ...]:
+        """The reply's buffers, to send in order. Never raises: a reply that
+        cannot be sent becomes an error for its tag."""
         settings = self.handshake.settings  # (once per reply: no property calls)
         return replies.encode_reply(reply, settings.dialect, settings.msize)
 

@@ -13,6 +13,7 @@ import errno as E
 import logging
 
 from datakit import ninep
+from datakit.server.transport import Buffer
 from datakit.vfs import FsError
 
 log = logging.getLogger("datakit.server")
@@ -45,22 +46,26 @@ def error_reply(tag: int, err: FsError, dialect: ninep.Dialect, msize: int) -> n
     return ninep.Rerror(tag=tag, ename=bounded(err.message, limit), errno=err.errno)
 
 
-def encode_reply(reply: ninep.Message, dialect: ninep.Dialect, msize: int) -> bytes:
-    """The frame of `reply`, or of an error for its tag if it cannot be sent."""
+def encode_reply(
+    reply: ninep.Message, dialect: ninep.Dialect, msize: int
+) -> tuple[Buffer, ...]:
+    """The frame of `reply` as buffers to send in order (a big Rread's data
+    is not copied), or of an error for its tag if it cannot be sent."""
     try:
-        data = ninep.encode(reply, dialect)
+        parts = ninep.encode_parts(reply, dialect)
     except ninep.EncodeError:
         log.exception("cannot encode a %s reply; answering with an error", type(reply).__name__)
         err = FsError("Reply cannot be encoded", E.EIO)
     else:
-        if len(data) <= msize:
-            return data
+        size = len(parts[0]) if len(parts) == 1 else sum(len(p) for p in parts)
+        if size <= msize:
+            return parts
         log.warning(
             "a %s reply of %d bytes exceeds msize %d; answering with an error",
             type(reply).__name__,
-            len(data),
+            size,
             msize,
         )
-        err = FsError(f"Reply of {len(data)} bytes exceeds msize {msize}", E.EMSGSIZE)
+        err = FsError(f"Reply of {size} bytes exceeds msize {msize}", E.EMSGSIZE)
     tag: int = reply.tag  # type: ignore[attr-defined]
-    return ninep.encode(error_reply(tag, err, dialect, msize), dialect)
+    return (ninep.encode(error_reply(tag, err, dialect, msize), dialect),)

@@ -115,3 +115,29 @@ def test_other_paths_are_404(tmp_path: Path) -> None:
         with pytest.raises(urllib.error.HTTPError) as err:
             urllib.request.urlopen(f"http://127.0.0.1:{mport}/", timeout=10)
         assert err.value.code == 404
+
+
+def test_request_counts_and_durations_are_exposed_as_prometheus_would() -> None:
+    """The per-request counters are plain ints turned into metrics at scrape:
+    `le` buckets are cumulative and inclusive, and the sum and count add up."""
+    from datakit import ninep
+    from datakit.metrics import _RequestStats
+
+    stats = _RequestStats()
+    for seconds in (0.0001, 0.0002, 0.003, 99.0):
+        stats.count(ninep.Tread, "ok", seconds)
+    stats.count(ninep.Twalk, "error", 0.0)
+    requests, durations = list(stats.collect())
+    counts = {
+        tuple(s.labels.values()): s.value for s in requests.samples if s.name.endswith("_total")
+    }
+    assert counts == {("Tread", "ok"): 4, ("Twalk", "error"): 1}
+    buckets = {s.labels["le"]: s.value for s in durations.samples if s.name.endswith("_bucket")}
+    assert buckets["0.0001"] == 2  # 0.0 and 0.0001: a bound is inclusive
+    assert buckets["0.00025"] == 3
+    assert buckets["0.005"] == 4
+    assert buckets["10.0"] == 4
+    assert buckets["+Inf"] == 5
+    total = {s.name: s.value for s in durations.samples if not s.name.endswith("_bucket")}
+    assert total["datakit_9p_request_duration_seconds_count"] == 5
+    assert abs(total["datakit_9p_request_duration_seconds_sum"] - 99.0033) < 1e-9

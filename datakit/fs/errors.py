@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import errno as E
 import logging
-from collections.abc import Iterator
+from types import TracebackType
 
 from datakit import store as st
 from datakit.vfs import FsError
@@ -41,16 +40,33 @@ def to_fs_error(exc: st.StoreError) -> FsError:
     return FsError(str(exc), E.EIO)
 
 
-@contextlib.contextmanager
-def store_errors() -> Iterator[None]:
+class _StoreErrors:
     """Re-raise store errors as FsError so the server reports them verbatim,
     and a failing disk (full, read-only, I/O error) with its own errno: the
     operation failed cleanly (a transaction stays open to be committed again),
-    which is the client's to know, not a server bug."""
-    try:
-        yield
-    except st.StoreError as exc:
-        raise to_fs_error(exc) from exc
-    except OSError as exc:
-        log.warning("repository write failed: %s", exc)
-        raise FsError(exc.strerror or str(exc), exc.errno or E.EIO) from exc
+    which is the client's to know, not a server bug.
+
+    A class rather than `contextlib.contextmanager`: it wraps a store call
+    in most requests, and a generator-based one costs four calls each time."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if isinstance(exc, st.StoreError):
+            raise to_fs_error(exc) from exc
+        if isinstance(exc, OSError):
+            log.warning("repository write failed: %s", exc)
+            raise FsError(exc.strerror or str(exc), exc.errno or E.EIO) from exc
+
+
+_STORE_ERRORS = _StoreErrors()
+
+
+def store_errors() -> _StoreErrors:
+    """`with store_errors(): ...` (see `_StoreErrors`)."""
+    return _STORE_ERRORS

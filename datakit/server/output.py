@@ -27,7 +27,8 @@ class OutputQueue:
         self._out: list[Buffer] = []
         self._out_bytes = 0
         self._writing = False
-        self._drained = trio.Event()  # set (and replaced) whenever a write completes
+        # Set and dropped whenever a write completes; made only when someone waits.
+        self._drained: trio.Event | None = None
         self._writer_error: BaseException | None = None
 
     @property
@@ -35,20 +36,19 @@ class OutputQueue:
         """Bytes of replies queued and not yet handed to the stream."""
         return self._out_bytes
 
-    async def put(self, data: Buffer | Sequence[Buffer], *, defer: bool = False) -> None:
-        """Queue a reply (its bytes, or its parts in order); unless `defer`,
-        also write out everything queued.
+    async def put(self, parts: Sequence[Buffer], *, defer: bool = False) -> None:
+        """Queue a reply (its parts, in order); unless `defer`, also write
+        out everything queued.
 
         The read loop defers: it answers every request already received
         before it writes (`send_queued`), so a pipelined burst gets one
         write back."""
-        await self.wait_for_room()
-        if isinstance(data, bytes | bytearray | memoryview):
-            self._out.append(data)
-            self._out_bytes += len(data)
-        else:
-            self._out.extend(data)
-            self._out_bytes += sum(len(part) for part in data)
+        if self._out_bytes > self.max_bytes:
+            await self.wait_for_room()
+        out = self._out
+        for part in parts:  # (a loop: cheaper than extend + sum for one or two)
+            out.append(part)
+            self._out_bytes += len(part)
         if not (defer or self._writing):  # else the task writing sends this too
             await self._write_out(gather=True)
 
@@ -67,15 +67,20 @@ class OutputQueue:
             if self._writer_error is not None:
                 raise trio.BrokenResourceError from self._writer_error
             if self._writing:
-                await self._drained.wait()
+                await self._wait_drained()
             else:
                 await self._write_out(gather=False)
+
+    async def _wait_drained(self) -> None:
+        if self._drained is None:
+            self._drained = trio.Event()
+        await self._drained.wait()
 
     async def drain(self) -> None:
         """Wait until everything queued has been written (before closing)."""
         while (self._out or self._writing) and self._writer_error is None:
             if self._writing:
-                await self._drained.wait()
+                await self._wait_drained()
             else:
                 await self._write_out()
 
@@ -91,11 +96,15 @@ class OutputQueue:
                 out, self._out = self._out, []
                 self._out_bytes = 0
                 await self.transport.send(out)
-                drained, self._drained = self._drained, trio.Event()
-                drained.set()
+                self._wake_waiters()
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             self._writer_error = exc
-            self._drained.set()
+            self._wake_waiters()
             raise
         finally:
             self._writing = False
+
+    def _wake_waiters(self) -> None:
+        if self._drained is not None:
+            self._drained.set()
+            self._drained = None

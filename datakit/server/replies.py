@@ -46,9 +46,7 @@ def error_reply(tag: int, err: FsError, dialect: ninep.Dialect, msize: int) -> n
     return ninep.Rerror(tag=tag, ename=bounded(err.message, limit), errno=err.errno)
 
 
-def encode_reply(
-    reply: ninep.Message, dialect: ninep.Dialect, msize: int
-) -> tuple[Buffer, ...]:
+def encode_reply(reply: ninep.Message, dialect: ninep.Dialect, msize: int) -> tuple[Buffer, ...]:
     """The frame of `reply` as buffers to send in order (a big Rread's data
     is not copied), or of an error for its tag if it cannot be sent."""
     try:

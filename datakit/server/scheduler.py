@@ -15,8 +15,8 @@ its reply is never sent.
 from __future__ import annotations
 
 import errno as E
-import time
 from dataclasses import dataclass, field
+from time import perf_counter
 
 import trio
 
@@ -25,6 +25,8 @@ from datakit.server import ops, ordering
 from datakit.server.connection import Connection
 from datakit.server.output import OutputQueue
 from datakit.vfs import FsError
+
+_ERRORS = frozenset((ninep.Rerror, ninep.Rlerror))
 
 
 @dataclass
@@ -114,16 +116,16 @@ class Scheduler:
         return entry is not None and entry.handle is not None and entry.handle.may_block
 
     async def _run_inline(self, msg: ninep.Message) -> None:
-        start = time.perf_counter()
+        start = perf_counter()
         reply = await ops.handle(self.conn, msg)
-        outcome = "error" if isinstance(reply, ninep.Rerror | ninep.Rlerror) else "ok"
-        metrics.count_request(type(msg), outcome, time.perf_counter() - start)
+        outcome = "error" if type(reply) in _ERRORS else "ok"
+        metrics.count_request(type(msg), outcome, perf_counter() - start)
         await self.output.put(self.conn.encode(reply), defer=True)
 
     async def _run_request(
         self, msg: ninep.Message, req: _Request, waits: list[trio.Event], fids: tuple[int, ...]
     ) -> None:
-        start = time.perf_counter()
+        start = perf_counter()
         outcome = "ok"
         try:
             with req.scope:
@@ -148,7 +150,7 @@ class Scheduler:
             req.done.set()
             self._order.leave(fids)
             self._running -= 1
-            metrics.count_request(type(msg), outcome, time.perf_counter() - start)
+            metrics.count_request(type(msg), outcome, perf_counter() - start)
 
     def _finish(self, req: _Request) -> None:
         # By identity: once answered, its tag may already name a newer request.

@@ -114,7 +114,8 @@ class Session:
                     await self._receive(deadline)
                 elif handshake.state is State.READY:
                     await self.scheduler.submit(msg, nursery)
-                    await self.transport.spend()
+                    if self.transport.due():
+                        await trio.lowlevel.checkpoint()
                 else:
                     await self._handshake(msg)
 

@@ -11,7 +11,7 @@ loop on top of the work itself.
 socket first and only waits in trio when the kernel says it would block.
 To stay fair to the other connections and tasks, a connection yields to the
 event loop after `YIELD_EVERY` reads, writes or requests handled without
-waiting (`spend`: a pipelining client whose requests are always there
+waiting (`due`: a pipelining client whose requests are always there
 cannot starve the rest), which is also where a cancellation reaches it.
 Replies go out with `writev`, so the parts of a reply need not be joined.
 
@@ -43,9 +43,9 @@ class Transport(Protocol):
         """Write every buffer, in order (raises trio.BrokenResourceError)."""
         ...
 
-    async def spend(self) -> None:
+    def due(self) -> bool:
         """Count one piece of work done without waiting (a request handled
-        inline); every `YIELD_EVERY` of them, yield to the event loop."""
+        inline); True every `YIELD_EVERY` of them: time to yield."""
         ...
 
     async def aclose(self) -> None: ...
@@ -63,11 +63,12 @@ class _Fair:
     def __init__(self) -> None:
         self._credit = YIELD_EVERY
 
-    async def spend(self) -> None:
+    def due(self) -> bool:
         self._credit -= 1
-        if self._credit <= 0:
-            self._credit = YIELD_EVERY
-            await trio.lowlevel.checkpoint()
+        if self._credit > 0:
+            return False
+        self._credit = YIELD_EVERY
+        return True
 
     def waited(self) -> None:
         """We just waited in trio, so the others had their turn."""
@@ -108,7 +109,8 @@ class SocketTransport(_Fair):
                 continue
             except OSError as exc:
                 raise _broken(exc) from exc
-            await self.spend()
+            if self.due():
+                await trio.lowlevel.checkpoint()
             return data
 
     async def send(self, buffers: Sequence[Buffer]) -> None:
@@ -123,7 +125,8 @@ class SocketTransport(_Fair):
             except OSError as exc:
                 raise _broken(exc) from exc
             pending = _advance(pending, sent)
-        await self.spend()
+        if self.due():
+            await trio.lowlevel.checkpoint()
 
     async def aclose(self) -> None:
         await self.stream.aclose()

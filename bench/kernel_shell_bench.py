@@ -23,6 +23,13 @@ round on fresh names. Each step is timed in the guest with busybox ash's
 rounds per step (and the median), and ratio = diod time / datakit time
 (> 1: datakit is faster). Overall = the sum of the steps.
 
+Under TCG the guest's vCPUs want both of a 2-core host's cores, so the
+servers' CPU time is taken from the guest: the script also prints each
+server's CPU seconds over the run and the datakit server's CPU per 9p
+request (the request count comes from its ``/metrics``, scraped from the
+host before and after). That figure is much steadier than the step times on
+a loaded host.
+
 ``--requests`` also scrapes the datakit server's Prometheus ``/metrics``
 from the guest (busybox wget, outside the timed part) around every datakit
 step and prints the 9p requests the kernel sent per step, by type, with the
@@ -47,6 +54,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -192,6 +200,16 @@ class Server:
                 start_new_session=True,
             )
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU of the process (all its threads) so far: on a
+        2-core host the server's CPU is taken from the guest's vCPUs."""
+        assert self.proc is not None
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError, ValueError):
+            return float("nan")
+
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
@@ -247,8 +265,7 @@ def start_datakit(args: argparse.Namespace, work: Path) -> Server:
     subprocess.run(["git", "init", "-q", "--bare", str(repo)], check=True)
     argv = [args.python, "-m", "datakit", "serve", "--git", str(repo)]
     argv += ["--listen-9p", "tcp://127.0.0.1:0"]
-    if args.requests:
-        argv += ["--listen-prometheus", "127.0.0.1:0"]
+    argv += ["--listen-prometheus", "127.0.0.1:0"]  # the run's request count
     argv += shlex.split(args.datakit_args)
     env = dict(os.environ)
     env["PYTHONPATH"] = args.datakit_cwd + (
@@ -261,7 +278,7 @@ def start_datakit(args: argparse.Namespace, work: Path) -> Server:
         text = srv.output()
         m9 = re.search(r"listening on tcp://127\.0\.0\.1:(\d+)", text, re.I)
         mm = re.search(r"metrics at http://[\d.]+:(\d+)/metrics", text, re.I)
-        if m9 and (mm or not args.requests):
+        if m9 and mm:
             srv.port = int(m9.group(1))
             srv.metrics_port = int(mm.group(1)) if mm else 0
             if accepts(srv.port):
@@ -271,7 +288,7 @@ def start_datakit(args: argparse.Namespace, work: Path) -> Server:
         time.sleep(0.05)
     raise BenchError(
         "the datakit server did not announce 'listening on tcp://127.0.0.1:PORT'"
-        + (" and 'metrics at ...'" if args.requests else "")
+        + " and 'metrics at http://...'"
         + " within 60 s (do not pass -q in --datakit-args)\n"
         + srv.describe()
     )
@@ -301,6 +318,19 @@ def start_diod(work: Path) -> Server:
         if "in use" not in srv.output():
             break
     raise BenchError("diod did not start listening within 30 s\n" + srv.describe())
+
+
+def requests_served(srv: Server) -> int:
+    """All 9p requests the datakit server has answered (host-side scrape)."""
+    url = f"http://127.0.0.1:{srv.metrics_port}/metrics"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as reply:
+            text = reply.read().decode()
+    except OSError as e:
+        raise BenchError(f"cannot read {url}: {e}") from e
+    return int(
+        sum(float(v) for v in re.findall(r"^datakit_9p_requests_total\{.*\} (\S+)$", text, re.M))
+    )
 
 
 def load_average() -> str:
@@ -477,6 +507,8 @@ def run(args: argparse.Namespace) -> int:
         )
         extra = f",{args.opts}" if args.opts else ""
         load_before = load_average()
+        dk_cpu0, diod_cpu0 = dk.cpu_seconds(), diod.cpu_seconds()
+        dk_requests0 = requests_served(dk)
         t0 = time.monotonic()
         result = vm9p.run_guest_script(
             guest_script(steps, args.rounds),
@@ -515,7 +547,15 @@ def run(args: argparse.Namespace) -> int:
             f"guest clock: $EPOCHREALTIME, clocksource {clock or '?'}, smallest step "
             f"{resolution} us; VM {wall:.0f} s (boot + mounts {boot} s)\n"
         )
-        print(f"host load average before/after: {load_before} / {load_average()}\n")
+        dk_cpu, diod_cpu = dk.cpu_seconds() - dk_cpu0, diod.cpu_seconds() - diod_cpu0
+        n = max(1, requests_served(dk) - dk_requests0)
+        print(
+            f"host load average before/after: {load_before} / {load_average()}\n"
+            f"server CPU in the run: datakit {dk_cpu:.2f} s, diod {diod_cpu:.2f} s "
+            f"(ratio {diod_cpu / dk_cpu if dk_cpu else 0:.2f}); datakit answered {n} "
+            f"9p requests: {dk_cpu / n * 1e6:.0f} us CPU per request, diod "
+            f"{diod_cpu / n * 1e6:.0f} us for about as many\n"
+        )
         print(table(res, reported))
         print("ratio = diod ms / datakit ms (> 1: datakit faster); best and median of rounds")
         if args.requests:

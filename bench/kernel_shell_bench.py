@@ -106,6 +106,7 @@ while [ $n -lt 2000 ]; do
   prev=$t; n=$((n+1))
 done
 say CLOCK "$cs" "$min"
+grep ' 9p ' /proc/mounts | while read -r src dir _ opts _; do say MOUNT "$dir" "$opts"; done
 
 mkdir $DK/branch/master 2>/dev/null
 [ -d $DK/branch ] || fail "no /db/branch: is /db a datakit server?"
@@ -379,6 +380,7 @@ class Results:
     metrics: dict[tuple[int, str, str], dict[str, float]] = field(
         default_factory=lambda: defaultdict(dict)
     )
+    mounts: list[str] = field(default_factory=list)
     done: bool = False
 
 
@@ -394,6 +396,8 @@ def parse(stdout: str) -> Results:
         elif parts[0] == "M" and len(parts) >= 6:
             rnd, step, phase = int(parts[1]), parts[2], parts[3]
             res.metrics[rnd, step, phase][parts[4]] = float(parts[5])
+        elif parts[0] == "MOUNT" and len(parts) == 3:
+            res.mounts.append(f"{parts[1]}: {parts[2]}")
         elif parts[0] == "CLOCK":
             res.clock = " ".join(parts[1:])
         elif parts[0] == "DONE":
@@ -549,6 +553,7 @@ def run(args: argparse.Namespace) -> int:
         )
         dk_cpu, diod_cpu = dk.cpu_seconds() - dk_cpu0, diod.cpu_seconds() - diod_cpu0
         n = max(1, requests_served(dk) - dk_requests0)
+        print("guest mounts (/proc/mounts): " + "; ".join(res.mounts))
         print(
             f"host load average before/after: {load_before} / {load_average()}\n"
             f"server CPU in the run: datakit {dk_cpu:.2f} s, diod {diod_cpu:.2f} s "
@@ -611,6 +616,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="sync",
         help="diod's 'commit' step: sync (default) or fsync of every file and directory",
     )
+    ap.add_argument(
+        "--msize",
+        type=int,
+        default=65536,
+        help="msize for both mounts (default 65536: diod's largest; the kernel's "
+        "default, 128 KiB, would give datakit a bigger msize than diod)",
+    )
     ap.add_argument("--opts", default="", help="extra mount options for both mounts")
     ap.add_argument(
         "--requests",
@@ -629,6 +641,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not (Path(args.datakit_cwd) / "datakit" / "__init__.py").is_file():
         ap.error(f"--datakit-cwd {args.datakit_cwd}: no datakit/__init__.py there")
     args.datakit_cwd = str(Path(args.datakit_cwd).resolve())
+    args.opts = f"msize={args.msize}" + (f",{args.opts}" if args.opts else "")
     if not args.timeout:
         # a loaded 2-core host needed ~0.35 s per file and round for both sides
         args.timeout = 120 + 1.2 * args.rounds * args.files

@@ -152,7 +152,7 @@ st_find() { find . > /dev/null; }
 st_cp() { mkdir sub && cp f* sub/; }
 st_commit() {
   if [ $S = dk ]; then echo commit > $T/ctl
-  elif [ "$BENCH_DIOD_COMMIT" = fsync ]; then fsync f* sub/f* sub .
+  elif [ "$BENCH_DIOD_COMMIT" = fsync ]; then sync f* sub/f* sub .  # busybox: fsync each
   else sync
   fi
 }

@@ -4,7 +4,9 @@
 
 DataKit's copy of the vm9p harness (originally /work/shared/tools/vm9p).
 Changes: ``--version none`` (or ``--no-version``) mounts with no ``version=``
-option at all (the kernel default, 9P2000.L); a Python API for pytest
+option at all (the kernel default, 9P2000.L); ``--mount2 PORT:DIR[:OPTS]``
+mounts a second server in the same guest (bench/kernel_shell_bench.py:
+datakit and diod side by side); a Python API for pytest
 (:func:`prepare_environment`, :func:`run_guest_script`, :class:`GuestResult`).
 CLI: ``python tests/kernel/vm9p.py --help``.
 
@@ -108,6 +110,15 @@ if [ "$VM9P_DO_MOUNT" = 1 ]; then
     halt_now
   fi
   cd "$VM9P_MNT"
+  if [ -n "$VM9P_MOUNT2_DIR" ]; then
+    mkdir -p "$VM9P_MOUNT2_DIR"
+    if ! mount -t 9p -o "$VM9P_MOUNT2_OPTS" "$VM9P_HOST" "$VM9P_MOUNT2_DIR" 2>/tmp/mount.err; then
+      err=$(tr '\n' ' ' < /tmp/mount.err)
+      mark MOUNTFAIL "(second mount at $VM9P_MOUNT2_DIR) $err"
+      dmesg | tail -n 5 > $CON
+      halt_now
+    fi
+  fi
 fi
 mark MOUNTED
 if [ "$VM9P_CHAN" = virtio ]; then
@@ -135,6 +146,7 @@ cd /
 kill -9 -1 2>/dev/null; sleep 0.1
 if [ "$VM9P_DO_MOUNT" = 1 ]; then
   sync
+  [ -n "$VM9P_MOUNT2_DIR" ] && umount "$VM9P_MOUNT2_DIR" > $CON 2>&1
   umount "$VM9P_MNT" > $CON 2>&1; urc=$?
   mark UMOUNT "$urc"
 fi
@@ -634,6 +646,8 @@ def build_initrd(cdir, info, args, script_bytes, path):
         "VM9P_OPTS": args.opts or "",
         "VM9P_MOUNT_OPTS": opts,
         "VM9P_MNT": args.mnt,
+        "VM9P_MOUNT2_DIR": mount2_dir(args),
+        "VM9P_MOUNT2_OPTS": mount2_opts(args),
         "VM9P_DO_MOUNT": "0" if args.no_mount else "1",
         "VM9P_GUEST_IP": "10.0.2.15",
         "VM9P_GW": "10.0.2.2",
@@ -668,6 +682,35 @@ def mount_opts(args):
     if args.opts:
         opts += "," + args.opts
     return opts
+
+
+def parse_mount2(spec):
+    """--mount2 PORT:DIR[:OPTS] -> (port, dir, opts); HarnessError if malformed."""
+    port, _, rest = spec.partition(":")
+    mdir, _, opts = rest.partition(":")
+    if not port.isdigit() or not 0 < int(port) < 65536 or not mdir.startswith("/"):
+        raise HarnessError("bad --mount2 %r (want PORT:/DIR[:OPTS])" % spec)
+    return int(port), mdir, opts
+
+
+def mount2_dir(args):
+    spec = getattr(args, "mount2", "")
+    return parse_mount2(spec)[1] if spec else ""
+
+
+def mount2_opts(args):
+    """The -o string of the second mount: like mount_opts (same trans and
+    version), with the second server's port and its own extra options."""
+    spec = getattr(args, "mount2", "")
+    if not spec:
+        return ""
+    port, _, opts = parse_mount2(spec)
+    out = "trans=tcp,port=%d" % port
+    if args.version:
+        out += ",version=%s" % args.version
+    if opts:
+        out += "," + opts
+    return out
 
 
 def channel_mode(info, args):
@@ -910,9 +953,15 @@ def boot(cdir, info, args, script_bytes, accel, status):
         if "MOUNTFAIL" in events:
             status["result"] = "mount-failed"
             status["mount_error"] = events["MOUNTFAIL"]["arg"]
+            second = events["MOUNTFAIL"]["arg"].startswith("(second mount")
             log(
                 "9p mount failed: mount -t 9p -o %s %s %s: %s"
-                % (mount_opts(args), args.host, args.mnt, events["MOUNTFAIL"]["arg"])
+                % (
+                    mount2_opts(args) if second else mount_opts(args),
+                    args.host,
+                    mount2_dir(args) if second else args.mnt,
+                    events["MOUNTFAIL"]["arg"],
+                )
             )
             return EXIT_MOUNT_FAILED
         if "FAIL" in events:
@@ -970,6 +1019,13 @@ def main(argv=None):
     )
     ap.add_argument(
         "--opts", default="", help="extra mount options, e.g. 'msize=524288,cache=none,aname=/x'"
+    )
+    ap.add_argument(
+        "--mount2",
+        default="",
+        metavar="PORT:DIR[:OPTS]",
+        help="also mount a second 9p server (host loopback PORT, same version) at DIR "
+        "in the guest, with extra mount options OPTS, e.g. 5641:/diod:aname=/srv/x",
     )
     ap.add_argument(
         "--mnt",
@@ -1097,6 +1153,8 @@ def main(argv=None):
         cdir, info = prepare(args)
         status["kernel"] = info["kernel_version"]
         status["mount_opts"] = mount_opts(args)
+        if args.mount2:
+            status["mount2_opts"] = mount2_opts(args)  # also checks the spec
         if args.prepare:
             print(json.dumps(dict(info, cache_dir=cdir, qemu=status["qemu"]), indent=1))
             return 0

@@ -27,6 +27,7 @@ from datakit.server.output import OutputQueue
 from datakit.vfs import FsError
 
 _ERRORS = frozenset((ninep.Rerror, ninep.Rlerror))
+_SPECIAL = frozenset((ninep.Tflush,))  # never answered by `run_inline`
 
 
 @dataclass
@@ -63,15 +64,13 @@ class Scheduler:
         if tag in self._pending:
             await self._send(self.conn.error_reply(tag, FsError("Tag in use", E.EINVAL)))
             return
-        if not self._running and not self._may_block(msg):
-            # Nothing runs in a task, so nothing earlier can be in the way:
-            # the lone request of a client that waits for each reply.
-            await self._run_inline(msg)
+        if self.idle(msg):
+            await self.run_inline(msg)
             return
         shared, owned = ordering.claims(msg)
         waits = self._order.pending(shared, owned)
         if not waits and not self._may_block(msg):
-            await self._run_inline(msg)
+            await self.run_inline(msg)
             return
         if len(self._pending) >= self.max_pending:
             # Refuse rather than stop reading: a stalled read loop would
@@ -115,7 +114,15 @@ class Scheduler:
         entry = self.conn.fids.peek(msg.fid)
         return entry is not None and entry.handle is not None and entry.handle.may_block
 
-    async def _run_inline(self, msg: ninep.Message) -> None:
+    def idle(self, msg: ninep.Message) -> bool:
+        """Whether `msg` can be answered at once with nothing else to check:
+        no request runs in a task (so none can be in its way), it is no flush
+        and it cannot block. The lone request of a client that waits for each
+        reply, as the kernel's does for each process."""
+        return not self._running and type(msg) not in _SPECIAL and not self._may_block(msg)
+
+    async def run_inline(self, msg: ninep.Message) -> None:
+        """Answer `msg` here and now (see `idle`)."""
         start = perf_counter()
         reply = await ops.handle(self.conn, msg)
         outcome = "error" if type(reply) in _ERRORS else "ok"

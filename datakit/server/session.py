@@ -95,10 +95,12 @@ class Session:
 
     async def _read_loop(self, nursery: trio.Nursery) -> None:
         deadline = trio.current_time() + self.limits.handshake_timeout
-        handshake = self.handshake  # a local: its state is read twice a request
+        # Locals: each is used once or twice a request.
+        handshake, decoder, output = self.handshake, self.decoder, self.output
+        transport, scheduler, conn = self.transport, self.scheduler, self.conn
         while handshake.state is not State.CLOSING:
             try:
-                msg = self.decoder.next_message()
+                msg = decoder.next_message()
             except ninep.MessageTooLarge as exc:
                 # The size field is nonsense, so whatever follows it is no tag.
                 metrics.PROTOCOL_ERRORS.inc()
@@ -111,20 +113,28 @@ class Session:
                     await self.send(self.conn.error_reply(exc.tag, FsError(str(exc), E.EPROTO)))
             else:
                 if msg is None:
-                    await self._receive(deadline)
+                    if handshake.state is State.READY:  # the common case, inline
+                        await output.send_queued()  # the replies of all received so far
+                        data = await transport.receive(max(65536, conn.msize + 4096))
+                        if data:
+                            decoder.feed(data)
+                        else:  # the client closed its side
+                            handshake.close()
+                    else:
+                        await self._receive(deadline)
                 elif handshake.state is State.READY:
-                    await self.scheduler.submit(msg, nursery)
-                    if self.transport.due():
+                    if scheduler.idle(msg):  # the lone request: answered here
+                        await scheduler.run_inline(msg)
+                    else:
+                        await scheduler.submit(msg, nursery)
+                    if transport.due():
                         await trio.lowlevel.checkpoint()
                 else:
                     await self._handshake(msg)
 
     async def _receive(self, deadline: float) -> None:
-        """Read more bytes; until the client attached, only up to `deadline`."""
-        await self.output.send_queued()  # the replies of everything received so far
-        if self.state is State.READY:  # the common case: no cancel scope to set up
-            self._take(await self.transport.receive(self._receive_size()))
-            return
+        """Before the client attached: read more bytes, up to `deadline`."""
+        await self.output.send_queued()
         with trio.move_on_at(deadline):
             self._take(await self.transport.receive(self._receive_size()))
             return

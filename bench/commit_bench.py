@@ -16,6 +16,10 @@ busy the machine is:
   ``ctl``, lopen, write ``commit``, clunk, clunk the transactions fid:
   eleven round trips. Against ``datakit serve`` with a memory store and with
   ``--git REPO`` (durable: every acknowledged commit is fsynced).
+* **raw 9p, 11 empty round trips** (memory server only): the same client
+  sending eleven requests that commit nothing (walk the root to a fid, clunk
+  it) per "commit": the request path's own cost, the floor under the rows
+  above whatever the store does.
 * **client library**: ``datakit.client.connect("tcp://...")``, one
   ``transaction()`` / ``create_file`` / ``commit`` per commit, run in a child
   process with the checkout's code (so ``--checkout`` compares client
@@ -84,6 +88,7 @@ class Raw9p:
         self.sock = socket.create_connection(("127.0.0.1", port))
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.round_trips = 0
+        self.spare_open = False  # fid 9, see empty_trips
         _, body = self.rpc(TVERSION, struct.pack("<I", msize) + _s("9P2000.L"), tag=0xFFFF)
         (self.msize,) = struct.unpack_from("<I", body)
         version = body[6 : 6 + struct.unpack_from("<H", body, 4)[0]]
@@ -178,6 +183,16 @@ class Raw9p:
         self.clunk(3)
         self.clunk(1)
 
+    def empty_trips(self, n: int) -> None:
+        """``n`` round trips that touch no transaction: walk the root to a
+        new fid and clunk it, alternately (the server's cost per request)."""
+        for _ in range(n):
+            if self.spare_open:
+                self.clunk(9)
+            else:
+                self.walk(0, 9, [])
+            self.spare_open = not self.spare_open
+
     def head(self) -> str:
         self.walk(0, 1, ["branch", "master", "head"])
         try:
@@ -271,6 +286,21 @@ def raw_contender(srv: Server, warmup: int) -> tuple[Contender, Callable[[], int
         return client.round_trips - before
 
     return run, trips
+
+
+def floor_contender(srv: Server, warmup: int) -> Contender:
+    """Eleven round trips that commit nothing, as many times as commits:
+    what the request path alone costs (the rest of a commit is the tree,
+    objects and ref work behind it)."""
+    client = Raw9p(srv.port)
+    client.empty_trips(11 * warmup)
+
+    def run(n: int) -> float:
+        start = time.perf_counter()
+        client.empty_trips(11 * n)
+        return time.perf_counter() - start
+
+    return run
 
 
 CLIENT_SCRIPT = """
@@ -369,12 +399,14 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=50, help="untimed commits first")
     parser.add_argument("--checkout", type=parse_checkout, action="append", default=[])
     parser.add_argument("--no-git-loop", action="store_true", help="skip the git reference")
-    parser.add_argument("--only", default="", help="comma-separated contender kinds: raw,client")
+    parser.add_argument(
+        "--only", default="", help="comma-separated contender kinds: raw,floor,client"
+    )
     args = parser.parse_args()
     if args.commits < 1 or args.rounds < 1 or args.warmup < 0:
         parser.error("--commits and --rounds must be positive, --warmup not negative")
     checkouts: list[tuple[str, Path]] = args.checkout or [("", ROOT)]
-    kinds = set(args.only.split(",")) if args.only else {"raw", "client"}
+    kinds = set(args.only.split(",")) if args.only else {"raw", "floor", "client"}
     n = args.commits
 
     with tempfile.TemporaryDirectory(prefix="dk-commit-bench-") as tmp, ExitStack() as stack:
@@ -392,6 +424,9 @@ def main() -> None:
                     run, trips = raw_contender(srv, args.warmup)
                     contenders[name] = run
                     notes[name] = functools.partial(trips_note, trips, n * args.rounds)
+                if "floor" in kinds and git is None:
+                    name = f"{prefix}raw 9p, 11 empty round trips"
+                    contenders[name] = floor_contender(srv, args.warmup)
                 if "client" in kinds:
                     name = f"{prefix}client library, {store}"
                     crun, per_commit = client_contender(srv, checkout, args.warmup)

@@ -604,13 +604,28 @@ class EditableTree:
                 stack.append((d, True))
                 stack.extend((c, False) for c in children.values() if isinstance(c, _Dir))
                 continue
+            # The tree this directory was loaded from (d.sha until it is
+            # written): an entry that did not change is taken from it as it
+            # is, the same object, which _check_special_files then skips.
+            base = self._db.tree_entries(d.sha) if d.sha is not None else None
             entries: dict[str, Entry] = {}
             for name, child in children.items():
                 if isinstance(child, _Dir):
-                    if child.sha is not None:
-                        entries[name] = Entry(Kind.DIR, child.sha, child.mode)
+                    if child.sha is None:
+                        continue
+                    kind, sha = Kind.DIR, child.sha
                 else:
-                    entries[name] = Entry(child.kind, self._write_file(child), child.mode)
+                    kind, sha = child.kind, self._write_file(child)
+                old = base.get(name) if base is not None else None
+                if (
+                    old is not None
+                    and old.sha == sha
+                    and old.kind is kind
+                    and old.mode == child.mode
+                ):
+                    entries[name] = old
+                else:
+                    entries[name] = Entry(kind, sha, child.mode)
             self._check_special_files(d.sha, entries)
             # A directory holding only hidden entries is kept: they are data.
             d.sha = self._db.put_tree(entries, d.hidden) if entries or d.hidden else None
@@ -631,7 +646,7 @@ class EditableTree:
         for name, entry in entries.items():
             if entry.kind is not Kind.FILE and entry.kind is not Kind.EXEC:
                 continue
-            if old is not None and old.get(name) == entry:
+            if old is not None and (old.get(name) is entry or old.get(name) == entry):
                 continue
             file = _special_file(name)
             if file is None or (name, entry) in self._merged_in:

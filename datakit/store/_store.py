@@ -8,6 +8,7 @@ it in one worker thread).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import heapq
 import logging
 import os
@@ -42,7 +43,7 @@ from ._objects import (
     parse_commit_body,
     serialize_commit,
 )
-from ._refs import DiskRefs, MemoryRefs, check_branch_name, is_valid_branch_name
+from ._refs import DiskRefs, Durable, MemoryRefs, check_branch_name, is_valid_branch_name
 from ._transaction import integrate
 from ._transport import FetchGuard, RemotePolicy, shown_url
 from ._tree import EditableTree, TreeView, diff_trees
@@ -402,12 +403,15 @@ class Store:
         expect them (the server writes in a worker thread, its listeners
         live on the event loop)."""
         self._check_name(name)
+        durable: Durable | None = None
         if new is not None:
             if not self.has_commit(new):
                 raise NotFound()
-            self._db.flush([new])
+            # The objects are written under the ref's lock, once its check
+            # passed, and fsynced with the lock file (see DiskRefs.cas).
+            durable = functools.partial(self._db.flush, [new])
         try:
-            if not self._refs.cas(name, expected, new):
+            if not self._refs.cas(name, expected, new, durable):
                 return False
         except OSError:
             # The ref may have moved before the failure (a directory fsync

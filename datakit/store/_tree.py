@@ -7,6 +7,7 @@ Walks over trees use explicit stacks, never recursion: git allows trees
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from typing import NamedTuple
 
@@ -150,6 +151,10 @@ def diff_trees(db: ObjectDB, old: str, new: str) -> list[Change]:
 
 # ---------------------------------------------------------------------------
 # Editable tree
+
+# Names recur from commit to commit (the same files edited again): their
+# special-file verdict is remembered, within a bound.
+_special_file = functools.lru_cache(maxsize=4096)(special_file)
 
 
 class _File:
@@ -599,13 +604,28 @@ class EditableTree:
                 stack.append((d, True))
                 stack.extend((c, False) for c in children.values() if isinstance(c, _Dir))
                 continue
+            # The tree this directory was loaded from (d.sha until it is
+            # written): an entry that did not change is taken from it as it
+            # is, the same object, which _check_special_files then skips.
+            base = self._db.tree_entries(d.sha) if d.sha is not None else None
             entries: dict[str, Entry] = {}
             for name, child in children.items():
                 if isinstance(child, _Dir):
-                    if child.sha is not None:
-                        entries[name] = Entry(Kind.DIR, child.sha, child.mode)
+                    if child.sha is None:
+                        continue
+                    kind, sha = Kind.DIR, child.sha
                 else:
-                    entries[name] = Entry(child.kind, self._write_file(child), child.mode)
+                    kind, sha = child.kind, self._write_file(child)
+                old = base.get(name) if base is not None else None
+                if (
+                    old is not None
+                    and old.sha == sha
+                    and old.kind is kind
+                    and old.mode == child.mode
+                ):
+                    entries[name] = old
+                else:
+                    entries[name] = Entry(kind, sha, child.mode)
             self._check_special_files(d.sha, entries)
             # A directory holding only hidden entries is kept: they are data.
             d.sha = self._db.put_tree(entries, d.hidden) if entries or d.hidden else None
@@ -619,11 +639,17 @@ class EditableTree:
         directory already held, or a merge took from another commit, is kept
         as it is even if git would refuse it: a tree written elsewhere must
         stay committable (issue #8, point 2)."""
+        # The unchanged entries are skipped first: a commit that changes one
+        # file of a big directory checks one name, not all of them (the
+        # name checks cost microseconds each, a comparison much less).
+        old = self._db.tree_entries(old_tree) if old_tree is not None else None
         for name, entry in entries.items():
-            file = special_file(name) if entry.kind in (Kind.FILE, Kind.EXEC) else None
-            if file is None or (name, entry) in self._merged_in:
+            if entry.kind is not Kind.FILE and entry.kind is not Kind.EXEC:
                 continue
-            if old_tree is not None and self._db.tree_entries(old_tree).get(name) == entry:
+            if old is not None and (old.get(name) is entry or old.get(name) == entry):
+                continue
+            file = _special_file(name)
+            if file is None or (name, entry) in self._merged_in:
                 continue
             reason = special_problem(file, self._db.blob(entry.sha))
             if reason is not None:

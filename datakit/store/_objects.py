@@ -26,7 +26,7 @@ from ._content import BUDGET, CHUNK, Content, Limits, temporary_file
 from ._durable import datasync, fsync_dir, new_temporary, write_all
 from ._errors import CorruptTree, NoSpace, NotFound, StoreError
 from ._names import problem
-from ._packs import write_pack
+from ._packs import PackedObject, packed_object, write_pack
 
 AUTHOR = b"datakit <datakit@mobyproject.org>"
 # git's default core.looseCompression: best speed; loose objects are short-lived
@@ -476,9 +476,17 @@ class ObjectDB:
             return len(data)
         size = None
         if self.objects_dir is not None:
-            size = self._loose_blob_size(sha)
-            if size is None and (packed := self._packed_blob(sha)) is not None:
-                size = packed[2]
+            # The packs already open first (a packed tree: no open() of a
+            # loose path that is not there), then loose, then new packs.
+            packed = self._packed(sha, rescan=False)
+            if packed is None:
+                size = self._loose_blob_size(sha)
+                if size is None:
+                    packed = self._packed(sha)
+            if packed is not None:
+                if packed.type_num != BLOB:
+                    raise NotFound()
+                size = packed.size
         if size is None:  # a delta (or not there: blob() raises NotFound)
             size = len(self.blob(sha))
         self.sizes.put(sha, size)
@@ -568,11 +576,10 @@ class ObjectDB:
                     return
                 except FileNotFoundError:
                     pass  # packed (maybe just now, by `git gc`)
-                packed = self._packed_blob(sha)
-                if packed is not None:
-                    path, offset, _ = packed
-                    with open(path, "rb") as f:
-                        f.seek(offset)
+                packed = self._packed(sha)
+                if packed is not None and packed.whole and packed.type_num == BLOB:
+                    with open(packed.path, "rb") as f:
+                        f.seek(packed.body)
                         _inflate_stream(f, emit)
                     return
             raw = self.get_raw(sha)
@@ -584,34 +591,20 @@ class ObjectDB:
 
         return produce
 
-    def _packed_blob(self, sha: str) -> tuple[str, int, int] | None:
-        """(pack path, offset of the deflated body, size) of a blob stored
-        whole in a pack; None if it is not packed, or is a delta.
+    def _packed(self, sha: str, *, rescan: bool = True) -> PackedObject | None:
+        """Where and what object ``sha`` is in a pack, from entry headers
+        only; None if it is in no pack (with ``rescan`` False: in none that
+        dulwich has open yet), or its entry is malformed (reading it says so).
 
-        The packs dulwich already has open are searched first, and the
-        entry's header is read from its map of the pack: no directory
-        listing nor open() per blob (``ls -l`` of a packed tree)."""
+        The packs dulwich already has open are searched, and the headers
+        read from its map of the pack: no directory listing nor open() per
+        blob (``ls -l`` of a packed tree)."""
         key = bytes.fromhex(sha)
         with self._backend_lock:
-            found = _find_in_packs(self.backend, key)
-            if found is None:
+            try:
+                return packed_object(lambda k: _find_in_packs(self.backend, k, rescan=rescan), key)
+            except (ValueError, IndexError, zlib.error):
                 return None
-            pack, offset = found
-            path = os.fspath(pack.data.path)
-            contents = getattr(pack.data, "_contents", None)
-            head = bytes(contents[offset : offset + 16]) if contents is not None else None
-        if head is None:
-            with open(path, "rb") as f:
-                f.seek(offset)
-                head = f.read(16)
-        if not head or (head[0] >> 4) & 7 != BLOB:
-            return None  # a delta (OFS/REF), or not a blob
-        size, shift, i = head[0] & 0x0F, 4, 0
-        while head[i] & 0x80:
-            i += 1
-            size |= (head[i] & 0x7F) << shift
-            shift += 7
-        return path, offset + i + 1, size
 
     def _inflate_loose(self, sha: str, emit: Callable[[bytes], None]) -> None:
         """Inflate a loose blob's content to ``emit``; FileNotFoundError if
@@ -880,10 +873,19 @@ def _inflate_stream(f: Any, emit: Callable[[bytes], None]) -> None:
     emit(inflate.flush())
 
 
-def _find_in_packs(backend: Any, key: bytes) -> tuple[Any, int] | None:
+def _find_in_packs(backend: Any, key: bytes, *, rescan: bool = True) -> tuple[Any, int] | None:
     """(pack, offset) of object ``key`` in the repository's packs: the ones
-    dulwich has open first, then (a miss) after rescanning the pack
+    dulwich has open, then (a miss, if ``rescan``) after rescanning the pack
     directory for packs added since, as dulwich's own lookups do."""
+    cached = getattr(backend, "_iter_cached_packs", None)
+    if cached is not None:
+        for pack in cached():
+            try:
+                return pack, pack.index.object_offset(key)
+            except KeyError:
+                continue
+        if not rescan:
+            return None
     lookup = getattr(backend, "_lookup_in_packs", None)
     if lookup is not None:
         try:

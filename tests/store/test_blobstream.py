@@ -280,3 +280,31 @@ def test_streamed_blobs_count_in_the_temporary_file_budget(
         gc.collect()
         # No reader any more: the one kept for a next reader gives its place.
         assert s.blob_reader(other.sha).read(0, 10) == data[::-1][:10]
+
+
+def test_packed_sizes_come_from_entry_headers(tmp_path: Path) -> None:
+    """`ls -l` of a packed tree: every blob's size (a delta's too, from its
+    data's header and its chain's bases) without inflating any blob, equal
+    to git's; a tree's id is no blob."""
+    work = tmp_path / "w"
+    git(None, "init", "-q", str(work))
+    text = b"".join(b"line %d of a file that changes a little\n" % i for i in range(4000))
+    for version in range(6):
+        (work / "f").write_bytes(text + b"version %d\n" % version * (version + 1))
+        (work / "d").mkdir(exist_ok=True)
+        (work / "d" / "g").write_bytes(b"%d\n" % version + text)
+        git(work, "add", "-A")
+        git(work, "commit", "-q", "-m", str(version))
+    git(work, "repack", "-a", "-d", "-f", "-q", "--depth=50", "--window=50")
+    listing = git(work, "verify-pack", "-v", *map(str, (work / ".git/objects/pack").glob("*.idx")))
+    rows = [line.split() for line in listing.splitlines() if len(line.split()) >= 5]
+    kinds = {row[0]: row[1] for row in rows if row[1] in ("blob", "tree")}
+    assert any(row[1] == "blob" and len(row) >= 7 for row in rows), listing  # deltas
+    with Store.open(work / ".git", create=False) as s:
+        for sha, kind in kinds.items():
+            if kind == "blob":
+                assert s.blob_size(sha) == int(git(work, "cat-file", "-s", sha))
+            else:
+                with pytest.raises(st.NotFound):
+                    s.blob_size(sha)
+        assert not s._db.blobs.data  # nothing inflated

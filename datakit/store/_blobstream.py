@@ -156,6 +156,11 @@ class StreamedBlob:
         return self._shared.done >= self.size
 
     @property
+    def failed(self) -> bool:
+        """Whether inflating it failed (reads past what is there raise)."""
+        return self._shared.error is not None
+
+    @property
     def inflated(self) -> int:
         """How many bytes from the start are there to read."""
         return self._shared.done
@@ -187,8 +192,10 @@ class StreamedBlob:
 
     def read(self, offset: int, count: int) -> bytes:
         end = self._end(offset, count)
-        self.wait(offset, count)
         shared = self._shared
+        if end <= shared.done:  # there already (always, once complete)
+            return pread_all(shared.fd, offset, max(0, end - offset))
+        self.wait(offset, count)
         if shared.error is not None and end > shared.done:
             raise StoreError(str(shared.error))
         return pread_all(shared.fd, offset, max(0, end - offset))

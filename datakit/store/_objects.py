@@ -532,10 +532,12 @@ class ObjectDB:
         if data is not None:
             return _CachedBlob(self, sha, len(data))
         big = self._big.get(sha)
-        if big is not None:
+        if big is not None and not big.failed:
             return big
         size = self.blob_size(sha)  # from the object's header where it can
-        if size <= min(self.STREAM_MIN, self.blobs.budget) or (
+        # (the cache takes a blob of its weight, size + 64: one it refuses
+        # would be inflated again at every read)
+        if size + 64 <= min(self.STREAM_MIN, self.blobs.budget) or (
             self.objects_dir is None and size <= self.blobs.budget
         ):
             return _CachedBlob(self, sha, size)
@@ -545,8 +547,10 @@ class ObjectDB:
         size = self.blob_size(sha)
         with self._starting:  # a second opener shares the first one's
             big = self._big.get(sha)
-            if big is not None:
+            if big is not None and not big.failed:
                 return big
+            # (a failed one, a disk full, say, is tried again by a new opener;
+            # its current readers keep their error)
             # Its descriptor counts with the transactions' temporary files:
             # readers of many big blobs must not take every descriptor either.
             try:

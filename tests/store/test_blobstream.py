@@ -308,3 +308,41 @@ def test_packed_sizes_come_from_entry_headers(tmp_path: Path) -> None:
                 with pytest.raises(st.NotFound):
                     s.blob_size(sha)
         assert not s._db.blobs.data  # nothing inflated
+
+
+def test_a_blob_the_size_of_the_cache_is_not_inflated_at_every_read(
+    repo: tuple[Path, str, bytes],
+) -> None:
+    """The cache refuses a blob heavier than its budget (size + 64): such a
+    blob streams instead of being inflated again for each read."""
+    path, sha, data = repo
+    with _open(path) as s:
+        s._db.STREAM_MIN = 1 << 30
+        s._db.blobs.budget = len(data)
+        inflations = 0
+        real = s._db.get_raw
+
+        def counting(key: str) -> object:
+            nonlocal inflations
+            inflations += key == sha
+            return real(key)
+
+        s._db.get_raw = counting  # type: ignore[method-assign,assignment]
+        reader = s.blob_reader(sha)
+        for offset in range(0, len(data), CHUNK):
+            assert reader.read(offset, CHUNK) == data[offset : offset + CHUNK]
+        assert inflations <= 1
+
+
+def test_a_failed_stream_is_tried_again_by_a_new_opener(repo: tuple[Path, str, bytes]) -> None:
+    path, _, _ = repo
+    sha = _short_loose(path)
+    with _open(path) as s:
+        first = s.blob_reader(sha)
+        with pytest.raises(StoreError):
+            first.read(0, 3 << 20)
+        assert isinstance(first, StreamedBlob) and first.failed
+        again = s.blob_reader(sha)
+        assert again is not first  # (a disk full may be over by now)
+        with pytest.raises(StoreError):
+            again.read(0, 3 << 20)

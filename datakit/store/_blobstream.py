@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 
 from ._content import BUDGET, pread_all
@@ -54,6 +55,7 @@ class _Shared:
         self.cond = threading.Condition()
         self.waiters: list[tuple[int, Callback]] = []  # (end, callback)
         self.holders = 2  # the blob object and the worker
+        self.closed = False  # fd closed, given back to BUDGET
 
     def release(self) -> None:
         with self.cond:
@@ -62,6 +64,11 @@ class _Shared:
         if last:
             os.close(self.fd)
             BUDGET.give_file()
+            with self.cond:
+                self.closed = True
+                self.cond.notify_all()
+            with _closing_lock:
+                _closing.discard(self)
 
     def advance(self, n: int) -> None:
         with self.cond:
@@ -125,6 +132,27 @@ def _failed(shared: _Shared, error: StoreError) -> None:
     shared.fail(error)
 
 
+# Inflations whose readers all went away but whose worker still holds the
+# file (it stops at its next chunk): what ``let_go`` waits for.
+_closing: set[_Shared] = set()
+_closing_lock = threading.Lock()
+
+
+def let_go(blobs: list[StreamedBlob], timeout: float = 5.0) -> None:
+    """Drop the references in ``blobs`` (emptied) and wait until the files
+    of every inflation nobody reads any more are given back: their workers
+    stop at their next chunk (a millisecond or two), or end; bounded by
+    ``timeout``. For a caller that found the temporary-file budget full."""
+    blobs.clear()  # (the caller holds no other reference: they may go now)
+    with _closing_lock:
+        pending = list(_closing)
+    deadline = time.monotonic() + timeout
+    for one in pending:
+        with one.cond:
+            while not one.closed and (left := deadline - time.monotonic()) > 0:
+                one.cond.wait(left)
+
+
 class StreamedBlob:
     """Range reads of a blob a worker thread is inflating into ``fd`` (a
     temporary file this object owns, counted in ``BUDGET``)."""
@@ -148,6 +176,8 @@ class StreamedBlob:
         shared = getattr(self, "_shared", None)
         if shared is not None:
             shared.abandoned = True
+            with _closing_lock:
+                _closing.add(shared)
             shared.release()
 
     @property

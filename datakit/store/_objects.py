@@ -21,7 +21,7 @@ from dulwich.errors import ObjectFormatException
 
 from datakit.formats import render_gitlink
 
-from ._blobstream import Producer, StreamedBlob
+from ._blobstream import Producer, StreamedBlob, let_go
 from ._content import BUDGET, CHUNK, Content, Limits, temporary_file
 from ._durable import datasync, fsync_dir, new_temporary, write_all
 from ._errors import CorruptTree, NoSpace, NotFound, StoreError
@@ -556,7 +556,10 @@ class ObjectDB:
             try:
                 fd = temporary_file(self.limits)
             except NoSpace:
-                self._recent_big.clear()  # kept only for the next reader: give them back
+                # Those kept only for a next reader give their files back.
+                kept = list(self._recent_big)
+                self._recent_big.clear()
+                let_go(kept)
                 fd = temporary_file(self.limits)
             try:
                 big = StreamedBlob(sha, fd, size, self._producer(sha))

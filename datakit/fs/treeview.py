@@ -115,10 +115,16 @@ class TreeFile(File):
 class BlobHandle(Handle):
     """An open blob. It holds no copy of its own: a small blob is read from
     the store's shared cache at each read, a big one from the temporary file
-    all its readers share (so 20 opens of a file cost one copy, or none)."""
+    all its readers share (so 20 opens of a file cost one copy, or none).
+
+    A big blob is inflated by a worker thread as it is read: a read of a
+    range not there yet waits for it without blocking the event loop, so
+    until all of it is there the handle ``may_block`` (the server runs its
+    reads in tasks); after that its reads are answered inline again."""
 
     def __init__(self, reader: st.BlobReader) -> None:
         self._reader = reader
+        self.may_block = isinstance(reader, st.StreamedBlob) and not reader.complete
 
     async def read(self, offset: int, count: int) -> bytes:
         size = self._reader.size
@@ -128,8 +134,22 @@ class BlobHandle(Handle):
             raise fserr.beyond_eof(offset, size)
         if count <= 0:
             return b""
+        reader = self._reader
+        if self.may_block and isinstance(reader, st.StreamedBlob):
+            await _inflated(reader, offset, count)
+            if reader.complete:
+                self.may_block = False
         with store_errors():
-            return self._reader.read(offset, count)
+            return reader.read(offset, count)
+
+
+async def _inflated(reader: st.StreamedBlob, offset: int, count: int) -> None:
+    """Wait until the worker inflating ``reader`` has the range (or failed:
+    the read then raises), woken by it through the event loop's token."""
+    ready = trio.Event()
+    token = trio.lowlevel.current_trio_token()
+    if not reader.notify(offset, count, lambda: token.run_sync_soon(ready.set)):
+        await ready.wait()
 
 
 class BlobFile(File):

@@ -3,6 +3,7 @@ DataKit's branches, commits and trees. Synchronous; knows nothing of 9p."""
 
 from datakit.formats import Change, DiffOp
 
+from ._blobstream import StreamedBlob
 from ._content import Limits
 from ._errors import (
     AlreadyExists,
@@ -71,6 +72,7 @@ __all__ = [
     "RemotePolicy",
     "Store",
     "StoreError",
+    "StreamedBlob",
     "Transaction",
     "TreeView",
     "check_branch_name",

@@ -21,11 +21,12 @@ from dulwich.errors import ObjectFormatException
 
 from datakit.formats import render_gitlink
 
-from ._content import BUDGET, CHUNK, Content, Limits, pread_all, temporary_file
+from ._blobstream import Producer, StreamedBlob, let_go
+from ._content import BUDGET, CHUNK, Content, Limits, temporary_file
 from ._durable import datasync, fsync_dir, new_temporary, write_all
 from ._errors import CorruptTree, NoSpace, NotFound, StoreError
 from ._names import problem
-from ._packs import write_pack
+from ._packs import PackedObject, packed_object, write_pack
 
 AUTHOR = b"datakit <datakit@mobyproject.org>"
 # git's default core.looseCompression: best speed; loose objects are short-lived
@@ -302,27 +303,6 @@ class _CachedBlob:
         return self._db.blob(self.sha)[offset : offset + max(0, count)]
 
 
-class _BlobFile:
-    """A blob larger than the cache, inflated once into a temporary file that
-    every reader of it shares; the file goes with its last reader."""
-
-    __slots__ = ("__weakref__", "_fd", "sha", "size")
-
-    def __init__(self, sha: str, fd: int, size: int) -> None:
-        self.sha = sha
-        self._fd = fd
-        self.size = size
-
-    def __del__(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
-            BUDGET.give_file()
-
-    def read(self, offset: int, count: int) -> bytes:
-        return pread_all(self._fd, offset, max(0, min(count, self.size - offset)))
-
-
 class BytesReader:
     """A reader over bytes already at hand (what a submodule entry reads as)."""
 
@@ -336,7 +316,7 @@ class BytesReader:
         return self.data[offset : offset + max(0, count)]
 
 
-BlobReader = _CachedBlob | _BlobFile | BytesReader
+BlobReader = _CachedBlob | StreamedBlob | BytesReader
 
 
 class ObjectDB:
@@ -355,6 +335,13 @@ class ObjectDB:
     """
 
     OVERLAY_LIMIT = 256 << 20  # bytes kept unflushed before spilling to disk
+    # Blobs bigger than this (or than the cache) on disk are streamed (see
+    # _blobstream): inflating one whole takes ~1.3 ms a MiB, on the event
+    # loop, before its first byte; below it, it is whole in the shared cache.
+    STREAM_MIN = 4 << 20
+    # Streamed blobs kept inflated (in their temporary files, not in
+    # memory) after their last reader, for the next one.
+    KEEP_STREAMED = 4
 
     def __init__(
         self,
@@ -375,11 +362,11 @@ class ObjectDB:
         self._flush_lock = threading.Lock()
         self.trees = _LRU(200_000)
         self.blobs = _LRU(self.limits.cache_size)
-        # Blobs too big for the cache: shared while anyone reads them, and
-        # the last few kept (on disk, not in memory) for the next reader.
-        self._big: weakref.WeakValueDictionary[str, _BlobFile] = weakref.WeakValueDictionary()
-        self._recent_big: deque[_BlobFile] = deque(maxlen=2)
-        self._inflating = threading.Lock()  # one big blob inflated at a time
+        # Streamed blobs: shared while anyone reads them, and the last few
+        # kept (on disk, not in memory) for the next reader.
+        self._big: weakref.WeakValueDictionary[str, StreamedBlob] = weakref.WeakValueDictionary()
+        self._recent_big: deque[StreamedBlob] = deque(maxlen=self.KEEP_STREAMED)
+        self._starting = threading.Lock()  # one StreamedBlob per blob
         self.commits = _LRU(100_000)
         self.types = _LRU(200_000)
         self.sizes = _LRU(200_000)  # blob sizes, so `ls -l` need not inflate blobs
@@ -489,9 +476,17 @@ class ObjectDB:
             return len(data)
         size = None
         if self.objects_dir is not None:
-            size = self._loose_blob_size(sha)
-            if size is None and (packed := self._packed_blob(sha)) is not None:
-                size = packed[2]
+            # The packs already open first (a packed tree: no open() of a
+            # loose path that is not there), then loose, then new packs.
+            packed = self._packed(sha, rescan=False)
+            if packed is None:
+                size = self._loose_blob_size(sha)
+                if size is None:
+                    packed = self._packed(sha)
+            if packed is not None:
+                if packed.type_num != BLOB:
+                    raise NotFound()
+                size = packed.size
         if size is None:  # a delta (or not there: blob() raises NotFound)
             size = len(self.blob(sha))
         self.sizes.put(sha, size)
@@ -513,13 +508,16 @@ class ObjectDB:
 
     def blob_reader(self, sha: str) -> BlobReader:
         """Range reads of a blob without a private copy: through the shared
-        cache if it fits the budget, else from one shared temporary file."""
-        return self._ready_reader(sha) or self._inflate_big(sha)
+        cache if it is small, else from one shared temporary file that a
+        worker thread fills as the readers go (see _blobstream)."""
+        return self._ready_reader(sha) or self._stream(sha)
 
     def blob_needs_inflating(self, sha: str) -> bool:
-        """Whether `blob_reader` would first inflate the blob into its
-        temporary file: seconds for a GiB, work for a worker thread."""
-        return self._ready_reader(sha) is None
+        """Whether opening the blob must first inflate it: never now. A
+        big blob streams (its readers wait in ``read`` for their range, an
+        event loop through ``StreamedBlob.notify``); a small one is
+        inflated on its first read, in about a millisecond a MiB."""
+        return False
 
     def _ready_reader(self, sha: str) -> BlobReader | None:
         item = self.overlay.get(sha)
@@ -534,92 +532,96 @@ class ObjectDB:
         if data is not None:
             return _CachedBlob(self, sha, len(data))
         big = self._big.get(sha)
-        if big is not None:
+        if big is not None and not big.failed:
             return big
         size = self.blob_size(sha)  # from the object's header where it can
-        if size <= self.blobs.budget:
+        # (the cache takes a blob of its weight, size + 64: one it refuses
+        # would be inflated again at every read)
+        if size + 64 <= min(self.STREAM_MIN, self.blobs.budget) or (
+            self.objects_dir is None and size <= self.blobs.budget
+        ):
             return _CachedBlob(self, sha, size)
         return None
 
-    def _inflate_big(self, sha: str) -> BlobReader:
-        with self._inflating:  # one at a time: a second reader finds it done
+    def _stream(self, sha: str) -> StreamedBlob:
+        size = self.blob_size(sha)
+        with self._starting:  # a second opener shares the first one's
             big = self._big.get(sha)
-            if big is not None:
+            if big is not None and not big.failed:
                 return big
+            # (a failed one, a disk full, say, is tried again by a new opener;
+            # its current readers keep their error)
             # Its descriptor counts with the transactions' temporary files:
             # readers of many big blobs must not take every descriptor either.
             try:
                 fd = temporary_file(self.limits)
             except NoSpace:
-                self._recent_big.clear()  # kept only for the next reader: give them back
+                # Those kept only for a next reader give their files back.
+                kept = list(self._recent_big)
+                self._recent_big.clear()
+                let_go(kept)
                 fd = temporary_file(self.limits)
             try:
-                size = self._inflate_into(sha, fd)
+                big = StreamedBlob(sha, fd, size, self._producer(sha))
             except BaseException:
                 os.close(fd)
                 BUDGET.give_file()
                 raise
-            big = self._big[sha] = _BlobFile(sha, fd, size)
+            self._big[sha] = big
             self._recent_big.append(big)
             return big
 
-    def _inflate_into(self, sha: str, fd: int) -> int:
-        """Write the blob's content to ``fd``. A loose object, or a whole
-        (undeltified) pack entry, as git packs big files, is inflated a chunk
-        at a time; anything else (a delta) goes through dulwich."""
-        if self.objects_dir is not None:
-            try:
-                return self._inflate_loose(sha, fd)
-            except FileNotFoundError:
-                pass  # packed (maybe just now, by `git gc`)
-            packed = self._packed_blob(sha)
-            if packed is not None:
-                path, offset, size = packed
-                with open(path, "rb") as f:
-                    f.seek(offset)
-                    _inflate_stream(f, lambda out: write_all(fd, out))
-                return size
-        raw = self.get_raw(sha)
-        if raw is None or raw[0] != BLOB:
-            raise NotFound()
-        write_all(fd, raw[1])
-        self.sizes.put(sha, len(raw[1]))
-        return len(raw[1])
+    def _producer(self, sha: str) -> Producer:
+        """What inflates the blob's content, in the worker thread: a loose
+        object, or a whole (undeltified) pack entry, as git packs big
+        files, a chunk at a time; anything else (a delta) through dulwich."""
 
-    def _packed_blob(self, sha: str) -> tuple[str, int, int] | None:
-        """(pack path, offset of the deflated body, size) of a blob stored
-        whole in a pack; None if it is not packed, or is a delta."""
+        def produce(emit: Callable[[bytes], None]) -> None:
+            if self.objects_dir is not None:
+                try:
+                    self._inflate_loose(sha, emit)
+                    return
+                except FileNotFoundError:
+                    pass  # packed (maybe just now, by `git gc`)
+                packed = self._packed(sha)
+                if packed is not None and packed.whole and packed.type_num == BLOB:
+                    with open(packed.path, "rb") as f:
+                        f.seek(packed.body)
+                        _inflate_stream(f, emit)
+                    return
+            raw = self.get_raw(sha)
+            if raw is None or raw[0] != BLOB:
+                raise NotFound()
+            data = raw[1]
+            for start in range(0, len(data), CHUNK):
+                emit(data[start : start + CHUNK])
+
+        return produce
+
+    def _packed(self, sha: str, *, rescan: bool = True) -> PackedObject | None:
+        """Where and what object ``sha`` is in a pack, from entry headers
+        only; None if it is in no pack (with ``rescan`` False: in none that
+        dulwich has open yet), or its entry is malformed (reading it says so).
+
+        The packs dulwich already has open are searched, and the headers
+        read from its map of the pack: no directory listing nor open() per
+        blob (``ls -l`` of a packed tree)."""
         key = bytes.fromhex(sha)
         with self._backend_lock:
-            for pack in self.backend.packs:
-                try:
-                    offset = pack.index.object_offset(key)
-                except KeyError:
-                    continue
-                path = os.fspath(pack.data.path)
-                break
-            else:
+            try:
+                return packed_object(lambda k: _find_in_packs(self.backend, k, rescan=rescan), key)
+            except (ValueError, IndexError, zlib.error):
                 return None
-        with open(path, "rb") as f:
-            f.seek(offset)
-            head = f.read(16)
-        if not head or (head[0] >> 4) & 7 != BLOB:
-            return None  # a delta (OFS/REF), or not a blob
-        size, shift, i = head[0] & 0x0F, 4, 0
-        while head[i] & 0x80:
-            i += 1
-            size |= (head[i] & 0x7F) << shift
-            shift += 7
-        return path, offset + i + 1, size
 
-    def _inflate_loose(self, sha: str, fd: int) -> int:
+    def _inflate_loose(self, sha: str, emit: Callable[[bytes], None]) -> None:
+        """Inflate a loose blob's content to ``emit``; FileNotFoundError if
+        it is not a loose object, NotFound if it is no blob."""
         assert self.objects_dir is not None
         header = b""  # until the NUL that ends "blob <size>"
         in_header = True
-        size = 0
 
-        def emit(out: bytes) -> None:
-            nonlocal header, in_header, size
+        def body(out: bytes) -> None:
+            nonlocal header, in_header
             if in_header:
                 header += out
                 head, sep, out = header.partition(b"\0")
@@ -631,14 +633,12 @@ class ObjectDB:
                     raise NotFound()
                 in_header = False
             if out:
-                write_all(fd, out)
-                size += len(out)
+                emit(out)
 
         with open(os.path.join(self.objects_dir, sha[:2], sha[2:]), "rb") as f:
-            _inflate_stream(f, emit)
+            _inflate_stream(f, body)
         if in_header:
             raise NotFound()
-        return size
 
     # What a file entry reads as: its blob, except a submodule entry
     # (gitlink), whose commit is in another repository: it reads as its id
@@ -885,6 +885,34 @@ def _inflate_stream(f: Any, emit: Callable[[bytes], None]) -> None:
             emit(inflate.decompress(data, CHUNK))
             data = inflate.unconsumed_tail
     emit(inflate.flush())
+
+
+def _find_in_packs(backend: Any, key: bytes, *, rescan: bool = True) -> tuple[Any, int] | None:
+    """(pack, offset) of object ``key`` in the repository's packs: the ones
+    dulwich has open, then (a miss, if ``rescan``) after rescanning the pack
+    directory for packs added since, as dulwich's own lookups do."""
+    cached = getattr(backend, "_iter_cached_packs", None)
+    if cached is not None:
+        for pack in cached():
+            try:
+                return pack, pack.index.object_offset(key)
+            except KeyError:
+                continue
+        if not rescan:
+            return None
+    lookup = getattr(backend, "_lookup_in_packs", None)
+    if lookup is not None:
+        try:
+            found: tuple[Any, int] = lookup(lambda p: (p, p.index.object_offset(key)))
+            return found
+        except KeyError:
+            return None
+    for pack in backend.packs:
+        try:
+            return pack, pack.index.object_offset(key)
+        except KeyError:
+            continue
+    return None
 
 
 def _fsync_fanout_dir(path: str) -> None:

@@ -19,7 +19,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterable, Sequence
+import zlib
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from dulwich.object_format import SHA1
 from dulwich.pack import UnpackedObject, write_pack_data, write_pack_index_v2
@@ -100,3 +103,103 @@ def install_pack(
         raise
     fsync_dir(pack_dir)
     return base + ".pack"
+
+
+# -- reading: an object's type and size from its entry's header ------------
+
+_OFS_DELTA, _REF_DELTA = 6, 7
+_MAX_CHAIN = 1000  # git's own default depth is 50; a loop in a corrupt pack stops here
+
+
+@dataclass(frozen=True, slots=True)
+class PackedObject:
+    """Where an object is in a pack and what it is, read from entry headers
+    only (a delta's from the first bytes of its data and its bases' headers):
+    ``ls -l`` of a packed tree never inflates a blob."""
+
+    path: str  # of the pack file
+    body: int  # offset of the entry's zlib stream
+    type_num: int  # of the object (a delta's: its chain's base's)
+    size: int  # of the object (a delta's: what it makes)
+    whole: bool  # stored whole (not a delta): its stream is its content
+
+
+Finder = Callable[[bytes], "tuple[Any, int] | None"]  # binary id -> (pack, offset)
+
+
+def pack_bytes(pack: Any, offset: int, count: int) -> bytes:
+    """``count`` bytes of a dulwich pack at ``offset``: from its map when
+    dulwich has one (no system call), else read from the file."""
+    contents = getattr(pack.data, "_contents", None)
+    if contents is not None:
+        return bytes(contents[offset : offset + count])
+    with open(os.fspath(pack.data.path), "rb") as f:
+        return os.pread(f.fileno(), count, offset)
+
+
+def _entry_header(head: bytes) -> tuple[int, int, int]:
+    """(type, size, length of the header) of the pack entry starting ``head``."""
+    if not head:
+        raise ValueError("truncated pack entry")
+    b = head[0]
+    kind, size, shift, i = (b >> 4) & 7, b & 0x0F, 4, 0
+    while b & 0x80:
+        i += 1
+        b = head[i]
+        size |= (b & 0x7F) << shift
+        shift += 7
+    return kind, size, i + 1
+
+
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        b = data[pos]
+        value |= (b & 0x7F) << shift
+        shift += 7
+        pos += 1
+        if not b & 0x80:
+            return value, pos
+
+
+def packed_object(find: Finder, key: bytes) -> PackedObject | None:
+    """What object ``key`` is in the packs ``find`` searches; None if in
+    none. ValueError (IndexError, zlib.error) for a malformed entry."""
+    found = find(key)
+    if found is None:
+        return None
+    pack, offset = found
+    path = os.fspath(pack.data.path)
+    head = pack_bytes(pack, offset, 32)
+    kind, size, n = _entry_header(head)
+    if kind not in (_OFS_DELTA, _REF_DELTA):
+        return PackedObject(path, offset + n, kind, size, True)
+    result: int | None = None
+    for _ in range(_MAX_CHAIN):
+        if kind == _OFS_DELTA:
+            # A base-128 offset back to the base entry, in the same pack.
+            i, b = n, head[n]
+            back = b & 0x7F
+            while b & 0x80:
+                i += 1
+                b = head[i]
+                back = ((back + 1) << 7) | (b & 0x7F)
+            body, base = offset + i + 1, (pack, offset - back)
+        else:
+            body = offset + n + 20
+            base_found = find(head[n : n + 20])
+            if base_found is None:
+                raise ValueError("a delta's base is missing")
+            base = base_found
+        if result is None:
+            # A delta's data begins with its base's size and its result's.
+            data = zlib.decompressobj().decompress(pack_bytes(pack, body, 64), 32)
+            _, pos = _varint(data, 0)
+            result, _ = _varint(data, pos)
+        pack, offset = base
+        head = pack_bytes(pack, offset, 32)
+        kind, _, n = _entry_header(head)
+        if kind not in (_OFS_DELTA, _REF_DELTA):
+            assert result is not None
+            return PackedObject(path, -1, kind, result, False)
+    raise ValueError("a delta chain too long (a loop?)")

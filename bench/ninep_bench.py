@@ -2,6 +2,9 @@
 
 Run: python bench/ninep_bench.py [--size-mib 256] [--requests 20000] [--git] [--no-memory]
 
+The memory rows read files committed to ``datakit serve``'s memory store
+(``branch/master/ro/``); diod reads them from a directory.
+
 ``--git`` adds rows for a ``datakit serve --git`` store holding the same
 blob, once as a loose object and once packed (``git repack -a -d``): warm
 diodcat (best of N, after one untimed read), a cold diodcat (the first read
@@ -52,8 +55,9 @@ def wait_port(port: int, proc: subprocess.Popen[bytes]) -> None:
 
 @contextmanager
 def datakit_server(max_msize: int, git: str | None = None) -> Iterator[int]:
+    """`datakit serve` on a memory store, or on the repository `git`."""
     port = free_port()
-    store = ["--git", git] if git else ["--example-tree"]
+    store = ["--git", git] if git else []
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -91,13 +95,16 @@ def diod_server(export: str) -> Iterator[int]:
         proc.wait(10)
 
 
-def pipelined_round_trips(port: int, aname: str, n: int) -> float:
+_RO = "branch/master/ro/"  # where the memory store's committed files are
+
+
+def pipelined_round_trips(port: int, aname: str, n: int, path: str = "small") -> float:
     """Requests per second with all `n` small Treads in flight at once."""
     # No pipelined helpers: diod may run a walk and the open after it out of order.
     with Client.connect(
         f"tcp://127.0.0.1:{port}", version="9P2000.L", aname=aname, pipeline=False
     ) as c:
-        fid = c.open("small")
+        fid = c.open(path)
         frames = b"".join(
             ninep.encode(ninep.Tread(tag=i % 60000, fid=fid, offset=0, count=64), c.dialect)
             for i in range(n)
@@ -244,21 +251,25 @@ def memory_rows(
     rows: list[tuple[str, float, float]] = []
     with datakit_server(1 << 20) as ours:
         with Client.connect(f"tcp://127.0.0.1:{ours}", msize=1 << 20) as c:
-            c.create("big", payload)
-            c.create("small", b"x" * 64)
+            # Committed, so both are read from the memory store's objects.
+            c.mkdir("branch/master")
+            c.mkdir("branch/master/transactions/t")
+            c.create("branch/master/transactions/t/rw/big", payload)
+            c.create("branch/master/transactions/t/rw/small", b"x" * 64)
+            c.write("branch/master/transactions/t/ctl", b"commit")
         best = lambda f: max(f() for _ in range(args.runs))  # noqa: E731
         rows.append(
             (
                 f"pipelined round trips/s ({args.requests} Tread)",
-                best(lambda: pipelined_round_trips(ours, "", args.requests)),
+                best(lambda: pipelined_round_trips(ours, "", args.requests, _RO + "small")),
                 best(lambda: pipelined_round_trips(theirs, export, args.requests)),
             )
         )
         for msize in (64 * 1024, 1024 * 1024):
             rows.append(
                 (
-                    f"diodcat {args.size_mib} MiB, msize {msize // 1024} KiB (MiB/s)",
-                    best(lambda m=msize: diodcat_mib_s(ours, "/", "big", m, size)[0]),
+                    f"memory: diodcat {args.size_mib} MiB, msize {msize // 1024} KiB (MiB/s)",
+                    best(lambda m=msize: diodcat_mib_s(ours, "/", _RO + "big", m, size)[0]),
                     best(lambda m=msize: diodcat_mib_s(theirs, export, "big", m, size)[0]),
                 )
             )

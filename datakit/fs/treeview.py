@@ -127,6 +127,9 @@ class BlobHandle(Handle):
         self.may_block = isinstance(reader, st.StreamedBlob) and not reader.complete
 
     async def read(self, offset: int, count: int) -> bytes:
+        return bytes(await self.read_buffer(offset, count))
+
+    async def read_buffer(self, offset: int, count: int) -> bytes | memoryview:
         size = self._reader.size
         if offset < 0:
             raise fserr.negative_offset(offset)
@@ -140,6 +143,8 @@ class BlobHandle(Handle):
             if reader.complete:
                 self.may_block = False
         with store_errors():
+            if isinstance(reader, st.CachedBlob):
+                return reader.view(offset, count)
             return reader.read(offset, count)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import errno as E
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 from datakit import metrics, ninep
 from datakit.server.attrs import DIRENT_TYPE, getattr_of, qid_of, stat_of
@@ -281,9 +281,11 @@ async def read(conn: Connection, m: ninep.Tread) -> ninep.Message:
         return ninep.Rread(tag=m.tag, data=b"".join(parts))
     if entry.handle is None:
         raise FsError("Can't read from unopened fid", E.EBADF)
-    data = await entry.handle.read(m.offset, count)
+    data = await entry.handle.read_buffer(m.offset, count)
     metrics.BYTES_READ.inc(len(data))
-    return ninep.Rread(tag=m.tag, data=data)
+    # A view of a cached blob goes out as it is (`ninep.encode_parts`); the
+    # encoders take any buffer, though decoded messages always hold bytes.
+    return ninep.Rread(tag=m.tag, data=cast(bytes, data))
 
 
 @handles(ninep.Treaddir)

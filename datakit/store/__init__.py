@@ -27,7 +27,7 @@ from ._errors import (
     StoreError,
 )
 from ._names import check_name
-from ._objects import AUTHOR, EMPTY_TREE, BlobReader, CommitInfo, Entry, Kind, Path
+from ._objects import AUTHOR, EMPTY_TREE, BlobReader, CachedBlob, CommitInfo, Entry, Kind, Path
 from ._refs import check_branch_name, is_valid_branch_name
 from ._store import BranchChange, Store
 from ._transaction import Committed, Merge, Transaction, merge_base
@@ -41,6 +41,7 @@ __all__ = [
     "AlreadyExists",
     "BlobReader",
     "BranchChange",
+    "CachedBlob",
     "Change",
     "CommitInfo",
     "Committed",

@@ -288,7 +288,7 @@ class _LRU:
                 self.weight -= w
 
 
-class _CachedBlob:
+class CachedBlob:
     """A reader of a blob that fits the cache: every read goes through the
     shared cache, so an open file pins nothing of its own."""
 
@@ -301,6 +301,10 @@ class _CachedBlob:
 
     def read(self, offset: int, count: int) -> bytes:
         return self._db.blob(self.sha)[offset : offset + max(0, count)]
+
+    def view(self, offset: int, count: int) -> memoryview:
+        """`read` without the copy: blobs are immutable bytes."""
+        return memoryview(self._db.blob(self.sha))[offset : offset + max(0, count)]
 
 
 class BytesReader:
@@ -316,7 +320,7 @@ class BytesReader:
         return self.data[offset : offset + max(0, count)]
 
 
-BlobReader = _CachedBlob | StreamedBlob | BytesReader
+BlobReader = CachedBlob | StreamedBlob | BytesReader
 
 
 class ObjectDB:
@@ -527,10 +531,10 @@ class ObjectDB:
             # In memory the overlay is the storage: read it in place. On
             # disk a big one may be flushed (and gone from memory) meanwhile.
             if self.objects_dir is None or len(item[1]) <= self.blobs.budget:
-                return _CachedBlob(self, sha, len(item[1]))
+                return CachedBlob(self, sha, len(item[1]))
         data = self.blobs.get(sha)
         if data is not None:
-            return _CachedBlob(self, sha, len(data))
+            return CachedBlob(self, sha, len(data))
         big = self._big.get(sha)
         if big is not None and not big.failed:
             return big
@@ -540,7 +544,7 @@ class ObjectDB:
         if size + 64 <= min(self.STREAM_MIN, self.blobs.budget) or (
             self.objects_dir is None and size <= self.blobs.budget
         ):
-            return _CachedBlob(self, sha, size)
+            return CachedBlob(self, sha, size)
         return None
 
     def _stream(self, sha: str) -> StreamedBlob:

@@ -89,6 +89,11 @@ class Handle:
     async def read(self, offset: int, count: int) -> bytes:
         raise errors.not_permitted()
 
+    async def read_buffer(self, offset: int, count: int) -> bytes | memoryview:
+        """`read`, for a reply: a handle over immutable bytes may answer with
+        a view of them, which the server sends without copying."""
+        return await self.read(offset, count)
+
     async def write(self, offset: int, data: bytes) -> int:
         raise errors.read_only_file()
 

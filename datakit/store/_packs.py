@@ -28,6 +28,7 @@ from dulwich.object_format import SHA1
 from dulwich.pack import UnpackedObject, write_pack_data, write_pack_index_v2
 
 from ._durable import datasync, fsync_dir, new_temporary, write_all
+from ._packsizes import varint
 
 
 def write_pack(
@@ -151,17 +152,6 @@ def _entry_header(head: bytes) -> tuple[int, int, int]:
     return kind, size, i + 1
 
 
-def _varint(data: bytes, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        b = data[pos]
-        value |= (b & 0x7F) << shift
-        shift += 7
-        pos += 1
-        if not b & 0x80:
-            return value, pos
-
-
 def packed_object(find: Finder, key: bytes) -> PackedObject | None:
     """What object ``key`` is in the packs ``find`` searches; None if in
     none. ValueError (IndexError, zlib.error) for a malformed entry."""
@@ -194,8 +184,8 @@ def packed_object(find: Finder, key: bytes) -> PackedObject | None:
         if result is None:
             # A delta's data begins with its base's size and its result's.
             data = zlib.decompressobj().decompress(pack_bytes(pack, body, 64), 32)
-            _, pos = _varint(data, 0)
-            result, _ = _varint(data, pos)
+            _, pos = varint(data, 0)
+            result, _ = varint(data, pos)
         pack, offset = base
         head = pack_bytes(pack, offset, 32)
         kind, _, n = _entry_header(head)

@@ -76,7 +76,7 @@ class _Reader:
         return head
 
 
-def _varint(data: bytes, pos: int) -> tuple[int, int]:
+def varint(data: bytes, pos: int) -> tuple[int, int]:
     """A delta header's little-endian base-128 number at ``pos``; (value, next)."""
     value = shift = 0
     while True:
@@ -117,7 +117,7 @@ def check_sizes(path: str, limit: int, alive: Callable[[], None] = lambda: None)
                 read.skip(20)
             head = read.inflate(size, 20 if kind in (_OFS_DELTA, _REF_DELTA) else 0)
             if kind in (_OFS_DELTA, _REF_DELTA):
-                _, pos = _varint(head, 0)
-                result, _ = _varint(head, pos)
+                _, pos = varint(head, 0)
+                result, _ = varint(head, pos)
                 if result > limit:
                     raise PackSizeError(f"object {i} of the pack is larger than {limit} bytes")

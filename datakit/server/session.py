@@ -137,6 +137,10 @@ class Session:
         await self.output.send_queued()
         with trio.move_on_at(deadline):
             self._take(await self.transport.receive(self._receive_size()))
+            # The receive does not wait (nor notice the deadline) while
+            # bytes keep coming: a client that floods without attaching
+            # must still run out of time.
+            await trio.lowlevel.checkpoint_if_cancelled()
             return
         log.info(
             "closing a connection that did not attach within %g s",

@@ -174,3 +174,41 @@ def test_a_connection_that_never_attaches_gives_its_slot_back(tmp_path) -> None:
             assert attached.read("f") == b"data"
             silent.close()
             versioned.close()
+
+
+def test_a_client_flooding_versions_without_attaching_is_still_timed_out(tmp_path) -> None:
+    """Its bytes never stop coming, so reading never waits: the handshake
+    deadline must be noticed anyway (it was only noticed while waiting)."""
+    from tests.serverthread import running_server
+
+    frame = ninep.encode(
+        ninep.Tversion(tag=ninep.NOTAG, msize=8192, version="9P2000.L"), ninep.Dialect.V2000
+    )
+    with running_server(tmp_path, example_tree=True, handshake_timeout=0.3) as address:
+        flood = raw_socket(address)
+        closed = threading.Event()
+        closed_after: list[float] = []
+
+        def read_until_closed() -> None:
+            while True:
+                try:
+                    if not flood.recv(1 << 16):
+                        break
+                except OSError:
+                    break
+            closed_after.append(time.monotonic() - start)
+            closed.set()
+
+        start = time.monotonic()
+        reader = threading.Thread(target=read_until_closed, daemon=True)
+        reader.start()
+        try:
+            while not closed.is_set() and time.monotonic() - start < 10:
+                flood.sendall(frame * 31)
+        except OSError:
+            pass  # closed under our feet: what we wait for
+        assert closed.wait(10)
+        # 0.3 s allowed, 2 s with the margin a loaded machine needs. Without
+        # the deadline check it went on for 2.6 s to more than 10 s.
+        assert closed_after[0] < 2.0, closed_after
+        flood.close()

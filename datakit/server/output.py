@@ -5,7 +5,8 @@ writer and sends everything queued in one syscall, so pipelined requests
 turn into a few large writes rather than thousands of small ones, and the
 common case of one reply at a time needs no hop through a writer task.
 A client that does not read its replies makes us hold at most `max_bytes`
-of them: past that, whoever queues waits (back-pressure, not failure).
+of them: past that, whoever queues waits (back-pressure, not failure). A
+reply that is a view of a cached blob counts as the whole blob (`_held`).
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ class OutputQueue:
         out = self._out
         for part in parts:  # (a loop: cheaper than extend + sum for one or two)
             out.append(part)
-            self._out_bytes += len(part)
+            self._out_bytes += len(part) if type(part) is not memoryview else _held(part)
         if not (defer or self._writing):  # else the task writing sends this too
             await self._write_out(gather=True)
 
@@ -108,3 +109,11 @@ class OutputQueue:
         if self._drained is not None:
             self._drained.set()
             self._drained = None
+
+
+def _held(view: memoryview) -> int:
+    """The memory a queued view keeps alive: all of what it is a view of (a
+    64 KiB reply read from a 4 MiB cached blob holds the 4 MiB, even once
+    the cache dropped it), so the bound is on memory, not on bytes to send."""
+    whole = view.obj
+    return max(view.nbytes, len(whole) if isinstance(whole, bytes | bytearray) else 0)

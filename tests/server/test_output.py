@@ -85,3 +85,36 @@ async def test_a_client_that_goes_away_with_replies_queued_ends_the_session_quie
         await r.peer.stream.aclose()
         await r.finished.wait()
         assert r.session.conn.fids.count == 0
+
+
+class _StuckTransport:
+    """A client that never reads: every send waits forever."""
+
+    async def send(self, buffers: object) -> None:
+        await trio.sleep_forever()
+
+
+async def test_queued_views_count_what_they_keep_alive() -> None:
+    """A reply read from a cached blob is a view of the whole blob: queued,
+    it keeps the blob alive after the cache dropped it, so the bound must
+    count the blob, not the 64 KiB sent. 40 views of 3 MiB blobs may not
+    all be queued under an 8 MiB bound (they were: 120 MiB held)."""
+    from datakit.server.output import OutputQueue
+
+    queue = OutputQueue(_StuckTransport(), max_bytes=MAX_QUEUED_BYTES)  # type: ignore[arg-type]
+    blobs = [bytes([i]) * (3 << 20) for i in range(40)]
+    queued = 0
+
+    async def reply_all() -> None:
+        nonlocal queued
+        for blob in blobs:
+            await queue.put((b"header", memoryview(blob)[:65536]), defer=True)
+            queued += 1
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(reply_all)
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.cancel_scope.cancel()
+    held = queued * (3 << 20)
+    assert queued < len(blobs)
+    assert held <= MAX_QUEUED_BYTES + (3 << 20)  # the bound, and the one reply past it

@@ -170,7 +170,13 @@ class StreamedBlob:
             target=_work, args=(self._shared, produce), name=f"datakit-inflate-{sha[:8]}"
         )
         worker.daemon = True
-        worker.start()
+        try:
+            worker.start()
+        except BaseException:
+            # No worker will ever let go of its hold: the opener closes the
+            # file, so this object must not queue it for closing either.
+            del self._shared
+            raise
 
     def __del__(self) -> None:
         shared = getattr(self, "_shared", None)

@@ -347,3 +347,28 @@ def test_a_failed_stream_is_tried_again_by_a_new_opener(repo: tuple[Path, str, b
         assert again is not first  # (a disk full may be over by now)
         with pytest.raises(StoreError):
             again.read(0, 3 << 20)
+
+
+def test_a_worker_that_cannot_start_leaves_nothing_to_wait_for(
+    repo: tuple[Path, str, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The opener gets the error and gives the file back; the half-made
+    reader must not be queued as a file to be closed by a worker that never
+    ran (a full budget then waited its whole timeout for it, every time)."""
+    from datakit.store import _blobstream
+
+    path, sha, _ = repo
+    with _open(path) as s:
+        gc.collect()
+        files = BUDGET.files
+
+        def cannot_start(self: threading.Thread) -> None:
+            raise RuntimeError("can't start new thread")
+
+        monkeypatch.setattr(threading.Thread, "start", cannot_start)
+        with pytest.raises(RuntimeError):
+            s.blob_reader(sha)
+        monkeypatch.undo()
+        gc.collect()
+        assert BUDGET.files == files
+        assert not [one for one in _blobstream._closing if one.sha == sha and not one.closed]

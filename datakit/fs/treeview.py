@@ -182,18 +182,16 @@ def entry_attr(store: st.Store, entry: st.Entry) -> Attr:
     return Attr(kind, len(data), data.decode("utf-8", "surrogateescape"))
 
 
-# Inflating or copying big blobs takes at most this many worker threads, so
-# readers and editors never occupy the threads commits need.
+# Copying big blobs (the first change to a committed file) takes at most
+# this many worker threads, so editors never occupy the threads commits need.
 COPIERS = trio.CapacityLimiter(2)
 
 
 async def open_entry(store: st.Store, entry: st.Entry) -> Handle:
+    # Cheap whatever the size: a big blob streams, inflated by its own
+    # worker thread as it is read (see BlobHandle).
     with store_errors():
-        if store.reader_is_slow(entry):
-            # Seconds for a GiB: on the event loop it would stall every connection.
-            reader = await trio.to_thread.run_sync(store.reader, entry, limiter=COPIERS)
-        else:
-            reader = store.reader(entry)
+        reader = store.reader(entry)
     return BlobHandle(reader)
 
 

@@ -516,13 +516,6 @@ class ObjectDB:
         worker thread fills as the readers go (see _blobstream)."""
         return self._ready_reader(sha) or self._stream(sha)
 
-    def blob_needs_inflating(self, sha: str) -> bool:
-        """Whether opening the blob must first inflate it: never now. A
-        big blob streams (its readers wait in ``read`` for their range, an
-        event loop through ``StreamedBlob.notify``); a small one is
-        inflated on its first read, in about a millisecond a MiB."""
-        return False
-
     def _ready_reader(self, sha: str) -> BlobReader | None:
         item = self.overlay.get(sha)
         if item is not None:

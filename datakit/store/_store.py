@@ -38,7 +38,6 @@ from ._objects import (
     BlobReader,
     CommitInfo,
     Entry,
-    Kind,
     ObjectDB,
     parse_commit_body,
     serialize_commit,
@@ -238,11 +237,6 @@ class Store:
     def reader(self, entry: Entry) -> BlobReader:
         """Range reads of what a file entry reads as (see :meth:`content`)."""
         return self._db.file_reader(entry.kind, entry.sha)
-
-    def reader_is_slow(self, entry: Entry) -> bool:
-        """Whether :meth:`reader` must first inflate a blob bigger than the
-        cache into a temporary file (seconds for a GiB): a worker thread's job."""
-        return entry.kind is not Kind.GITLINK and self._db.blob_needs_inflating(entry.sha)
 
     @property
     def limits(self) -> Limits:

@@ -97,7 +97,7 @@ class Session:
         deadline = trio.current_time() + self.limits.handshake_timeout
         # Locals: each is used once or twice a request.
         handshake, decoder, output = self.handshake, self.decoder, self.output
-        transport, scheduler, conn = self.transport, self.scheduler, self.conn
+        transport, scheduler = self.transport, self.scheduler
         while handshake.state is not State.CLOSING:
             try:
                 msg = decoder.next_message()
@@ -115,11 +115,7 @@ class Session:
                 if msg is None:
                     if handshake.state is State.READY:  # the common case, inline
                         await output.send_queued()  # the replies of all received so far
-                        data = await transport.receive(max(65536, conn.msize + 4096))
-                        if data:
-                            decoder.feed(data)
-                        else:  # the client closed its side
-                            handshake.close()
+                        self._take(await transport.receive(self._receive_size()))
                     else:
                         await self._receive(deadline)
                 elif handshake.state is State.READY:

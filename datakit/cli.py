@@ -14,10 +14,10 @@ from datakit.options import LEVELS, UsageError, log_level, seconds
 
 if TYPE_CHECKING:  # imported when serving only: `datakit --version` stays quick
     from datakit.serve import ServeConfig
+    from datakit.server.endpoints import Endpoint
     from datakit.store import RemotePolicy
 
 log = logging.getLogger("datakit")
-
 
 
 def _msize(text: str) -> int:
@@ -94,6 +94,53 @@ def _port(text: str) -> int:
     return int(text)
 
 
+def _add_git_flags(serve: argparse.ArgumentParser) -> None:
+    git = serve.add_argument_group("more than one machine (see docs/operations.md)")
+    git.add_argument(
+        "--listen-git",
+        metavar="URLS",
+        help="serve the database to git (clone, fetch, ls-remote) at these comma-separated "
+        "endpoints: tcp://HOST[:PORT] (default port 9418) or unix:///PATH",
+    )
+    git.add_argument(
+        "--git-push",
+        nargs="?",
+        const="ff",
+        choices=["ff", "force"],
+        help="accept `git push` at --listen-git: fast-forwards and new branches (ff, the "
+        "default), or also forced pushes and branch deletions (force)",
+    )
+    git.add_argument(
+        "--git-timeout",
+        type=seconds(),
+        default=60.0,
+        metavar="SECONDS",
+        help="disconnect a git client silent this long in the middle of a request "
+        "(default: %(default)s)",
+    )
+    git.add_argument(
+        "--max-git-connections",
+        type=_positive,
+        default=16,
+        metavar="N",
+        help="serve at most N git connections at once; more are closed at once "
+        "(default: %(default)s)",
+    )
+    git.add_argument(
+        "--mirror",
+        metavar="URL",
+        help="serve a read-only replica that follows the branches of the database at URL "
+        "(a primary's --listen-git, or any remote --remote-schemes allows)",
+    )
+    git.add_argument(
+        "--mirror-interval",
+        type=seconds(60),
+        default=0.25,
+        metavar="SECONDS",
+        help="how often a replica asks its primary for its branches (default: %(default)s)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="datakit",
@@ -128,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: %(default)s)",
     )
     _add_remote_flags(serve)
+    _add_git_flags(serve)
     memory = serve.add_argument_group("memory (sizes in bytes, or with a K, M, G suffix)")
     memory.add_argument(
         "--cache-size",
@@ -266,6 +314,16 @@ def serve_config(args: argparse.Namespace) -> ServeConfig:
         raise UsageError("--listen-9p: no endpoint given")
     if args.auto_push and not args.git:
         raise UsageError("--auto-push needs --git (in-memory stores cannot be pushed)")
+    git_endpoints = _git_endpoints(args.listen_git) if args.listen_git else []
+    if args.git_push and not git_endpoints:
+        raise UsageError("--git-push needs --listen-git")
+    if args.mirror is not None:
+        if not args.mirror.strip():
+            raise UsageError("--mirror: no URL given")
+        if args.git_push:
+            raise UsageError("--git-push: a replica (--mirror) takes no writes")
+        if args.example_tree:
+            raise UsageError("--mirror cannot serve --example-tree")
     return ServeConfig(
         endpoints=endpoints,
         git=args.git,
@@ -280,7 +338,31 @@ def serve_config(args: argparse.Namespace) -> ServeConfig:
         max_file_size=args.max_file_size,
         spill_threshold=args.spill_threshold,
         max_connections=args.max_connections,
+        git_endpoints=git_endpoints,
+        git_push=args.git_push,
+        git_timeout=args.git_timeout,
+        max_git_connections=args.max_git_connections,
+        mirror=args.mirror.strip() if args.mirror else None,
+        mirror_interval=args.mirror_interval,
     )
+
+
+def _git_endpoints(text: str) -> list[Endpoint]:
+    from datakit.gitserver import DEFAULT_PORT
+    from datakit.server import EndpointError
+    from datakit.server.endpoints import parse_endpoint
+
+    try:
+        endpoints = [
+            parse_endpoint(part.strip(), DEFAULT_PORT) for part in text.split(",") if part.strip()
+        ]
+    except EndpointError as exc:
+        raise UsageError(f"--listen-git: {exc}") from None
+    if not endpoints:
+        raise UsageError("--listen-git: no endpoint given")
+    if any(e.scheme == "fd" for e in endpoints):
+        raise UsageError("--listen-git: use tcp://HOST[:PORT] or unix:///PATH")
+    return endpoints
 
 
 def _remote_policy(args: argparse.Namespace) -> RemotePolicy:

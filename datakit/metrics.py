@@ -127,6 +127,24 @@ PUSH_SECONDS = Summary(
 PUSHES = Counter(
     "datakit_pushes_total", "Auto-push runs, by outcome.", ["outcome"], registry=REGISTRY
 )
+GIT_REQUESTS = Counter(
+    "datakit_git_requests_total",
+    "Git protocol requests served (--listen-git), by service (clone, fetch, ls-remote, "
+    "push) and outcome (ok, error, refused).",
+    ["service", "outcome"],
+    registry=REGISTRY,
+)
+GIT_BYTES_SENT = Counter(
+    "datakit_git_sent_bytes_total", "Bytes sent to Git clients (--listen-git).", registry=REGISTRY
+)
+GIT_BYTES_RECEIVED = Counter(
+    "datakit_git_received_bytes_total",
+    "Bytes received from Git clients (--listen-git).",
+    registry=REGISTRY,
+)
+GIT_CONNECTIONS = Gauge(
+    "datakit_git_open_connections", "Open Git protocol connections.", registry=REGISTRY
+)
 LOG_MESSAGES = Counter(
     "ocaml_logs_messages_total",
     "Log messages, by level and source (name kept from upstream).",

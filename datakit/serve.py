@@ -21,6 +21,7 @@ from datakit.store import RemotePolicy
 from datakit.vfs import Directory
 
 if TYPE_CHECKING:
+    from datakit.fs import Database
     from datakit.store import Store
 
 log = logging.getLogger("datakit")
@@ -48,6 +49,14 @@ class ServeConfig:
     spill_threshold: int | None = None
     max_connections: int | None = None  # None: from the fd limit (server.accept)
     handshake_timeout: float = Limits.handshake_timeout  # seconds to Tversion + Tattach
+    # More than one machine (docs/operations.md): the Git endpoint, pushes
+    # to it (None, "ff" or "force"), and following a primary as a replica.
+    git_endpoints: list[Endpoint] = field(default_factory=list)
+    git_push: str | None = None
+    git_timeout: float = 60.0
+    max_git_connections: int = 16
+    mirror: str | None = None
+    mirror_interval: float = 0.25
 
     def store_limits(self) -> StoreLimits:
         """The store's memory bounds from the flags."""
@@ -109,6 +118,7 @@ async def serve(
     log.info("Starting datakit %s ...", __version__)
     make_root: Callable[[], Directory]
     store = None
+    database = None
     if config.example_tree:
         from datakit.vfs.tmpfs import example_tree
 
@@ -130,21 +140,24 @@ async def serve(
         database = Database(store, remotes=config.remotes)
         make_root = database.connect
 
+    all_endpoints = config.endpoints + config.git_endpoints
     try:
-        bound = await bind_each(config.endpoints)
+        bound = await bind_each(all_endpoints)
     except OSError as exc:
         raise StartupError(exc.strerror or str(exc)) from exc
+    git_bound = bound[len(config.endpoints) :]
+    bound = bound[: len(config.endpoints)]
     listeners = [listener for group in bound for listener in group]
-    socket_files = [socket_file_id(endpoint) for endpoint in config.endpoints]
+    socket_files = [socket_file_id(endpoint) for endpoint in all_endpoints]
     metric_listeners = []
     if config.prometheus:
         host, port = config.prometheus
         try:
             metric_listeners = await trio.open_tcp_listeners(port, host=host)
         except (OSError, UnicodeError) as exc:  # UnicodeError: IDNA refused the host name
-            for listener in listeners:
+            for listener in listeners + [lst for group in git_bound for lst in group]:
                 await listener.aclose()
-            _remove_sockets(config.endpoints, socket_files)
+            _remove_sockets(all_endpoints, socket_files)
             reason = exc.strerror if isinstance(exc, OSError) else "invalid host name"
             raise StartupError(
                 f"Failed to listen for Prometheus on {host}:{port}: {reason or exc}"
@@ -166,6 +179,8 @@ async def serve(
             )
             for endpoint, group in zip(config.endpoints, bound, strict=True):
                 _announce(f"listening on {bound_address(endpoint, group)}")
+            if database is not None and git_bound:
+                await nursery.start(_serve_git, config, database, git_bound)
             if metric_listeners:
                 await nursery.start(metrics_http.serve_metrics, metric_listeners)
                 host, port = _sockname(metric_listeners[0])
@@ -182,7 +197,45 @@ async def serve(
             task_status.started()
     finally:
         # On a clean shutdown (SIGTERM, Ctrl-C) the Unix sockets go too.
-        _remove_sockets(config.endpoints, socket_files)
+        _remove_sockets(all_endpoints, socket_files)
+
+
+async def _serve_git(
+    config: ServeConfig,
+    database: Database,
+    bound: list[list[trio.SocketListener]],
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    from datakit.gitserver import GitContext, GitServer
+
+    limits = config.store_limits()
+    context = GitContext(
+        store=database.store,
+        write=database.write,
+        push=config.git_push,
+        max_pack=config.remotes.max_pack,
+        max_object=limits.max_file_size,
+    )
+    server = GitServer(
+        context, timeout=config.git_timeout, max_connections=config.max_git_connections
+    )
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.serve, [lst for group in bound for lst in group])
+        for endpoint, group in zip(config.git_endpoints, bound, strict=True):
+            push = {None: "", "ff": ", pushes allowed", "force": ", pushes (forced too) allowed"}
+            _announce(
+                f"git on git://{_git_address(bound_address(endpoint, group))}/"
+                f"{push[config.git_push]}"
+            )
+        task_status.started()
+
+
+def _git_address(endpoint: Endpoint) -> str:
+    if endpoint.scheme == "tcp":
+        host = f"[{endpoint.host}]" if ":" in endpoint.host else endpoint.host
+        return f"{host}:{endpoint.port}"
+    return str(endpoint)
 
 
 def _remove_sockets(endpoints: list[Endpoint], file_ids: list[tuple[int, int] | None]) -> None:

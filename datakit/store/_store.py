@@ -221,6 +221,13 @@ class Store:
     def blob_size(self, sha: str) -> int:
         return self._db.blob_size(sha)
 
+    def raw_object(self, sha: str) -> tuple[int, bytes] | None:
+        """An object's git type number and body, None if absent: what a Git
+        server sends. Safe beside the writer thread (see ObjectDB)."""
+        if not _is_sha(sha):
+            return None
+        return self._db.get_raw(sha.lower())
+
     def content(self, entry: Entry) -> bytes:
         """What a file entry reads as (a gitlink's commit is not in this
         repository: it reads as its id and a newline)."""
@@ -375,6 +382,10 @@ class Store:
 
     def branches(self) -> list[str]:
         return sorted(self._refs.read_all())
+
+    def heads(self) -> dict[str, str]:
+        """Every branch and its head, read at once (what a Git server advertises)."""
+        return dict(self._refs.read_all())
 
     def head(self, name: str) -> str | None:
         if not is_valid_branch_name(name):

@@ -145,6 +145,24 @@ GIT_BYTES_RECEIVED = Counter(
 GIT_CONNECTIONS = Gauge(
     "datakit_git_open_connections", "Open Git protocol connections.", registry=REGISTRY
 )
+REPLICA_LAG = Gauge(
+    "datakit_replica_lag_seconds",
+    "Replica (--mirror) only: seconds since it last saw its primary's branches and had "
+    "them all; grows while the primary is unreachable or a fetch fails.",
+    registry=REGISTRY,
+)
+REPLICA_UPDATES = Counter(
+    "datakit_replica_updates_total",
+    "Replica (--mirror) only: branch moves copied from the primary, by kind "
+    "(fast-forward, forced, created, deleted).",
+    ["kind"],
+    registry=REGISTRY,
+)
+REPLICA_ERRORS = Counter(
+    "datakit_replica_errors_total",
+    "Replica (--mirror) only: failed polls or fetches of the primary.",
+    registry=REGISTRY,
+)
 LOG_MESSAGES = Counter(
     "ocaml_logs_messages_total",
     "Log messages, by level and source (name kept from upstream).",

@@ -211,13 +211,17 @@ class Datakit:
     def git_url(self) -> str:
         return f"git://127.0.0.1:{self.ports['git']}/"
 
-    def metric(self, name: str) -> float:
-        """The sum of a metric's samples on the Prometheus page."""
+    def samples(self, name: str) -> dict[str, float]:
+        """A metric's samples on the Prometheus page, by their labels."""
         url = f"http://127.0.0.1:{self.ports['metrics']}/metrics"
         with urllib.request.urlopen(url, timeout=10) as page:
             text = page.read().decode()
-        pattern = rf"^{re.escape(name)}(?:\{{[^}}]*\}})? ([0-9.e+-]+)$"
-        return sum(float(v) for v in re.findall(pattern, text, re.MULTILINE))
+        pattern = rf"^{re.escape(name)}(\{{[^}}]*\}})? ([0-9.e+-]+)$"
+        return {labels: float(v) for labels, v in re.findall(pattern, text, re.MULTILINE)}
+
+    def metric(self, name: str) -> float:
+        """The sum of a metric's samples."""
+        return sum(self.samples(name).values())
 
 
 @contextmanager
@@ -569,9 +573,12 @@ def latency_part(args: argparse.Namespace, memory: Datakit, work: Path) -> None:
 # -- part 3: replica lag -------------------------------------------------------------
 
 
-def replica_part(args: argparse.Namespace, stack: ExitStack) -> None:
+def replica_part(args: argparse.Namespace, stack: ExitStack, replica_git: Path | None) -> None:
+    """Part 3, with the replica on a memory store or on ``replica_git``."""
     client = _client()
-    print(f"\nreplica lag: {args.rate:g} commits/s on the primary for {args.seconds:g} s")
+    store = "memory" if replica_git is None else "--git"
+    print(f"\nreplica lag: {args.rate:g} commits/s on the primary (memory store) for "
+          f"{args.seconds:g} s; the replica on a {store} store")  # fmt: skip
     primary = stack.enter_context(datakit("--listen-git", "tcp://127.0.0.1:0"))
     pconn = stack.enter_context(client.connect(primary.address))
     master = pconn.branch("master")
@@ -580,6 +587,8 @@ def replica_part(args: argparse.Namespace, stack: ExitStack) -> None:
         t.commit("seed")
     seed = master.head().id
     mirror = ["--mirror", primary.git_url]
+    if replica_git is not None:
+        mirror += ["--git", str(replica_git)]
     if args.mirror_interval is not None:
         mirror += ["--mirror-interval", str(args.mirror_interval)]
     try:
@@ -588,10 +597,17 @@ def replica_part(args: argparse.Namespace, stack: ExitStack) -> None:
         print(f"  skipped: --mirror not available ({str(exc).splitlines()[0][:200]})")
         return
     rconn = stack.enter_context(client.connect(replica.address))
-    rmaster = rconn.branch("master")
-    followed = rmaster.wait_for_head(
-        lambda h: True if h is not None and h.id == seed else client.AGAIN, timeout=15
-    )
+    # branch() opens a branch with a mkdir: on a replica that is refused
+    # (EROFS) until the branch exists, so wait for it to be listed first.
+    deadline = time.perf_counter() + 15
+    while "master" not in rconn.branches() and time.perf_counter() < deadline:
+        time.sleep(0.05)
+    followed: Any = None
+    if "master" in rconn.branches():
+        rmaster = rconn.branch("master")
+        followed = rmaster.wait_for_head(
+            lambda h: True if h is not None and h.id == seed else client.AGAIN, timeout=15
+        )
     if followed is not True:
         print("  skipped: --mirror not available (the replica did not follow its primary in 15 s)")
         return
@@ -646,6 +662,13 @@ def replica_part(args: argparse.Namespace, stack: ExitStack) -> None:
         print(f"  lag ms: min {1000 * min(lags):.0f}, median {1000 * statistics.median(lags):.0f}, "
               f"p99 {1000 * percentile(lags, 0.99):.0f}, max {1000 * max(lags):.0f}")  # fmt: skip
     print(f"  final head equal: {'yes' if equal else 'NO'} ({final[:12]})")
+    served = {
+        re.sub(r'.*service="([^"]*)".*', r"\1", labels): int(n)
+        for labels, n in primary.samples("datakit_git_requests_total").items()
+        if 'outcome="ok"' in labels and n
+    }
+    sent = int(primary.metric("datakit_git_sent_bytes_total"))
+    print(f"  the primary served {served} git requests, {sent:,} bytes")
 
 
 # -- main ----------------------------------------------------------------------------
@@ -680,6 +703,8 @@ def main() -> None:
     parser.add_argument("--latency-seconds", type=float, default=15)
     parser.add_argument("--rate", type=float, default=50, help="primary commits/s (replica)")
     parser.add_argument("--seconds", type=float, default=10, help="replica: seconds of commits")
+    parser.add_argument("--replica-stores", type=csv_of(str, {"memory", "git"}),
+                        default=["memory", "git"], help="replica stores: memory,git")  # fmt: skip
     parser.add_argument("--mirror-interval", type=float, default=None,
                         help="passed to the replica (default: its own)")  # fmt: skip
     args = parser.parse_args()
@@ -700,8 +725,10 @@ def main() -> None:
         if "latency" in args.only and memory is not None:
             latency_part(args, memory, work)
         if "replica" in args.only:
-            with ExitStack() as replica_stack:
-                replica_part(args, replica_stack)
+            for store in args.replica_stores:
+                with ExitStack() as replica_stack:
+                    git_dir = work / "replica.git" if store == "git" else None
+                    replica_part(args, replica_stack, git_dir)
     print(f"\n(whole run {time.perf_counter() - started:.0f} s)")
 
 

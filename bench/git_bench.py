@@ -27,8 +27,10 @@ Three parts, each printing a table:
   git accepts that).
 * **9p commit latency during clones**: one-file commits through
   ``datakit.client`` to another branch of the memory store, first with
-  nothing else running, then while ``git clone --bare`` of the history runs
-  in a loop: p50/p99/max and the ratio loaded/quiet.
+  nothing else running, then while ``git clone --bare`` of the history from
+  this server runs in a loop, then (the control) while the same clone runs
+  in a loop from git daemon (the machine as busy with clones, our server
+  not serving them): p50/p99/max and the ratios to the quiet phase.
 * **replica lag**: a primary (memory store, ``--listen-git``) and a replica
   (``datakit serve --mirror git://...``); commits at ``--rate`` per second
   for ``--seconds`` on the primary while a client of the replica waits for
@@ -417,8 +419,11 @@ def print_clone_table(ops: list[Operation], contenders: list[Contender], rounds:
                   f"{ratio_median:>5.2f}x {sent:>11,} {got:>10,}")  # fmt: skip
 
 
-def clone_part(args: argparse.Namespace, work: Path, stack: ExitStack) -> Datakit | None:
-    """Part 1; returns the memory store's server (with the history) for part 2."""
+def clone_part(
+    args: argparse.Namespace, work: Path, stack: ExitStack
+) -> tuple[Datakit | None, str]:
+    """Part 1; returns the memory store's server (with the history) and the
+    daemon's URL, for part 2."""
     served = work / "served"
     repo = served / "hist.git"
     start = time.perf_counter()
@@ -479,7 +484,7 @@ def clone_part(args: argparse.Namespace, work: Path, stack: ExitStack) -> Dataki
     ]
     measure(fetches, contenders, args.rounds, work)
     print_clone_table(ops + fetches, contenders, args.rounds)
-    return memory
+    return memory, daemon_url
 
 
 # -- part 2: 9p commit latency during clones ----------------------------------------
@@ -520,6 +525,10 @@ class CloneLoop:
             if status == 0 and not self.stopping.is_set():
                 self.durations.append(elapsed)
 
+    def finished(self) -> bool:
+        """Has a clone run from start to end?"""
+        return bool(self.durations)
+
     def __exit__(self, *exc: object) -> None:
         self.stopping.set()
         if self.proc is not None and self.proc.poll() is None:
@@ -527,9 +536,11 @@ class CloneLoop:
         self.thread.join(60)
 
 
-def commit_latencies(address: str, count: int, seconds: float, first: int) -> list[float]:
-    """Up to ``count`` one-file commits (or ``seconds``) on branch
-    ``latency``; each one's seconds."""
+def commit_latencies(
+    address: str, first: int, count: int, seconds: float, done: Callable[[], bool] | None = None
+) -> list[float]:
+    """One-file commits on branch ``latency`` and each one's seconds: ``count``
+    of them, or until ``done()`` (checked after each), at most ``seconds``."""
     out: list[float] = []
     with _client().connect(address) as conn:
         branch = conn.branch("latency")
@@ -540,34 +551,71 @@ def commit_latencies(address: str, count: int, seconds: float, first: int) -> li
                 t.create_or_replace_file(f"f{i % 50}", b"latency %d\n" % i)
                 t.commit(f"latency {i}")
             out.append(time.perf_counter() - start)
-            if start > deadline:
+            if start > deadline or (done is not None and done()):
                 break
     return out
 
 
-def latency_part(args: argparse.Namespace, memory: Datakit, work: Path) -> None:
-    commit_latencies(memory.address, 20, 30, 0)  # warm-up, and the branch exists
-    quiet = commit_latencies(memory.address, args.latency_commits, args.latency_seconds, 100)
-    with CloneLoop(memory.git_url, work) as loop:
-        time.sleep(0.5)  # the first clone is under way
-        start = time.perf_counter()
-        loaded = commit_latencies(memory.address, args.latency_commits, args.latency_seconds, 10**6)
-        phase = time.perf_counter() - start
-    clones = loop.durations
+def latency_part(args: argparse.Namespace, memory: Datakit, daemon_url: str, work: Path) -> None:
+    """Quiet, then during clones from this server, then (the control: a
+    machine as busy with clones, but none served by us) from git daemon."""
+    commit_latencies(memory.address, 0, 20, 30)  # warm-up, and the branch exists
+    loops = [
+        ("no clone running", None),
+        ("clones from datakit", memory.git_url),
+        ("clones from git daemon", daemon_url),
+    ]
+    values: dict[str, list[float]] = {name: [] for name, _ in loops}
+    took = dict.fromkeys(values, 0.0)
+    clones: dict[str, list[float]] = {name: [] for name in values}
+    count = max(1, args.latency_commits // args.latency_rounds)
+    first = 100
+    for _ in range(args.latency_rounds):  # interleaved: the machine's load drifts
+        # Quiet: `count` commits. During our clones: until one whole clone
+        # is done (its walk and its pack). From git daemon: as long.
+        ours = 0.0
+        for name, url in loops:
+            with ExitStack() as running:
+                start = time.perf_counter()
+                if url is None:
+                    seen = commit_latencies(memory.address, first, count, args.latency_seconds)
+                else:
+                    loop = running.enter_context(CloneLoop(url, work))
+                    time.sleep(0.1)  # the clone has connected
+                    seen = commit_latencies(
+                        memory.address, first, 10**6, ours or args.latency_seconds,
+                        loop.finished if not ours else None,
+                    )  # fmt: skip
+                elapsed = time.perf_counter() - start
+                ours = ours or (elapsed if url is not None else 0.0)
+            values[name] += seen
+            took[name] += elapsed
+            if url is not None:
+                clones[name] += loop.durations
+            first += len(seen) + 1
+    quiet = values["no clone running"]
+    phases: list[tuple[str, list[float], str]] = []
+    for name, _ in loops:
+        done = clones[name]
+        mean = f", {statistics.mean(done):.2f} s each" if done else ""
+        note = f"{took[name]:.1f} s" + (
+            f", {len(done)} clones finished{mean}" if name != loops[0][0] else ""
+        )
+        phases.append((name, values[name], note))
     print(f"\n9p commit latency (client library, one-file commits to another branch), ms;"
           f" {args.commits}-commit clones in a loop meanwhile")  # fmt: skip
-    print(f"  {'':<22} {'commits':>8} {'p50':>8} {'p99':>8} {'max':>8}")
-    rows = [("no clone running", quiet), ("clone loop running", loaded)]
-    for name, values in rows:
-        print(f"  {name:<22} {len(values):>8} {1000 * percentile(values, 0.5):>8.2f} "
-              f"{1000 * percentile(values, 0.99):>8.2f} {1000 * max(values):>8.2f}")  # fmt: skip
-    ratio = [percentile(loaded, q) / percentile(quiet, q) for q in (0.5, 0.99)] + [
-        max(loaded) / max(quiet)
-    ]
-    print(f"  {'ratio loaded/quiet':<22} {'':>8} {ratio[0]:>7.2f}x {ratio[1]:>7.2f}x "
-          f"{ratio[2]:>7.2f}x")  # fmt: skip
-    done = ", ".join(f"{d:.1f}" for d in clones) or "none finished"
-    print(f"  loaded phase {phase:.1f} s; clones completed meanwhile (s): {done}")
+    print(f"  {'':<24} {'commits':>8} {'p50':>8} {'p99':>8} {'max':>8}  "
+          f"{'p50 x':>6} {'p99 x':>6} {'max x':>6}  phase")  # fmt: skip
+    for name, seen, note in phases:
+        p50, p99, top = percentile(seen, 0.5), percentile(seen, 0.99), max(seen)
+        ratios = (p50 / percentile(quiet, 0.5), p99 / percentile(quiet, 0.99), top / max(quiet))
+        print(f"  {name:<24} {len(seen):>8} {1000 * p50:>8.2f} {1000 * p99:>8.2f} "
+              f"{1000 * top:>8.2f}  {ratios[0]:>5.2f}x {ratios[1]:>5.2f}x {ratios[2]:>5.2f}x  "
+              f"{note}")  # fmt: skip
+    ours, theirs = values[loops[1][0]], values[loops[2][0]]
+    vs = [percentile(ours, q) / percentile(theirs, q) for q in (0.5, 0.99)]
+    print(f"  clones from datakit / clones from git daemon: p50 {vs[0]:.2f}x, p99 {vs[1]:.2f}x, "
+          f"max {max(ours) / max(theirs):.2f}x")  # fmt: skip
 
 
 # -- part 3: replica lag -------------------------------------------------------------
@@ -698,9 +746,10 @@ def main() -> None:
     parser.add_argument("--only", type=csv_of(str, {"clone", "latency", "replica"}),
                         default=["clone", "latency", "replica"])  # fmt: skip
     parser.add_argument("--latency-commits", type=int, default=300,
-                        help="9p commits per latency phase (at most --latency-seconds)",
-                        )  # fmt: skip
-    parser.add_argument("--latency-seconds", type=float, default=15)
+                        help="9p commits of the quiet latency phase")  # fmt: skip
+    parser.add_argument("--latency-seconds", type=float, default=60,
+                        help="at most this long per latency phase")  # fmt: skip
+    parser.add_argument("--latency-rounds", type=int, default=1, help="phases interleaved")
     parser.add_argument("--rate", type=float, default=50, help="primary commits/s (replica)")
     parser.add_argument("--seconds", type=float, default=10, help="replica: seconds of commits")
     parser.add_argument("--replica-stores", type=csv_of(str, {"memory", "git"}),
@@ -709,8 +758,10 @@ def main() -> None:
                         help="passed to the replica (default: its own)")  # fmt: skip
     args = parser.parse_args()
     args.protocols = [int(v) for v in args.protocols]
-    if min(args.commits, args.rounds, args.fetch_commits, args.latency_commits) < 1:
-        parser.error("--commits, --rounds, --fetch-commits, --latency-commits must be positive")
+    counts = (args.commits, args.rounds, args.fetch_commits, args.latency_commits,
+              args.latency_rounds)  # fmt: skip
+    if min(counts) < 1:
+        parser.error("--commits, --rounds, --fetch-commits, --latency-* must be positive")
     if args.rate <= 0 or args.seconds <= 0 or args.latency_seconds <= 0:
         parser.error("--rate, --seconds and --latency-seconds must be positive")
     if "latency" in args.only and ("memory" not in args.stores or "clone" not in args.only):
@@ -721,9 +772,9 @@ def main() -> None:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="dk-git-bench-") as tmp, ExitStack() as stack:
         work = Path(tmp)
-        memory = clone_part(args, work, stack) if "clone" in args.only else None
+        memory, daemon_url = clone_part(args, work, stack) if "clone" in args.only else (None, "")
         if "latency" in args.only and memory is not None:
-            latency_part(args, memory, work)
+            latency_part(args, memory, daemon_url, work)
         if "replica" in args.only:
             for store in args.replica_stores:
                 with ExitStack() as replica_stack:

@@ -612,10 +612,10 @@ def latency_part(args: argparse.Namespace, memory: Datakit, daemon_url: str, wor
         print(f"  {name:<24} {len(seen):>8} {1000 * p50:>8.2f} {1000 * p99:>8.2f} "
               f"{1000 * top:>8.2f}  {ratios[0]:>5.2f}x {ratios[1]:>5.2f}x {ratios[2]:>5.2f}x  "
               f"{note}")  # fmt: skip
-    ours, theirs = values[loops[1][0]], values[loops[2][0]]
-    vs = [percentile(ours, q) / percentile(theirs, q) for q in (0.5, 0.99)]
+    during, control = values[loops[1][0]], values[loops[2][0]]
+    vs = [percentile(during, q) / percentile(control, q) for q in (0.5, 0.99)]
     print(f"  clones from datakit / clones from git daemon: p50 {vs[0]:.2f}x, p99 {vs[1]:.2f}x, "
-          f"max {max(ours) / max(theirs):.2f}x")  # fmt: skip
+          f"max {max(during) / max(control):.2f}x")  # fmt: skip
 
 
 # -- part 3: replica lag -------------------------------------------------------------

@@ -177,6 +177,7 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 @contextmanager
 def git_daemon(base: Path) -> Iterator[int]:
+    """The port of a git daemon exporting every repository under ``base``."""
     port = free_port()
     proc = subprocess.Popen(
         ["git", "daemon", "--export-all", f"--base-path={base}", "--reuseaddr",
@@ -188,6 +189,47 @@ def git_daemon(base: Path) -> Iterator[int]:
         yield port
     finally:
         stop(proc)
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU a process used so far (user + system)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class InetdGit:
+    """``git daemon --inetd`` started here for each connection, so that its
+    CPU (upload-pack and pack-objects included) is known: git daemon
+    itself leaves its children to the kernel, which counts their CPU
+    nowhere. Used for untimed runs only."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.cpu = 0.0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            with conn:
+                proc = subprocess.Popen(
+                    ["git", "daemon", "--inetd", "--export-all", f"--base-path={self.base}",
+                     str(self.base)],
+                    stdin=conn.fileno(), stdout=conn.fileno(), stderr=subprocess.DEVNULL,
+                    env=GIT_ENV,
+                )  # fmt: skip
+            _, status, usage = os.wait4(proc.pid, 0)
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            self.cpu += usage.ru_utime + usage.ru_stime
+
+    def close(self) -> None:
+        self.listener.close()
 
 
 _ANNOUNCED = {
@@ -322,6 +364,8 @@ class Contender:
     server: Datakit | None  # None: git daemon
     protocols: list[int]  # the operations it runs: those in these protocols
     times: dict[str, list[float]] = field(default_factory=dict)
+    # The server's CPU seconds in each run (git daemon: its one untimed run).
+    cpu: dict[str, list[float]] = field(default_factory=dict)
     wire: dict[str, tuple[int, int]] = field(default_factory=dict)  # sent, received
     spoken: dict[int, int] = field(default_factory=dict)
 
@@ -371,39 +415,61 @@ def wire_bytes(server: Datakit) -> tuple[int, int]:
     )
 
 
-def measure(ops: list[Operation], contenders: list[Contender], rounds: int, work: Path) -> None:
+def measure(
+    ops: list[Operation],
+    contenders: list[Contender],
+    rounds: int,
+    work: Path,
+    inetd: InetdGit | None,
+) -> None:
     dest = work / "dest.git"
     for op in ops:
         runs = [who for who in contenders if op.protocol in who.protocols]
         for who in runs:
             who.times[op.name] = []
-            if who.server is None:  # warm-up through the relay: git daemon's bytes
+            who.cpu[op.name] = []
+            if who.server is None:
+                # Warm-ups: through the relay for git daemon's bytes, and
+                # through git daemon --inetd for its CPU.
                 relay = CountingRelay(int(who.url.split(":")[2].split("/")[0]))
+                path = who.url.split("/", 3)[3]
                 try:
-                    path = who.url.split("/", 3)[3]
                     run_operation(op, who, dest, f"git://127.0.0.1:{relay.port}/{path}")
                 finally:
                     relay.close()
                 who.wire[op.name] = (relay.to_client, relay.to_server)
+                assert inetd is not None
+                used = inetd.cpu
+                run_operation(op, who, dest, f"git://127.0.0.1:{inetd.port}/{path}")
+                deadline = time.perf_counter() + 10
+                while inetd.cpu == used and time.perf_counter() < deadline:
+                    time.sleep(0.01)  # until its process is waited for
+                who.cpu[op.name].append(inetd.cpu - used)
         for r in range(rounds):
             for who in runs:
-                if who.server is None or r > 0:
+                if who.server is None:
                     who.times[op.name].append(run_operation(op, who, dest))
                     continue
-                before = wire_bytes(who.server)
+                before = wire_bytes(who.server) if r == 0 else (0, 0)
+                cpu = cpu_seconds(who.server.proc.pid)
                 who.times[op.name].append(run_operation(op, who, dest))
-                after = wire_bytes(who.server)
-                who.wire[op.name] = (after[0] - before[0], after[1] - before[1])
+                who.cpu[op.name].append(cpu_seconds(who.server.proc.pid) - cpu)
+                if r == 0:
+                    after = wire_bytes(who.server)
+                    who.wire[op.name] = (after[0] - before[0], after[1] - before[1])
         print(f"  measured: {op.name}", file=sys.stderr)
 
 
 def print_clone_table(ops: list[Operation], contenders: list[Contender], rounds: int) -> None:
-    print(f"\nclone and fetch: best and median of {rounds} (ratio: ours/git daemon, >1 slower)")
+    print(f"\nclone and fetch: best and median of {rounds} (ratio: ours/git daemon, >1 slower);"
+          " cpu s: the server's CPU seconds, median (git daemon: one run, as --inetd)")  # fmt: skip
     print(f"  {'operation':<36} {'server':<16} {'best s':>8} {'median s':>9} {'best x':>7} "
-          f"{'med x':>6} {'bytes sent':>11} {'bytes recv':>10}")  # fmt: skip
+          f"{'med x':>6} {'cpu s':>7} {'cpu x':>6} {'bytes sent':>11} "
+          f"{'bytes recv':>10}")  # fmt: skip
     reference = contenders[0]
     for op in ops:
         ref = reference.times[op.name]
+        ref_cpu = statistics.median(reference.cpu[op.name])
         for who in contenders:
             if op.name not in who.times:
                 continue
@@ -411,12 +477,15 @@ def print_clone_table(ops: list[Operation], contenders: list[Contender], rounds:
             best, median = min(times), statistics.median(times)
             ratio_best = best / min(ref)
             ratio_median = median / statistics.median(ref)
+            cpu = statistics.median(who.cpu[op.name])
+            cpu_ratio = f"{cpu / ref_cpu:>5.1f}x" if ref_cpu else f"{'-':>6}"
             sent, got = who.wire.get(op.name, (0, 0))
             name = op.name
             if op.protocol == 2:
                 name += f" (server: v{who.spoken.get(2, '?')})"
             print(f"  {name:<36} {who.name:<16} {best:>8.3f} {median:>9.3f} {ratio_best:>6.2f}x "
-                  f"{ratio_median:>5.2f}x {sent:>11,} {got:>10,}")  # fmt: skip
+                  f"{ratio_median:>5.2f}x {cpu:>7.2f} {cpu_ratio} {sent:>11,} "
+                  f"{got:>10,}")  # fmt: skip
 
 
 def clone_part(
@@ -434,6 +503,8 @@ def clone_part(
     if "git" in args.stores:
         shutil.copytree(repo, copy)
     daemon_port = stack.enter_context(git_daemon(served))
+    inetd = InetdGit(served)
+    stack.callback(inetd.close)
     daemon_url = f"git://127.0.0.1:{daemon_port}/hist.git"
     every = list(args.protocols)
     contenders = [Contender("git daemon", daemon_url, None, every)]
@@ -463,7 +534,7 @@ def clone_part(
         ops.append(Operation(f"clone, v{version}", version, clone_command(version, None)))
     for version in args.protocols:
         ops.append(Operation(f"clone --depth 1, v{version}", version, clone_command(version, 1)))
-    measure(ops, contenders, args.rounds, work)
+    measure(ops, contenders, args.rounds, work, inetd)
 
     new = args.fetch_commits
     add_commits(repo, args.commits, new)
@@ -482,7 +553,7 @@ def clone_part(
         Operation(f"fetch {new} new commits, v{v}", v, fetch_command(v), from_base)
         for v in args.protocols
     ]
-    measure(fetches, contenders, args.rounds, work)
+    measure(fetches, contenders, args.rounds, work, inetd)
     print_clone_table(ops + fetches, contenders, args.rounds)
     return memory, daemon_url
 

@@ -692,13 +692,23 @@ def latency_part(args: argparse.Namespace, memory: Datakit, daemon_url: str, wor
 # -- part 3: replica lag -------------------------------------------------------------
 
 
-def replica_part(args: argparse.Namespace, stack: ExitStack, replica_git: Path | None) -> None:
+def replica_part(
+    args: argparse.Namespace, stack: ExitStack, replica_git: Path | None, work: Path
+) -> None:
     """Part 3, with the replica on a memory store or on ``replica_git``."""
     client = _client()
     store = "memory" if replica_git is None else "--git"
-    print(f"\nreplica lag: {args.rate:g} commits/s on the primary (memory store) for "
-          f"{args.seconds:g} s; the replica on a {store} store")  # fmt: skip
+    history = args.replica_history
+    print(f"\nreplica lag: {args.rate:g} commits/s on the primary (memory store"
+          f"{f', {history} commits of history first' if history else ''}) for {args.seconds:g} s;"
+          f" the replica on a {store} store")  # fmt: skip
     primary = stack.enter_context(datakit("--listen-git", "tcp://127.0.0.1:0"))
+    if history:
+        source = work / "replica-source"
+        if not source.exists():
+            build_history(source / "h.git", history)
+        port = stack.enter_context(git_daemon(source))
+        load_from(primary, f"git://127.0.0.1:{port}/h.git")
     pconn = stack.enter_context(client.connect(primary.address))
     master = pconn.branch("master")
     with master.transaction() as t:
@@ -710,6 +720,7 @@ def replica_part(args: argparse.Namespace, stack: ExitStack, replica_git: Path |
         mirror += ["--git", str(replica_git)]
     if args.mirror_interval is not None:
         mirror += ["--mirror-interval", str(args.mirror_interval)]
+    started = time.perf_counter()
     try:
         replica = stack.enter_context(datakit(*mirror))
     except RuntimeError as exc:
@@ -718,18 +729,23 @@ def replica_part(args: argparse.Namespace, stack: ExitStack, replica_git: Path |
     rconn = stack.enter_context(client.connect(replica.address))
     # branch() opens a branch with a mkdir: on a replica that is refused
     # (EROFS) until the branch exists, so wait for it to be listed first.
-    deadline = time.perf_counter() + 15
+    wait = 15 + history / 100  # a first copy of a long history takes a while
+    deadline = time.perf_counter() + wait
     while "master" not in rconn.branches() and time.perf_counter() < deadline:
         time.sleep(0.05)
     followed: Any = None
     if "master" in rconn.branches():
         rmaster = rconn.branch("master")
         followed = rmaster.wait_for_head(
-            lambda h: True if h is not None and h.id == seed else client.AGAIN, timeout=15
+            lambda h: True if h is not None and h.id == seed else client.AGAIN,
+            timeout=max(1.0, deadline - time.perf_counter()),
         )
     if followed is not True:
-        print("  skipped: --mirror not available (the replica did not follow its primary in 15 s)")
+        print(f"  skipped: --mirror not available (the replica did not follow its primary in "
+              f"{wait:g} s)")  # fmt: skip
         return
+    print(f"  the replica had the primary's head {time.perf_counter() - started:.1f} s after "
+          "it was started")  # fmt: skip
 
     seen: list[tuple[float, str]] = []
     cancel = threading.Event()
@@ -758,7 +774,7 @@ def replica_part(args: argparse.Namespace, stack: ExitStack, replica_git: Path |
         made.append((done, master.head().id))
     took = time.perf_counter() - start
     final = made[-1][1]
-    deadline = time.perf_counter() + 60
+    deadline = time.perf_counter() + 60 + history / 50
     while not (seen and seen[-1][1] == final) and time.perf_counter() < deadline:
         time.sleep(0.05)
     cancel.set()
@@ -825,6 +841,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10, help="replica: seconds of commits")
     parser.add_argument("--replica-stores", type=csv_of(str, {"memory", "git"}),
                         default=["memory", "git"], help="replica stores: memory,git")  # fmt: skip
+    parser.add_argument("--replica-history", type=int, default=0,
+                        help="commits on the primary before the replica starts")  # fmt: skip
     parser.add_argument("--mirror-interval", type=float, default=None,
                         help="passed to the replica (default: its own)")  # fmt: skip
     args = parser.parse_args()
@@ -833,6 +851,8 @@ def main() -> None:
               args.latency_rounds)  # fmt: skip
     if min(counts) < 1:
         parser.error("--commits, --rounds, --fetch-commits, --latency-* must be positive")
+    if args.replica_history < 0:
+        parser.error("--replica-history must not be negative")
     if args.rate <= 0 or args.seconds <= 0 or args.latency_seconds <= 0:
         parser.error("--rate, --seconds and --latency-seconds must be positive")
     if "latency" in args.only and ("memory" not in args.stores or "clone" not in args.only):
@@ -850,7 +870,7 @@ def main() -> None:
             for store in args.replica_stores:
                 with ExitStack() as replica_stack:
                     git_dir = work / "replica.git" if store == "git" else None
-                    replica_part(args, replica_stack, git_dir)
+                    replica_part(args, replica_stack, git_dir, work)
     print(f"\n(whole run {time.perf_counter() - started:.0f} s)")
 
 

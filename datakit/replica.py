@@ -123,7 +123,7 @@ class Replica:
             try:
                 moved = await self._update(name, current, new)
             except (st.StoreError, OSError) as exc:
-                self._failed(name, f"branch {name}: {exc}")
+                self._failed(name, f"branch {name}: {str(exc).removeprefix('error: ')}")
                 in_sync = False
                 continue
             in_sync = in_sync and moved
@@ -149,7 +149,7 @@ class Replica:
         metrics.REPLICA_UPDATES.labels(kind).inc()
         if kind == "forced":
             log.warning(
-                "replica: the primary %s rewrote branch %s: %s is not a descendant of %s; "
+                "the primary %s rewrote branch %s: %s is not a descendant of %s; "
                 "following it (the replica's old history of %s is no longer on a branch)",
                 self.shown,
                 name,
@@ -158,7 +158,7 @@ class Replica:
                 name,
             )
         else:
-            log.debug("replica: %s %s: %s -> %s", kind, name, current, head)
+            log.debug("%s %s: %s -> %s", kind, name, current, head)
         return head == new  # the primary moved on meanwhile: not yet in sync
 
     def _fetch(
@@ -200,9 +200,8 @@ class Replica:
         if key not in self._reported:
             self._reported.add(key)
             log.warning(
-                "replica of %s: %s (retrying every %g s at most until it works)",
-                self.shown,
-                message,
+                "%s (retrying, every %g s at most, until it works)",
+                message.removeprefix("error: "),
                 self.max_backoff,
             )
 
@@ -211,7 +210,7 @@ class Replica:
             return
         if self._reported:
             log.warning(
-                "replica of %s: following the primary again after %.1f s",
+                "following the primary %s again after %.1f s",
                 self.shown,
                 time.monotonic() - self._failing_since,
             )
@@ -224,8 +223,8 @@ class Replica:
                 self._ignored.add(name)
                 shown = name.encode("utf-8", "backslashreplace").decode("ascii", "replace")
                 log.warning(
-                    "replica of %s: branch %r is not a name DataKit can hold "
-                    "([A-Za-z0-9_.-]): not followed",
+                    "the primary %s has a branch %r, not a name DataKit can hold "
+                    "([A-Za-z0-9/_.-]): not followed",
                     self.shown,
                     shown[:100],
                 )

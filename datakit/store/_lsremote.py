@@ -10,7 +10,7 @@ connection is closed without asking for a pack.
 What the remote says is checked: an object id that is not 40 lowercase
 hex digits fails the whole listing (the remote is broken or hostile, and a
 partial list would delete the branches it left out), while a branch name
-DataKit cannot hold (``feature/x``: a branch is one directory name here)
+DataKit cannot hold (``wip+1``: outside ``[A-Za-z0-9/_.-]``)
 is left out and reported in :attr:`RemoteHeads.ignored`.
 """
 
@@ -55,7 +55,7 @@ def ls_remote(
 ) -> RemoteHeads:
     """The branch heads of ``url``; FetchError saying why they cannot be
     listed. Blocking: run it in a worker thread, with a ``guard`` the
-    caller can cancel (as :meth:`Store.fetch`)."""
+    caller can cancel (as :meth:`Store.fetch`; one guard per listing)."""
     url = url.strip()
     if not url:
         raise FetchError("error: remote url is not defined")
@@ -80,6 +80,11 @@ def ls_remote(
         raise FetchError(
             f"error: cannot list the branches of {shown}" + (f": {reason}" if reason else "")
         ) from exc
+    finally:
+        # dulwich leaves the connection open when the answer is not the
+        # protocol: the guard's abort shuts it (or kills the helper) now,
+        # not when the garbage collector finds it. The guard is spent.
+        guard.abort("the listing is over")
     return _heads(result.refs.items(), shown)
 
 

@@ -61,7 +61,7 @@ def test_branches_created_and_deleted_on_the_primary_are_on_the_replica(
 ) -> None:
     with primary() as (p, _), client(p["9p"]) as writer:
         commit(writer, "master", "a", b"a")
-        with replica(f"git://127.0.0.1:{p['git']}/") as (r, _):
+        with replica(f"git://127.0.0.1:{p['git']}/") as (r, proc):
             wait_for(lambda: "master" in heads(r["9p"]), "master on the replica")
             feature = commit(writer, "feature", "b", b"b")
             wait_for(lambda: heads(r["9p"]).get("feature") == feature, "the new branch")
@@ -71,3 +71,5 @@ def test_branches_created_and_deleted_on_the_primary_are_on_the_replica(
             assert list(heads(r["9p"])) == ["master"]
             deleted = metric(r["metrics"], "datakit_replica_updates_total", kind="deleted")
             assert deleted == 1
+            proc.terminate()  # SIGTERM while following: a clean stop
+            assert proc.wait(30) == 0

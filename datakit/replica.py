@@ -30,9 +30,11 @@ requirement is one second).
 Failures (the primary down, garbage instead of the protocol, a pack that
 fails the checks) are logged once per outage and per branch, not at every
 poll, counted in ``datakit_replica_errors_total``, and retried with an
-exponential back-off from the interval up to :data:`MAX_BACKOFF` seconds;
-once a listing succeeds again the normal interval resumes and the
-recovery is logged. ``datakit_replica_lag_seconds`` is the time since the
+exponential back-off from the interval up to :data:`MAX_BACKOFF` seconds
+(a listing that fails backs the whole loop off; a branch whose fetch fails
+backs off alone, so one refused pack is not fetched four times a second
+nor holds the other branches back); once it works again the normal
+interval resumes and the recovery is logged. ``datakit_replica_lag_seconds`` is the time since the
 replica last saw the primary's branches and had all of them: it grows
 while the primary is unreachable or a fetch keeps failing.
 
@@ -91,6 +93,9 @@ class Replica:
         self._failing_since: float | None = None
         self._reported: set[str] = set()  # failures logged in this outage (branch, or "")
         self._ignored: set[str] = set()  # names we cannot hold, logged once
+        # A branch whose fetch failed (a refused pack) backs off alone, the
+        # others are followed at the normal interval: (retry at, delay).
+        self._backoff: dict[str, tuple[float, float]] = {}
         self._limiter = trio.CapacityLimiter(1)
 
     def lag(self) -> float:
@@ -107,7 +112,8 @@ class Replica:
 
     async def poll(self) -> bool:
         """One round: list, fetch, move. True if the listing worked (the
-        primary answers: the normal interval), False to back off."""
+        primary answers: the normal interval), False to back off (a branch
+        that fails backs off alone)."""
         seen_at = time.monotonic()
         try:
             remote, ours = await self._in_thread(self._list)
@@ -119,13 +125,21 @@ class Replica:
         for name in sorted(remote.heads.keys() | ours.keys()):
             new, current = remote.heads.get(name), ours.get(name)
             if new == current:
+                self._backoff.pop(name, None)
+                continue
+            retry_at, delay = self._backoff.get(name, (0.0, self.interval))
+            if time.monotonic() < retry_at:  # this branch failed lately: not yet
+                in_sync = False
                 continue
             try:
                 moved = await self._update(name, current, new)
             except (st.StoreError, OSError) as exc:
                 self._failed(name, f"branch {name}: {str(exc).removeprefix('error: ')}")
+                delay = min(delay * 2, self.max_backoff)
+                self._backoff[name] = (time.monotonic() + delay, delay)
                 in_sync = False
                 continue
+            self._backoff.pop(name, None)
             in_sync = in_sync and moved
         if in_sync:
             self.synced_at = seen_at

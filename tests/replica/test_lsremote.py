@@ -18,7 +18,7 @@ from datakit import store as st
 from datakit.fs.writes import StoreWriter
 from datakit.replica import Replica
 from tests.gitdaemon import GitRemote, serve_repository
-from tests.gitrepo import git
+from tests.gitrepo import blob, commit_tree, git, literal_tree
 
 
 @pytest.fixture
@@ -121,3 +121,32 @@ async def test_a_replica_polls_fetches_and_reports_an_outage_once(
     assert metrics.REPLICA_ERRORS._value.get() == errors + 3
     assert sum("connection refused" in r.getMessage() for r in caplog.records) == 1
     assert store.heads() == {"master": remote.master, "stable": remote.master}  # kept
+
+
+async def test_a_refused_branch_backs_off_alone(
+    remote: GitRemote, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    repo = tmp_path / "plain"
+    # A branch whose tree git's fsck (and ours) refuses: a ".git" entry.
+    bad_tree = literal_tree(repo, [(b"100644", b".git", blob(repo, b"x"))])
+    commit_tree(repo, bad_tree, "bad", branch="bad")
+    store = st.Store.memory()
+    # A long interval: the back-off (twice it) cannot pass during the test.
+    replica = Replica(store, StoreWriter(store), remote.url, policy=st.RemotePolicy(), interval=10)
+    never = replica.synced_at
+    errors = metrics.REPLICA_ERRORS._value.get()
+    with caplog.at_level(logging.WARNING, logger="datakit.replica"):
+        assert await replica.poll()  # the primary answers: no global back-off
+        assert metrics.REPLICA_ERRORS._value.get() == errors + 1
+        assert "bad" not in store.heads()
+        assert store.heads()["master"] == remote.master  # the others are followed
+
+        (repo / "foo").write_text("second\n")
+        git(repo, "commit", "-q", "-am", "second")
+        assert await replica.poll()
+        assert store.heads()["master"] == git(repo, "rev-parse", "master")
+        # The bad branch waits for its back-off: not fetched again yet.
+        assert metrics.REPLICA_ERRORS._value.get() == errors + 1
+    refused = [r.getMessage() for r in caplog.records if "branch bad" in r.getMessage()]
+    assert len(refused) == 1 and "cannot fetch" in refused[0]
+    assert replica.synced_at == never  # not in sync while a branch is missing

@@ -184,22 +184,24 @@ class GitServer:
             log.info("git %s refused: %s", service, exc)
             metrics.GIT_REQUESTS.labels(_label(service), "refused").inc()
             _send_error(conn, str(exc))
-        except (BadRequest, GitProtocolError, MissingObject, ValueError) as exc:
-            if isinstance(exc, HangupException):
-                log.info("git %s: the client hung up", service)
-            else:
-                log.info("git %s: %s", service, exc)
-                _send_error(conn, str(exc) or type(exc).__name__)
+        except Exception as exc:
             metrics.GIT_REQUESTS.labels(_label(service), "error").inc()
-        except TimeoutError:
+            self._failed(service, conn, exc)
+
+    def _failed(self, service: str, conn: Connection, exc: Exception) -> None:
+        """Log why a request failed and tell the client when it can hear."""
+        if _caused_by(exc, TimeoutError):
+            # dulwich turns a socket error into GitProtocolError: the cause says.
             log.info("git %s: client silent for %g s; disconnected", service, self.timeout)
-            metrics.GIT_REQUESTS.labels(_label(service), "error").inc()
-        except OSError as exc:  # reset by the peer, or shut down by us
-            log.info("git %s: connection lost: %s", service, exc.strerror or exc)
-            metrics.GIT_REQUESTS.labels(_label(service), "error").inc()
-        except Exception:  # a bug costs this connection, never the server
-            log.exception("git %s: internal error", service)
-            metrics.GIT_REQUESTS.labels(_label(service), "error").inc()
+            _send_error(conn, f"timed out: nothing received for {self.timeout:g} s")
+        elif isinstance(exc, HangupException) or _caused_by(exc, OSError):
+            # Reset by the peer, or shut down by us (the server stopping).
+            log.info("git %s: connection lost: %s", service, exc)
+        elif isinstance(exc, BadRequest | GitProtocolError | MissingObject | ValueError):
+            log.info("git %s: %s", service, exc)
+            _send_error(conn, str(exc) or type(exc).__name__)
+        else:  # a bug costs this connection, never the server
+            log.error("git %s: internal error", service, exc_info=exc)
             _send_error(conn, "internal error (see the server's log)")
 
     def _dispatch(self, request: Request, conn: Connection, proto: ReceivableProtocol) -> str:
@@ -229,6 +231,15 @@ class GitServer:
 
 class Refused(Exception):
     """A request the server's configuration does not allow."""
+
+
+def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, kind):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 def _label(service: str) -> str:

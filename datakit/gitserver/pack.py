@@ -30,12 +30,29 @@ def _records(store: Store, ids: Iterable[bytes]) -> Iterator[UnpackedObject]:
         yield UnpackedObject(type_num, decomp_chunks=[raw], sha=bytes.fromhex(oid.decode("ascii")))
 
 
+# The pack goes out in pieces of this size: the most one side-band-64k
+# pkt-line carries. dulwich yields each object's header and data apart, and
+# one pkt-line and one send per piece was a quarter of a clone's time.
+PIECE = 65515
+
+
 def send_pack(write: Callable[[bytes], object], store: Store, ids: Sequence[bytes]) -> None:
-    """Write a pack of the objects ``ids`` (hex) through ``write``."""
+    """Write a pack of the objects ``ids`` (hex) through ``write``, in
+    pieces of at most PIECE bytes."""
+    piece = bytearray()
+
+    def gather(data: bytes) -> None:
+        piece.extend(data)
+        while len(piece) >= PIECE:
+            write(bytes(piece[:PIECE]))
+            del piece[:PIECE]
+
     write_pack_data(
-        write,  # type: ignore[arg-type]
+        gather,
         _records(store, ids),
         DEFAULT_OBJECT_FORMAT,
         num_records=len(ids),
         compression_level=SEND_COMPRESSION,
     )
+    if piece:
+        write(bytes(piece))

@@ -59,6 +59,14 @@ def _add_remote_flags(serve: argparse.ArgumentParser) -> None:
         help="give up a fetch that takes longer than this in all, even if the remote "
         "keeps sending (default: %(default)s)",
     )
+    remotes.add_argument(
+        "--remote-max-pack",
+        type=_bytes,
+        default=4 << 30,
+        metavar="BYTES",
+        help="largest pack a fetch, a replica's fetch or a `git push` (--git-push) may "
+        "bring; it is streamed to a temporary file, never held in memory (default 4G)",
+    )
 
 
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
@@ -377,6 +385,7 @@ def _remote_policy(args: argparse.Namespace) -> RemotePolicy:
         connect_timeout=args.remote_connect_timeout,
         inactivity_timeout=args.remote_timeout,
         max_time=args.remote_max_time,
+        max_pack=args.remote_max_pack,
         # A fetched object is held whole to be checked: no bigger than a file.
         max_object=Limits().max_file_size if args.max_file_size is None else args.max_file_size,
     )

@@ -108,7 +108,7 @@ def _add_git_flags(serve: argparse.ArgumentParser) -> None:
         "--listen-git",
         metavar="URLS",
         help="serve the database to git (clone, fetch, ls-remote) at these comma-separated "
-        "endpoints: tcp://HOST[:PORT] (default port 9418) or unix:///PATH",
+        "endpoints: tcp://HOST[:PORT] (default port 9418)",
     )
     git.add_argument(
         "--git-push",
@@ -368,8 +368,9 @@ def _git_endpoints(text: str) -> list[Endpoint]:
         raise UsageError(f"--listen-git: {exc}") from None
     if not endpoints:
         raise UsageError("--listen-git: no endpoint given")
-    if any(e.scheme == "fd" for e in endpoints):
-        raise UsageError("--listen-git: use tcp://HOST[:PORT] or unix:///PATH")
+    if any(e.scheme != "tcp" for e in endpoints):
+        # git:// is TCP: git has no way to reach a Unix socket by URL.
+        raise UsageError("--listen-git: use tcp://HOST[:PORT] (git:// is TCP only)")
     return endpoints
 
 

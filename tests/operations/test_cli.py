@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from datakit.cli import UsageError, build_parser, serve_config
+from datakit.serve import ServeConfig
 from tests.ports import free_port
 
 
@@ -202,18 +203,18 @@ def test_serve_arguments_become_a_validated_config_in_the_cli() -> None:
 
 
 def test_git_endpoint_push_and_mirror_flags() -> None:
-    def config(*argv: str) -> object:
+    def config(*argv: str) -> ServeConfig:
         return serve_config(build_parser().parse_args(["serve", *argv]))
 
     c = config(
         "--listen-git", "tcp://0.0.0.0,tcp://127.0.0.1:0", "--git-push", "--git-timeout", "5"
     )
-    assert [str(e) for e in c.git_endpoints] == ["tcp://0.0.0.0:9418", "tcp://127.0.0.1:0"]  # type: ignore[attr-defined]
-    assert c.git_push == "ff" and c.git_timeout == 5  # type: ignore[attr-defined]
-    assert config("--listen-git", "tcp://h", "--git-push=force").git_push == "force"  # type: ignore[attr-defined]
+    assert [str(e) for e in c.git_endpoints] == ["tcp://0.0.0.0:9418", "tcp://127.0.0.1:0"]
+    assert c.git_push == "ff" and c.git_timeout == 5
+    assert config("--listen-git", "tcp://h", "--git-push=force").git_push == "force"
     replica = config("--mirror", " git://primary/ ", "--mirror-interval", "1")
-    assert replica.mirror == "git://primary/" and replica.mirror_interval == 1  # type: ignore[attr-defined]
-    assert config("--remote-max-pack", "10M").remotes.max_pack == 10 << 20  # type: ignore[attr-defined]
+    assert replica.mirror == "git://primary/" and replica.mirror_interval == 1
+    assert config("--remote-max-pack", "10M").remotes.max_pack == 10 << 20
     for bad, says in (
         (["--git-push"], "--git-push needs --listen-git"),
         (["--listen-git", "unix:///tmp/g"], "git:// is TCP only"),

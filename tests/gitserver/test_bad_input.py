@@ -174,3 +174,23 @@ def test_connections_past_the_bound_are_closed(server: Server, tmp_path: Path) -
             sock.close()
     time.sleep(0.3)
     server.still_serves(tmp_path)
+
+
+def test_sigterm_ends_a_stalled_git_connection(tmp_path: Path) -> None:
+    """The server stops at once on SIGTERM even while a git client holds a
+    connection in the middle of a request (its worker thread is woken)."""
+    with datakit_ports("--listen-git", "tcp://127.0.0.1:0", "--git", str(tmp_path / "db")) as (
+        ports,
+        proc,
+    ):
+        s = Server(ports)
+        s.commit("master", "f", b"f")
+        s.conn.close()
+        sock = s.dial()
+        sock.sendall(pkt(b"git-upload-pack /\0host=x\0"))
+        while read_pkt(sock) is not None:
+            pass  # now the server waits for wants, for up to --git-timeout (60 s)
+        proc.terminate()
+        assert proc.wait(15) == 0
+        assert read_all(sock) == b""
+        sock.close()

@@ -60,6 +60,7 @@ log = logging.getLogger("datakit.replica")
 
 MAX_BACKOFF = 4.0  # seconds between attempts while the primary fails, at most
 _LISTING = ""  # the failure key of the listing itself (never a branch name)
+_INTERNAL = "/"  # ... and of an unexpected error (nor is this)
 
 T = TypeVar("T")
 Write = Callable[..., Awaitable[object]]  # datakit.fs.writes.StoreWriter
@@ -107,7 +108,17 @@ class Replica:
         metrics.REPLICA_LAG.set_function(self.lag)
         delay = self.interval
         while True:
-            delay = self.interval if await self.poll() else min(delay * 2, self.max_backoff)
+            try:
+                answered = await self.poll()
+            except Exception:  # a bug or a failing disk: the server keeps serving
+                metrics.REPLICA_ERRORS.inc()
+                if self._failing_since is None:
+                    self._failing_since = time.monotonic()
+                if _INTERNAL not in self._reported:
+                    self._reported.add(_INTERNAL)
+                    log.exception("following the primary %s failed; retrying", self.shown)
+                answered = False
+            delay = self.interval if answered else min(delay * 2, self.max_backoff)
             await trio.sleep(delay)
 
     async def poll(self) -> bool:

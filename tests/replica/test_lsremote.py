@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import trio
 
 from datakit import metrics
 from datakit import store as st
@@ -150,3 +151,33 @@ async def test_a_refused_branch_backs_off_alone(
     refused = [r.getMessage() for r in caplog.records if "branch bad" in r.getMessage()]
     assert len(refused) == 1 and "cannot fetch" in refused[0]
     assert replica.synced_at == never  # not in sync while a branch is missing
+
+
+async def test_an_unexpected_error_is_logged_once_and_the_replica_goes_on(
+    remote: GitRemote, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = st.Store.memory()
+    replica = Replica(
+        store, StoreWriter(store), remote.url, policy=st.RemotePolicy(), interval=0.01
+    )
+    replica.max_backoff = 0.02
+    calls = 0
+    real_list = replica._list
+
+    def broken_then_fine(guard: st.FetchGuard) -> tuple[st.RemoteHeads, dict[str, str]]:
+        nonlocal calls
+        calls += 1
+        if calls <= 3:
+            raise RuntimeError("a bug")
+        return real_list(guard)
+
+    replica._list = broken_then_fine  # type: ignore[method-assign]
+    with caplog.at_level(logging.WARNING, logger="datakit.replica"):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(replica.run)
+            with trio.fail_after(30):
+                while store.heads().get("master") != remote.master:
+                    await trio.sleep(0.01)
+            nursery.cancel_scope.cancel()
+    assert calls > 3
+    assert [r.levelname for r in caplog.records if "a bug" in (r.exc_text or "")] == ["ERROR"]

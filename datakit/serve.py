@@ -17,7 +17,7 @@ from datakit.server.accept import default_max_connections, raise_fd_limit
 from datakit.server.endpoints import Endpoint, remove_socket_file, socket_file_id
 from datakit.server.serve import bind_each, bound_address
 from datakit.store import Limits as StoreLimits
-from datakit.store import RemotePolicy
+from datakit.store import RemotePolicy, shown_url
 from datakit.vfs import Directory
 
 if TYPE_CHECKING:
@@ -162,17 +162,23 @@ async def serve(
             raise StartupError(
                 f"Failed to listen for Prometheus on {host}:{port}: {reason or exc}"
             ) from exc
+    read_only_reason = None
+    if config.mirror:  # a replica: only the primary takes writes
+        read_only_reason = f"a replica of {shown_url(config.mirror)}; write to the primary"
     limits = Limits(max_msize=config.max_msize, handshake_timeout=config.handshake_timeout)
     max_connections = config.max_connections or default_max_connections()
     log.info("Serving at most %d connections at once", max_connections)
     try:
         async with trio.open_nursery() as nursery:
+            if database is not None and config.mirror:  # first: a URL refused ends the start
+                await nursery.start(_follow_primary, config, database)
             await nursery.start(
                 lambda task_status: serve_9p(
                     listeners,
                     make_root,
                     limits=limits,
-                    read_only=config.read_only,
+                    read_only=config.read_only or read_only_reason is not None,
+                    read_only_reason=read_only_reason,
                     max_connections=max_connections,
                     task_status=task_status,
                 )
@@ -229,6 +235,34 @@ async def _serve_git(
                 f"{push[config.git_push]}"
             )
         task_status.started()
+
+
+async def _follow_primary(
+    config: ServeConfig,
+    database: Database,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """A replica (--mirror): follow the primary's branches until cancelled
+    (see datakit.replica). A URL the remote policy refuses is bad input."""
+    from datakit.replica import Replica
+    from datakit.store import FetchError, check_remote
+
+    assert config.mirror is not None
+    try:
+        check_remote(config.mirror, config.remotes)
+    except FetchError as exc:
+        raise StartupError(f"--mirror: {exc}".replace("error: ", "", 1)) from exc
+    replica = Replica(
+        database.store,
+        database.write,
+        config.mirror,
+        policy=config.remotes,
+        interval=config.mirror_interval,
+    )
+    log.info("Following the primary %s (a read-only replica)", shown_url(config.mirror))
+    task_status.started()
+    await replica.run()
 
 
 def _git_address(endpoint: Endpoint) -> str:

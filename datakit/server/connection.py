@@ -1,7 +1,8 @@
 """What the request handlers know of their connection.
 
 The session does the I/O; the handlers (`ops`) only need the negotiated
-dialect and msize, the fid table, the root and whether writes are allowed.
+dialect and msize, the fid table, the root and whether writes are allowed
+(and if not, why).
 Keeping those here, apart from the session, is what lets `ops` be imported
 by the session without importing it back.
 """
@@ -26,10 +27,16 @@ class Connection:
         *,
         max_fids: int,
         read_only: bool,
+        read_only_reason: str | None = None,
     ) -> None:
         self.handshake = handshake  # the state of the connection and its settings
         self.fids = FidTable(max_fids)
-        self.read_only = read_only
+        # A write's EROFS error says why when the server knows (a replica
+        # names its primary); 9P2000.L clients get the errno alone.
+        self.read_only = read_only or read_only_reason is not None
+        self.read_only_message = "Read-only file system" + (
+            f": {read_only_reason}" if read_only_reason else ""
+        )
         self._make_root = make_root
         self._root: Directory | None = None
 

@@ -63,7 +63,17 @@ async def handle(conn: Connection, msg: ninep.Message) -> ninep.Message:
 
 def _check_writable(conn: Connection) -> None:
     if conn.read_only:
-        raise FsError("Read-only file system", E.EROFS)
+        raise FsError(conn.read_only_message, E.EROFS)
+
+
+async def _exists(node: Node, name: str) -> bool:
+    if not isinstance(node, Directory) or name in (".", ".."):
+        return False
+    try:
+        await node.lookup(name)
+    except FsError:
+        return False
+    return True
 
 
 def _dir_of(entry: Fid) -> Directory:
@@ -177,7 +187,8 @@ async def lopen(conn: Connection, m: ninep.Tlopen) -> ninep.Message:
 
 async def _create(conn: Connection, entry: Fid, name: str, kind: Kind, target: str | None) -> Node:
     """Tcreate and Tlcreate: make the node, then the fid walks into it and opens it."""
-    _check_writable(conn)
+    if not (kind is Kind.DIR and conn.read_only and await _exists(entry.node, name)):
+        _check_writable(conn)  # (a directory that exists: see mkdir)
     if entry.is_open:
         raise FsError("Can't create in an opened fid", E.EBADF)
     directory = _dir_of(entry)
@@ -220,7 +231,10 @@ async def lcreate(conn: Connection, m: ninep.Tlcreate) -> ninep.Message:
 @handles(ninep.Tmkdir)
 async def mkdir(conn: Connection, m: ninep.Tmkdir) -> ninep.Message:
     entry = conn.fids.get(m.dfid)
-    _check_writable(conn)
+    # A name that exists is no write (EEXIST, or for branch/ the branch as it
+    # is: how clients open one), so read-only servers let the directory answer.
+    if not (conn.read_only and await _exists(entry.node, m.name)):
+        _check_writable(conn)
     check_new_name(m.name)
     node = await _dir_of(entry).mkdir(m.name)
     return ninep.Rmkdir(tag=m.tag, qid=qid_of(node))

@@ -28,12 +28,16 @@ async def serve_9p(
     *,
     limits: Limits | None = None,
     read_only: bool = False,
+    read_only_reason: str | None = None,
     max_connections: int | None = None,
     task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve until cancelled; `make_root` builds each connection's filesystem.
 
-    At most `max_connections` at once (default: from the fd limit, see `accept`)."""
+    At most `max_connections` at once (default: from the fd limit, see `accept`).
+    `read_only_reason` (a replica's "a replica of URL; write to the primary")
+    makes the server read-only and follows "Read-only file system: " in the
+    EROFS error a 9P2000.u client sees."""
 
     async def handle(stream: trio.SocketStream) -> None:
         try:
@@ -43,7 +47,13 @@ async def serve_9p(
         except OSError:
             pass
         try:
-            await Session(stream, make_root, limits, read_only=read_only).run()
+            await Session(
+                stream,
+                make_root,
+                limits,
+                read_only=read_only,
+                read_only_reason=read_only_reason,
+            ).run()
         except Exception:  # one connection's failure must never stop the server
             log.exception("9p session ended with an internal error")
 

@@ -52,13 +52,18 @@ class Session:
         limits: Limits | None = None,
         *,
         read_only: bool = False,
+        read_only_reason: str | None = None,
     ) -> None:
         self.transport = transport_for(stream)
         self.limits = limits or Limits()
         self.decoder = ninep.Decoder()
         self.handshake = ServerHandshake(self.decoder, self.limits.max_msize)
         self.conn = Connection(
-            self.handshake, make_root, max_fids=self.limits.max_fids, read_only=read_only
+            self.handshake,
+            make_root,
+            max_fids=self.limits.max_fids,
+            read_only=read_only,
+            read_only_reason=read_only_reason,
         )
         self.output = OutputQueue(self.transport, self.limits.max_queued_bytes)
         self.scheduler = Scheduler(self.conn, self.output, self.limits.max_pending)

@@ -26,6 +26,7 @@ from ._errors import (
     ReadOnlyEntry,
     StoreError,
 )
+from ._lsremote import RemoteHeads, check_remote, ls_remote
 from ._names import check_name
 from ._objects import AUTHOR, EMPTY_TREE, BlobReader, CachedBlob, CommitInfo, Entry, Kind, Path
 from ._refs import check_branch_name, is_valid_branch_name
@@ -70,6 +71,7 @@ __all__ = [
     "NotFound",
     "Path",
     "ReadOnlyEntry",
+    "RemoteHeads",
     "RemotePolicy",
     "Store",
     "StoreError",
@@ -78,8 +80,10 @@ __all__ = [
     "TreeView",
     "check_branch_name",
     "check_name",
+    "check_remote",
     "conflict_bytes",
     "is_valid_branch_name",
+    "ls_remote",
     "merge_base",
     "parse_schemes",
     "shown_url",

@@ -104,12 +104,18 @@ def assert_v2(trace: str) -> None:
     assert lines and lines[0] == "version 2", lines[:5]
 
 
-def plain(*args: str, cwd: Path | None = None) -> str:
-    """A local git command (no trace)."""
+def plain(*args: str, cwd: Path | None = None, date: str | None = None) -> str:
+    """A local git command (no trace); `date`: of the commit it makes."""
     env = {k: v for k, v in GIT_ENV.items() if k != "GIT_TRACE_PACKET"}
+    if date is not None:
+        env["GIT_AUTHOR_DATE"] = env["GIT_COMMITTER_DATE"] = date
     out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stderr
     return out.stdout.strip()
+
+
+def loose_objects(repo: Path) -> int:
+    return int(plain("count-objects", cwd=repo).split()[0])
 
 
 # -- hand-written pkt-lines ---------------------------------------------------
@@ -255,7 +261,7 @@ def test_fetch_sends_only_new_objects(server: Server, tmp_path: Path) -> None:
     server.commit({"a/b/c": b"two"}, "second")
     clone = tmp_path / "clone"
     git("clone", server.url, str(clone))
-    assert plain("count-objects", cwd=clone).startswith("0 objects")  # all in the pack
+    assert loose_objects(clone) == 0  # all in the clone's pack
     new = server.commit({"a/b/c": b"three"}, "third")
     result = git("fetch", cwd=clone)
     assert_v2(result.stderr)
@@ -265,10 +271,34 @@ def test_fetch_sends_only_new_objects(server: Server, tmp_path: Path) -> None:
     assert "ready" in lines
     # commit, root tree, a, a/b and the blob: the unchanged x/ is not sent.
     # (Fewer than fetch.unpackLimit objects arrive as loose objects.)
-    assert plain("count-objects", cwd=clone).startswith("5 objects")
+    assert loose_objects(clone) == 5
     assert plain("rev-parse", "origin/master", cwd=clone) == new
     plain("fsck", "--strict", cwd=clone)
     assert server.metric("datakit_git_requests_total", service="fetch", outcome="ok") == 1
+
+
+def test_fetch_negotiates_over_several_rounds(server: Server, tmp_path: Path) -> None:
+    """The clone has many commits the server never saw: its first haves are
+    unknown (NAK), and the common one comes in a later round."""
+    base = server.commit({"f": b"0"}, "base")
+    clone = tmp_path / "clone"
+    git("clone", server.url, str(clone))
+    plain("checkout", "-q", "-b", "local", cwd=clone)
+    for i in range(40):
+        (clone / "local").write_text(str(i))
+        plain("add", "local", cwd=clone)
+        # Later than the server's commits: git sends the newest haves first.
+        plain("commit", "-q", "-m", f"local {i}", cwd=clone, date=f"2090-01-01T00:00:{i:02} +0000")
+    new = server.commit({"f": b"upstream 1", "g/h": b"upstream 2"}, "upstream")
+    before = loose_objects(clone)
+    result = git("fetch", cwd=clone)
+    lines = received(result.stderr)
+    assert sent(result.stderr).count("command=fetch") >= 2
+    assert lines.count("NAK") >= 1 and f"ACK {base}" in lines
+    assert plain("rev-parse", "origin/master", cwd=clone) == new
+    # commit, root tree, g and two blobs.
+    assert loose_objects(clone) == before + 5
+    plain("fsck", "--strict", cwd=clone)
 
 
 def test_shallow_clone_then_deepen(server: Server, tmp_path: Path) -> None:
@@ -290,15 +320,22 @@ def test_shallow_clone_then_deepen(server: Server, tmp_path: Path) -> None:
     assert (clone / ".git" / "shallow").read_text().split() == [ids[-2]]
     plain("fsck", "--strict", cwd=clone)
 
-    more = server.commit({"f": b"new"}, "c5")
-    git("fetch", "--depth", "3", cwd=clone)
+    newer = server.commit({"f": b"new"}, "c5")
+    git("fetch", cwd=clone)  # a plain fetch keeps the boundary where it is
     assert plain("rev-list", "--count", "origin/master", cwd=clone) == "3"
     assert (clone / ".git" / "shallow").read_text().split() == [ids[-2]]
+    plain("fsck", "--strict", cwd=clone)
+
+    more = server.commit({"f": b"newer"}, "c6")
+    git("fetch", "--depth", "3", cwd=clone)
+    assert plain("rev-list", "--count", "origin/master", cwd=clone) == "3"
+    assert sorted((clone / ".git" / "shallow").read_text().split()) == sorted(ids[-2:])
     assert plain("rev-parse", "origin/master", cwd=clone) == more
+    assert newer in plain("rev-list", "origin/master", cwd=clone).split()
 
     git("fetch", "--unshallow", cwd=clone)
     assert not (clone / ".git" / "shallow").exists()
-    assert plain("rev-list", "--count", "origin/master", cwd=clone) == "6"
+    assert plain("rev-list", "--count", "origin/master", cwd=clone) == "7"
     plain("fsck", "--strict", cwd=clone)
 
 
@@ -344,6 +381,21 @@ def test_fetch_by_want_streams_a_valid_pack(server: Server, tmp_path: Path) -> N
     assert len(plain("rev-list", "--objects", head, cwd=repo).splitlines()) == 9
 
 
+def test_progress_and_wait_for_done(server: Server) -> None:
+    first = server.commit({"f": b"1"}, "one")
+    head = server.commit({"f": b"2"}, "two")
+    raw = open_v2(server.ports["git"])
+    # wait-for-done: acknowledgments, but never "ready" before "done".
+    raw.send(command("fetch", f"want {head}", f"have {first}", "wait-for-done"))
+    assert raw.read_until_flush() == [b"acknowledgments\n", f"ACK {first}\n".encode()]
+    # Without no-progress, channel 2 says something before the pack.
+    raw.send(command("fetch", f"want {head}", f"have {first}", "done"))
+    assert raw.read() == b"packfile\n"
+    bands = [p[:1] for p in raw.read_until_flush() if isinstance(p, bytes)]
+    assert bands[0] == b"\x02" and b"\x01" in bands
+    raw.close()
+
+
 def test_want_of_a_missing_or_unadvertised_object_is_an_error(server: Server) -> None:
     first = server.commit({"f": b"1"}, "one")
     server.commit({"f": b"2"}, "two")
@@ -372,6 +424,7 @@ def test_want_of_a_missing_or_unadvertised_object_is_an_error(server: Server) ->
         (command("fetch", "deepen-since 1234", "done"), "deepen-since is not supported"),
         (command("fetch", "want xyz", "done"), "not an object id"),
     ],
+    ids=["garbage", "short", "command", "capability", "argument", "deepen-since", "want"],
 )
 def test_bad_requests_close_the_connection_with_an_error(
     server: Server, request_bytes: bytes, expected: str

@@ -339,6 +339,18 @@ def test_shallow_clone_then_deepen(server: Server, tmp_path: Path) -> None:
     plain("fsck", "--strict", cwd=clone)
 
 
+def test_shallow_since_and_exclude_are_refused_clearly(server: Server, tmp_path: Path) -> None:
+    server.commit({"f": b"1"}, "one")
+    for option, word in (
+        ("--shallow-since=2000-01-01", "deepen-since"),
+        ("--shallow-exclude=x", "deepen-not"),
+    ):
+        result = git("clone", option, server.url, str(tmp_path / word), ok=False)
+        assert result.returncode != 0
+        assert f"remote error: {word} is not supported by this server" in result.stderr
+    assert git("ls-remote", server.url).stdout.count("refs/heads/master") == 1
+
+
 def test_clone_of_an_empty_database(server: Server, tmp_path: Path) -> None:
     clone = tmp_path / "clone"
     result = git("clone", server.url, str(clone))

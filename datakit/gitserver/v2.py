@@ -3,7 +3,8 @@
 dulwich 1.2 has no server side for v2, so this module speaks it: the
 capability advertisement, then a loop of commands until the client closes
 the connection or sends a flush-pkt: ``ls-refs`` and ``fetch`` (wants,
-haves, ``done``, shallow and ``deepen N``, ``want-ref``). What v2 has in
+haves, ``done``, shallow clients, ``deepen`` (also relative),
+``deepen-since``, ``deepen-not``, ``want-ref``). What v2 has in
 common with v0 is reused: dulwich's MissingObjectFinder and find_shallow on
 :class:`StoreObjects` to choose the objects, :func:`send_pack` to stream the
 pack from the store.
@@ -26,7 +27,7 @@ buffered.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -34,6 +35,7 @@ from dulwich.errors import GitProtocolError, HangupException
 from dulwich.object_store import MissingObjectFinder, find_shallow
 from dulwich.objects import Commit, ObjectID
 from dulwich.protocol import ReceivableProtocol
+from dulwich.refs import Ref
 from dulwich.server import _all_wants_satisfied
 
 import datakit
@@ -159,6 +161,13 @@ class _Fetch:
     client_shallow: set[ObjectID] = field(default_factory=set)
     depth: int | None = None
     relative: bool = False
+    since: int | None = None  # deepen-since: a commit time
+    deepen_not: list[ObjectID] = field(default_factory=list)  # deepen-not: their history
+
+    @property
+    def deepen(self) -> bool:
+        return self.depth is not None or self.since is not None or bool(self.deepen_not)
+
     done: bool = False
     progress: bool = True
     wait_for_done: bool = False
@@ -322,7 +331,7 @@ class Session:
                     raise GitProtocolError(f"more than {MAX_HAVES} have lines in one request")
                 request.haves[_oid(value, "have")] = None
             elif word == b"want-ref":
-                oid = refs.get(value)  # type: ignore[call-overload]
+                oid = refs.get(Ref(value))
                 if oid is None:
                     raise GitProtocolError(f"unknown ref {_show(value)}")
                 if len(request.want_refs) >= MAX_WANTS:
@@ -338,11 +347,14 @@ class Session:
                 request.depth = int(value)
             elif line == b"deepen-relative":
                 request.relative = True
-            elif word in (b"deepen-since", b"deepen-not"):
-                raise GitProtocolError(
-                    f"{word.decode()} is not supported by this server: "
-                    "ask for a number of commits (--depth, --deepen)"
-                )
+            elif word == b"deepen-since":
+                if not value.isdigit():
+                    raise GitProtocolError(f"deepen-since: not a time: {_show(value)!r}")
+                request.since = int(value)
+            elif word == b"deepen-not":
+                if len(request.deepen_not) >= MAX_SHALLOWS:
+                    raise GitProtocolError(f"more than {MAX_SHALLOWS} deepen-not lines")
+                request.deepen_not.append(_resolve(refs, value))
             elif line == b"done":
                 request.done = True
             elif line == b"no-progress":
@@ -354,6 +366,10 @@ class Session:
                 pass
             else:
                 raise GitProtocolError(f"fetch: unexpected argument {_show(line)!r}")
+        if request.depth is not None and (request.since is not None or request.deepen_not):
+            raise GitProtocolError(
+                "deepen and deepen-since (or deepen-not) cannot be used together"
+            )
         return request
 
     def check_wants(self, repo: StoreRepo, request: _Fetch) -> None:
@@ -405,7 +421,7 @@ class Session:
 
         shallow: set[ObjectID] = set()
         extra_heads: list[ObjectID] = []
-        if request.depth is not None:
+        if request.deepen:
             shallow, unshallow = self.shallow_info(objects, request, wants)
             for oid in unshallow:
                 # The client has these commits but not their parents, which
@@ -446,14 +462,16 @@ class Session:
     ) -> tuple[set[ObjectID], set[ObjectID]]:
         """Write the shallow-info section; return (the new boundary, the
         client's shallow commits that are no longer shallow)."""
-        assert request.depth is not None
-        if request.relative:
+        if request.depth is None:
+            shallow, not_shallow = _deepen_by_history(objects, wants, request)
+        elif request.relative:
             # Deeper by N than what the client has: count from its boundary.
             heads = [c for c in request.client_shallow if c in objects]
             found, not_shallow = find_shallow(objects, heads, request.depth + 1)
+            shallow = found - not_shallow
         else:
             found, not_shallow = find_shallow(objects, wants, request.depth)
-        shallow = found - not_shallow
+            shallow = found - not_shallow
         unshallow = not_shallow & request.client_shallow
         self.write(b"shallow-info")
         for oid in sorted(shallow - request.client_shallow):
@@ -465,6 +483,52 @@ class Session:
 
     def progress(self, message: bytes) -> None:
         self.proto.write_pkt_line(b"\x02" + message)
+
+
+def _resolve(refs: Mapping[Ref, ObjectID], name: bytes) -> ObjectID:
+    """deepen-not's ref, as git would name it: in full, or a branch name."""
+    for candidate in (name, b"refs/heads/" + name):
+        oid = refs.get(Ref(candidate))
+        if oid is not None:
+            return oid
+    raise GitProtocolError(f"deepen-not: no such ref {_show(name)!r}")
+
+
+def _deepen_by_history(
+    objects: StoreObjects, wants: list[ObjectID], request: _Fetch
+) -> tuple[set[ObjectID], set[ObjectID]]:
+    """deepen-since and deepen-not (git's ``rev-list --max-age=T WANTS
+    --not REFS``): the commits reachable from the wants through commits no
+    older than T and not in the refs' history; those with a parent left out
+    are the new boundary. Returns (boundary, every commit kept)."""
+    excluded: set[ObjectID] = set()
+    pending = list(request.deepen_not)
+    while pending:
+        oid = pending.pop()
+        if oid not in excluded:
+            excluded.add(oid)
+            commit = objects[oid]
+            if isinstance(commit, Commit):
+                pending.extend(commit.parents)
+    kept: set[ObjectID] = set()
+    parents: dict[ObjectID, list[ObjectID]] = {}
+    pending = list(wants)
+    while pending:
+        oid = pending.pop()
+        if oid in kept or oid in excluded or oid not in objects:
+            continue
+        commit = objects[oid]
+        if not isinstance(commit, Commit):
+            continue
+        if request.since is not None and commit.commit_time < request.since:
+            continue
+        kept.add(oid)
+        parents[oid] = commit.parents
+        pending.extend(commit.parents)
+    if not kept:
+        raise GitProtocolError("no commits selected for shallow requests")
+    boundary = {oid for oid in kept if any(p not in kept for p in parents[oid])}
+    return boundary, kept - boundary
 
 
 def serve_v2(proto: ReceivableProtocol, context: GitContext) -> str:

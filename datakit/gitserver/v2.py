@@ -163,14 +163,14 @@ class _Fetch:
     relative: bool = False
     since: int | None = None  # deepen-since: a commit time
     deepen_not: list[ObjectID] = field(default_factory=list)  # deepen-not: their history
-
-    @property
-    def deepen(self) -> bool:
-        return self.depth is not None or self.since is not None or bool(self.deepen_not)
-
     done: bool = False
     progress: bool = True
     wait_for_done: bool = False
+
+    @property
+    def deepen(self) -> bool:
+        """Whether the client asked for a new shallow boundary."""
+        return self.depth is not None or self.since is not None or bool(self.deepen_not)
 
 
 class Session:

@@ -12,6 +12,7 @@ import os
 import re
 import socket
 import subprocess
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -246,6 +247,35 @@ def test_clone_is_v2_and_passes_fsck(server: Server, tmp_path: Path) -> None:
     assert server.metric("datakit_git_requests_total", service="clone", outcome="ok") == 1
 
 
+def test_clones_while_commits_go_on(server: Server, tmp_path: Path) -> None:
+    """Each command reads one snapshot: clones racing commits are whole."""
+    heads = [server.commit({f"d{i}/f": b"%d" % i}, f"c{i}") for i in range(5)]
+    errors: list[BaseException] = []
+
+    def committing() -> None:
+        try:
+            for i in range(5, 45):
+                heads.append(server.commit({f"d{i % 7}/f": b"%d" % i}, f"c{i}"))
+        except BaseException as exc:  # reported by the test below
+            errors.append(exc)
+
+    writer = threading.Thread(target=committing)
+    writer.start()
+    try:
+        for n in range(3):
+            clone = tmp_path / f"clone{n}"
+            git("clone", "-q", server.url, str(clone))
+            plain("fsck", "--strict", cwd=clone)
+            assert plain("rev-parse", "HEAD", cwd=clone) in heads
+    finally:
+        writer.join(120)
+    assert not errors
+    clone = tmp_path / "clone0"
+    git("fetch", "-q", cwd=clone)
+    assert plain("rev-parse", "origin/master", cwd=clone) == heads[-1]
+    assert plain("rev-list", "--count", "origin/master", cwd=clone) == "45"
+
+
 def test_ls_remote_and_ref_prefix(server: Server, tmp_path: Path) -> None:
     master = server.commit({"f": b"1"}, "m")
     feature = server.commit({"f": b"2"}, "f", branch="feature-x")
@@ -430,6 +460,27 @@ def test_fetch_by_want_streams_a_valid_pack(server: Server, tmp_path: Path) -> N
     )
     # 2 commits, 2 root trees, 2 trees `a`, 3 blobs: the whole history, all there.
     assert len(plain("rev-list", "--objects", head, cwd=repo).splitlines()) == 9
+
+
+def test_a_tip_shown_earlier_on_the_connection_stays_wantable(server: Server) -> None:
+    """A branch moving between ls-refs and fetch does not fail the fetch."""
+    old = server.commit({"f": b"1"}, "one")
+    raw = open_v2(server.ports["git"])
+    raw.send(command("ls-refs", "ref-prefix refs/heads/"))
+    assert raw.read_until_flush() == [f"{old} refs/heads/master\n".encode()]
+    new = server.commit({"f": b"2"}, "two")
+    raw.send(command("fetch", f"want {old}", "want-ref refs/heads/master", "no-progress", "done"))
+    assert raw.read_until_flush()[:3] == [
+        b"wanted-refs\n",
+        f"{new} refs/heads/master\n".encode(),
+        "delim",
+    ]
+    raw.close()
+    # Another connection was never shown `old`: refused there.
+    other = open_v2(server.ports["git"])
+    other.send(command("fetch", f"want {old}", "done"))
+    assert "only branch tips" in error_of(other.rest())
+    other.close()
 
 
 def test_progress_and_wait_for_done(server: Server) -> None:

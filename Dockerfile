@@ -29,11 +29,11 @@ USER datakit
 # SIGINT raises KeyboardInterrupt, which shuts the server down at once.
 STOPSIGNAL SIGINT
 VOLUME ["/data"]
-EXPOSE 5640 9090
+EXPOSE 5640 9090 9418
 HEALTHCHECK --interval=30s --timeout=5s --start-period=5s --retries=3 \
   CMD ["python", "-c", "import socket; socket.create_connection(('127.0.0.1', 5640), 4).close()"]
 ENTRYPOINT ["datakit", "serve"]
-CMD ["--git=/data", "--listen-9p=tcp://0.0.0.0:5640", "--listen-prometheus=0.0.0.0:9090", "-v"]
+CMD ["--git=/data", "--listen-9p=tcp://0.0.0.0:5640", "--listen-prometheus=0.0.0.0:9090", "--listen-git=tcp://0.0.0.0:9418", "-v"]
 
 # A client image: `docker run -it --privileged --network datakit-net datakit/client`
 # mounts the server named `datakit` at /db and opens a shell.

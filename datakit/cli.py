@@ -59,6 +59,14 @@ def _add_remote_flags(serve: argparse.ArgumentParser) -> None:
         help="give up a fetch that takes longer than this in all, even if the remote "
         "keeps sending (default: %(default)s)",
     )
+    remotes.add_argument(
+        "--remote-max-pack",
+        type=_bytes,
+        default=4 << 30,
+        metavar="BYTES",
+        help="largest pack a fetch, a replica's fetch or a `git push` (--git-push) may "
+        "bring; it is streamed to a temporary file, never held in memory (default 4G)",
+    )
 
 
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
@@ -100,7 +108,7 @@ def _add_git_flags(serve: argparse.ArgumentParser) -> None:
         "--listen-git",
         metavar="URLS",
         help="serve the database to git (clone, fetch, ls-remote) at these comma-separated "
-        "endpoints: tcp://HOST[:PORT] (default port 9418) or unix:///PATH",
+        "endpoints: tcp://HOST[:PORT] (default port 9418)",
     )
     git.add_argument(
         "--git-push",
@@ -360,8 +368,9 @@ def _git_endpoints(text: str) -> list[Endpoint]:
         raise UsageError(f"--listen-git: {exc}") from None
     if not endpoints:
         raise UsageError("--listen-git: no endpoint given")
-    if any(e.scheme == "fd" for e in endpoints):
-        raise UsageError("--listen-git: use tcp://HOST[:PORT] or unix:///PATH")
+    if any(e.scheme != "tcp" for e in endpoints):
+        # git:// is TCP: git has no way to reach a Unix socket by URL.
+        raise UsageError("--listen-git: use tcp://HOST[:PORT] (git:// is TCP only)")
     return endpoints
 
 
@@ -377,6 +386,7 @@ def _remote_policy(args: argparse.Namespace) -> RemotePolicy:
         connect_timeout=args.remote_connect_timeout,
         inactivity_timeout=args.remote_timeout,
         max_time=args.remote_max_time,
+        max_pack=args.remote_max_pack,
         # A fetched object is held whole to be checked: no bigger than a file.
         max_object=Limits().max_file_size if args.max_file_size is None else args.max_file_size,
     )

@@ -111,6 +111,7 @@ class Engine:
         self._dirty: set[Run] = set()
         self._dirty_targets: set[TargetId] = set()
         self._wake_flush = trio.Event()
+        self._flushed = trio.Event()  # set (and replaced) after each flush
         self._wake_eval = trio.Event()
         self._nursery: trio.Nursery | None = None
         self._junk_heads: set[tuple[TargetId, str]] = set()  # each said once
@@ -374,9 +375,20 @@ class Engine:
         # Not shielded: a cancelled attempt's result is not needed, and a
         # write the database never answers must not hold up a stop.
         commit = await self.store.run(partial(storage.write_run, branch=run.branch, result=result))
+        await self._pending_written(run, attempt)
         self._finish(run, attempt, result, commit)
         metrics.JOBS.labels(result.state.value).inc()
         metrics.JOB_DURATION.observe(result.duration)
+
+    async def _pending_written(self, run: Run, attempt: Attempt) -> None:
+        """A job that ran says `pending` before it says how it ended (spec
+        A.3, CI-2). The flusher gathers the changes of FLUSH_DELAY into one
+        commit, so a job quicker than that would go straight to its end:
+        wait until a status of this attempt from before the end is written.
+        (A result found at start is said at once: it never was pending.)"""
+        while not run.published and attempt is run.attempt:
+            self._poke_flush()
+            await self._flushed.wait()
 
     def _dependency(self, run: Run, need: str) -> Run:
         """The run of the job ``need`` on the same commit (made if no
@@ -481,6 +493,8 @@ class Engine:
             await trio.sleep(FLUSH_DELAY)
             runs, self._dirty = self._dirty, set()
             targets, self._dirty_targets = self._dirty_targets, set()
+            # What this flush says about runs still going (their pending).
+            going = [(r, r.attempt) for r in runs if r.state is not None and not r.finished_state]
             try:
                 await self._flush(runs, targets)
             except Exception as exc:  # logged and retried with the next change
@@ -492,6 +506,11 @@ class Engine:
                 self._wake_flush.set()
             else:
                 self._failures = 0
+                for run, attempt in going:
+                    if attempt is run.attempt:
+                        run.published = True
+                self._flushed.set()
+                self._flushed = trio.Event()
 
     def _status(self, run: Run) -> Status | None:
         if run.state is None:

@@ -49,6 +49,9 @@ class Run:
     cancel_reason: str | None = None
     keep_cancelled: bool = False  # store the cancellation (a user asked)
     on_change: Callable[[Run], None] | None = None
+    # A status of the current attempt before it ended (queued, running...)
+    # has been written: the engine waits for it before the final one.
+    published: bool = False
     _changed: trio.Event = field(default_factory=trio.Event)
 
     @property
@@ -96,6 +99,7 @@ class Run:
         self.log = None
         self.cancel_reason = None
         self.keep_cancelled = False
+        self.published = False
         self._notify()
         return self.attempt
 

@@ -12,11 +12,13 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from dulwich.object_format import DEFAULT_OBJECT_FORMAT
-from dulwich.object_store import BaseObjectStore, MissingObjectFinder
+from dulwich.object_store import BaseObjectStore
 from dulwich.objects import ObjectID, sha_to_hex
 from dulwich.refs import DictRefsContainer, Ref
 
 from datakit.store import Store
+
+from .walk import objects_to_send
 
 HEAD = Ref(b"HEAD")
 DEFAULT_BRANCH = "master"
@@ -108,16 +110,25 @@ class StoreRepo:
         *,
         get_tagged: Callable[[], dict[ObjectID, ObjectID]] | None = None,
         depth: int | None = None,
-    ) -> MissingObjectFinder | None:
-        from dulwich.repo import BaseRepo
-
-        # dulwich's own negotiation and shallow handling, on our refs and
-        # objects (its Repo method only uses what this class offers).
-        return BaseRepo.find_missing_objects(  # type: ignore[arg-type]
-            self,  # type: ignore[arg-type]
-            determine_wants,
-            graph_walker,
-            progress,
-            get_tagged=get_tagged,
-            depth=depth,
+    ) -> list[tuple[ObjectID, None]] | None:
+        """dulwich's negotiation (``graph_walker`` acks the client's haves
+        and has read its shallow requests), then our walk (see .walk);
+        None when a shallow request leaves nothing to send."""
+        wants = determine_wants(self.get_refs(), depth)
+        shallow = set(getattr(graph_walker, "shallow", ()))
+        unshallow = set(getattr(graph_walker, "unshallow", ()))
+        if not wants:
+            return None if shallow or unshallow else []
+        haves = self.object_store.find_common_revisions(graph_walker)
+        if shallow or unshallow:
+            # As dulwich and git do: a shallow client's haves do not say its
+            # history is complete, so everything down to the new boundary
+            # is sent.
+            haves = []
+        ids = objects_to_send(
+            self.store,
+            [w.decode("ascii") for w in wants],
+            [h.decode("ascii") for h in haves],
+            [s.decode("ascii") for s in shallow],
         )
+        return [(ObjectID(i.encode("ascii")), None) for i in ids]

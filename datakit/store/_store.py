@@ -568,12 +568,12 @@ class Store:
         if received.pack is not None and pack_dir is not None:
             install_pack(pack_dir, received.pack, received.index, received.checksum)
         elif received.pack is not None:
-            from dulwich.objects import ShaFile
-
+            # Into the overlay, which in memory is the storage: dulwich's
+            # memory store would parse each object again on every read (a
+            # third of the time of a clone served from a fetched history).
             try:
-                for sha, t, raw in received.read_objects():
-                    obj = ShaFile.from_raw_string(t, raw, sha.encode("ascii"))  # type: ignore[arg-type]
-                    self._repo.object_store.add_object(obj)
+                for _sha, t, raw in received.read_objects():
+                    self._db.put(t, raw)
             finally:
                 received.discard()
         if self._db.object_type(received.head) != COMMIT:

@@ -23,7 +23,14 @@ from datakit.ci import mirror, storage
 from datakit.ci.model import JobState
 from datakit.ci.runs import Run
 from datakit.github.model import RefId, Status, StatusState
-from tests.ci.cihelpers import expected_result_branch, make_source_repo, marker, with_marker
+from tests.ci.cihelpers import (
+    all_commits,
+    expected_result_branch,
+    make_source_repo,
+    marker,
+    read_status,
+    with_marker,
+)
 from tests.ci.enginehelpers import (
     REPO,
     WEB_UI,
@@ -438,3 +445,30 @@ async def test_rebuild_reruns_finished_dependants(
         await wait_engine(lambda: finished(target.runs["test"]), "test fails")
         assert await engine.rebuild(target.runs["build"].branch)
         await wait_for(lambda: count(runs) == 2, "test run again", timeout=15)
+
+
+async def test_quick_job_says_pending_before_success(
+    tmp_path: Path,
+    address: str,
+    meta: Meta,
+    source: tuple[Path, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Found by a full run (CI-2 failed once under load): the flusher
+    gathers status changes for FLUSH_DELAY into one commit, so a job that
+    ended inside that window went from nothing straight to `success`, and
+    its `pending` was never written. A long window makes it certain here."""
+    from datakit.ci import engine as engine_module
+
+    monkeypatch.setattr(engine_module, "FLUSH_DELAY", 1.0)
+    repo, m1 = source
+    cfg = write_config(tmp_path, repo, [OK_JOB])
+    meta.set_ref("heads/master", m1)
+    engine = make_engine(cfg, address, tmp_path / "work")
+    async with running(engine):
+        await wait_for(lambda: has_status(meta, m1, "ok", StatusState.SUCCESS), "m1's status")
+    head = meta.branch.head()
+    assert head is not None
+    seen = [read_status(c.tree(), m1, "ok") for c in all_commits(head)]
+    states = {s.state for s in seen if s is not None}
+    assert "pending" in states, seen

@@ -57,7 +57,38 @@ def serve_config(service: dict[str, Any]) -> ServeConfig:
 
 
 def test_services_exist(compose: dict[str, Any]) -> None:
-    assert set(compose["services"]) == {"datakit", "client", "prometheus", "bridge-local", "ci"}
+    assert set(compose["services"]) == {
+        "datakit",
+        "client",
+        "prometheus",
+        "bridge-local",
+        "ci",
+        "replica",
+    }
+
+
+def test_replica_service(compose: dict[str, Any], prometheus_config: dict[str, Any]) -> None:
+    """Under a profile, on the server's image, following the database over
+    the Git endpoint the database service listens on, and scraped."""
+    service = compose["services"]["replica"]
+    assert service["profiles"] == ["replica"]
+    assert service["image"] == compose["services"]["datakit"]["image"]
+    assert "datakit" in service["depends_on"]
+    config = serve_config(service)
+    primary = serve_config(compose["services"]["datakit"])
+    [git_endpoint] = primary.git_endpoints
+    assert config.mirror == f"git://datakit:{git_endpoint.port}/"
+    assert config.git is None and not config.git_endpoints
+    [endpoint] = config.endpoints
+    assert [c for _, _, c in port_mappings(service)] == [endpoint.port]
+    assert config.prometheus is not None
+    targets = {
+        target
+        for job in prometheus_config["scrape_configs"]
+        for static in job.get("static_configs", [])
+        for target in static["targets"]
+    }
+    assert f"replica:{config.prometheus[1]}" in targets
 
 
 def test_local_bridge_service(compose: dict[str, Any]) -> None:
@@ -154,8 +185,10 @@ def test_datakit_service_serves_the_volume_with_metrics(compose: dict[str, Any])
     _, stages = dockerfile_stages()
     exposed = {int(p) for p in (effective(stages, stage("runtime"), "EXPOSE") or "").split()}
     published = {container for _, _, container in mappings}
-    assert published == exposed == {5640, 9090}
+    assert published == exposed == {5640, 9090, 9418}
+    [git_endpoint] = config.git_endpoints
     assert metrics_port in published and endpoint.port in published
+    assert git_endpoint.port in published and git_endpoint.host == "0.0.0.0"
     assert service["command"] == json.loads(effective(stages, stage("runtime"), "CMD") or "[]"), (
         "the compose command and the image's CMD have drifted apart"
     )

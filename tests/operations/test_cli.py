@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from datakit.cli import UsageError, build_parser, serve_config
+from datakit.serve import ServeConfig
 from tests.ports import free_port
 
 
@@ -177,8 +178,17 @@ def test_fd_endpoint_that_is_no_listening_stream_socket_is_one_line(tmp_path: Pa
 
 def test_serve_arguments_become_a_validated_config_in_the_cli() -> None:
     args = build_parser().parse_args(
-        ["serve", "--listen-9p", "tcp://127.0.0.1:1,unix:///tmp/s", "--listen-prometheus",
-         "[::1]:9100", "--remote-schemes", "https", "--max-file-size", "1M"]
+        [
+            "serve",
+            "--listen-9p",
+            "tcp://127.0.0.1:1,unix:///tmp/s",
+            "--listen-prometheus",
+            "[::1]:9100",
+            "--remote-schemes",
+            "https",
+            "--max-file-size",
+            "1M",
+        ]
     )
     config = serve_config(args)
     assert [str(e) for e in config.endpoints] == ["tcp://127.0.0.1:1", "unix:///tmp/s"]
@@ -190,3 +200,34 @@ def test_serve_arguments_become_a_validated_config_in_the_cli() -> None:
     for bad in (["--remote-schemes", "gopher"], ["--listen-9p", ""], ["--listen-prometheus", "x"]):
         with pytest.raises(UsageError):
             serve_config(build_parser().parse_args(["serve", *bad]))
+
+
+def test_git_endpoint_push_and_mirror_flags() -> None:
+    def config(*argv: str) -> ServeConfig:
+        return serve_config(build_parser().parse_args(["serve", *argv]))
+
+    c = config(
+        "--listen-git", "tcp://0.0.0.0,tcp://127.0.0.1:0", "--git-push", "--git-timeout", "5"
+    )
+    assert [str(e) for e in c.git_endpoints] == ["tcp://0.0.0.0:9418", "tcp://127.0.0.1:0"]
+    assert c.git_push == "ff" and c.git_timeout == 5
+    assert config("--listen-git", "tcp://h", "--git-push=force").git_push == "force"
+    replica = config("--mirror", " git://primary/ ", "--mirror-interval", "1")
+    assert replica.mirror == "git://primary/" and replica.mirror_interval == 1
+    assert config("--remote-max-pack", "10M").remotes.max_pack == 10 << 20
+    for bad, says in (
+        (["--git-push"], "--git-push needs --listen-git"),
+        (["--listen-git", "unix:///tmp/g"], "git:// is TCP only"),
+        (["--listen-git", "tcp://h:x"], "--listen-git: tcp://h:x: use tcp://host:port"),
+        (["--listen-git", " , "], "--listen-git: no endpoint given"),
+        (["--mirror", "git://p/", "--listen-git", "tcp://h", "--git-push"], "takes no writes"),
+        (["--mirror", " "], "--mirror: no URL given"),
+    ):
+        with pytest.raises(UsageError, match=says):
+            config(*bad)
+
+
+def test_git_push_value_is_checked_by_argparse() -> None:
+    result = run("serve", "--listen-git", "tcp://127.0.0.1:0", "--git-push=always")
+    assert result.returncode == 2
+    assert "invalid choice: 'always'" in result.stderr

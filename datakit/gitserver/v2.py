@@ -5,9 +5,9 @@ capability advertisement, then a loop of commands until the client closes
 the connection or sends a flush-pkt: ``ls-refs`` and ``fetch`` (wants,
 haves, ``done``, shallow clients, ``deepen`` (also relative),
 ``deepen-since``, ``deepen-not``, ``want-ref``). What v2 has in
-common with v0 is reused: dulwich's MissingObjectFinder and find_shallow on
-:class:`StoreObjects` to choose the objects, :func:`send_pack` to stream the
-pack from the store.
+common with v0 is reused: dulwich's find_shallow on :class:`StoreObjects`
+for shallow boundaries, :func:`objects_to_send` to choose the objects,
+:func:`send_pack` to stream the pack from the store.
 
 Each command reads one snapshot of the branches (:class:`StoreRepo`), so a
 command sees one consistent state while 9p clients keep committing.
@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from dulwich.errors import GitProtocolError, HangupException
-from dulwich.object_store import MissingObjectFinder, find_shallow
+from dulwich.object_store import find_shallow
 from dulwich.objects import Commit, ObjectID
 from dulwich.protocol import ReceivableProtocol
 from dulwich.refs import Ref
@@ -43,6 +43,7 @@ from datakit.store import Store
 
 from .pack import send_pack
 from .repo import DEFAULT_BRANCH, HEAD, StoreObjects, StoreRepo
+from .walk import objects_to_send
 
 if TYPE_CHECKING:
     from .daemon import GitContext
@@ -61,7 +62,6 @@ MAX_PREFIXES = 1024
 MAX_REMEMBERED_TIPS = 100_000
 
 MAX_PKT = 65520  # bytes of a pkt-line, its four length digits included
-SIDEBAND_DATA = 65515  # MAX_PKT - 4 length digits - 1 band byte
 
 AGENT = f"datakit/{datakit.__version__}"
 CAPABILITIES = (
@@ -129,26 +129,6 @@ def _oid(value: bytes, what: str) -> ObjectID:
 
 def _show(value: bytes) -> str:
     return value[:80].decode("utf-8", "replace")
-
-
-class _SideBand:
-    """Pack bytes on side-band channel 1, in pkt-lines as full as allowed
-    (write_pack_data writes many small pieces)."""
-
-    def __init__(self, proto: ReceivableProtocol) -> None:
-        self.proto = proto
-        self.buffer = bytearray()
-
-    def write(self, data: bytes) -> None:
-        self.buffer += data
-        while len(self.buffer) >= SIDEBAND_DATA:
-            self.proto.write_pkt_line(b"\x01" + bytes(self.buffer[:SIDEBAND_DATA]))
-            del self.buffer[:SIDEBAND_DATA]
-
-    def flush(self) -> None:
-        if self.buffer:
-            self.proto.write_pkt_line(b"\x01" + bytes(self.buffer))
-            self.buffer.clear()
 
 
 @dataclass
@@ -435,22 +415,22 @@ class Session:
                 self.write(oid + b" " + name)
             self.delim()
 
-        progress = self.progress if request.progress else None
-        finder = MissingObjectFinder(
-            objects,
-            haves=common,
-            wants=wants + extra_heads,
-            shallow=request.client_shallow | shallow,
-            progress=None,
+        ids = objects_to_send(
+            self.store,
+            [oid.decode("ascii") for oid in wants + extra_heads],
+            [oid.decode("ascii") for oid in common],
+            [oid.decode("ascii") for oid in request.client_shallow | shallow],
         )
-        ids = [oid for oid, _hint in finder]
         self.write(b"packfile")
-        if progress is not None:
-            progress(f"counting objects: {len(ids)}, done.\n".encode("ascii"))
-        band = _SideBand(self.proto)
+        if request.progress:
+            self.progress(f"counting objects: {len(ids)}, done.\n".encode("ascii"))
         try:
-            send_pack(band.write, repo.store, ids)
-            band.flush()
+            # send_pack's pieces are at most one side-band-64k pkt-line.
+            send_pack(
+                lambda piece: self.proto.write_sideband(1, piece),
+                self.store,
+                [oid.encode("ascii") for oid in ids],
+            )
         except Exception as exc:
             # Inside the packfile section git reads errors on channel 3.
             self.proto.write_pkt_line(b"\x03" + str(exc).encode("utf-8", "replace")[:1000])

@@ -554,3 +554,16 @@ def test_too_many_haves_are_refused(server: Server) -> None:
     message = error_of(raw.rest())
     raw.close()
     assert "more than 100000 have lines" in message
+
+
+def test_a_client_stalled_mid_command_is_disconnected(tmp_path: Path) -> None:
+    with datakit_ports("--listen-git", "tcp://127.0.0.1:0", "--git-timeout", "2") as (ports, proc):
+        server = Server(ports, proc)
+        head = server.commit({"f": b"1"}, "one")
+        raw = open_v2(ports["git"])
+        # A fetch cut short: no flush-pkt ends its arguments.
+        raw.send(pkt("command=fetch\n"), DELIM, pkt(f"want {head}\n"))
+        # Meanwhile others are served.
+        assert git("ls-remote", server.url).stdout.startswith(f"{head}\tHEAD")
+        assert error_of(raw.rest()) == "ERR timed out: nothing received for 2 s"
+        raw.close()

@@ -224,8 +224,11 @@ class GitServer:
     def _dispatch(self, request: Request, conn: Connection, proto: ReceivableProtocol) -> str:
         """Run the request; the service label its success counts under."""
         if request.service == UPLOAD_PACK:
-            # A client asking for protocol v2 gets v0's advertisement,
-            # which git accepts (a server that does not know v2).
+            if request.version == 2:
+                from .v2 import serve_v2
+
+                return serve_v2(proto, self.context)
+            # v0; a client asking for v1 accepts a v0 answer.
             from .upload import UploadPack
 
             handler = UploadPack(StoreRepo(self.context.store), proto)

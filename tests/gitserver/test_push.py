@@ -482,3 +482,39 @@ def test_auto_push_sends_a_pushed_commit_on(tmp_path: Path) -> None:
             time.sleep(0.1)
         assert found == new
         git(bare, "fsck", "--strict", "--no-dangling")
+
+
+# -- hostile clients: an error for that connection only ----------------------
+
+
+def test_garbage_and_a_stalled_push_cost_only_their_connection(tmp_path: Path) -> None:
+    with serving(tmp_path, "git", "--git-push", "--git-timeout", "1") as served:
+        first = served.commit("master", {"f": b"1\n"}, "first")
+        assert served.store is not None
+        pack_dir = served.store / "objects" / "pack"
+        packs_before = sorted(p.name for p in pack_dir.iterdir()) if pack_dir.exists() else []
+
+        sock, _ = open_push(served.port)  # garbage instead of ref updates
+        with sock:
+            sock.sendall(b"zzzzGARBAGE")
+            assert b"ERR " in sock.recv(65536)
+
+        work = clone(served, tmp_path / "work")
+        ours = local_commit(work, "f", "2\n", "second")
+        revs = f"{ours}\n^{first}\n".encode()
+        pack = git_bytes(work, "pack-objects", "--stdout", "--revs", input=revs)
+        sock, _ = open_push(served.port)  # half a pack, then silence
+        with sock:
+            update = f"{first} {ours} refs/heads/master\0report-status\n".encode()
+            sock.sendall(pkt(update) + b"0000" + pack[: len(pack) // 2])
+            # Disconnected by the server (--git-timeout 1; ours is 60 s).
+            assert sock.recv(65536) == b""
+
+        assert served.head("master") == first
+        assert subprocess.run(["git", "cat-file", "-e", ours], cwd=served.store).returncode
+        packs_after = sorted(p.name for p in pack_dir.iterdir()) if pack_dir.exists() else []
+        assert packs_after == packs_before  # no temporary file left behind
+        # Other clients never noticed; a real push goes through.
+        assert push(work, served.url, "master").returncode == 0
+        assert served.head("master") == ours
+        served.fsck()

@@ -5,6 +5,7 @@ between the advertisement and the update, an endless pack)."""
 
 from __future__ import annotations
 
+import random
 import re
 import socket
 import subprocess
@@ -450,6 +451,40 @@ async def test_an_endless_pack_is_cut_at_the_cap_with_bounded_memory() -> None:
     assert b"ng refs/heads/master unpacker error" in answer
     assert ok
     assert store.heads() == {}
+
+
+async def test_git_is_told_the_pack_is_over_the_cap(tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    git(None, "init", "-q", "-b", "master", str(work))
+    (work / "big").write_bytes(random.Random(1).randbytes(3 << 20))  # does not compress
+    git(work, "add", "big")
+    git(work, "commit", "-q", "-m", "big")
+    store = Store.memory()
+    context = GitContext(store, StoreWriter(store), "ff", max_pack=1 << 20, max_object=1 << 30)
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    port = listeners[0].socket.getsockname()[1]
+    async with trio.open_nursery() as nursery:
+        await nursery.start(GitServer(context, timeout=60).serve, listeners)
+        done = await trio.to_thread.run_sync(push, work, f"git://127.0.0.1:{port}/", "master")
+        nursery.cancel_scope.cancel()
+    assert done.returncode != 0
+    assert "remote unpack failed: pack bigger than 1048576 bytes" in done.stderr
+    assert "unpacker error" in done.stdout
+    assert store.heads() == {}
+
+
+def test_an_object_over_the_file_size_limit_is_refused(tmp_path: Path, kind: str) -> None:
+    with serving(tmp_path, kind, "--git-push", "--max-file-size", "64K") as served:
+        first = served.commit("master", {"f": b"1\n"}, "first")
+        work = clone(served, tmp_path / "work")
+        (work / "big").write_bytes(b"x" * (65 << 10))
+        git(work, "add", "big")
+        git(work, "commit", "-q", "-m", "big")
+        done = push(work, served.url, "master")
+        assert done.returncode != 0
+        assert "larger than 65536 bytes" in done.stderr
+        assert served.head("master") == first
+        served.fsck()
 
 
 def _push_nothing(port: int) -> bool:

@@ -22,11 +22,13 @@ import pytest
 import trio
 
 from datakit.client import AGAIN, Branch, connect
+from datakit.client.ninep_client import Client
 from datakit.fs.writes import StoreWriter
 from datakit.gitserver import GitContext, GitServer
 from datakit.store import Store
 from tests.gitrepo import GIT_ENV, git, git_bytes, literal, literal_tree
 from tests.operations.procs import datakit_ports
+from tests.scenarios.helpers import Stream
 
 IDENT = b"t <t@example.com> 1483228800 +0000"
 ZERO = "0" * 40
@@ -177,6 +179,21 @@ def test_fast_forward_push_moves_the_branch_and_wakes_watchers(tmp_path: Path, k
         served.fsck()
         requests = "datakit_git_requests_total"
         assert served.wait_metric(1, requests, service="push", outcome="ok") == 1
+
+
+def test_the_reflog_sees_a_push(tmp_path: Path, kind: str) -> None:
+    with serving(tmp_path, kind, "--git-push") as served:
+        served.commit("master", {"f": b"1\n"}, "first")
+        work = clone(served, tmp_path / "work")
+        new = local_commit(work, "f", "2\n", "second")
+        client = Client.connect(served.address, timeout=60)
+        try:
+            log = Stream(client, "branch/master/reflog")
+            assert log.line() == b"\n"  # opened before the push
+            assert push(work, served.url, "master").returncode == 0
+            assert log.line() == f"{new}\n".encode()
+        finally:
+            client.close()
 
 
 def test_a_new_branch_and_many_commits(tmp_path: Path, kind: str) -> None:

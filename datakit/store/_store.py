@@ -621,7 +621,7 @@ class Store:
             os.makedirs(pack_dir, exist_ok=True)
             fd, tmp = new_temporary(pack_dir, "push")
         else:
-            fd, tmp = tempfile.mkstemp(prefix="datakit-push-")
+            fd, tmp = tempfile.mkstemp(prefix="datakit-push-", dir=self._db.limits.temp_dir)
         received = ReceivedPack(pack=tmp)
         try:
             try:

@@ -350,6 +350,11 @@ def test_only_branches_can_be_pushed(tmp_path: Path) -> None:
         assert "refs/notes/x" in done.stdout
         # The branch in the same push went through.
         assert served.head("master") == git(work, "rev-parse", "HEAD") != first
+        tree = git(work, "rev-parse", "HEAD^{tree}")
+        done = push(work, served.url, f"{tree}:refs/heads/t")
+        assert done.returncode != 0
+        assert f"{tree} is a tree, not a commit" in done.stdout
+        assert served.head("t") is None
 
 
 # -- bad objects -------------------------------------------------------------

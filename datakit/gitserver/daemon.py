@@ -200,7 +200,10 @@ class GitServer:
         except Refused as exc:
             log.info("git %s refused: %s", service, exc)
             metrics.GIT_REQUESTS.labels(_label(service), "refused").inc()
-            _send_error(conn, str(exc))
+            if isinstance(exc, PushRefused):
+                conn.flush()
+            else:
+                _send_error(conn, str(exc))
         except Exception as exc:
             metrics.GIT_REQUESTS.labels(_label(service), "error").inc()
             self._failed(service, conn, exc)
@@ -244,13 +247,19 @@ class GitServer:
                 )
             from .receive import serve_receive_pack
 
-            serve_receive_pack(proto, self.context)
+            if not serve_receive_pack(proto, self.context):
+                raise PushRefused("a ref or the pack was refused (the client was told which)")
             return "push"
         raise BadRequest(f"unknown service {request.service!r}")
 
 
 class Refused(Exception):
     """A request the server's configuration does not allow."""
+
+
+class PushRefused(Refused):
+    """A push whose refs or pack were refused: already reported to the
+    client in its own terms, so nothing more is sent."""
 
 
 def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:

@@ -216,13 +216,14 @@ def report(
         proto.write(data)
 
 
-def serve_receive_pack(proto: ReceivableProtocol, context: GitContext) -> None:
-    """One push (see the module doc)."""
+def serve_receive_pack(proto: ReceivableProtocol, context: GitContext) -> bool:
+    """One push (see the module doc); whether every ref it asked for moved
+    (False: a ref or the pack was refused, and the client was told why)."""
     store = context.store
     advertise(proto, store.heads(), capabilities(context.push))
     commands, caps = read_commands(proto)
     if not commands:
-        return  # nothing to push: the client says so with a flush
+        return True  # nothing to push: the client says so with a flush
     for command in commands:
         command.error = precheck(command, context)
     unpack_error: str | None = None
@@ -257,3 +258,4 @@ def serve_receive_pack(proto: ReceivableProtocol, context: GitContext) -> None:
             "ok" if command.error is None else command.error,
         )
     report(proto, commands, unpack_error, caps)
+    return unpack_error is None and all(c.error is None for c in commands)

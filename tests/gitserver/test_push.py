@@ -328,6 +328,10 @@ def test_forced_push_and_delete_only_with_force(tmp_path: Path, kind: str, mode:
             assert served.head("master") == old
             assert deleted.returncode != 0
             assert served.conn.branches() == ["master", "topic"]
+            # The forced push is refused by the server; the delete by git
+            # itself (delete-refs is not offered), which then sends nothing.
+            requests = "datakit_git_requests_total"
+            assert served.wait_metric(1, requests, service="push", outcome="refused") == 1
         else:
             assert done.returncode == 0, done.stderr
             assert served.head("master") == rewritten
@@ -473,6 +477,18 @@ async def test_an_endless_pack_is_cut_at_the_cap_with_bounded_memory() -> None:
     assert b"ng refs/heads/master unpacker error" in answer
     assert ok
     assert store.heads() == {}
+
+
+def test_remote_max_pack_caps_a_push(tmp_path: Path) -> None:
+    """The operator's cap (--remote-max-pack) reaches the push path."""
+    work = tmp_path / "work"
+    git(None, "init", "-q", "-b", "master", str(work))
+    local_commit(work, "big", random.Random(2).randbytes(3 << 20).hex(), "big")
+    with serving(tmp_path, "memory", "--git-push", "--remote-max-pack", "1M") as served:
+        done = push(work, served.url, "master")
+        assert done.returncode != 0
+        assert "pack bigger than 1048576 bytes" in done.stderr
+        assert served.conn.branches() == []
 
 
 async def test_git_is_told_the_pack_is_over_the_cap(tmp_path: Path) -> None:

@@ -200,7 +200,10 @@ class GitServer:
         except Refused as exc:
             log.info("git %s refused: %s", service, exc)
             metrics.GIT_REQUESTS.labels(_label(service), "refused").inc()
-            _send_error(conn, str(exc))
+            if isinstance(exc, PushRefused):
+                conn.flush()
+            else:
+                _send_error(conn, str(exc))
         except Exception as exc:
             metrics.GIT_REQUESTS.labels(_label(service), "error").inc()
             self._failed(service, conn, exc)
@@ -224,8 +227,11 @@ class GitServer:
     def _dispatch(self, request: Request, conn: Connection, proto: ReceivableProtocol) -> str:
         """Run the request; the service label its success counts under."""
         if request.service == UPLOAD_PACK:
-            # A client asking for protocol v2 gets v0's advertisement,
-            # which git accepts (a server that does not know v2).
+            if request.version == 2:
+                from .v2 import serve_v2
+
+                return serve_v2(proto, self.context)
+            # v0; a client asking for v1 accepts a v0 answer.
             from .upload import UploadPack
 
             handler = UploadPack(StoreRepo(self.context.store), proto)
@@ -241,13 +247,19 @@ class GitServer:
                 )
             from .receive import serve_receive_pack
 
-            serve_receive_pack(proto, self.context)
+            if not serve_receive_pack(proto, self.context):
+                raise PushRefused("a ref or the pack was refused (the client was told which)")
             return "push"
         raise BadRequest(f"unknown service {request.service!r}")
 
 
 class Refused(Exception):
     """A request the server's configuration does not allow."""
+
+
+class PushRefused(Refused):
+    """A push whose refs or pack were refused: already reported to the
+    client in its own terms, so nothing more is sent."""
 
 
 def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:

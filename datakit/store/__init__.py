@@ -29,6 +29,7 @@ from ._errors import (
 from ._lsremote import RemoteHeads, check_remote, ls_remote
 from ._names import check_name
 from ._objects import AUTHOR, EMPTY_TREE, BlobReader, CachedBlob, CommitInfo, Entry, Kind, Path
+from ._receive import PushRefused
 from ._refs import check_branch_name, is_valid_branch_name
 from ._store import BranchChange, Store
 from ._transaction import Committed, Merge, Transaction, merge_base
@@ -70,6 +71,7 @@ __all__ = [
     "NotFastForward",
     "NotFound",
     "Path",
+    "PushRefused",
     "ReadOnlyEntry",
     "RemoteHeads",
     "RemotePolicy",

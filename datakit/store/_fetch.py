@@ -17,82 +17,40 @@ does: a pack on disk never depends on another.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import tempfile
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import urllib3
 from dulwich.errors import GitProtocolError, HangupException
-from dulwich.object_format import SHA1
-from dulwich.pack import (
-    DeltaChainIterator,
-    MemoryPackIndex,
-    Pack,
-    PackData,
-    UnpackedObject,
-    UnresolvedDeltas,
-    extend_pack,
-)
 
 from ._clients import open_client
 from ._durable import datasync, new_temporary, write_all
 from ._errors import FetchError
-from ._fsck import BLOB, COMMIT, TYPE_NAMES, FsckError, Link, check_object, check_special
-from ._packsizes import PackSizeError, check_sizes
-from ._transport import FetchAborted, FetchGuard, shown_url
+from ._fsck import COMMIT, FsckError
+from ._receive import (
+    GetRaw,
+    ObjectType,
+    ReceivedPack,
+    Refused,
+    check_connected,
+    check_pack,
+    complete_pack,
+)
+from ._transport import FetchGuard, shown_url
 
 log = logging.getLogger("datakit.store")
 
-ObjectType = Callable[[str], "int | None"]  # the store's type of an object, None if absent
-GetRaw = Callable[[str], "tuple[int, bytes] | None"]  # the store's (type, body) of an object
-
-
-class Refused(Exception):
-    """What is wrong with a received pack (FetchError adds the URL)."""
-
-
-class _Objects(DeltaChainIterator[UnpackedObject]):
-    """Every object of a pack with deltas resolved, its offset and CRC."""
-
-    _compute_crc32 = True
-
-    def _result(self, unpacked: UnpackedObject) -> UnpackedObject:
-        return unpacked
+__all__ = ["Received", "Refused", "receive"]
 
 
 @dataclass
-class Received:
-    head: str
-    pack: str | None = None  # the checked temporary pack file, if one was needed
-    index: list[tuple[bytes, int, int]] = field(default_factory=list)  # (id, crc, offset)
-    checksum: bytes = b""
+class Received(ReceivedPack):
+    """A fetched pack (see ReceivedPack) and the head it brings."""
 
-    def discard(self) -> None:
-        if self.pack is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(self.pack)
-            self.pack = None
-
-    def read_objects(self) -> Iterator[tuple[str, int, bytes]]:
-        """The checked pack's objects (id, type, body), one at a time: an
-        in-memory store takes them from here once the pack is accepted, so
-        a refused pack never costs what its deltas would make."""
-        assert self.pack is not None
-        data = PackData(self.pack, SHA1)
-        try:
-            entries = [(sha, offset, crc) for sha, crc, offset in self.index]
-            index = MemoryPackIndex(entries, SHA1, self.checksum)  # type: ignore[arg-type]
-            pack = Pack.from_objects(data, index)
-            for sha, _, _ in self.index:
-                kind, raw = pack.get_raw(sha)  # type: ignore[arg-type]
-                yield sha.hex(), kind, bytes(raw)
-        finally:
-            with contextlib.suppress(BufferError):
-                data.close()
+    head: str = ""
 
 
 def receive(
@@ -208,122 +166,9 @@ def _check(
     get_raw: GetRaw,
     guard: FetchGuard,
 ) -> None:
-    """Check the received pack (see the module doc). A cancel (the client
-    flushed or left) stops the check too: a big pack takes a while."""
-    assert result.pack is not None
-
-    def stored(sha: bytes) -> tuple[int, bytes]:
-        """A delta base the pack leaves out (thin pack): ours."""
-        found = get_raw(sha.hex() if len(sha) == 20 else sha.decode("ascii"))
-        if found is None:
-            raise KeyError(sha)
-        return found
-
-    try:
-        check_sizes(result.pack, guard.policy.max_object, guard.check)  # before inflating
-    except (PackSizeError, OSError) as exc:
-        raise Refused(str(exc)) from exc
-    types: dict[str, int] = {}
-    links: dict[str, list[Link]] = {}
-    special: dict[str, tuple[str, int]] = {}  # .gitmodules and .gitattributes
-    try:
-        data = PackData(result.pack, SHA1)
-    except Exception as exc:
-        raise Refused(f"malformed pack: {exc}") from exc
-    try:
-        try:
-            data.check()  # the trailing checksum
-            objects = _Objects.for_pack_data(data, resolve_ext_ref=stored)  # type: ignore[arg-type]
-            for obj in objects:
-                guard.check()
-                sha = obj.sha().hex()
-                kind = obj.obj_type_num
-                assert kind is not None and obj.offset is not None and obj.crc32 is not None
-                if sha in types:
-                    raise FsckError(sha, kind, "the object is twice in the pack")
-                raw = b"".join(obj.obj_chunks or [])
-                types[sha] = kind
-                found = check_object(sha, kind, raw, special)
-                if found:
-                    links[sha] = found
-                result.index.append((obj.sha(), obj.crc32, obj.offset))
-            result.checksum = data.get_stored_checksum()
-            _check_special(data, result, special, stored)
-            external = set(objects.ext_refs())
-        except (FsckError, FetchAborted):
-            raise
-        except UnresolvedDeltas as exc:
-            raise Refused("a delta's base is neither in the pack nor stored") from exc
-        except Exception as exc:  # dulwich: bad zlib, unresolved delta, checksum...
-            raise Refused(f"malformed pack: {str(exc) or type(exc).__name__}") from exc
-    finally:
-        # After an error mid-object dulwich may still point into its mmap,
-        # and closing it then raises BufferError, which would replace the
-        # real reason; the map goes when it is collected.
-        with contextlib.suppress(BufferError):
-            data.close()
-    _check_connected(result.head, types, links, object_type)
-    if external:
-        _complete(result, external, stored)
-
-
-def _complete(result: Received, bases: set[Any], stored: Callable[[bytes], Any]) -> None:
-    """Append the store's delta bases a thin pack left out (checked when
-    stored), so the pack stands on its own."""
-    assert result.pack is not None
-    os.chmod(result.pack, 0o644)
-    with open(result.pack, "r+b") as f:
-        checksum, extra = extend_pack(f, bases, stored, SHA1)  # type: ignore[arg-type]
-        f.flush()
-        datasync(f.fileno())
-    os.chmod(result.pack, 0o444)
-    result.checksum = checksum
-    result.index += [(sha, crc, offset) for sha, offset, crc in extra]
-
-
-def _check_special(
-    data: PackData,
-    result: Received,
-    special: dict[str, tuple[str, int]],
-    stored: Callable[[bytes], Any],
-) -> None:
-    """Check the .gitmodules and .gitattributes the pack's trees name, now
-    that it is known which blobs they are (the pack may hold them first)."""
-    if not special:
-        return
-    entries = [(sha, offset, crc) for sha, crc, offset in result.index]
-    index = MemoryPackIndex(entries, SHA1, result.checksum)  # type: ignore[arg-type]
-    pack = Pack.from_objects(data, index)
-    pack.resolve_ext_ref = stored
-    in_pack = {sha.hex() for sha, _, _ in result.index}
-    for sha, (file, kind) in sorted(special.items()):
-        if kind != BLOB:
-            check_special(sha, file, kind, b"")
-        elif sha in in_pack:
-            check_special(sha, file, *pack.get_raw(bytes.fromhex(sha)))  # type: ignore[arg-type]
-
-
-def _check_connected(
-    head: str, types: dict[str, int], links: dict[str, list[Link]], object_type: ObjectType
-) -> None:
-    """Everything ``head`` reaches is in the pack or already stored (the
-    store only holds complete histories), with the type it is named as."""
-    todo: list[tuple[str, int, str]] = [(head, COMMIT, "the fetched head")]
-    seen: set[str] = set()
-    while todo:
-        sha, kind, named_by = todo.pop()
-        if sha in seen:
-            continue
-        seen.add(sha)
-        have = types.get(sha)
-        if have is None:
-            have = object_type(sha)
-            if have is None:
-                raise Refused(f"object {sha} named by {named_by} is missing")
-        elif sha in links:
-            todo.extend((s, k, sha) for s, k in links[sha])
-        if have != kind:
-            raise Refused(
-                f"object {sha} named by {named_by} is a {TYPE_NAMES.get(have, '?')}, "
-                f"not a {TYPE_NAMES[kind]}"
-            )
+    """Check the received pack (see the module doc and ``_receive``). A
+    cancel (the client flushed or left) stops the check too: a big pack
+    takes a while."""
+    found = check_pack(result, get_raw, guard.policy.max_object, guard.check)
+    check_connected(result.head, found.types, found.links, object_type)
+    complete_pack(result, found.external, get_raw)

@@ -123,11 +123,24 @@ def is_hfs_dotgit(raw: bytes, base: str = ".git") -> bool:
 GITMODULES, GITATTRIBUTES = ".gitmodules", ".gitattributes"
 
 
+def _plain(raw: bytes) -> bool:
+    """The common name, decided fast (checking a tree asks for every entry):
+    being refused, or read as .gitmodules/.gitattributes, needs an empty
+    name, a leading '.', 'g', 'G' or '~' (a short name NTFS may give
+    .gitmodules), a '/', '\\' or NUL, or non-ASCII bytes (HFS+ ignorable
+    code points)."""
+    return bool(raw) and raw[0] not in b".gG~" and raw.isascii() and not any(
+        c in raw for c in b"/\\\0"
+    )
+
+
 def special_file(name: str | bytes) -> str | None:
     """``.gitmodules`` or ``.gitattributes`` if a checkout (on any OS) would
     read this entry as that file: git's fsck then checks its content, and
     refuses it unless it is a blob (and, for .gitmodules, no symlink)."""
     raw = as_bytes(name)
+    if _plain(raw):
+        return None
     if is_hfs_dotgit(raw, GITMODULES) or any(map(is_ntfs_dotgitmodules, ntfs_parts(raw))):
         return GITMODULES
     if is_hfs_dotgit(raw, GITATTRIBUTES) or is_ntfs_dotfile(raw, b"gitattributes", b"gi7d29"):
@@ -139,11 +152,7 @@ def problem(name: str | bytes, *, symlink: bool = False, directory: bool = False
     """Why ``name`` may not be stored as a tree entry, or None if it may;
     ``symlink``/``directory``: the entry is a symbolic link / not a blob."""
     raw = as_bytes(name)
-    if raw and raw[0] not in b".gG~" and raw.isascii() and not any(c in raw for c in b"/\\\0"):
-        # The common name, decided fast (tree parsing asks for every entry):
-        # each refusal below needs an empty name, a leading '.', 'g', 'G' or
-        # '~' (a short name NTFS may give .gitmodules), a '/', '\\' or NUL,
-        # or non-ASCII bytes (HFS+ ignorable code points).
+    if _plain(raw):
         return None
     reason = element_problem(raw)
     if reason is not None:

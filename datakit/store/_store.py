@@ -579,3 +579,76 @@ class Store:
         if self._db.object_type(received.head) != COMMIT:
             raise FetchError(f"error: cannot fetch {shown_url(url)}")
         return received.head
+
+    # -- pushes --------------------------------------------------------------
+    def receive_pack(
+        self,
+        recv: Callable[[int], bytes],
+        *,
+        max_pack: int,
+        max_object: int,
+        keep: bool = True,
+        alive: Callable[[], None] = lambda: None,
+    ) -> int:
+        """Read the pack a `git push` sends through ``recv`` (up to its end:
+        the client sends nothing after it), check it and store its objects;
+        the number of objects it held. Nothing is stored unless all of it
+        passes (see ``_receive``): a PushRefused says why not. Without
+        ``keep`` the pack is read (the client sends it anyway) and dropped.
+
+        Objects are installed as a fetch installs them: on disk the pack
+        itself, with our index, once complete; in memory its objects. No
+        branch moves here: that is ``set_head``'s, through the writer."""
+        import tempfile
+
+        from dulwich.objects import ShaFile
+
+        from ._durable import datasync, new_temporary
+        from ._fsck import FsckError
+        from ._packs import install_pack
+        from ._receive import (
+            PushRefused,
+            ReceivedPack,
+            Refused,
+            check_all_links,
+            check_pack,
+            complete_pack,
+            read_pack_stream,
+        )
+
+        pack_dir = os.path.join(self._db.objects_dir, "pack") if self._db.objects_dir else None
+        if pack_dir is not None:
+            os.makedirs(pack_dir, exist_ok=True)
+            fd, tmp = new_temporary(pack_dir, "push")
+        else:
+            fd, tmp = tempfile.mkstemp(prefix="datakit-push-", dir=self._db.limits.temp_dir)
+        received = ReceivedPack(pack=tmp)
+        try:
+            try:
+                count = read_pack_stream(
+                    recv, fd, max_pack=max_pack, max_object=max_object, alive=alive
+                )
+                if keep and count and pack_dir is not None:
+                    datasync(fd)
+            finally:
+                os.close(fd)
+            if not keep or not count:
+                return count
+            try:
+                contents = check_pack(
+                    received, self._db.get_raw, max_object, alive, sizes_checked=True
+                )
+                check_all_links(contents, self._db.object_type)
+                complete_pack(received, contents.external, self._db.get_raw)
+            except (Refused, FsckError) as exc:
+                raise PushRefused(str(exc)) from exc
+            if pack_dir is not None:
+                install_pack(pack_dir, tmp, received.index, received.checksum)
+                received.pack = None  # moved into place
+            else:
+                for sha, t, raw in received.read_objects():
+                    obj = ShaFile.from_raw_string(t, raw, sha.encode("ascii"))  # type: ignore[arg-type]
+                    self._repo.object_store.add_object(obj)
+            return count
+        finally:
+            received.discard()

@@ -78,10 +78,15 @@ def test_replica_service(compose: dict[str, Any], prometheus_config: dict[str, A
     primary = serve_config(compose["services"]["datakit"])
     [git_endpoint] = primary.git_endpoints
     assert config.mirror == f"git://datakit:{git_endpoint.port}/"
-    assert config.git is None and not config.git_endpoints
+    assert config.git == "/data" and not config.git_endpoints
+    [volume] = service["volumes"]
+    name, path = volume.split(":")
+    assert path == "/data" and name in (compose.get("volumes") or {})
+    assert name not in compose["services"]["datakit"]["volumes"][0]  # its own store
     [endpoint] = config.endpoints
-    assert [c for _, _, c in port_mappings(service)] == [endpoint.port]
     assert config.prometheus is not None
+    published = [c for _, _, c in port_mappings(service)]
+    assert published == [endpoint.port, config.prometheus[1]]
     targets = {
         target
         for job in prometheus_config["scrape_configs"]

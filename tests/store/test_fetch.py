@@ -222,3 +222,52 @@ def test_schemes_of_urls() -> None:
     assert parse_schemes("") == frozenset()
     with pytest.raises(ValueError, match="ftp"):
         parse_schemes("git,ftp")
+
+
+def test_second_fetch_brings_only_what_is_new(
+    store: Store,
+    upstream: tuple[Path, str],
+    git,
+    monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+) -> None:
+    """A fetch offers our heads and their history as haves, so a remote
+    sends only what is new (a memory store offered nothing, and every
+    replica poll re-fetched the whole history)."""
+    from datakit.store import _fetch
+
+    work, head = upstream
+    store.fast_forward("master", store.fetch(f"file://{work}", "master", policy=ALLOW_ALL))
+    (work / "new").write_text("new\n")
+    git("add", "new", cwd=work)
+    git("commit", "-q", "-m", "third", cwd=work)
+    received: list[int] = []
+    receive = _fetch.receive
+
+    def counted(*args: object, **kwargs: object) -> _fetch.Received:
+        result = receive(*args, **kwargs)  # type: ignore[arg-type]
+        received.append(len(result.index))
+        return result
+
+    monkeypatch.setattr(_fetch, "receive", counted)
+    new = store.fetch(f"file://{work}", "master", policy=ALLOW_ALL)
+    assert store.commit_info(new).parents == (head,)
+    assert received == [3]  # the commit, its tree and the new blob
+
+
+def test_a_fetch_offers_at_most_max_haves(store: Store) -> None:
+    """dulwich's v2 client sends every have at once and the remote
+    acknowledges each: a long history must not become a long negotiation."""
+    from datakit.store import _store
+
+    tree = store.edit(None)
+    tree.put(("f",), b"x")
+    commits: list[str] = []
+    for i in range(_store.MAX_HAVES + 50):
+        commits.append(store.make_commit(tree.write_tree(), commits[-1:], f"{i}".encode()))
+    store.fast_forward("master", commits[-1])
+    walker = store._graph_walker()
+    offered = []
+    while (sha := walker.next()) is not None:
+        offered.append(sha.decode())
+    assert offered[0] == commits[-1]  # our head first
+    assert len(offered) == _store.MAX_HAVES

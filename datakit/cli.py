@@ -325,6 +325,8 @@ def serve_config(args: argparse.Namespace) -> ServeConfig:
     git_endpoints = _git_endpoints(args.listen_git) if args.listen_git else []
     if args.git_push and not git_endpoints:
         raise UsageError("--git-push needs --listen-git")
+    if args.git_push and args.read_only:
+        raise UsageError("--git-push: a --read-only server takes no writes")
     if args.mirror is not None:
         if not args.mirror.strip():
             raise UsageError("--mirror: no URL given")

@@ -45,6 +45,9 @@ log = logging.getLogger("datakit.git")
 ZERO = "0" * 40
 HEADS = "refs/heads/"
 MAX_COMMANDS = 10_000  # ref updates in one push: more is not a sane push
+# The longest ref name accepted (git's own are far shorter: a branch name
+# is a few path components).
+MAX_REF = 1024
 CAP_REPORT_STATUS = b"report-status"
 CAP_SIDE_BAND_64K = b"side-band-64k"
 CAP_QUIET = b"quiet"
@@ -126,6 +129,9 @@ def read_commands(proto: ReceivableProtocol) -> tuple[list[Command], set[bytes]]
         parts = line.split(b" ")
         if len(parts) != 3:
             raise GitProtocolError("expected `OLD NEW REF` ref update lines")
+        if len(parts[2]) > MAX_REF:
+            # Refused before it is kept: a push may hold MAX_COMMANDS of them.
+            raise GitProtocolError(f"a ref name is longer than {MAX_REF} bytes")
         old, new = parts[0].decode("ascii", "replace"), parts[1].decode("ascii", "replace")
         if not _is_hex(old) or not _is_hex(new):
             raise GitProtocolError("a ref update names a malformed object id")

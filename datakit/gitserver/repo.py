@@ -111,24 +111,37 @@ class StoreRepo:
         get_tagged: Callable[[], dict[ObjectID, ObjectID]] | None = None,
         depth: int | None = None,
     ) -> list[tuple[ObjectID, None]] | None:
-        """dulwich's negotiation (``graph_walker`` acks the client's haves
-        and has read its shallow requests), then our walk (see .walk);
-        None when a shallow request leaves nothing to send."""
+        """dulwich's v0 negotiation (``graph_walker`` reads the wants, the
+        shallow lines and the haves, and acknowledges), then our walk (see
+        .walk); None when a shallow request leaves nothing to send."""
         wants = determine_wants(self.get_refs(), depth)
-        shallow = set(getattr(graph_walker, "shallow", ()))
+        new_shallow = set(getattr(graph_walker, "shallow", ()))
         unshallow = set(getattr(graph_walker, "unshallow", ()))
+        client_shallow = set(getattr(graph_walker, "client_shallow", ()))
         if not wants:
-            return None if shallow or unshallow else []
-        haves = self.object_store.find_common_revisions(graph_walker)
-        if shallow or unshallow:
-            # As dulwich and git do: a shallow client's haves do not say its
-            # history is complete, so everything down to the new boundary
-            # is sent.
-            haves = []
+            return None if new_shallow or unshallow else []
+        haves = self._common_commits(graph_walker)
+        # A commit the client had as shallow and now gets the history of: it
+        # has the commit, so the walk stops there; its parents are wanted.
+        parents = [p for c in sorted(unshallow) for p in self.store.commit_info(c.decode()).parents]
         ids = objects_to_send(
             self.store,
-            [w.decode("ascii") for w in wants],
-            [h.decode("ascii") for h in haves],
-            [s.decode("ascii") for s in shallow],
+            [w.decode("ascii") for w in wants] + parents,
+            haves,
+            [s.decode("ascii") for s in client_shallow | new_shallow],
         )
         return [(ObjectID(i.encode("ascii")), None) for i in ids]
+
+    def _common_commits(self, graph_walker: Any) -> list[str]:
+        """Read the client's haves; acknowledge those that are commits we
+        have. (dulwich acknowledged any object, and its "ready" check then
+        failed on a have that was a tree.)"""
+        common: list[str] = []
+        have = next(graph_walker)
+        while have:
+            sha = have.decode("ascii")
+            if self.store.object_type(sha) == "commit":
+                common.append(sha)
+                graph_walker.ack(have)
+            have = next(graph_walker)
+        return common

@@ -5,8 +5,8 @@ capability advertisement, then a loop of commands until the client closes
 the connection or sends a flush-pkt: ``ls-refs`` and ``fetch`` (wants,
 haves, ``done``, shallow clients, ``deepen`` (also relative),
 ``deepen-since``, ``deepen-not``, ``want-ref``). What v2 has in
-common with v0 is reused: dulwich's find_shallow on :class:`StoreObjects`
-for shallow boundaries, :func:`objects_to_send` to choose the objects,
+common with v0 is reused: :func:`.shallow.boundary` for shallow
+boundaries, :func:`objects_to_send` to choose the objects,
 :func:`send_pack` to stream the pack from the store.
 
 Each command reads one snapshot of the branches (:class:`StoreRepo`), so a
@@ -32,7 +32,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from dulwich.errors import GitProtocolError, HangupException
-from dulwich.object_store import find_shallow
 from dulwich.objects import Commit, ObjectID
 from dulwich.protocol import ReceivableProtocol
 from dulwich.refs import Ref
@@ -41,20 +40,15 @@ from dulwich.server import _all_wants_satisfied
 import datakit
 from datakit.store import Store
 
+from .limits import MAX_HAVES, MAX_SHALLOWS, MAX_WANTS
 from .pack import send_pack
 from .repo import DEFAULT_BRANCH, HEAD, StoreObjects, StoreRepo
+from .shallow import boundary
 from .walk import objects_to_send
 
 if TYPE_CHECKING:
     from .daemon import GitContext
 
-# One request's wants and haves. A git client sends its haves in rounds of
-# at most a few hundred new ones, plus the ones already found common (at
-# most one per branch tip it has in practice); 100,000 is far above what a
-# real fetch sends and keeps a hostile request's sets to a few MB.
-MAX_WANTS = 100_000
-MAX_HAVES = 100_000
-MAX_SHALLOWS = 100_000
 # ref-prefix lines: more than this and the filter is dropped (all refs are
 # listed, which is always correct), as git's own ls-refs does.
 MAX_PREFIXES = 1024
@@ -444,14 +438,14 @@ class Session:
         client's shallow commits that are no longer shallow)."""
         if request.depth is None:
             shallow, not_shallow = _deepen_by_history(objects, wants, request)
-        elif request.relative:
-            # Deeper by N than what the client has: count from its boundary.
-            heads = [c for c in request.client_shallow if c in objects]
-            found, not_shallow = find_shallow(objects, heads, request.depth + 1)
-            shallow = found - not_shallow
         else:
-            found, not_shallow = find_shallow(objects, wants, request.depth)
-            shallow = found - not_shallow
+            # deepen-relative: deeper by N than what the client has, so
+            # counted from its boundary.
+            heads = request.client_shallow if request.relative else wants
+            depth = request.depth + 1 if request.relative else request.depth
+            found, kept = boundary(self.store, [h.decode("ascii") for h in heads], depth)
+            shallow = {ObjectID(c.encode("ascii")) for c in found}
+            not_shallow = {ObjectID(c.encode("ascii")) for c in kept}
         unshallow = not_shallow & request.client_shallow
         self.write(b"shallow-info")
         for oid in sorted(shallow - request.client_shallow):

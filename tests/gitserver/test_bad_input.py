@@ -194,3 +194,51 @@ def test_sigterm_ends_a_stalled_git_connection(tmp_path: Path) -> None:
         assert proc.wait(15) == 0
         assert read_all(sock) == b""
         sock.close()
+
+
+def test_want_lines_past_the_bound_are_refused(server: Server) -> None:
+    """Found in review: v0 kept every want line (95 MB of them: +170 MiB)."""
+    head = server.commit("master", "w", b"w")
+    line = pkt(b"want " + head.encode() + b"\n")
+    with server.dial() as sock:
+        sock.sendall(pkt(b"git-upload-pack /\0host=x\0"))
+        while read_pkt(sock) is not None:
+            pass
+        sock.sendall(pkt(b"want " + head.encode() + b" " + CAPS + b"\n"))
+        try:
+            for _ in range(100_001 // 1000 + 1):
+                sock.sendall(line * 1000)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # refused and closed while we were still sending
+        answer = read_all(sock)
+    assert b"ERR too many want lines (at most 100000)" in answer, answer[-200:]
+
+
+@pytest.mark.parametrize("depth", [b"0", b"-1", b"x"])
+def test_a_bad_depth_is_refused(server: Server, depth: bytes) -> None:
+    head = server.commit("master", "d", b"d")
+    with server.dial() as sock:
+        sock.sendall(pkt(b"git-upload-pack /\0host=x\0"))
+        while read_pkt(sock) is not None:
+            pass
+        sock.sendall(pkt(b"want " + head.encode() + b" " + CAPS + b" shallow\n"))
+        sock.sendall(pkt(b"deepen " + depth) + pkt(None))
+        answer = read_all(sock)
+    assert b"ERR invalid deepen '" + depth + b"': a positive number of commits" in answer, answer
+
+
+def test_a_have_that_is_a_tree_is_not_acknowledged(server: Server) -> None:
+    """Found in review: dulwich acknowledged any object, then its "ready"
+    check failed on the tree (`ERR min() arg is an empty sequence`)."""
+    head = server.commit("master", "t", b"t")
+    tree = server.conn.branch("master").head()
+    assert tree is not None
+    with server.dial() as sock:
+        sock.sendall(pkt(b"git-upload-pack /\0host=x\0"))
+        while read_pkt(sock) is not None:
+            pass
+        sock.sendall(pkt(b"want " + head.encode() + b" " + CAPS + b"\n") + pkt(None))
+        sock.sendall(pkt(b"have " + tree.tree_id.encode() + b"\n") + pkt(b"done\n"))
+        answer = read_all(sock)
+    assert b"ACK " + tree.tree_id.encode() not in answer
+    assert b"ERR" not in answer and b"PACK" in answer, answer[:300]

@@ -580,7 +580,8 @@ def test_garbage_and_a_stalled_push_cost_only_their_connection(tmp_path: Path) -
         with sock:
             update = f"{first} {ours} refs/heads/master\0report-status\n".encode()
             sock.sendall(pkt(update) + b"0000" + pack[: len(pack) // 2])
-            # Disconnected by the server (--git-timeout 1; ours is 60 s).
+            # Told and disconnected by the server (--git-timeout 1; ours is 60 s).
+            assert sock.recv(65536) == pkt(b"ERR timed out: nothing received for 1 s")
             assert sock.recv(65536) == b""
 
         assert served.head("master") == first
@@ -591,3 +592,16 @@ def test_garbage_and_a_stalled_push_cost_only_their_connection(tmp_path: Path) -
         assert push(work, served.url, "master").returncode == 0
         assert served.head("master") == ours
         served.fsck()
+
+
+def test_a_huge_ref_name_is_refused_before_it_is_kept(tmp_path: Path) -> None:
+    """Found in review: 6,000 updates of 65 KB ref names held 375 MiB while
+    the server waited for a pack that never came."""
+    with serving(tmp_path, "memory", "--git-push") as served:
+        sock, _ = open_push(served.port)
+        with sock:
+            zero = b"0" * 40
+            sock.sendall(pkt(zero + b" " + b"1" * 40 + b" refs/heads/" + b"x" * 2000 + b"\n"))
+            answer = sock.recv(65536)
+        assert b"ERR a ref name is longer than 1024 bytes" in answer, answer
+        served.commit("master", {"f": b"still\n"}, "still serving")

@@ -155,3 +155,17 @@ def test_bytes_sent_are_counted(served: Served, tmp_path: Path) -> None:
     sent = served.wait_metric(before + 1000, "datakit_git_sent_bytes_total") - before
     # The blob compresses well, but the pack still carries its objects.
     assert 1000 < sent < 1 << 20, sent
+
+
+def test_plain_fetch_in_a_shallow_clone(served: Served, tmp_path: Path) -> None:
+    """Found in review: a shallow clone sends its shallow lines on every
+    fetch, without deepen; v0 answered "unexpected flush-pkt"."""
+    heads = [served.commit("master", {"f": f"{i}\n".encode()}, f"c{i}") for i in range(4)]
+    clone = tmp_path / "shallow"
+    git(None, *V0, "clone", "-q", "--depth", "2", served.url, str(clone))
+    new = served.commit("master", {"f": b"new\n"}, "new")
+    git(clone, *V0, "fetch", "-q")
+    assert git(clone, "rev-parse", "origin/master") == new
+    # Only what is new came: the history below the boundary did not.
+    assert git(clone, "rev-list", "origin/master").split() == [new, heads[-1], heads[-2]]
+    git(clone, "fsck", "--strict", "--no-dangling")

@@ -222,6 +222,7 @@ def test_git_endpoint_push_and_mirror_flags() -> None:
         (["--listen-git", " , "], "--listen-git: no endpoint given"),
         (["--mirror", "git://p/", "--listen-git", "tcp://h", "--git-push"], "takes no writes"),
         (["--mirror", " "], "--mirror: no URL given"),
+        (["--read-only", "--listen-git", "tcp://h", "--git-push"], "takes no writes"),
     ):
         with pytest.raises(UsageError, match=says):
             config(*bad)

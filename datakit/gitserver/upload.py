@@ -14,6 +14,7 @@ from dulwich.protocol import (
     CAPABILITY_FILTER,
     CAPABILITY_NO_DONE,
     COMMAND_DEEPEN,
+    COMMAND_FILTER,
     COMMAND_HAVE,
     COMMAND_SHALLOW,
     COMMAND_WANT,
@@ -72,6 +73,9 @@ class _Walker(_ProtocolGraphWalker):
             if self._lines[words[0]] > limit:
                 name = words[0].decode("ascii")
                 raise GitProtocolError(f"too many {name} lines (at most {limit})")
+        if words[0] == COMMAND_FILTER:
+            # dulwich accepts it even unoffered, and the pack would ignore it.
+            raise GitProtocolError("filter: partial clones are not offered by this server")
         if words[0] == COMMAND_DEEPEN:
             value = words[1] if len(words) == 2 else b""
             if not (value.isascii() and value.isdigit() and int(value) > 0):

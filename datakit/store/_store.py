@@ -628,8 +628,6 @@ class Store:
         branch moves here: that is ``set_head``'s, through the writer."""
         import tempfile
 
-        from dulwich.objects import ShaFile
-
         from ._durable import datasync, new_temporary
         from ._fsck import FsckError
         from ._packs import install_pack
@@ -673,9 +671,9 @@ class Store:
                 install_pack(pack_dir, tmp, received.index, received.checksum)
                 received.pack = None  # moved into place
             else:
-                for sha, t, raw in received.read_objects():
-                    obj = ShaFile.from_raw_string(t, raw, sha.encode("ascii"))  # type: ignore[arg-type]
-                    self._repo.object_store.add_object(obj)
+                # Into the overlay, as a fetch does (see fetch).
+                for _sha, t, raw in received.read_objects():
+                    self._db.put(t, raw)
             return count
         finally:
             received.discard()

@@ -242,3 +242,17 @@ def test_a_have_that_is_a_tree_is_not_acknowledged(server: Server) -> None:
         answer = read_all(sock)
     assert b"ACK " + tree.tree_id.encode() not in answer
     assert b"ERR" not in answer and b"PACK" in answer, answer[:300]
+
+
+def test_a_filter_is_refused_not_ignored(server: Server) -> None:
+    """Partial clones are not offered: a filter line must not get a full pack."""
+    head = server.commit("master", "p", b"p")
+    with server.dial() as sock:
+        sock.sendall(pkt(b"git-upload-pack /\0host=x\0"))
+        while read_pkt(sock) is not None:
+            pass
+        sock.sendall(pkt(b"want " + head.encode() + b" " + CAPS + b"\n"))
+        sock.sendall(pkt(b"filter blob:none\n") + pkt(None) + pkt(b"done\n"))
+        answer = read_all(sock)
+    assert b"ERR filter: partial clones are not offered" in answer, answer
+    assert b"PACK" not in answer

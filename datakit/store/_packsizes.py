@@ -19,9 +19,9 @@ from __future__ import annotations
 import struct
 import zlib
 from collections.abc import Callable
-from typing import BinaryIO
 
 _OFS_DELTA, _REF_DELTA = 6, 7
+_KINDS = (1, 2, 3, 4, _OFS_DELTA, _REF_DELTA)
 _CHUNK = 1 << 16
 
 
@@ -29,15 +29,23 @@ class PackSizeError(ValueError):
     """What is wrong with the pack's sizes."""
 
 
-class _Reader:
-    def __init__(self, f: BinaryIO) -> None:
-        self._f = f
+class Reader:
+    """A pack's bytes from ``read(n)`` (a file's, or a client's socket's),
+    parsed from a buffer of at most one chunk."""
+
+    def __init__(self, read: Callable[[int], bytes]) -> None:
+        self._read = read
         self._buf = b""
         self._pos = 0  # of the next unread byte in _buf
 
+    @property
+    def buffered(self) -> int:
+        """Bytes read but not parsed yet."""
+        return len(self._buf) - self._pos
+
     def _fill(self) -> None:
         if self._pos == len(self._buf):
-            self._buf, self._pos = self._f.read(_CHUNK), 0
+            self._buf, self._pos = self._read(_CHUNK), 0
             if not self._buf:
                 raise PackSizeError("the pack is truncated")
 
@@ -46,12 +54,14 @@ class _Reader:
         self._pos += 1
         return self._buf[self._pos - 1]
 
-    def skip(self, n: int) -> None:
-        while n:
+    def take(self, n: int) -> bytes:
+        out = b""
+        while len(out) < n:
             self._fill()
-            taken = min(n, len(self._buf) - self._pos)
-            self._pos += taken
-            n -= taken
+            part = self._buf[self._pos : self._pos + n - len(out)]
+            self._pos += len(part)
+            out += part
+        return out
 
     def inflate(self, declared: int, keep: int) -> bytes:
         """Inflate one zlib stream, at most 64 KiB of it at once in memory,
@@ -95,29 +105,50 @@ def check_sizes(path: str, limit: int, alive: Callable[[], None] = lambda: None)
     object a delta makes) is at most ``limit`` bytes; ``alive()`` is called
     before each entry (it raises to stop the walk)."""
     with open(path, "rb") as f:
-        read = _Reader(f)
-        header = bytes(read.byte() for _ in range(12))
-        if header[:4] != b"PACK":
-            raise PackSizeError("not a pack")
-        (count,) = struct.unpack(">I", header[8:])
-        for i in range(count):
-            alive()
+        read = Reader(f.read)
+        _, count = read_header(read)
+        walk_entries(read, count, limit, alive)
+
+
+def read_header(read: Reader) -> tuple[bytes, int]:
+    """The pack's header, and the number of entries it declares."""
+    header = read.take(12)
+    if header[:4] != b"PACK" or header[4:8] not in (b"\0\0\0\2", b"\0\0\0\3"):
+        raise PackSizeError("not a pack (a version 2 pack was expected)")
+    (count,) = struct.unpack(">I", header[8:])
+    return header, int(count)
+
+
+def walk_entries(read: Reader, count: int, limit: int, alive: Callable[[], None]) -> None:
+    """Read ``count`` entries, each inflated a chunk at a time and checked:
+    a well-formed header of a known type, a size (and a delta's result
+    size) of at most ``limit``, and a stream that makes the declared size."""
+    for i in range(count):
+        alive()
+        b = read.byte()
+        kind, size, shift = (b >> 4) & 7, b & 0x0F, 4
+        while b & 0x80:
+            if shift > 70:
+                raise PackSizeError(f"malformed pack: object {i} has a bad header")
             b = read.byte()
-            kind, size, shift = (b >> 4) & 7, b & 0x0F, 4
-            while b & 0x80:
-                b = read.byte()
-                size |= (b & 0x7F) << shift
-                shift += 7
-            if size > limit:
+            size |= (b & 0x7F) << shift
+            shift += 7
+        if kind not in _KINDS:
+            raise PackSizeError(f"malformed pack: object {i} has an unknown type {kind}")
+        if size > limit:
+            raise PackSizeError(f"object {i} of the pack is larger than {limit} bytes")
+        if kind == _OFS_DELTA:
+            for _ in range(10):
+                if not read.byte() & 0x80:
+                    break
+            else:
+                raise PackSizeError(f"malformed pack: object {i} has a bad delta offset")
+        elif kind == _REF_DELTA:
+            read.take(20)
+        delta = kind in (_OFS_DELTA, _REF_DELTA)
+        head = read.inflate(size, 20 if delta else 0)
+        if delta:
+            _, pos = varint(head, 0)
+            result, _ = varint(head, pos)
+            if result > limit:
                 raise PackSizeError(f"object {i} of the pack is larger than {limit} bytes")
-            if kind == _OFS_DELTA:
-                while read.byte() & 0x80:
-                    pass
-            elif kind == _REF_DELTA:
-                read.skip(20)
-            head = read.inflate(size, 20 if kind in (_OFS_DELTA, _REF_DELTA) else 0)
-            if kind in (_OFS_DELTA, _REF_DELTA):
-                _, pos = varint(head, 0)
-                result, _ = varint(head, pos)
-                if result > limit:
-                    raise PackSizeError(f"object {i} of the pack is larger than {limit} bytes")

@@ -25,8 +25,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import struct
-import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,7 +43,7 @@ from dulwich.pack import (
 from ._durable import datasync, write_all
 from ._errors import StoreError
 from ._fsck import BLOB, COMMIT, TYPE_NAMES, FsckError, Link, check_object, check_special
-from ._packsizes import PackSizeError, check_sizes, varint
+from ._packsizes import PackSizeError, Reader, check_sizes, read_header, walk_entries
 from ._transport import FetchAborted
 
 ObjectType = Callable[[str], "int | None"]  # the store's type of an object, None if absent
@@ -275,79 +273,27 @@ def check_all_links(contents: PackContents, object_type: ObjectType) -> None:
 
 # -- a pack as it arrives on a connection ------------------------------------
 
-_CHUNK = 1 << 16
-_OFS_DELTA, _REF_DELTA = 6, 7
-_KINDS = (1, 2, 3, 4, _OFS_DELTA, _REF_DELTA)
-
-
 class PackTooBig(PushRefused):
     """The client sent more than the cap: it is not read further."""
 
 
-class _Stream:
+class _Source:
     """The client's bytes, copied to the file as they are read and counted
-    against the cap; parsed from a buffer of at most one chunk."""
+    against the cap (what :class:`Reader` parses the pack from)."""
 
     def __init__(self, recv: Callable[[int], bytes], fd: int, max_pack: int) -> None:
         self._recv = recv
         self._fd = fd
         self._max = max_pack
-        self._buf = b""
-        self._pos = 0
         self.total = 0  # bytes read (and written)
 
-    @property
-    def consumed(self) -> int:
-        """Bytes parsed: the pack's length once its end is reached."""
-        return self.total - (len(self._buf) - self._pos)
-
-    def _fill(self) -> None:
-        if self._pos < len(self._buf):
-            return
-        data = self._recv(max(1, min(_CHUNK, self._max - self.total + 1)))
-        if not data:
-            raise PushRefused("the pack is truncated (the client hung up)")
+    def __call__(self, size: int) -> bytes:
+        data = self._recv(max(1, min(size, self._max - self.total + 1)))
         self.total += len(data)
         if self.total > self._max:
             raise PackTooBig(f"pack bigger than {self._max} bytes")
         write_all(self._fd, data)
-        self._buf, self._pos = data, 0
-
-    def take(self, n: int) -> bytes:
-        out = b""
-        while len(out) < n:
-            self._fill()
-            part = self._buf[self._pos : self._pos + n - len(out)]
-            self._pos += len(part)
-            out += part
-        return out
-
-    def byte(self) -> int:
-        self._fill()
-        self._pos += 1
-        return self._buf[self._pos - 1]
-
-    def inflate(self, declared: int, keep: int) -> bytes:
-        """Skip one zlib stream, checking it makes ``declared`` bytes
-        (never more than a chunk of them in memory); its first ``keep``."""
-        stream = zlib.decompressobj()
-        total, head = 0, b""
-        while not stream.eof:
-            self._fill()
-            try:
-                out = stream.decompress(self._buf[self._pos :], _CHUNK)
-            except zlib.error as exc:
-                raise PushRefused(f"malformed pack: {exc}") from None
-            self._buf, self._pos = stream.unconsumed_tail, 0
-            total += len(out)
-            if len(head) < keep:
-                head += out[: keep - len(head)]
-            if total > declared:
-                raise PushRefused("malformed pack: an object inflates to more than its size")
-        self._buf, self._pos = stream.unused_data + self._buf, 0
-        if total != declared:
-            raise PushRefused("malformed pack: an object inflates to less than its size")
-        return head
+        return data
 
 
 def read_pack_stream(
@@ -363,46 +309,16 @@ def read_pack_stream(
     :func:`check_sizes` does; the number of objects in it. PushRefused
     (PackTooBig past ``max_pack`` bytes: nothing more is read) says why
     the pack is refused."""
-    stream = _Stream(recv, fd, max_pack)
-    header = stream.take(12)
-    if header[:4] != b"PACK" or header[4:8] not in (b"\0\0\0\2", b"\0\0\0\3"):
-        raise PushRefused("not a pack (a version 2 pack was expected)")
-    (count,) = struct.unpack(">I", header[8:])
-    for i in range(count):
-        alive()
-        b = stream.byte()
-        kind, size, shift = (b >> 4) & 7, b & 0x0F, 4
-        while b & 0x80:
-            if shift > 70:
-                raise PushRefused(f"malformed pack: object {i} has a bad header")
-            b = stream.byte()
-            size |= (b & 0x7F) << shift
-            shift += 7
-        if kind not in _KINDS:
-            raise PushRefused(f"malformed pack: object {i} has an unknown type {kind}")
-        if size > max_object:
-            raise PushRefused(f"object {i} of the pack is larger than {max_object} bytes")
-        if kind == _OFS_DELTA:
-            for _ in range(10):
-                if not stream.byte() & 0x80:
-                    break
-            else:
-                raise PushRefused(f"malformed pack: object {i} has a bad delta offset")
-        elif kind == _REF_DELTA:
-            stream.take(20)
-        delta = kind in (_OFS_DELTA, _REF_DELTA)
-        head = stream.inflate(size, 20 if delta else 0)
-        if delta:
-            try:
-                _, pos = varint(head, 0)
-                result, _ = varint(head, pos)
-            except PackSizeError as exc:
-                raise PushRefused(f"malformed pack: {exc}") from None
-            if result > max_object:
-                raise PushRefused(f"object {i} of the pack is larger than {max_object} bytes")
-    trailer = stream.take(20)
+    source = _Source(recv, fd, max_pack)
+    read = Reader(source)
+    try:
+        header, count = read_header(read)
+        walk_entries(read, count, max_object, alive)
+        trailer = read.take(20)
+    except PackSizeError as exc:
+        raise PushRefused(str(exc)) from None
     if count == 0 and trailer != hashlib.sha1(header).digest():
         raise PushRefused("malformed pack: bad checksum")
     # Nothing follows a pack; if a client sent more, it is not the pack's.
-    os.ftruncate(fd, stream.consumed)
+    os.ftruncate(fd, source.total - read.buffered)
     return count

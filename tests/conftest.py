@@ -4,9 +4,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from datakit.client.ninep_client import Client
 from tests.serverthread import running_server
+
+# Hypothesis's timing checks (a deadline per example, "input generation is
+# slow") are timed tests in disguise: on a shared 2-core machine they fail
+# on the load, not on a bug (a full run failed on one). Every property
+# still runs all its examples.
+settings.register_profile("datakit", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("datakit")
 
 
 @pytest.fixture

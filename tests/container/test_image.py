@@ -159,7 +159,7 @@ def test_image_config_is_what_the_dockerfile_says(podman: Podman, server_image: 
     cmd = json.loads(want("CMD"))
     assert config["Cmd"] == cmd
     assert set(config["ExposedPorts"]) == {f"{p}/tcp" for p in want("EXPOSE").split()}
-    assert set(config["ExposedPorts"]) == {"5640/tcp", "9090/tcp"}
+    assert set(config["ExposedPorts"]) == {"5640/tcp", "9090/tcp", "9418/tcp"}
     assert config["User"] == want("USER") == "datakit"
     assert set(config["Volumes"]) == set(json.loads(want("VOLUME"))) == {"/data"}
     if effective(stages, default, "STOPSIGNAL"):

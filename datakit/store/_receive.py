@@ -124,13 +124,7 @@ def check_pack(
     ``sizes_checked``: :func:`read_pack_stream` already checked the sizes."""
     assert result.pack is not None
 
-    def stored(sha: bytes) -> tuple[int, bytes]:
-        """A delta base the pack leaves out (thin pack): ours."""
-        found = get_raw(sha.hex() if len(sha) == 20 else sha.decode("ascii"))
-        if found is None:
-            raise KeyError(sha)
-        return found
-
+    stored = _stored(get_raw)
     if not sizes_checked:
         try:
             check_sizes(result.pack, max_object, alive)  # before inflating
@@ -178,12 +172,9 @@ def check_pack(
     return PackContents(types, links, external)
 
 
-def complete_pack(result: ReceivedPack, bases: set[Any], get_raw: GetRaw) -> None:
-    """Append the store's delta bases a thin pack left out (checked when
-    stored), so the pack stands on its own."""
-    if not bases:
-        return
-    assert result.pack is not None
+def _stored(get_raw: GetRaw) -> Callable[[bytes], tuple[int, bytes]]:
+    """dulwich's lookup of a delta base a thin pack leaves out: ours, by
+    binary or hex id; KeyError if we do not have it either."""
 
     def stored(sha: bytes) -> tuple[int, bytes]:
         found = get_raw(sha.hex() if len(sha) == 20 else sha.decode("ascii"))
@@ -191,6 +182,17 @@ def complete_pack(result: ReceivedPack, bases: set[Any], get_raw: GetRaw) -> Non
             raise KeyError(sha)
         return found
 
+    return stored
+
+
+def complete_pack(result: ReceivedPack, bases: set[Any], get_raw: GetRaw) -> None:
+    """Append the store's delta bases a thin pack left out (checked when
+    stored), so the pack stands on its own."""
+    if not bases:
+        return
+    assert result.pack is not None
+
+    stored = _stored(get_raw)
     os.chmod(result.pack, 0o644)
     with open(result.pack, "r+b") as f:
         checksum, extra = extend_pack(f, bases, stored, SHA1)  # type: ignore[arg-type]
@@ -272,6 +274,7 @@ def check_all_links(contents: PackContents, object_type: ObjectType) -> None:
 
 
 # -- a pack as it arrives on a connection ------------------------------------
+
 
 class PackTooBig(PushRefused):
     """The client sent more than the cap: it is not read further."""

@@ -90,7 +90,7 @@ def parse_request(line: bytes) -> Request:
 
 class Connection:
     """One client's socket, seen from its worker thread: blocking reads and
-    writes with a timeout, counted for the metrics.
+    writes with a timeout, counted in the metrics.
 
     Writes are gathered up to WRITE_BUFFER bytes and sent before every read
     (the client answers only what it has received) and at the end: the
@@ -101,14 +101,11 @@ class Connection:
     def __init__(self, sock: socket.socket, timeout: float) -> None:
         self.sock = sock
         sock.settimeout(timeout)
-        self.sent = 0
-        self.received = 0
         self._out = bytearray()
 
     def recv(self, size: int) -> bytes:
         self.flush()
         data = self.sock.recv(size)
-        self.received += len(data)
         metrics.GIT_BYTES_RECEIVED.inc(len(data))
         return data
 
@@ -120,7 +117,6 @@ class Connection:
     def flush(self) -> None:
         if self._out:
             self.sock.sendall(self._out)
-            self.sent += len(self._out)
             metrics.GIT_BYTES_SENT.inc(len(self._out))
             self._out.clear()
 

@@ -111,7 +111,6 @@ class UploadPack(UploadPackHandler):
         self.store_repo = repo
         self.wanted = 0  # commits the client asked for: 0 for ls-remote
         self.common = 0  # commits the client has that we have: 0 for a clone
-        self.sent_objects = 0
 
     def capabilities(self) -> list[bytes]:
         # Partial clones (filter) are not offered: dulwich's filtering needs
@@ -146,5 +145,4 @@ class UploadPack(UploadPackHandler):
         self._start_pack_send_phase()
         self.progress(f"counting objects: {len(ids)}, done.\n".encode("ascii"))
         send_pack(self.write_pack_data, self.store_repo.store, ids)
-        self.sent_objects = len(ids)
         self.proto.write_pkt_line(None)
